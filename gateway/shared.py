@@ -1,0 +1,165 @@
+"""Types shared by the gateway core and the drivers.
+
+This is the only gateway module a driver may import (see docs/architecture.md).
+It holds the reading that flows down the data path, the record classes the
+journal orders by, the base model every config section derives from, and the
+small protocols through which drivers hand data to the core.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Quality(enum.StrEnum):
+    """Why a value can or cannot be trusted. Travels with every reading upstream."""
+
+    GOOD = "good"
+    COMM_FAIL = "comm_fail"  # the device did not answer (timeout, port gone, connection refused)
+    BAD_FRAME = "bad_frame"  # it answered with something we could not use (CRC, short, wrong unit)
+    DEVICE_ERROR = "device_error"  # it answered with a Modbus exception or an error code
+    OUT_OF_RANGE = "out_of_range"  # decoded, but outside the configured valid range: no value sent
+    STALE = "stale"  # no fresh sample within the point's staleness bound
+    UNCERTAIN = "uncertain"  # the device flags the value itself as questionable
+
+
+class RecordClass(enum.IntEnum):
+    """Journal classes. Lower number = higher priority (alarm first, bulk last)."""
+
+    ALARM = 0
+    EVIDENCE = 1  # command replies and broadcast evidence share this priority
+    EVENT = 2
+    STATE = 3
+    TELEMETRY = 4
+    BULK = 5
+
+
+Value = float | int | bool | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One sample of one point.
+
+    ``value`` is None whenever ``quality`` is not GOOD (or UNCERTAIN): a failed read
+    never carries a stale number. ``source_time`` is the wall-clock time (UTC epoch
+    seconds) at which the sample was taken on the box. ``seq`` is the per-gateway
+    sequence number, stamped by the journal when the reading is committed (so it is
+    monotonic across restarts and contiguous for what was journalled); it is None
+    before that.
+    """
+
+    point: str
+    value: Value
+    quality: Quality
+    source_time: float
+    unit: str = ""
+    seq: int | None = None
+    historical: bool = False
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def good(self) -> bool:
+        return self.quality is Quality.GOOD
+
+    def with_seq(self, seq: int) -> Reading:
+        return replace(self, seq=seq)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "point": self.point,
+            "value": self.value,
+            "unit": self.unit,
+            "q": self.quality.value,
+            "ts": round(self.source_time, 3),
+        }
+        if self.seq is not None:
+            out["seq"] = self.seq
+        if self.historical:
+            out["hist"] = True
+        if self.attrs:
+            out["attrs"] = self.attrs
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Reading:
+        return cls(
+            point=str(data["point"]),
+            value=data.get("value"),
+            quality=Quality(data["q"]),
+            source_time=float(data["ts"]),
+            unit=str(data.get("unit", "")),
+            seq=data.get("seq"),
+            historical=bool(data.get("hist", False)),
+            attrs=dict(data.get("attrs", {})),
+        )
+
+
+def now() -> float:
+    """Wall-clock time for source timestamps (one place to change for GNSS time later)."""
+    return time.time()
+
+
+# A driver hands readings to the core through this callable. It may block (await)
+# when the journal is behind: that back-pressure is deliberate, memory stays bounded.
+ReadingSink = Callable[[Reading], Awaitable[None]]
+
+
+class Progress(Protocol):
+    """Liveness hook: every long-running loop calls ``beat()`` each time it makes progress.
+
+    The systemd watchdog pings only while every registered loop has beaten within its deadline.
+    """
+
+    def beat(self) -> None: ...
+
+
+class NullProgress:
+    def beat(self) -> None:
+        return None
+
+
+class BusDriver(Protocol):
+    """A field bus (one serial port or one TCP endpoint) and the one task that owns it."""
+
+    name: str
+
+    def point_ids(self) -> list[str]: ...
+
+    async def run(self, sink: ReadingSink, progress: Progress) -> None:
+        """Poll forever, handing every sample (good or not) to ``sink``. Never returns normally."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """What a link is asked to carry: one or more journal records, already encoded."""
+
+    topic: str
+    payload: bytes
+    seqs: tuple[int, ...]
+
+
+class Link(Protocol):
+    """An uplink. ``send`` returns once the far side acknowledged (e.g. MQTT PUBACK)."""
+
+    name: str
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def run(self, progress: Progress) -> None: ...
+
+    async def send(self, message: OutboundMessage) -> None: ...
