@@ -1,0 +1,704 @@
+"""Compact binary codec for the satellite links (BeiDou RDSS, Iridium SBD).
+
+A level-3 BeiDou card carries 77 data bytes per message and one message per service
+interval, so nothing here is self-describing: points travel as small integer aliases
+agreed in config, numbers as decimal mantissas (varint, zig-zag, delta to the previous
+sample of the same point), times as deltas to a base time, journal seqs as deltas.
+The byte layout is specified in docs/satellite.md; keep the two in step.
+
+Everything is a pure function of its inputs. ``decode`` raises only
+:class:`CompactDecodeError`, whatever bytes it is given (fuzzed in
+tests/unit/test_compact_fuzz.py); encoders raise :class:`CompactEncodeError` for input
+the format cannot carry (a point without an alias, a reading without a journal seq...).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from gateway.shared import Quality, Reading, Value
+
+VERSION = 1
+BEIDOU_LEVEL3_BYTES = 77  # (628 bits - 8-bit 0xA4 mixed-mode marker) / 8, see protocols.md 1b
+
+_U32 = 1 << 32
+_U63 = 1 << 63
+_MAX_VARINT_BYTES = 10  # enough for 64 bits; longer runs are hostile input
+
+
+class CompactError(Exception):
+    """Base of the codec's errors."""
+
+
+class CompactDecodeError(CompactError):
+    """The bytes are not a valid compact message (truncated, unknown kind, bad field...)."""
+
+
+class CompactEncodeError(CompactError, ValueError):
+    """The input cannot be carried by the compact format (or does not fit the size asked)."""
+
+
+class MessageKind(enum.IntEnum):
+    """Low nibble of the first byte."""
+
+    ALARM = 1
+    READINGS = 2
+    ALARM_CANCEL = 3
+    ACK = 4
+    COMMAND = 5
+
+
+# Wire order of qualities: fixed here, independent of the enum's declaration order.
+_QUALITIES: tuple[Quality, ...] = (
+    Quality.GOOD,
+    Quality.UNCERTAIN,
+    Quality.COMM_FAIL,
+    Quality.BAD_FRAME,
+    Quality.DEVICE_ERROR,
+    Quality.OUT_OF_RANGE,
+    Quality.STALE,
+)
+_QUALITY_INDEX = {q: i for i, q in enumerate(_QUALITIES)}
+
+
+class _Form(enum.IntEnum):
+    """How a value is written (docs/satellite.md, "value forms")."""
+
+    FALSE = 0
+    TRUE = 1
+    INT = 2
+    DEC0 = 3  # float, mantissa * 10**0 ... DEC4: mantissa * 10**-4
+    DEC1 = 4
+    DEC2 = 5
+    DEC3 = 6
+    DEC4 = 7
+    DELTA = 8  # zig-zag mantissa delta to the previous value of the same point, same form
+    REPEAT = 9  # identical to the previous value of the same point; no bytes
+    F64 = 10  # IEEE 754 binary64, big-endian
+    STR = 11  # varint length + UTF-8
+
+
+_FORM_COUNT = 12
+_CODE_NULL = 2 * _FORM_COUNT  # 24..30: no value, quality index added
+_CODE_ESCAPE = _CODE_NULL + len(_QUALITIES)  # 31: next byte = quality << 4 | form
+_FLAG_SAME_TIME = 0x80
+_FLAG_NEXT_SEQ = 0x40
+_CODE_MASK = 0x3F
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True, slots=True)
+class AliasTable:
+    """Point aliases agreed in config between the gateway and the platform (alias -> point id)."""
+
+    by_alias: Mapping[int, str]
+    by_point: Mapping[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        by_point: dict[str, int] = {}
+        for alias, point in self.by_alias.items():
+            if not 0 <= alias < _U32:
+                raise ValueError(f"point alias {alias} out of range 0..2**32-1")
+            if point in by_point:
+                raise ValueError(f"point {point!r} has two aliases ({by_point[point]} and {alias})")
+            by_point[point] = alias
+        object.__setattr__(self, "by_point", by_point)
+
+    def point(self, alias: int) -> str:
+        """The point id; an alias the table lacks decodes as ``"@<alias>"`` rather than losing data."""
+        return self.by_alias.get(alias, f"@{alias}")
+
+
+@dataclass(frozen=True, slots=True)
+class CompactAlarm:
+    """An alarm (or the cancel of one) as the satellite path carries it.
+
+    ``rule`` is the alarm rule's alias (0 = unspecified), ``level`` its severity 0..255,
+    ``value``/``quality`` the reading that raised or cleared it, ``time`` whole UTC
+    seconds, ``seq`` its journal seq. ``ref_seq`` (cancels only) is the seq of the alarm
+    being cancelled, if known. ``text`` is optional and is shortened to fit.
+    """
+
+    seq: int
+    time: int
+    point: str
+    rule: int
+    level: int
+    value: Value
+    quality: Quality = Quality.GOOD
+    text: str = ""
+    ref_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompactMessage:
+    """A decoded message. ``seqs`` are the journal seqs it carries: dedup by (gateway, seq)."""
+
+    kind: MessageKind
+    gateway: int
+    base_time: int
+    seqs: tuple[int, ...]
+    readings: tuple[Reading, ...] = ()
+    alarm: CompactAlarm | None = None
+    acked: tuple[tuple[int, int], ...] = ()  # inclusive seq ranges (ACK)
+    command: bytes = b""  # opaque signed envelope (COMMAND); verified by the command plane
+
+
+@dataclass(frozen=True, slots=True)
+class PackedReadings:
+    payload: bytes
+    seqs: tuple[int, ...]  # seqs carried by payload, in order
+    unencodable: tuple[int, ...]  # seqs skipped because the format cannot carry them (no alias...)
+
+
+# --------------------------------------------------------------------------- primitives
+
+
+def _zigzag(n: int) -> int:
+    return 2 * n if n >= 0 else -2 * n - 1
+
+
+def _unzigzag(z: int) -> int:
+    return z >> 1 if not z & 1 else -((z + 1) >> 1)
+
+
+def _put_varint(out: bytearray, n: int) -> None:
+    if not 0 <= n < 1 << 64:
+        raise CompactEncodeError(f"varint out of range: {n}")
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _varint_len(n: int) -> int:
+    return max(1, (n.bit_length() + 6) // 7)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+
+    @property
+    def at_end(self) -> bool:
+        return self._pos >= len(self._data)
+
+    def byte(self) -> int:
+        if self._pos >= len(self._data):
+            raise CompactDecodeError(f"truncated at byte {self._pos}")
+        b = self._data[self._pos]
+        self._pos += 1
+        return b
+
+    def take(self, n: int) -> bytes:
+        if n > len(self._data) - self._pos:
+            raise CompactDecodeError(f"truncated: need {n} bytes at {self._pos}")
+        chunk = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return chunk
+
+    def rest(self) -> bytes:
+        chunk = self._data[self._pos :]
+        self._pos = len(self._data)
+        return chunk
+
+    def varint(self) -> int:
+        n = 0
+        for i in range(_MAX_VARINT_BYTES):
+            b = self.byte()
+            n |= (b & 0x7F) << (7 * i)
+            if not b & 0x80:
+                if n >= 1 << 64:
+                    raise CompactDecodeError("varint exceeds 64 bits")
+                return n
+        raise CompactDecodeError("varint longer than 10 bytes")
+
+    def svarint(self) -> int:
+        return _unzigzag(self.varint())
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(slots=True)
+class _Prev:
+    """Per-point memory for DELTA/REPEAT, identical on both sides."""
+
+    value: Value = None
+    form: _Form | None = None  # INT or DECk of the last numeric value, else None
+    mantissa: int = 0
+
+
+def _same_value(a: Value, b: Value) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float) and isinstance(b, float):
+        return struct.pack(">d", a) == struct.pack(">d", b)  # -0.0 vs 0.0, NaN payloads
+    return a == b
+
+
+def _decimal_value(form: _Form, mantissa: int) -> float:
+    k = form - _Form.DEC0
+    return float(mantissa) if k == 0 else mantissa / 10**k
+
+
+def _as_decimal(v: float, min_k: int) -> tuple[_Form, int] | None:
+    """Smallest exponent k >= min_k with mantissa / 10**k == v exactly, within int64."""
+    if not math.isfinite(v) or abs(v) >= _U63 or (v == 0.0 and math.copysign(1.0, v) < 0):
+        return None
+    for k in range(min_k, 5):
+        form = _Form(_Form.DEC0 + k)
+        m = round(v * 10**k)
+        if -_U63 <= m < _U63 and _decimal_value(form, m) == v:
+            return form, m
+    return None
+
+
+def _write_value(value: Value, prev: _Prev) -> tuple[_Form, bytes]:
+    """Choose the form for ``value`` and return it with its bytes; update ``prev``."""
+    body = bytearray()
+    numeric: tuple[_Form, int] | None = None
+    if prev.value is not None and _same_value(value, prev.value):
+        form = _Form.REPEAT
+        numeric = (prev.form, prev.mantissa) if prev.form is not None else None
+    elif isinstance(value, bool):
+        form = _Form.TRUE if value else _Form.FALSE
+    elif isinstance(value, int):
+        if not -_U63 <= value < _U63:
+            raise CompactEncodeError(f"integer {value} outside int64")
+        numeric = (_Form.INT, value)
+        form = _Form.INT
+        if prev.form is _Form.INT:
+            form = _Form.DELTA
+    elif isinstance(value, float):
+        dec = None
+        if prev.form is not None and prev.form is not _Form.INT:
+            same = _as_decimal(value, prev.form - _Form.DEC0)
+            if same is not None and same[0] is prev.form:
+                dec = same
+        if dec is not None:
+            numeric, form = dec, _Form.DELTA
+        else:
+            dec = _as_decimal(value, 0)
+            if dec is None:
+                form = _Form.F64
+                body += struct.pack(">d", value)
+            else:
+                numeric, form = dec, dec[0]
+    elif isinstance(value, str):
+        raw = value.encode("utf-8")
+        form = _Form.STR
+        _put_varint(body, len(raw))
+        body += raw
+    else:
+        raise CompactEncodeError(f"cannot encode value of type {type(value).__name__}")
+    if numeric is not None and form is not _Form.REPEAT:
+        nform, mantissa = numeric
+        if form is _Form.DELTA:
+            delta = _zigzag(mantissa - prev.mantissa)
+            if _varint_len(delta) >= _varint_len(_zigzag(mantissa)):
+                form = nform  # absolute is no longer than the delta
+                _put_varint(body, _zigzag(mantissa))
+            else:
+                _put_varint(body, delta)
+        else:
+            _put_varint(body, _zigzag(mantissa))
+    prev.value = value
+    prev.form, prev.mantissa = numeric if numeric is not None else (None, 0)
+    return form, bytes(body)
+
+
+def _read_value(r: _Reader, form: _Form, prev: _Prev) -> Value:
+    value: Value
+    numeric: tuple[_Form, int] | None = None
+    if form is _Form.REPEAT:
+        if prev.value is None:
+            raise CompactDecodeError("REPEAT without a previous value")
+        value = prev.value
+        numeric = (prev.form, prev.mantissa) if prev.form is not None else None
+    elif form in (_Form.FALSE, _Form.TRUE):
+        value = form is _Form.TRUE
+    elif form is _Form.INT or _Form.DEC0 <= form <= _Form.DEC4:
+        numeric = (form, r.svarint())
+    elif form is _Form.DELTA:
+        if prev.form is None:
+            raise CompactDecodeError("DELTA without a previous number")
+        numeric = (prev.form, prev.mantissa + r.svarint())
+    elif form is _Form.F64:
+        value = struct.unpack(">d", r.take(8))[0]
+    else:  # STR
+        try:
+            value = r.take(r.varint()).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CompactDecodeError(f"string is not UTF-8: {exc}") from None
+    if numeric is not None:
+        nform, mantissa = numeric
+        if not -_U63 <= mantissa < _U63:
+            raise CompactDecodeError("number outside int64")
+        value = mantissa if nform is _Form.INT else _decimal_value(nform, mantissa)
+    prev.value = value
+    prev.form, prev.mantissa = numeric if numeric is not None else (None, 0)
+    return value
+
+
+def _value_code(form: _Form | None, quality: Quality) -> bytes:
+    """Low six bits of the head byte (+ the escape byte when needed)."""
+    qi = _QUALITY_INDEX[quality]
+    if form is None:
+        return bytes([_CODE_NULL + qi])
+    if qi <= 1:
+        return bytes([2 * form + qi])
+    return bytes([_CODE_ESCAPE, qi << 4 | form])
+
+
+def _read_code(r: _Reader, code: int) -> tuple[_Form | None, Quality]:
+    if code < _CODE_NULL:
+        return _Form(code >> 1), _QUALITIES[code & 1]
+    if code < _CODE_ESCAPE:
+        return None, _QUALITIES[code - _CODE_NULL]
+    if code == _CODE_ESCAPE:
+        b = r.byte()
+        qi, f = b >> 4, b & 0x0F
+        if qi >= len(_QUALITIES) or f >= _FORM_COUNT:
+            raise CompactDecodeError(f"bad escape byte 0x{b:02x}")
+        return _Form(f), _QUALITIES[qi]
+    raise CompactDecodeError(f"reserved value code {code}")
+
+
+# --------------------------------------------------------------------------- header
+
+
+def _header(kind: MessageKind, gateway: int, base_time: int, seq: int) -> bytearray:
+    if not 0 <= gateway < _U32:
+        raise CompactEncodeError(f"gateway id {gateway} out of range 0..2**32-1")
+    if not 0 <= base_time < _U32:
+        raise CompactEncodeError(f"time {base_time} out of range for a u32 epoch")
+    if not 0 <= seq < _U63:
+        raise CompactEncodeError(f"seq {seq} out of range")
+    out = bytearray([VERSION << 4 | kind])
+    _put_varint(out, gateway)
+    out += base_time.to_bytes(4, "big")
+    _put_varint(out, seq)
+    return out
+
+
+def _whole_seconds(t: float) -> int:
+    if not math.isfinite(t) or not 0 <= t < _U32:
+        raise CompactEncodeError(f"time {t} not representable as a u32 epoch")
+    return math.floor(t)
+
+
+# --------------------------------------------------------------------------- readings
+
+
+def _reading_seq(r: Reading) -> int:
+    if r.seq is None or not 0 <= r.seq < _U63:
+        raise CompactEncodeError(f"reading of {r.point} has no valid journal seq ({r.seq})")
+    return r.seq
+
+
+class _ReadingsWriter:
+    """Appends readings one at a time so pack_readings can stop at the byte budget."""
+
+    def __init__(self, aliases: AliasTable, base_time: int, base_seq: int) -> None:
+        self.aliases = aliases
+        self.body = bytearray()
+        self.count = 0
+        self._time = base_time
+        self._seq = base_seq - 1
+        self._prev: dict[int, _Prev] = {}
+
+    def encoded(self, r: Reading) -> tuple[bytes, _Prev, int, int]:
+        """Bytes for ``r`` and the state after it (not committed)."""
+        alias = self.aliases.by_point.get(r.point)
+        if alias is None:
+            raise CompactEncodeError(f"point {r.point!r} has no compact alias")
+        seq, t = _reading_seq(r), _whole_seconds(r.source_time)
+        old = self._prev.get(alias, _Prev())
+        prev = _Prev(old.value, old.form, old.mantissa)
+        out = bytearray()
+        _put_varint(out, alias)
+        flags = 0
+        tail = bytearray()
+        if t == self._time and not r.historical:
+            flags |= _FLAG_SAME_TIME
+        else:
+            _put_varint(tail, _zigzag(t - self._time) << 1 | r.historical)
+        if seq == self._seq + 1:
+            flags |= _FLAG_NEXT_SEQ
+        else:
+            _put_varint(tail, _zigzag(seq - self._seq))
+        form: _Form | None = None
+        value_bytes = b""
+        if r.value is not None:
+            form, value_bytes = _write_value(r.value, prev)
+        else:
+            prev = old
+        code = _value_code(form, r.quality)
+        out.append(flags | code[0])
+        out += code[1:] + tail + value_bytes
+        return bytes(out), prev, t, seq
+
+    def add(self, r: Reading) -> bytes:
+        raw, prev, t, seq = self.encoded(r)
+        alias = self.aliases.by_point[r.point]
+        self._prev[alias] = prev
+        self._time, self._seq = t, seq
+        self.body += raw
+        self.count += 1
+        return raw
+
+
+def _readings_base(readings: Sequence[Reading]) -> tuple[int, int]:
+    first = readings[0]
+    return _whole_seconds(first.source_time), _reading_seq(first)
+
+
+def encode_readings(readings: Sequence[Reading], *, gateway: int, aliases: AliasTable) -> bytes:
+    """All ``readings`` in one READINGS message (no size limit; see pack_readings)."""
+    if not readings:
+        raise CompactEncodeError("no readings to encode")
+    base_time, base_seq = _readings_base(readings)
+    w = _ReadingsWriter(aliases, base_time, base_seq)
+    for r in readings:
+        w.add(r)
+    out = _header(MessageKind.READINGS, gateway, base_time, base_seq)
+    _put_varint(out, w.count)
+    return bytes(out + w.body)
+
+
+def pack_readings(
+    readings: Iterable[Reading], *, gateway: int, aliases: AliasTable, max_bytes: int
+) -> PackedReadings:
+    """Pack readings, in the order given, until the next one would exceed ``max_bytes``.
+
+    Readings the format cannot carry (point without alias, no seq, odd value) are
+    skipped and reported in ``unencodable`` so the caller can route them elsewhere.
+    An empty ``payload`` means not even one reading fitted.
+    """
+    w: _ReadingsWriter | None = None
+    header = b""
+    seqs: list[int] = []
+    skipped: list[int] = []
+    for r in readings:
+        try:
+            if w is None:
+                base_time, base_seq = _readings_base([r])
+                header = bytes(_header(MessageKind.READINGS, gateway, base_time, base_seq))
+                w = _ReadingsWriter(aliases, base_time, base_seq)
+            raw = w.encoded(r)[0]
+        except CompactEncodeError:
+            if r.seq is not None:
+                skipped.append(r.seq)
+            if w is not None and w.count == 0:
+                w = None  # the base was taken from a reading we cannot carry
+            continue
+        if len(header) + _varint_len(w.count + 1) + len(w.body) + len(raw) > max_bytes:
+            break
+        w.add(r)
+        seqs.append(_reading_seq(r))
+    if w is None or w.count == 0:
+        return PackedReadings(b"", (), tuple(skipped))
+    count = bytearray()
+    _put_varint(count, w.count)
+    return PackedReadings(header + bytes(count) + bytes(w.body), tuple(seqs), tuple(skipped))
+
+
+def _decode_readings(r: _Reader, base_time: int, base_seq: int, aliases: AliasTable) -> list[Reading]:
+    count = r.varint()
+    out: list[Reading] = []
+    t, seq = base_time, base_seq - 1
+    prevs: dict[int, _Prev] = {}
+    for _ in range(count):
+        if r.at_end:  # each reading takes >= 2 bytes: a huge count cannot make us loop long
+            raise CompactDecodeError(f"truncated: {len(out)} of {count} readings")
+        alias = r.varint()
+        head = r.byte()
+        form, quality = _read_code(r, head & _CODE_MASK)
+        historical = False
+        if not head & _FLAG_SAME_TIME:
+            tv = r.varint()
+            historical = bool(tv & 1)
+            t += _unzigzag(tv >> 1)
+        seq = seq + 1 if head & _FLAG_NEXT_SEQ else seq + _unzigzag(r.varint())
+        if not 0 <= t < _U32 or not 0 <= seq < _U63:
+            raise CompactDecodeError("time or seq out of range")
+        value: Value = None
+        if form is not None:
+            value = _read_value(r, form, prevs.setdefault(alias, _Prev()))
+        out.append(
+            Reading(
+                point=aliases.point(alias),
+                value=value,
+                quality=quality,
+                source_time=float(t),
+                seq=seq,
+                historical=historical,
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- alarms
+
+
+def _utf8_prefix(text: str, limit: int) -> bytes:
+    raw = text.encode("utf-8")[: max(0, limit)]
+    return raw.decode("utf-8", errors="ignore").encode("utf-8")  # never cut a character in two
+
+
+def _encode_alarm(
+    kind: MessageKind, alarm: CompactAlarm, gateway: int, aliases: AliasTable, max_bytes: int
+) -> bytes:
+    alias = aliases.by_point.get(alarm.point)
+    if alias is None:
+        raise CompactEncodeError(f"point {alarm.point!r} has no compact alias")
+    if not 0 <= alarm.rule < _U32 or not 0 <= alarm.level <= 255:
+        raise CompactEncodeError("alarm rule must be 0..2**32-1 and level 0..255")
+    out = _header(kind, gateway, alarm.time, alarm.seq)
+    _put_varint(out, alias)
+    _put_varint(out, alarm.rule)
+    out.append(alarm.level)
+    if kind is MessageKind.ALARM_CANCEL:
+        ref = alarm.ref_seq
+        if ref is not None and not 0 <= ref <= alarm.seq:
+            raise CompactEncodeError("ref_seq must precede the cancel's own seq")
+        _put_varint(out, 0 if ref is None else alarm.seq - ref + 1)
+    form: _Form | None = None
+    value_bytes = b""
+    if alarm.value is not None:
+        form, value_bytes = _write_value(alarm.value, _Prev())
+    out += _value_code(form, alarm.quality) + value_bytes
+    if len(out) > max_bytes:
+        raise CompactEncodeError(f"alarm takes {len(out)} bytes, more than {max_bytes}")
+    return bytes(out + _utf8_prefix(alarm.text, max_bytes - len(out)))
+
+
+def encode_alarm(alarm: CompactAlarm, *, gateway: int, aliases: AliasTable, max_bytes: int = 77) -> bytes:
+    """One ALARM message of at most ``max_bytes``; ``alarm.text`` is shortened to fit."""
+    return _encode_alarm(MessageKind.ALARM, alarm, gateway, aliases, max_bytes)
+
+
+def encode_alarm_cancel(
+    alarm: CompactAlarm, *, gateway: int, aliases: AliasTable, max_bytes: int = 77
+) -> bytes:
+    """One ALARM_CANCEL message; ``alarm.ref_seq`` names the alarm it clears, if known."""
+    return _encode_alarm(MessageKind.ALARM_CANCEL, alarm, gateway, aliases, max_bytes)
+
+
+def _decode_alarm(r: _Reader, kind: MessageKind, time: int, seq: int, aliases: AliasTable) -> CompactAlarm:
+    alias = r.varint()
+    rule = r.varint()
+    level = r.byte()
+    ref_seq: int | None = None
+    if kind is MessageKind.ALARM_CANCEL:
+        ref = r.varint()
+        if ref > seq + 1:
+            raise CompactDecodeError("cancel refers to a seq below zero")
+        ref_seq = None if ref == 0 else seq - ref + 1
+    form, quality = _read_code(r, r.byte())
+    if rule >= _U32:
+        raise CompactDecodeError("rule alias out of range")
+    value = None if form is None else _read_value(r, form, _Prev())
+    try:
+        text = r.rest().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CompactDecodeError(f"alarm text is not UTF-8: {exc}") from None
+    return CompactAlarm(seq, time, aliases.point(alias), rule, level, value, quality, text, ref_seq)
+
+
+# --------------------------------------------------------------------------- ack, command
+
+
+def encode_ack(ranges: Sequence[tuple[int, int]], *, gateway: int, time: int) -> bytes:
+    """Platform -> gateway: the inclusive seq ranges received (sorted, disjoint)."""
+    if not ranges:
+        raise CompactEncodeError("an ack needs at least one range")
+    out = _header(MessageKind.ACK, gateway, time, ranges[0][0])
+    _put_varint(out, len(ranges))
+    end = ranges[0][0] - 1
+    for lo, hi in ranges:
+        if lo <= end or hi < lo or hi >= _U63:
+            raise CompactEncodeError(f"ack ranges must be sorted and disjoint: {ranges}")
+        _put_varint(out, lo - end - 1)
+        _put_varint(out, hi - lo)
+        end = hi
+    return bytes(out)
+
+
+def _decode_ack(r: _Reader, first: int) -> tuple[tuple[int, int], ...]:
+    count = r.varint()
+    ranges: list[tuple[int, int]] = []
+    end = first - 1
+    for _ in range(count):
+        if r.at_end:
+            raise CompactDecodeError("truncated ack")
+        lo = end + 1 + r.varint()
+        hi = lo + r.varint()
+        if hi >= _U63:
+            raise CompactDecodeError("ack seq out of range")
+        ranges.append((lo, hi))
+        end = hi
+    if not ranges:
+        raise CompactDecodeError("ack without ranges")
+    return tuple(ranges)
+
+
+def encode_command(envelope: bytes, *, gateway: int, time: int, command_id: int) -> bytes:
+    """Platform -> gateway: an opaque (signed) command envelope; the command plane verifies it."""
+    return bytes(_header(MessageKind.COMMAND, gateway, time, command_id) + envelope)
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def decode(data: bytes, aliases: AliasTable | Mapping[int, str] | None = None) -> CompactMessage:
+    """Parse one message. Raises :class:`CompactDecodeError` and nothing else on bad input."""
+    if not isinstance(aliases, AliasTable):
+        aliases = AliasTable(aliases or {})
+    try:
+        return _decode(bytes(data), aliases)
+    except CompactDecodeError:
+        raise
+    except (ValueError, OverflowError, struct.error, IndexError) as exc:
+        raise CompactDecodeError(f"malformed message: {exc}") from None
+
+
+def _decode(data: bytes, aliases: AliasTable) -> CompactMessage:
+    r = _Reader(data)
+    first = r.byte()
+    if first >> 4 != VERSION:
+        raise CompactDecodeError(f"unsupported version {first >> 4}")
+    try:
+        kind = MessageKind(first & 0x0F)
+    except ValueError:
+        raise CompactDecodeError(f"unknown message kind {first & 0x0F}") from None
+    gateway = r.varint()
+    base_time = int.from_bytes(r.take(4), "big")
+    seq = r.varint()
+    if gateway >= _U32 or seq >= _U63:
+        raise CompactDecodeError("gateway id or seq out of range")
+    if kind is MessageKind.READINGS:
+        readings = tuple(_decode_readings(r, base_time, seq, aliases))
+        _expect_end(r)
+        return CompactMessage(kind, gateway, base_time, tuple(x.seq or 0 for x in readings), readings)
+    if kind in (MessageKind.ALARM, MessageKind.ALARM_CANCEL):
+        alarm = _decode_alarm(r, kind, base_time, seq, aliases)
+        return CompactMessage(kind, gateway, base_time, (seq,), alarm=alarm)
+    if kind is MessageKind.ACK:
+        acked = _decode_ack(r, seq)
+        _expect_end(r)
+        return CompactMessage(kind, gateway, base_time, (), acked=acked)
+    return CompactMessage(kind, gateway, base_time, (seq,), command=r.rest())
+
+
+def _expect_end(r: _Reader) -> None:
+    if not r.at_end:
+        raise CompactDecodeError("trailing bytes after the last field")
