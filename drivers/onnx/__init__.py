@@ -1,0 +1,1 @@
+"""ONNX Runtime inference backend (the detector worker loads it by name; see gateway/vision/backend.py)."""
