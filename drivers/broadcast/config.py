@@ -1,0 +1,140 @@
+"""Config models of the broadcast outputs, one per output type (``type`` discriminator)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from gateway.shared import Seconds, StrictModel
+
+# A relay output held on longer than this is a wiring or config mistake, not a warning.
+HARD_MAX_ACTIVATION_S = 900.0
+
+
+class ModbusBoardConfig(StrictModel):
+    """How to reach a Modbus relay board: TCP (or a TCP-to-RS485 bridge) or a serial port."""
+
+    transport: Literal["tcp", "serial"] = "tcp"
+    host: str = "127.0.0.1"
+    port: int = Field(default=502, ge=1, le=65535)
+    serial_port: str | None = None
+    baudrate: int = Field(default=9600, ge=1200, le=115200)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    device_id: int = Field(default=1, ge=0, le=247)
+    timeout: Seconds = Field(default=1.0, gt=0, le=10)
+
+    @model_validator(mode="after")
+    def _serial_needs_port(self) -> ModbusBoardConfig:
+        if self.transport == "serial" and not self.serial_port:
+            raise ValueError("transport: serial needs serial_port (e.g. /dev/ttyUSB0)")
+        return self
+
+
+class BoardAutoOffConfig(StrictModel):
+    """Board-side dead-man: a holding register that makes the board drop the relay by itself.
+
+    Many RS-485 relay boards have a "flash"/interlock/watchdog register; the address and unit
+    are board-specific (read the board manual). The gateway writes ceil(max_activation / unit_s)
+    there before switching the relay on, so the relay drops even if the gateway dies.
+    """
+
+    register: int = Field(ge=0, le=65535)
+    unit_s: float = Field(default=0.1, gt=0)
+    max_value: int = Field(default=65535, ge=1, le=65535)
+
+
+class RelayCoilConfig(StrictModel):
+    board: ModbusBoardConfig
+    coil: int = Field(ge=0, le=65535, description="0-based coil address as sent on the wire")
+    readback: Literal["coil", "discrete_input", "none"] = Field(
+        default="coil",
+        description="what proves the relay switched: the coil itself, or a current-sense discrete input",
+    )
+    readback_address: int | None = Field(default=None, ge=0, le=65535)
+
+    @property
+    def readback_at(self) -> int:
+        return self.coil if self.readback_address is None else self.readback_address
+
+
+class SirenRelayConfig(RelayCoilConfig):
+    type: Literal["modbus_relay_siren"]
+    outdoor: bool = True
+    max_activation_s: Seconds = Field(default=180.0, gt=0, le=HARD_MAX_ACTIVATION_S)
+    board_auto_off: BoardAutoOffConfig | None = None
+
+
+class AmplifierConfig(RelayCoilConfig):
+    warmup_s: Seconds = Field(default=0.5, le=10)
+
+
+class TtsConfig(StrictModel):
+    # {out} is the WAV to write, {text} the text; espeak-ng voice cmn is Mandarin.
+    command: list[str] = Field(
+        default_factory=lambda: ["espeak-ng", "-v", "cmn", "-s", "140", "-w", "{out}", "{text}"], min_length=1
+    )
+    timeout_s: Seconds = Field(default=20.0, gt=0)
+    max_chars: int = Field(default=200, ge=1, le=2000)
+
+
+class AlsaAudioConfig(StrictModel):
+    type: Literal["alsa_audio"]
+    device: str = "default"
+    # {device} is the ALSA device, {files} expands to the clips to play, in order.
+    player: list[str] = Field(
+        default_factory=lambda: ["aplay", "-q", "-D", "{device}", "{files}"], min_length=1
+    )
+    outdoor: bool = False
+    amplifier: AmplifierConfig | None = None
+    tts: TtsConfig = Field(default_factory=TtsConfig)
+    work_dir: str = "/var/lib/fieldgate/tts"
+    max_activation_s: Seconds = Field(default=300.0, gt=0, le=HARD_MAX_ACTIVATION_S)
+
+    @field_validator("player")
+    @classmethod
+    def _player_takes_files(cls, value: list[str]) -> list[str]:
+        if "{files}" not in value:
+            raise ValueError("player must contain the argument {files}")
+        return value
+
+
+class RtpMulticastConfig(StrictModel):
+    type: Literal["rtp_multicast"]
+    group: str = Field(description="IPv4 multicast group (or a unicast address for a single speaker)")
+    port: int = Field(default=5004, ge=1, le=65535)
+    ttl: int = Field(default=4, ge=1, le=255)
+    interface: str | None = Field(default=None, description="IPv4 address of the interface to send from")
+    outdoor: bool = True
+    max_activation_s: Seconds = Field(default=300.0, gt=0, le=HARD_MAX_ACTIVATION_S)
+    tts: TtsConfig = Field(default_factory=TtsConfig)
+    work_dir: str = "/var/lib/fieldgate/tts"
+
+    @field_validator("group", "interface")
+    @classmethod
+    def _ipv4(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.IPv4Address(value)
+        return value
+
+
+class HttpTriggerConfig(StrictModel):
+    type: Literal["http_trigger"]
+    # Placeholders: {alert_id} {status} {clip} {zones}
+    url: str = Field(pattern=r"^https?://")
+    method: Literal["GET", "POST", "PUT"] = "POST"
+    body: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    cancel_url: str | None = Field(default=None, pattern=r"^https?://")
+    cancel_method: Literal["GET", "POST", "PUT", "DELETE"] = "POST"
+    cancel_body: str | None = None
+    timeout_s: Seconds = Field(default=3.0, gt=0, le=30)
+    outdoor: bool = True
+
+
+OutputConfig = Annotated[
+    SirenRelayConfig | AlsaAudioConfig | RtpMulticastConfig | HttpTriggerConfig,
+    Field(discriminator="type"),
+]

@@ -1,0 +1,87 @@
+"""A relay coil on a Modbus board, driven with pymodbus's *synchronous* client.
+
+Why synchronous: the siren's cadence and its auto-off run in their own threads so that a
+busy or stalled event loop can never hold a siren on. Every request is serialised by one
+lock (a Modbus master must not interleave requests) and bounded by the client timeout.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from drivers.broadcast.config import BoardAutoOffConfig, ModbusBoardConfig, RelayCoilConfig
+
+
+class RelayError(Exception):
+    """The board did not answer or refused; the message says which request."""
+
+
+def _make_client(board: ModbusBoardConfig) -> Any:
+    if board.transport == "tcp":
+        return ModbusTcpClient(board.host, port=board.port, timeout=board.timeout, retries=0)
+    return ModbusSerialClient(
+        str(board.serial_port),
+        baudrate=board.baudrate,
+        parity=board.parity,
+        stopbits=board.stopbits,
+        timeout=board.timeout,
+        retries=0,
+    )
+
+
+class RelayCoil:
+    def __init__(self, config: RelayCoilConfig) -> None:
+        self.config = config
+        self._client: Any = _make_client(config.board)
+        self._lock = threading.Lock()
+        # Upper bound for waiting on the lock: one request in flight at most, plus a margin.
+        self._lock_timeout = 3 * config.board.timeout + 1.0
+
+    def _call(self, what: str, fn: str, *args: Any, **kwargs: Any) -> Any:
+        if not self._lock.acquire(timeout=self._lock_timeout):
+            raise RelayError(f"{what}: board busy (lock not acquired)")
+        try:
+            if not self._client.connected and not self._client.connect():
+                raise RelayError(f"{what}: cannot connect to the relay board")
+            try:
+                response = getattr(self._client, fn)(*args, device_id=self.config.board.device_id, **kwargs)
+            except ModbusException as exc:
+                self._client.close()  # reconnect next time: the stream may be out of step
+                raise RelayError(f"{what}: {exc}") from exc
+            if response.isError():
+                raise RelayError(f"{what}: board answered with an exception ({response})")
+            return response
+        finally:
+            self._lock.release()
+
+    def write(self, on: bool) -> None:
+        self._call(f"write coil {self.config.coil}={int(on)}", "write_coil", self.config.coil, on)
+
+    def read_back(self) -> bool | None:
+        """The relay's proven state, or None when this relay has no read-back configured."""
+        if self.config.readback == "none":
+            return None
+        at = self.config.readback_at
+        if self.config.readback == "coil":
+            response = self._call(f"read coil {at}", "read_coils", at, count=1)
+        else:
+            response = self._call(f"read discrete input {at}", "read_discrete_inputs", at, count=1)
+        return bool(response.bits[0])
+
+    def switch(self, on: bool) -> bool | None:
+        """Write then read back. Returns the read-back (None without read-back)."""
+        self.write(on)
+        return self.read_back()
+
+    def arm_board_auto_off(self, auto_off: BoardAutoOffConfig, seconds: float) -> None:
+        value = min(auto_off.max_value, max(1, math.ceil(seconds / auto_off.unit_s)))
+        self._call(f"write auto-off register {auto_off.register}", "write_register", auto_off.register, value)
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
