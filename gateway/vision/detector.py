@@ -41,6 +41,7 @@ class Detector:
         self.max_detections = m.max_detections
         self.rgb = m.input.color == "rgb"
         self.scale = m.input.scale
+        self.pad_value = m.input.pad_value
         self.layout: Layout | None = None if m.layout == "auto" else m.layout
         if self.layout is None and backend.output_shapes and all(
             isinstance(d, int) for d in backend.output_shapes[0]
@@ -53,7 +54,7 @@ class Detector:
         """Detections for ``image`` (HxWx3 BGR uint8), boxes in ``image`` pixels, 'ignore' classes dropped."""
         h, w = image.shape[:2]
         lb = letterbox_params(w, h, self.width, self.height)
-        canvas = apply_letterbox(image, lb, self.backend.resize, out=self._canvas)
+        canvas = apply_letterbox(image, lb, self.backend.resize, out=self._canvas, pad_value=self.pad_value)
         outputs = self.backend.run(to_blob(canvas, self.rgb, self.scale))
         if not outputs:
             raise LayoutError("the model returned no outputs")

@@ -44,11 +44,13 @@ def letterbox_params(src_w: int, src_h: int, dst_w: int, dst_h: int) -> Letterbo
     return Letterbox(scale, (dst_w - new_w) // 2, (dst_h - new_h) // 2, new_w, new_h, dst_w, dst_h)
 
 
-def apply_letterbox(image: Image, lb: Letterbox, resize: Resize, out: Image | None = None) -> Image:
+def apply_letterbox(
+    image: Image, lb: Letterbox, resize: Resize, out: Image | None = None, pad_value: int = PAD_VALUE
+) -> Image:
     """Resize ``image`` into a padded [dst_h, dst_w, C] canvas (``out`` is reused when given)."""
     channels = image.shape[2] if image.ndim == 3 else 1
     canvas = out if out is not None else np.empty((lb.dst_h, lb.dst_w, channels), np.uint8)
-    canvas.fill(PAD_VALUE)
+    canvas.fill(pad_value)
     if (image.shape[1], image.shape[0]) == (lb.new_w, lb.new_h):
         resized = image
     else:

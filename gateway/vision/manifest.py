@@ -36,6 +36,7 @@ class InputSpec(StrictModel):
     height: int = Field(ge=16, le=4096)
     color: Literal["rgb", "bgr"] = "rgb"
     scale: float = Field(default=1 / 255.0, gt=0, description="pixel value multiplier (1/255 -> 0..1)")
+    pad_value: int = Field(default=114, ge=0, le=255, description="letterbox border grey level")
 
 
 class RoleThresholds(StrictModel):
