@@ -1,0 +1,262 @@
+"""The rule engine: a pure class, readings in, alarm transitions out. No I/O, no clock of its own.
+
+Time comes from the readings (``source_time``) and from ``tick(now)``, so a recorded series
+replays exactly as it ran live (``fieldgate rules test``).
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.rules.conditions import Evaluator, RateEval, Tri, all_of, any_of, make_eval
+from gateway.rules.config import (
+    FAULT_RULE_TYPES,
+    AllOfRule,
+    AnyOfRule,
+    CommFailRule,
+    Rule,
+    RulesConfig,
+    StaleRule,
+)
+from gateway.shared import Quality, Reading
+
+
+class TransitionKind(enum.StrEnum):
+    RAISED = "raised"
+    ACKNOWLEDGED = "acknowledged"
+    CLEARED = "cleared"
+
+
+class AlarmClass(enum.StrEnum):
+    PROCESS = "process"  # the world is in a dangerous state: may drive a broadcast (site plan)
+    FAULT = "fault"  # the gateway cannot see (stale, comm-fail, missing read-back): never a siren
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmTransition:
+    kind: TransitionKind
+    rule_id: str
+    alarm_id: str
+    severity: str
+    alarm_class: AlarmClass
+    time: float
+    message: str = ""
+    # point -> {"value": ..., "q": ...}: the evidence the decision was made on
+    points: dict[str, dict[str, Any]] = field(default_factory=dict)
+    operator: str | None = None
+
+    @property
+    def trusted(self) -> bool:
+        """True when every point behind the transition was GOOD (required for an automatic broadcast)."""
+        return bool(self.points) and all(p.get("q") == Quality.GOOD.value for p in self.points.values())
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind.value,
+            "rule": self.rule_id,
+            "alarm_id": self.alarm_id,
+            "severity": self.severity,
+            "class": self.alarm_class.value,
+            "ts": round(self.time, 3),
+            "points": self.points,
+        }
+        if self.message:
+            out["message"] = self.message
+        if self.operator:
+            out["operator"] = self.operator
+        return out
+
+
+@dataclass
+class _Active:
+    alarm_id: str
+    acknowledged: bool = False
+
+
+class _RuleState:
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.alarm_class = AlarmClass.FAULT if rule.type in FAULT_RULE_TYPES else AlarmClass.PROCESS
+        self.evals: list[tuple[str, Evaluator]] = []
+        if isinstance(rule, AllOfRule | AnyOfRule):
+            self.evals = [(c.point, make_eval(c)) for c in rule.conditions]
+        elif not isinstance(rule, StaleRule | CommFailRule):
+            self.evals = [(rule.point, make_eval(rule))]
+        p = rule.persistence
+        self.history: collections.deque[bool] = collections.deque(maxlen=p.m if p and p.m else 1)
+        self.true_since: float | None = None
+        self.active: _Active | None = None
+        self.fail_count = 0
+        self.last_good: float | None = None
+
+    @property
+    def points(self) -> list[str]:
+        if isinstance(self.rule, StaleRule | CommFailRule):
+            return [self.rule.point]
+        return [point for point, _ in self.evals]
+
+
+class RuleEngine:
+    def __init__(self, rules: RulesConfig | Sequence[Rule]) -> None:
+        rule_list = rules.rules if isinstance(rules, RulesConfig) else list(rules)
+        self._states = [_RuleState(rule) for rule in rule_list]
+        self._by_point: dict[str, list[_RuleState]] = collections.defaultdict(list)
+        for state in self._states:
+            for point in dict.fromkeys(state.points):
+                self._by_point[point].append(state)
+        self._latest: dict[str, Reading] = {}  # only points some rule uses: bounded by config
+        self._started: float | None = None
+        self._counter = 0
+
+    # ---- inputs ----
+
+    def evaluate(self, reading: Reading) -> list[AlarmTransition]:
+        states = self._by_point.get(reading.point)
+        if not states:
+            return []
+        now = reading.source_time
+        if self._started is None:
+            self._started = now
+        self._latest[reading.point] = reading
+        out: list[AlarmTransition] = []
+        for state in states:
+            for point, evaluator in state.evals:
+                if point == reading.point and isinstance(evaluator, RateEval):
+                    evaluator.add(reading)
+            out.extend(self._step(state, now, sample=True))
+        return out
+
+    def tick(self, now: float) -> list[AlarmTransition]:
+        """Time-based conditions: stale points, persistence by time, detections that expire."""
+        if self._started is None:
+            self._started = now
+        out: list[AlarmTransition] = []
+        for state in self._states:
+            out.extend(self._step(state, now, sample=False))
+        return out
+
+    def acknowledge(self, key: str, operator: str, now: float) -> list[AlarmTransition]:
+        """Acknowledge by alarm id or rule id. Acknowledging does not clear: the condition must go."""
+        for state in self._states:
+            active = state.active
+            if active and not active.acknowledged and key in (active.alarm_id, state.rule.id):
+                active.acknowledged = True
+                return [self._transition(state, TransitionKind.ACKNOWLEDGED, now, operator=operator)]
+        return []
+
+    def active_alarms(self) -> list[dict[str, Any]]:
+        return [
+            {"rule": s.rule.id, "alarm_id": s.active.alarm_id, "acknowledged": s.active.acknowledged,
+             "severity": s.rule.severity, "class": s.alarm_class.value}
+            for s in self._states if s.active is not None
+        ]
+
+    # ---- evaluation ----
+
+    def _condition(self, state: _RuleState, now: float) -> Tri:
+        rule = state.rule
+        if isinstance(rule, StaleRule):
+            return self._stale(state, now)
+        if isinstance(rule, CommFailRule):
+            return self._comm_fail(state)
+        freshness = isinstance(rule, AllOfRule | AnyOfRule)
+        values = [ev.update(self._latest.get(point), now, freshness) for point, ev in state.evals]
+        if isinstance(rule, AnyOfRule):
+            return any_of(values)
+        return all_of(values)
+
+    def _stale(self, state: _RuleState, now: float) -> Tri:
+        assert isinstance(state.rule, StaleRule)
+        latest = self._latest.get(state.rule.point)
+        if latest is not None and latest.good:
+            state.last_good = latest.source_time
+        since = state.last_good if state.last_good is not None else self._started
+        return since is not None and now - since > state.rule.max_age_s
+
+    def _comm_fail(self, state: _RuleState) -> Tri:
+        assert isinstance(state.rule, CommFailRule)
+        latest = self._latest.get(state.rule.point)
+        if latest is None:
+            return None
+        if latest.good:
+            return False
+        return state.fail_count >= state.rule.after if latest.quality in state.rule.qualities else None
+
+    def _step(self, state: _RuleState, now: float, sample: bool) -> list[AlarmTransition]:
+        if sample and isinstance(state.rule, CommFailRule):
+            latest = self._latest[state.rule.point]
+            state.fail_count = 0 if latest.quality not in state.rule.qualities else state.fail_count + 1
+        value = self._condition(state, now)
+        persistence = state.rule.persistence
+        if sample and value is not None and persistence and persistence.m:
+            state.history.append(value)
+        if value is True:
+            state.true_since = now if state.true_since is None else state.true_since
+        elif value is False:
+            state.true_since = None
+
+        if state.active is None:
+            if value is True and self._persisted(state, now):
+                self._counter += 1
+                state.active = _Active(f"{state.rule.id}-{int(now * 1000)}-{self._counter}")
+                return [self._transition(state, TransitionKind.RAISED, now)]
+            return []
+        if value is False and not self._still_counting(state):
+            transition = self._transition(state, TransitionKind.CLEARED, now)
+            state.active = None
+            state.history.clear()
+            return [transition]
+        return []
+
+    @staticmethod
+    def _persisted(state: _RuleState, now: float) -> bool:
+        p = state.rule.persistence
+        if p is None:
+            return True
+        if p.for_s is not None and (state.true_since is None or now - state.true_since < p.for_s):
+            return False
+        return not (p.n is not None and sum(state.history) < p.n)
+
+    @staticmethod
+    def _still_counting(state: _RuleState) -> bool:
+        """With n-of-m, one negative sample does not clear while n of the last m are still true."""
+        p = state.rule.persistence
+        return bool(p and p.n is not None and sum(state.history) >= p.n)
+
+    def _transition(
+        self, state: _RuleState, kind: TransitionKind, now: float, operator: str | None = None
+    ) -> AlarmTransition:
+        assert state.active is not None
+        points: dict[str, dict[str, Any]] = {}
+        for point in dict.fromkeys(state.points):
+            reading = self._latest.get(point)
+            if reading is not None:
+                entry: dict[str, Any] = {"value": reading.value, "q": reading.quality.value,
+                                         "ts": round(reading.source_time, 3)}
+                if reading.attrs.get("confirmed") is not None:
+                    entry["confirmed"] = reading.attrs.get("confirmed")
+                points[point] = entry
+        return AlarmTransition(
+            kind=kind,
+            rule_id=state.rule.id,
+            alarm_id=state.active.alarm_id,
+            severity=state.rule.severity,
+            alarm_class=state.alarm_class,
+            time=now,
+            message=state.rule.message,
+            points=points,
+            operator=operator,
+        )
+
+
+def run_series(engine: RuleEngine, readings: Iterable[Reading]) -> list[AlarmTransition]:
+    """Feed a recorded series: tick at each sample time (for time-based rules), then evaluate it."""
+    out: list[AlarmTransition] = []
+    for reading in readings:
+        out.extend(engine.tick(reading.source_time))
+        out.extend(engine.evaluate(reading))
+    return out
