@@ -12,6 +12,8 @@ confirmation stage (flicker, growth, persistence) is what makes the alarm trustw
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -40,7 +42,7 @@ class _Graph:
         self.inits.append(numpy_helper.from_array(np.asarray(value, np.float32), n))
         return n
 
-    def op(self, op_type: str, inputs: list[str], hint: str, **attrs: object) -> str:
+    def op(self, op_type: str, inputs: list[str], hint: str, **attrs: Any) -> str:
         out = self.name(hint)
         self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
         return out
