@@ -9,18 +9,66 @@ small protocols through which drivers hand data to the core.
 from __future__ import annotations
 
 import enum
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 class StrictModel(BaseModel):
     """Base of every config model: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def _parse_duration(value: object) -> object:
+    """Accept 5, 0.5, "500ms", "5s", "2m", "1h", "7d"; a bare number means seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 5s, 500ms or 2m, not a boolean")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"'{value}' is not a duration; write e.g. 5s, 500ms, 2m, 1h")
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return value
+
+
+# A duration in seconds, written in YAML as a number or with a unit (ms, s, m, h, d).
+Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
+
+
+class ReportPolicy(StrictModel):
+    """Report-by-exception for one point (owned by gateway/report.py, configured beside the point)."""
+
+    deadband: float | None = Field(default=None, ge=0, description="absolute change that is reported")
+    deadband_percent: float | None = Field(
+        default=None, ge=0, le=100, description="change relative to the last reported value, in percent"
+    )
+    heartbeat: Seconds = Field(default=300.0, description="report at least this often even without change")
+
+    @model_validator(mode="after")
+    def _one_deadband(self) -> ReportPolicy:
+        if self.deadband is not None and self.deadband_percent is not None:
+            raise ValueError("give either deadband or deadband_percent, not both")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class PointInfo:
+    """What the core needs to know about a point a driver produces."""
+
+    id: str
+    unit: str = ""
+    report: ReportPolicy = field(default_factory=ReportPolicy)
 
 
 class Quality(enum.StrEnum):
@@ -136,7 +184,7 @@ class BusDriver(Protocol):
 
     name: str
 
-    def point_ids(self) -> list[str]: ...
+    def points(self) -> list[PointInfo]: ...
 
     async def run(self, sink: ReadingSink, progress: Progress) -> None:
         """Poll forever, handing every sample (good or not) to ``sink``. Never returns normally."""

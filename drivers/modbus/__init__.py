@@ -1,0 +1,1 @@
+"""Modbus RTU / TCP / RTU-over-TCP field-bus driver (pymodbus 3)."""

@@ -1,0 +1,178 @@
+"""Load a site config and turn every problem into ``file:line:column: message`` lines."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from gateway.config.site import SiteConfig
+from gateway.config.yamlmarks import ConfigSyntaxError, MarkedDocument, Path_, load_marked, parse_marked
+
+
+class ConfigError(Exception):
+    """The config is not usable. ``lines`` are ready to print, one problem each."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        super().__init__("\n".join(lines))
+
+
+def load_site(path: str | Path) -> SiteConfig:
+    try:
+        doc = load_marked(path)
+    except ConfigSyntaxError as exc:
+        raise ConfigError([str(exc)]) from None
+    site: SiteConfig = validate_document(doc)
+    return site
+
+
+def load_site_text(text: str, file: str = "<string>") -> SiteConfig:
+    try:
+        doc = parse_marked(text, file)
+    except ConfigSyntaxError as exc:
+        raise ConfigError([str(exc)]) from None
+    site: SiteConfig = validate_document(doc)
+    return site
+
+
+def validate_document(doc: MarkedDocument, model: type[BaseModel] = SiteConfig) -> Any:
+    if not isinstance(doc.data, dict):
+        kind = type(doc.data).__name__
+        raise ConfigError([f"{doc.mark_for(())}: the config must be a mapping (key: value), got {kind}"])
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, doc, model)) from None
+
+
+def format_errors(exc: ValidationError, doc: MarkedDocument, model: type[BaseModel]) -> list[str]:
+    found: list[tuple[int, int, str]] = []
+    for error in exc.errors(include_url=False):
+        path, leftover = _resolve(doc.data, tuple(error["loc"]))
+        kind = error["type"]
+        message = _message(error, path, leftover, doc, model)
+        if kind == "extra_forbidden":
+            mark = doc.mark_for(path, prefer_key=True)
+        elif kind == "union_tag_invalid":
+            mark = doc.mark_for((*path, "type"))
+        else:
+            mark = doc.mark_for(path)
+        line = f"{mark}: {message}"
+        if (mark.line, mark.column, line) not in found:
+            found.append((mark.line, mark.column, line))
+    return [line for _, _, line in sorted(found)]
+
+
+def _resolve(data: Any, loc: tuple[Any, ...]) -> tuple[Path_, str | None]:
+    """Map pydantic's loc onto the data path; union tags and validator names are skipped."""
+    path: list[str | int] = []
+    current = data
+    for i, segment in enumerate(loc):
+        if _has(current, segment):
+            path.append(segment)
+            current = current[segment]
+        elif i == len(loc) - 1 and isinstance(segment, str):
+            return tuple(path), segment  # a missing key: point at the mapping that lacks it
+    return tuple(path), None
+
+
+def _has(container: Any, segment: Any) -> bool:
+    if isinstance(container, dict):
+        return segment in container
+    return isinstance(container, list) and isinstance(segment, int) and 0 <= segment < len(container)
+
+
+def _message(
+    error: Any, path: Path_, leftover: str | None, doc: MarkedDocument, model: type[BaseModel]
+) -> str:
+    kind = error["type"]
+    where = _dotted(path)
+    if kind == "missing":
+        return f"{where}: missing required key '{leftover}'"
+    if kind == "extra_forbidden":
+        key = str(path[-1]) if path else "?"
+        allowed = _allowed_keys(model, doc.data, path[:-1])
+        hint = _did_you_mean(key, allowed)
+        return f"{where}: unknown key '{key}'{hint}"
+    if kind == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        tag = str(ctx.get("tag", "?"))
+        expected = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",") if t.strip()]
+        hint = _did_you_mean(tag, expected)
+        return f"{_dotted((*path, 'type'))}: unknown type '{tag}'{hint} (known: {', '.join(expected)})"
+    if kind == "union_tag_not_found":
+        return f"{where}: missing required key 'type'"
+    text = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        text = text.removeprefix(prefix)
+    return f"{where}: {text}" if where else text
+
+
+def _dotted(path: Path_) -> str:
+    out = ""
+    for segment in path:
+        out += f"[{segment}]" if isinstance(segment, int) else (f".{segment}" if out else segment)
+    return out
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _allowed_keys(model: type[BaseModel], data: Any, path: Path_) -> list[str]:
+    """Field names of the model that sits at ``path`` in ``data`` (follows lists and tagged unions)."""
+    current_model: type[BaseModel] | None = model
+    current: Any = data
+    annotation: Any = None
+    for segment in path:
+        if current_model is not None and isinstance(segment, str):
+            field = current_model.model_fields.get(segment)
+            if field is None:
+                return []
+            annotation = field.annotation
+            current_model = None
+        elif isinstance(segment, int):
+            annotation = _item_type(annotation)
+        if isinstance(current, dict):
+            current = current.get(segment)
+        elif isinstance(current, list) and isinstance(segment, int) and 0 <= segment < len(current):
+            current = current[segment]
+        else:
+            current = None
+        current_model = _model_for(annotation, current)
+        if current_model is None and not isinstance(current, list):
+            return []
+    return list(current_model.model_fields) if current_model else []
+
+
+def _item_type(annotation: Any) -> Any:
+    args = typing.get_args(_strip(annotation))
+    return args[0] if args else None
+
+
+def _strip(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _model_for(annotation: Any, value: Any) -> type[BaseModel] | None:
+    annotation = _strip(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [m for m in (_strip(a) for a in typing.get_args(annotation))
+                   if isinstance(m, type) and issubclass(m, BaseModel)]
+        tag = value.get("type") if isinstance(value, dict) else None
+        for member in members:
+            field = member.model_fields.get("type")
+            if field is not None and tag in typing.get_args(field.annotation):
+                return member
+        return members[0] if len(members) == 1 else None
+    return None

@@ -1,0 +1,55 @@
+"""The site config: one YAML file describes one gateway."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
+from drivers.mqtt.config import MqttLinkConfig
+from gateway.shared import Seconds, StrictModel
+
+# Each driver owns its config model; the site config only lists them. A new driver
+# adds its model to one of these unions and nothing else changes here.
+BusConfig = Annotated[ModbusTcpBus | ModbusRtuBus, Field(discriminator="type")]
+LinkConfig = Annotated[MqttLinkConfig, Field(discriminator="type")]
+
+
+class GatewaySection(StrictModel):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="unique gateway id, used in topics")
+    name: str = ""
+    state_dir: Path = Field(default=Path("/var/lib/fieldgate"), description="journal and caches live here")
+
+
+class JournalSection(StrictModel):
+    path: Path | None = Field(default=None, description="defaults to <state_dir>/journal.sqlite")
+    queue: int = Field(default=10_000, ge=10, description="readings waiting for commit before buses wait")
+    commit_window: Seconds = Field(default=0.2, le=1.0, description="longest a telemetry reading waits")
+
+
+class SiteConfig(StrictModel):
+    gateway: GatewaySection
+    buses: list[BusConfig] = Field(default_factory=list)
+    links: list[LinkConfig] = Field(default_factory=list)
+    journal: JournalSection = Field(default_factory=JournalSection)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SiteConfig:
+        _unique("bus name", [b.name for b in self.buses])
+        _unique("link name", [link.name for link in self.links])
+        _unique("point id", [p.id for b in self.buses for d in b.devices for p in d.points])
+        return self
+
+    @property
+    def journal_path(self) -> Path:
+        return self.journal.path or self.gateway.state_dir / "journal.sqlite"
+
+
+def _unique(what: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{what} '{name}' is used twice")
+        seen.add(name)

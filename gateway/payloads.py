@@ -1,0 +1,62 @@
+"""The `fieldgate` payload profile: JSON envelopes and topics (documented in docs/payloads.md)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.journal import JournalRecord
+from gateway.shared import OutboundMessage, RecordClass
+
+ENVELOPE_VERSION = 1
+# A record sent this long after it was taken is marked historical (replayed after an outage).
+HISTORICAL_AFTER = 30.0
+
+TOPIC_KIND = {
+    RecordClass.ALARM: "alarm",
+    RecordClass.EVIDENCE: "evidence",
+    RecordClass.EVENT: "event",
+    RecordClass.STATE: "telemetry",
+    RecordClass.TELEMETRY: "telemetry",
+    RecordClass.BULK: "bulk",
+}
+
+
+class FieldgateProfile:
+    def __init__(self, gateway_id: str, topic_prefix: str = "fieldgate/v1") -> None:
+        self.gateway_id = gateway_id
+        self.base = f"{topic_prefix.rstrip('/')}/{gateway_id}"
+
+    def topic(self, kind: str) -> str:
+        return f"{self.base}/{kind}"
+
+    def encode(self, records: Sequence[JournalRecord], now: float | None = None) -> list[OutboundMessage]:
+        """One message per topic kind, records in journal order; each record carries its seq."""
+        sent_at = time.time() if now is None else now
+        by_kind: dict[str, list[JournalRecord]] = {}
+        for record in records:
+            by_kind.setdefault(TOPIC_KIND[record.cls], []).append(record)
+        messages = []
+        for kind, group in by_kind.items():
+            items = []
+            for record in group:
+                item = dict(record.body)
+                item["seq"] = record.seq
+                if sent_at - record.created > HISTORICAL_AFTER:
+                    item["hist"] = True
+                items.append(item)
+            envelope = {"v": ENVELOPE_VERSION, "gw": self.gateway_id, "records": items}
+            messages.append(
+                OutboundMessage(self.topic(kind), _dumps(envelope), tuple(r.seq for r in group))
+            )
+        return messages
+
+    def status(self, state: str, **extra: Any) -> bytes:
+        return _dumps({"v": ENVELOPE_VERSION, "gw": self.gateway_id, "state": state,
+                       "ts": round(time.time(), 3), **extra})
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
