@@ -51,10 +51,8 @@ def apply_letterbox(
     channels = image.shape[2] if image.ndim == 3 else 1
     canvas = out if out is not None else np.empty((lb.dst_h, lb.dst_w, channels), np.uint8)
     canvas.fill(pad_value)
-    if (image.shape[1], image.shape[0]) == (lb.new_w, lb.new_h):
-        resized = image
-    else:
-        resized = resize(image, lb.new_w, lb.new_h)
+    same_size = (image.shape[1], image.shape[0]) == (lb.new_w, lb.new_h)
+    resized = image if same_size else resize(image, lb.new_w, lb.new_h)
     canvas[lb.pad_y : lb.pad_y + lb.new_h, lb.pad_x : lb.pad_x + lb.new_w] = resized.reshape(
         lb.new_h, lb.new_w, channels
     )
