@@ -1,0 +1,1 @@
+"""Alerts: CAP-shaped model, interlock, two-person signing, audit log, broadcast dispatcher."""

@@ -1,0 +1,191 @@
+"""The ``broadcast:`` section: outputs, zones, clips, siren patterns, interlock policy and the site plan."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from drivers.broadcast.config import HARD_MAX_ACTIVATION_S, OutputConfig, SirenRelayConfig
+from gateway.alerts.model import CapSeverity, Category, Urgency
+from gateway.shared import Seconds, StrictModel
+
+Name = str
+
+# 人防 (civil air defence) signals are reserved by law (e.g. Guangzhou notice 2024); never imitate them.
+# Each entry: (on_s, off_s); a cadence step within the tolerance of one of them is refused.
+RESERVED_CADENCES = {"civil-defence pre-warning 36 s on / 24 s off": (36.0, 24.0),
+                     "civil-defence air-raid 6 s on / 6 s off": (6.0, 6.0)}
+RESERVED_TOLERANCE = 0.25  # ±25 %: "close enough to be mistaken for it" by ear
+# The civil-defence all-clear is a 3-minute continuous tone; refuse long continuous tones.
+MAX_CONTINUOUS_ON_S = 90.0
+
+
+def reserved_pattern_problem(steps: list[tuple[float, float]], repeat: int) -> str | None:
+    for name, (on_ref, off_ref) in RESERVED_CADENCES.items():
+        for on_s, off_s in steps:
+            if (abs(on_s - on_ref) <= RESERVED_TOLERANCE * on_ref
+                    and abs(off_s - off_ref) <= RESERVED_TOLERANCE * off_ref):
+                return f"step {on_s:g}s on/{off_s:g}s off resembles the reserved {name} signal"
+    # Continuous on-time, counting steps with no off gap (and wrap-around when repeated).
+    run = longest = 0.0
+    for on_s, off_s in steps * min(repeat, 2):
+        run += on_s
+        longest = max(longest, run)
+        if off_s > 0:
+            run = 0.0
+    if longest > MAX_CONTINUOUS_ON_S:
+        return (f"{longest:g} s of continuous tone resembles the reserved civil-defence all-clear "
+                f"(3 min continuous); keep continuous tone <= {MAX_CONTINUOUS_ON_S:g} s")
+    return None
+
+
+class PatternConfig(StrictModel):
+    steps: list[tuple[float, float]] = Field(min_length=1, max_length=32, description="[on_s, off_s] pairs")
+    repeat: int = Field(default=1, ge=1, le=1000)
+
+    @field_validator("steps")
+    @classmethod
+    def _positive(cls, steps: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        for on_s, off_s in steps:
+            if on_s <= 0 or off_s < 0 or on_s > 600 or off_s > 600:
+                raise ValueError("each step needs 0 < on_s <= 600 and 0 <= off_s <= 600")
+        return steps
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> PatternConfig:
+        problem = reserved_pattern_problem(self.steps, self.repeat)
+        if problem:
+            raise ValueError(f"siren pattern refused: {problem}")
+        return self
+
+
+class StatusPatterns(StrictModel):
+    """Status decides the siren pattern; Exercise must sound different from Actual."""
+
+    actual: Name
+    exercise: Name
+    test: Name | None = Field(default=None, description="indoor sirens only: Test never drives outdoor sirens")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> StatusPatterns:
+        if self.actual == self.exercise:
+            raise ValueError("the Exercise siren pattern must differ from the Actual one")
+        return self
+
+
+class AnnounceClips(StrictModel):
+    """Clips played *before* any Exercise/Test message ("这是演练" / "这是测试")."""
+
+    exercise: Name
+    test: Name
+
+
+class ClipConfig(StrictModel):
+    file: str = Field(min_length=1, description="WAV file (recorded human voice for fixed messages)")
+
+
+class ZoneConfig(StrictModel):
+    outputs: list[Name] = Field(min_length=1)
+    description: str = ""
+
+
+class ExerciseWindow(StrictModel):
+    """A scheduled, pre-announced exercise: Exercise alerts sound only inside one of these."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ExerciseWindow:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("exercise window times need a UTC offset, e.g. 2026-05-12T10:00:00+08:00")
+        if not self.start < self.end <= self.start + dt.timedelta(days=1):
+            raise ValueError("an exercise window must end after it starts, within one day")
+        return self
+
+
+class RateLimitConfig(StrictModel):
+    min_interval_s: Seconds = Field(default=300.0, description="per zone, between two activations")
+    max_per_hour: int = Field(default=6, ge=1, le=60)
+
+
+class AutomaticTrigger(StrictModel):
+    """Site plan entry: this pre-approved rule may trigger this broadcast without a person."""
+
+    rule: str = Field(min_length=1)
+    zones: list[Name] = Field(min_length=1)
+    event: str = Field(min_length=1, max_length=200)
+    clips: list[Name] = Field(default_factory=list, max_length=8)
+    tts: str | None = Field(default=None, max_length=200, description="e.g. '当前水位{value}米'")
+    category: Category = "Safety"
+    urgency: Urgency = "Immediate"
+    severity: CapSeverity = "Severe"
+    status: Literal["Actual", "Exercise"] = "Actual"
+    expires_s: Seconds = Field(default=3600.0, gt=0)
+
+
+class BroadcastConfig(StrictModel):
+    sender: str = Field(default="fieldgate", pattern=r"^[^\s,<&]{1,128}$")
+    outputs: dict[Name, OutputConfig] = Field(default_factory=dict)
+    zones: dict[Name, ZoneConfig] = Field(default_factory=dict)
+    clips: dict[Name, ClipConfig] = Field(default_factory=dict)
+    patterns: dict[Name, PatternConfig] = Field(default_factory=dict)
+    status_patterns: StatusPatterns | None = None
+    announce: AnnounceClips | None = None
+    all_clear_clip: Name | None = None
+    exercise_windows: list[ExerciseWindow] = Field(default_factory=list, max_length=100)
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    max_activation_s: Seconds = Field(default=180.0, gt=0, le=HARD_MAX_ACTIVATION_S)
+    operators: dict[Name, str] = Field(default_factory=dict, description="operator -> base64 Ed25519 public key")
+    two_person_window_s: Seconds = Field(default=600.0, gt=0, le=3600)
+    max_clock_skew_s: Seconds = Field(default=300.0, description="refuse alerts 'sent' further in the future")
+    automatic: list[AutomaticTrigger] = Field(default_factory=list)
+    audit_path: str = "/var/lib/fieldgate/audit/broadcast.log"
+    inbox_dir: str = "/var/lib/fieldgate/alerts/inbox"
+    output_timeout_s: Seconds = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("operators")
+    @classmethod
+    def _keys_parse(cls, operators: dict[str, str]) -> dict[str, str]:
+        from gateway.alerts.signing import load_public_key
+
+        for name, key in operators.items():
+            try:
+                load_public_key(key)
+            except ValueError as exc:
+                raise ValueError(f"operator {name}: {exc}") from exc
+        return operators
+
+    @model_validator(mode="after")
+    def _references(self) -> BroadcastConfig:
+        for zone, spec in self.zones.items():
+            for output in spec.outputs:
+                if output not in self.outputs:
+                    raise ValueError(f"zone {zone}: unknown output '{output}'")
+        clip_refs = [("all_clear_clip", self.all_clear_clip)]
+        if self.announce:
+            clip_refs += [("announce.exercise", self.announce.exercise), ("announce.test", self.announce.test)]
+        for entry in self.automatic:
+            clip_refs += [(f"automatic[{entry.rule}]", clip) for clip in entry.clips]
+            for zone in entry.zones:
+                if zone not in self.zones:
+                    raise ValueError(f"automatic[{entry.rule}]: unknown zone '{zone}'")
+        for where, clip in clip_refs:
+            if clip is not None and clip not in self.clips:
+                raise ValueError(f"{where}: unknown clip '{clip}'")
+        if self.status_patterns:
+            sp = self.status_patterns
+            for pattern in (sp.actual, sp.exercise, sp.test):
+                if pattern is not None and pattern not in self.patterns:
+                    raise ValueError(f"status_patterns: unknown pattern '{pattern}'")
+        has_siren = any(isinstance(o, SirenRelayConfig) for o in self.outputs.values())
+        if has_siren and self.status_patterns is None:
+            raise ValueError("sirens are configured: status_patterns (actual, exercise) is required")
+        if self.outputs and (self.announce is None or self.all_clear_clip is None):
+            raise ValueError("outputs are configured: announce (exercise/test clips) and all_clear_clip are required")
+        return self
+
+    def output_kind(self, name: str) -> str:
+        return "siren" if isinstance(self.outputs[name], SirenRelayConfig) else "speaker"

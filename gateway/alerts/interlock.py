@@ -1,0 +1,208 @@
+"""The safety interlock: every alert passes here before any output moves.
+
+Lessons from the Hawaii false alarm (13 Jan 2018): status is data carried by every alert, not a
+mode; Test never drives outdoor sirens; Exercise only inside a scheduled window and announced as
+such; a manual Actual alert needs two people; automatic triggers come only from pre-approved
+rules on trusted data; rate limits per zone; a bounded activation length.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drivers.broadcast.base import Activation, Cadence
+from drivers.broadcast.config import SirenRelayConfig
+from gateway.alerts.config import BroadcastConfig
+from gateway.alerts.model import Alert, MsgType, Origin, Status
+from gateway.alerts.signing import Keyring, OperatorSignature, SignatureRefused
+from gateway.rules.config import FAULT_RULE_TYPES, RulesConfig
+from gateway.rules.engine import AlarmClass, AlarmTransition
+
+_SEEN_IDS = 10_000  # replay protection memory, bounded
+
+
+def check_site_plan(rules: RulesConfig, broadcast: BroadcastConfig) -> None:
+    """Cross-section check for the site config: plan entries name existing process rules."""
+    by_id = rules.by_id()
+    for entry in broadcast.automatic:
+        rule = by_id.get(entry.rule)
+        if rule is None:
+            raise ValueError(f"broadcast.automatic: unknown rule '{entry.rule}'")
+        if rule.type in FAULT_RULE_TYPES:
+            raise ValueError(f"broadcast.automatic: rule '{entry.rule}' is a {rule.type} fault rule; "
+                             "a fault alarm never drives a broadcast")
+
+
+@dataclass(frozen=True)
+class Decision:
+    accepted: bool
+    reason: str
+    activations: dict[str, Activation] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # output -> why it stays silent
+    signers: tuple[str, ...] = ()
+
+
+class ZoneRateLimiter:
+    def __init__(self, min_interval_s: float, max_per_hour: int) -> None:
+        self.min_interval_s = min_interval_s
+        self.max_per_hour = max_per_hour
+        self._times: dict[str, collections.deque[float]] = {}
+
+    def problem(self, zones: Iterable[str], now: float) -> str | None:
+        for zone in zones:
+            times = self._times.get(zone)
+            if not times:
+                continue
+            if now - times[-1] < self.min_interval_s:
+                return f"zone {zone}: last activation {now - times[-1]:.0f} s ago (< {self.min_interval_s:.0f} s)"
+            if sum(1 for t in times if now - t < 3600) >= self.max_per_hour:
+                return f"zone {zone}: {self.max_per_hour} activations in the last hour"
+        return None
+
+    def commit(self, zones: Iterable[str], now: float) -> None:
+        for zone in zones:
+            self._times.setdefault(zone, collections.deque(maxlen=self.max_per_hour)).append(now)
+
+
+class Interlock:
+    def __init__(self, config: BroadcastConfig) -> None:
+        self.config = config
+        self.keyring = Keyring(config.operators)
+        self.limiter = ZoneRateLimiter(config.rate_limit.min_interval_s, config.rate_limit.max_per_hour)
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._plan = {entry.rule: entry for entry in config.automatic}
+
+    def decide(
+        self,
+        alert: Alert,
+        origin: Origin,
+        now: float,
+        signatures: Iterable[OperatorSignature] = (),
+        alarm: AlarmTransition | None = None,
+    ) -> Decision:
+        signers: tuple[str, ...] = ()
+        try:
+            self._common(alert, now)
+            if origin == "rule":
+                self._automatic(alert, alarm)
+            elif origin == "manual":
+                required = 2 if alert.status is Status.ACTUAL else 1
+                signers = tuple(self.keyring.require(alert, signatures, required,
+                                                     self.config.two_person_window_s, now))
+            # origin "remote": the command plane verified signature, expiry and nonce before us.
+            if alert.msg_type is not MsgType.CANCEL:
+                self._status_window(alert, now)
+                limited = self.limiter.problem(alert.areas, now)
+                if limited:
+                    raise _Refused(f"rate limit: {limited}")
+        except (_Refused, SignatureRefused) as exc:
+            return Decision(False, str(exc), signers=signers)
+        self._remember(alert.identifier)
+        if alert.msg_type is MsgType.CANCEL:
+            return Decision(True, "cancel", signers=signers)
+        activations, skipped = self.plan_outputs(alert)
+        if not activations:
+            return Decision(False, "no output may sound for this alert: " + "; ".join(
+                f"{k}: {v}" for k, v in skipped.items()), skipped=skipped, signers=signers)
+        self.limiter.commit(alert.areas, now)
+        return Decision(True, "accepted", activations, skipped, signers)
+
+    def _common(self, alert: Alert, now: float) -> None:
+        if alert.status in (Status.DRAFT, Status.SYSTEM):
+            raise _Refused(f"status {alert.status.value} is never broadcast")
+        if alert.identifier in self._seen:
+            raise _Refused(f"duplicate identifier {alert.identifier} (replay)")
+        if alert.expires is not None and alert.expires.timestamp() <= now:
+            raise _Refused("alert has expired")
+        if alert.sent.timestamp() > now + self.config.max_clock_skew_s:
+            raise _Refused("alert 'sent' lies in the future beyond the allowed clock skew")
+        unknown = [zone for zone in alert.areas if zone not in self.config.zones]
+        if unknown:
+            raise _Refused(f"unknown zone(s): {', '.join(unknown)}")
+        missing = [clip for clip in alert.resources if clip not in self.config.clips]
+        if missing:
+            raise _Refused(f"unknown clip(s): {', '.join(missing)}")
+
+    def _automatic(self, alert: Alert, alarm: AlarmTransition | None) -> None:
+        if alarm is None or alert.rule_id is None or alert.rule_id not in self._plan:
+            raise _Refused("automatic trigger from a rule that is not in the site plan")
+        if alarm.alarm_class is not AlarmClass.PROCESS:
+            raise _Refused("a fault alarm (stale / comm-fail / read-back) never triggers a broadcast")
+        if not alarm.trusted:
+            raise _Refused("the alarm rests on a reading whose quality is not good")
+        entry = self._plan[alert.rule_id]
+        if not set(alert.areas) <= set(entry.zones):
+            raise _Refused("automatic alert reaches beyond the zones the site plan allows")
+
+    def _status_window(self, alert: Alert, now: float) -> None:
+        if alert.status is not Status.EXERCISE:
+            return
+        moment = dt.datetime.fromtimestamp(now, dt.UTC)
+        if not any(w.start <= moment < w.end for w in self.config.exercise_windows):
+            raise _Refused("Exercise alerts sound only inside a scheduled exercise window")
+
+    def _remember(self, identifier: str) -> None:
+        self._seen[identifier] = None
+        while len(self._seen) > _SEEN_IDS:
+            self._seen.popitem(last=False)
+
+    def plan_outputs(self, alert: Alert) -> tuple[dict[str, Activation], dict[str, str]]:
+        """Which outputs sound, with which clips and pattern, for this alert's status."""
+        config = self.config
+        clips = self.status_clips(alert.status, [config.clips[c].file for c in alert.resources])
+        activations: dict[str, Activation] = {}
+        skipped: dict[str, str] = {}
+        zones_of: dict[str, list[str]] = {}
+        for zone in alert.areas:
+            for output in config.zones[zone].outputs:
+                zones_of.setdefault(output, []).append(zone)
+        for output, zones in zones_of.items():
+            spec = config.outputs[output]
+            cadence = None
+            if isinstance(spec, SirenRelayConfig):
+                if alert.status is Status.TEST and spec.outdoor:
+                    skipped[output] = "Test never drives an outdoor siren"
+                    continue
+                cadence = self._cadence(alert.status)
+                if cadence is None:
+                    skipped[output] = f"no siren pattern for status {alert.status.value}"
+                    continue
+            elif not clips and not alert.tts:
+                skipped[output] = "no clip for a speaker"
+                continue
+            activations[output] = Activation(
+                alert_id=alert.identifier,
+                status=alert.status.value,
+                zones=tuple(zones),
+                clips=tuple(Path(c) for c in clips) if not isinstance(spec, SirenRelayConfig) else (),
+                tts_text=alert.tts if not isinstance(spec, SirenRelayConfig) else None,
+                cadence=cadence,
+                max_activation_s=config.max_activation_s,
+            )
+        return activations, skipped
+
+    def status_clips(self, status: Status, files: list[str]) -> list[str]:
+        """Exercise and Test messages are always announced as such, first."""
+        announce = self.config.announce
+        if announce is not None and status in (Status.EXERCISE, Status.TEST):
+            prefix = announce.exercise if status is Status.EXERCISE else announce.test
+            return [self.config.clips[prefix].file, *files]
+        return files
+
+    def _cadence(self, status: Status) -> Cadence | None:
+        sp = self.config.status_patterns
+        if sp is None:
+            return None
+        name = {Status.ACTUAL: sp.actual, Status.EXERCISE: sp.exercise, Status.TEST: sp.test}.get(status)
+        if name is None:
+            return None
+        pattern = self.config.patterns[name]
+        return Cadence(name, tuple(pattern.steps), pattern.repeat)
+
+
+class _Refused(Exception):
+    pass

@@ -1,0 +1,99 @@
+"""Operator signatures (Ed25519) over an alert digest; the two-person rule for manual Actual alerts."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Mapping
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import Field
+
+from gateway.alerts.model import Alert
+from gateway.shared import StrictModel
+
+MAX_FUTURE_SKEW_S = 60.0  # a signature stamped further ahead than this is refused
+
+
+class OperatorSignature(StrictModel):
+    operator: str = Field(min_length=1, max_length=64)
+    signed_at: int = Field(description="epoch seconds, part of the signed message")
+    signature: str = Field(description="base64 Ed25519 signature")
+
+
+class SignatureRefused(Exception):
+    pass
+
+
+def signing_message(alert: Alert, signed_at: int) -> bytes:
+    return f"fieldgate-alert-v1|{alert.digest()}|{signed_at}".encode()
+
+
+def sign(alert: Alert, operator: str, key: Ed25519PrivateKey, now: float) -> OperatorSignature:
+    signed_at = int(now)
+    signature = key.sign(signing_message(alert, signed_at))
+    return OperatorSignature(operator=operator, signed_at=signed_at, signature=base64.b64encode(signature).decode())
+
+
+def load_public_key(text: str) -> Ed25519PublicKey:
+    """A raw 32-byte Ed25519 public key, base64 (what `fieldgate alert keygen` prints)."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("operator key is not base64") from exc
+    if len(raw) != 32:
+        raise ValueError("operator key must be a raw 32-byte Ed25519 public key")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def public_key_text(key: Ed25519PrivateKey) -> str:
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+class Keyring:
+    def __init__(self, operators: Mapping[str, str]) -> None:
+        self._keys = {name: load_public_key(text) for name, text in operators.items()}
+        self._raw = {name: base64.b64decode(text) for name, text in operators.items()}
+
+    def verified_signers(
+        self, alert: Alert, signatures: Iterable[OperatorSignature], window_s: float, now: float
+    ) -> tuple[list[str], list[str]]:
+        """(operators whose signature is valid and fresh, one per distinct key; reasons for the rest)."""
+        good: list[str] = []
+        keys_seen: set[bytes] = set()
+        problems: list[str] = []
+        for sig in signatures:
+            key = self._keys.get(sig.operator)
+            if key is None:
+                problems.append(f"{sig.operator}: unknown operator")
+                continue
+            if sig.signed_at > now + MAX_FUTURE_SKEW_S:
+                problems.append(f"{sig.operator}: signed in the future")
+                continue
+            if now - sig.signed_at > window_s:
+                problems.append(f"{sig.operator}: signature older than {window_s:.0f} s")
+                continue
+            try:
+                key.verify(base64.b64decode(sig.signature, validate=True), signing_message(alert, sig.signed_at))
+            except (InvalidSignature, binascii.Error, ValueError):
+                problems.append(f"{sig.operator}: signature does not match this alert")
+                continue
+            raw = self._raw[sig.operator]
+            if raw in keys_seen:
+                problems.append(f"{sig.operator}: same key as another signer")
+                continue
+            keys_seen.add(raw)
+            good.append(sig.operator)
+        return good, problems
+
+    def require(
+        self, alert: Alert, signatures: Iterable[OperatorSignature], count: int, window_s: float, now: float
+    ) -> list[str]:
+        good, problems = self.verified_signers(alert, signatures, window_s, now)
+        if len(good) < count:
+            detail = "; ".join(problems) if problems else "no signatures"
+            raise SignatureRefused(f"{count} distinct operator signature(s) required, {len(good)} valid ({detail})")
+        return good
