@@ -41,7 +41,7 @@ class BoardAutoOffConfig(StrictModel):
     there before switching the relay on, so the relay drops even if the gateway dies.
     """
 
-    register: int = Field(ge=0, le=65535)
+    register_address: int = Field(ge=0, le=65535)
     unit_s: float = Field(default=0.1, gt=0)
     max_value: int = Field(default=65535, ge=1, le=65535)
 

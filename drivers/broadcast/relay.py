@@ -80,7 +80,8 @@ class RelayCoil:
 
     def arm_board_auto_off(self, auto_off: BoardAutoOffConfig, seconds: float) -> None:
         value = min(auto_off.max_value, max(1, math.ceil(seconds / auto_off.unit_s)))
-        self._call(f"write auto-off register {auto_off.register}", "write_register", auto_off.register, value)
+        at = auto_off.register_address
+        self._call(f"write auto-off register {at}", "write_register", at, value)
 
     def close(self) -> None:
         with self._lock:
