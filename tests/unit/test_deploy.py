@@ -1,0 +1,310 @@
+"""deploy/raspberrypi: the unit file, the udev rules, install.sh and uninstall.sh.
+
+The unit is checked by parsing always, and by systemd-analyze when it is installed. The
+scripts run for real: into a tmp root (--root), and as dry runs against the live system with
+guard commands first on PATH that record any call, so a dry run that executes is caught.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy" / "raspberrypi"
+UNIT = DEPLOY / "fieldgate.service"
+RULES = DEPLOY / "99-fieldgate-rs485.rules"
+INSTALL = DEPLOY / "install.sh"
+UNINSTALL = DEPLOY / "uninstall.sh"
+MAX_EXPOSURE = 2.5
+
+
+def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
+    """systemd unit syntax: [Section], Key=value (keys may repeat), # and ; comments."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] | None = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], defaultdict(list))
+            continue
+        assert current is not None, f"line {number}: key outside a section"
+        key, sep, value = line.partition("=")
+        assert sep, f"line {number}: not Key=value: {raw!r}"
+        current[key.strip()].append(value.strip())
+    return sections
+
+
+def unit() -> dict[str, dict[str, list[str]]]:
+    return parse_unit(UNIT.read_text())
+
+
+def last(section: dict[str, list[str]], key: str) -> str:
+    assert key in section, f"{key}= missing"
+    return section[key][-1]
+
+
+def test_unit_has_the_required_settings() -> None:
+    sections = unit()
+    service = sections["Service"]
+    expected = {
+        "Type": "notify",
+        "NotifyAccess": "main",
+        "WatchdogSec": "30",
+        "Restart": "on-failure",
+        "User": "fieldgate",
+        "Group": "fieldgate",
+        "ProtectSystem": "strict",
+        "StateDirectory": "fieldgate",
+        "ReadWritePaths": "/var/lib/fieldgate",
+        "NoNewPrivileges": "yes",
+        "CapabilityBoundingSet": "",
+        "PrivateTmp": "yes",
+        "DevicePolicy": "closed",
+        "ExecStart": "/opt/fieldgate/venv/bin/fieldgate run /etc/fieldgate/site.yaml",
+        "ExecReload": "/bin/kill -HUP $MAINPID",
+    }
+    for key, value in expected.items():
+        assert last(service, key) == value, key
+    assert service["ReadWritePaths"] == ["/var/lib/fieldgate"]  # nothing else writable
+    assert int(last(service, "TimeoutStopSec")) >= 30  # room to flush the journal
+    assert int(last(service, "RestartSec")) > 0
+    assert set(last(service, "SupplementaryGroups").split()) == {"dialout", "audio"}
+    assert "@system-service" in service["SystemCallFilter"]
+    assert set(last(service, "RestrictAddressFamilies").split()) == {
+        "AF_UNIX",
+        "AF_INET",
+        "AF_INET6",
+        "AF_NETLINK",
+    }
+    devices = {entry.split()[0] for entry in service["DeviceAllow"]}
+    assert {"char-ttyUSB", "char-ttyAMA", "char-alsa"} <= devices
+    credentials = {entry.split(":", 1)[0]: entry.split(":", 1)[1] for entry in service["LoadCredential"]}
+    assert set(credentials) == {"tls-ca.pem", "tls-cert.pem", "tls-key.pem", "command-keys.pem"}
+    assert all(path.startswith("/etc/fieldgate/credentials/") for path in credentials.values())
+    assert last(sections["Install"], "WantedBy") == "multi-user.target"
+    assert last(sections["Unit"], "StartLimitIntervalSec") == "0"
+
+
+def test_unit_parser_rejects_garbage() -> None:
+    with pytest.raises(AssertionError):
+        parse_unit("Type=notify\n")
+    with pytest.raises(AssertionError):
+        parse_unit("[Service]\nnot a setting\n")
+
+
+def verifiable_copy(tmp_path: Path) -> Path:
+    # The venv does not exist on a build machine; verify checks the binary exists, so point
+    # ExecStart at one that does and keep every other line as shipped.
+    true = shutil.which("true")
+    assert true is not None
+    text = UNIT.read_text().replace("/opt/fieldgate/venv/bin/fieldgate", true, 1)
+    copy = tmp_path / "fieldgate.service"
+    copy.write_text(text)
+    return copy
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(verifiable_copy(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0 and done.stderr.strip() == "", done.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_unit_security_exposure_is_at_most_2_5(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(verifiable_copy(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    match = re.search(r"Overall exposure level for fieldgate\.service: (\d+(?:\.\d+)?)", done.stdout)
+    assert match, done.stdout + done.stderr
+    assert float(match.group(1)) <= MAX_EXPOSURE
+
+
+def test_udev_rules_are_well_formed() -> None:
+    token = re.compile(r'^(?P<key>[A-Z_]+(?:\{[^}]+\})?)(?P<op>==|!=|\+=|=)"(?P<value>[^"]*)"$')
+    labels, gotos, symlinks = set(), set(), []
+    for raw in RULES.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        for part in (p.strip() for p in line.split(",")):
+            match = token.match(part)
+            assert match, f"malformed udev token {part!r} in {raw!r}"
+            key, value = match["key"], match["value"]
+            if key == "LABEL":
+                labels.add(value)
+            elif key == "GOTO":
+                gotos.add(value)
+            elif key == "SYMLINK":
+                symlinks.append(value)
+    assert gotos <= labels
+    assert symlinks and all(link.startswith("fieldgate/rs485-") for link in symlinks)
+    assert "fieldgate/rs485-$env{ID_SERIAL_SHORT}" in symlinks
+
+
+# --- install.sh / uninstall.sh ---------------------------------------------------------
+
+
+def run_script(script: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def planned_commands(output: str) -> list[str]:
+    return [line[2:] for line in output.splitlines() if line.startswith("+ ")]
+
+
+def tree(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): stat.S_IMODE(p.stat().st_mode) for p in sorted(root.rglob("*"))}
+
+
+def test_dry_run_into_a_root_changes_nothing_and_plans_the_layout(tmp_path: Path) -> None:
+    done = run_script(INSTALL, "--root", str(tmp_path), "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.iterdir()) == []
+    plan = planned_commands(done.stdout)
+    assert f"install -d -m 0750 {tmp_path}/var/lib/fieldgate" in plan
+    assert f"install -d -m 0700 {tmp_path}/etc/fieldgate/credentials" in plan
+    assert any(c.endswith(f"{tmp_path}/etc/systemd/system/fieldgate.service") for c in plan)
+    assert any(c.endswith(f"{tmp_path}/etc/udev/rules.d/99-fieldgate-rs485.rules") for c in plan)
+    assert not any(c.startswith(("apt-get", "useradd", "systemctl")) for c in plan)
+
+
+def test_install_into_a_root_then_uninstall_keeps_data_unless_purged(tmp_path: Path) -> None:
+    for _ in range(2):  # a second run upgrades in place
+        done = run_script(INSTALL, "--root", str(tmp_path))
+        assert done.returncode == 0, done.stderr
+    files = tree(tmp_path)
+    assert files["etc/systemd/system/fieldgate.service"] == 0o644
+    assert files["etc/udev/rules.d/99-fieldgate-rs485.rules"] == 0o644
+    assert files["etc/fieldgate"] == 0o750
+    assert files["etc/fieldgate/credentials"] == 0o700
+    assert files["var/lib/fieldgate"] == 0o750
+    assert files["etc/fieldgate/site.example.yaml"] == 0o640
+    assert (tmp_path / "etc/systemd/system/fieldgate.service").read_text() == UNIT.read_text()
+
+    site = tmp_path / "etc/fieldgate/site.yaml"
+    site.write_text("gateway: {id: x}\n")
+    journal = tmp_path / "var/lib/fieldgate/journal.db"
+    journal.write_bytes(b"undelivered")
+    done = run_script(UNINSTALL, "--root", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "etc/systemd/system/fieldgate.service").exists()
+    assert not (tmp_path / "etc/udev/rules.d/99-fieldgate-rs485.rules").exists()
+    assert not (tmp_path / "opt/fieldgate").exists()
+    assert site.read_text() == "gateway: {id: x}\n" and journal.read_bytes() == b"undelivered"
+
+    done = run_script(UNINSTALL, "--root", str(tmp_path), "--purge")
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "etc/fieldgate").exists() and not (tmp_path / "var/lib/fieldgate").exists()
+
+
+GUARDED = ("apt-get", "useradd", "usermod", "userdel", "systemctl", "udevadm", "install", "ln", "rm", "pip")
+
+
+@pytest.fixture
+def guard_path(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """PATH with commands that record being called: a dry run must call none of them."""
+    bin_dir, calls = tmp_path / "guard-bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    calls.mkdir()
+    for name in GUARDED:
+        guard = bin_dir / name
+        guard.write_text(f'#!/bin/sh\ntouch "{calls}/{name}"\nexit 97\n')
+        guard.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}, calls
+
+
+def test_live_dry_run_offline_plans_every_step_and_runs_none(
+    tmp_path: Path, guard_path: tuple[dict[str, str], Path]
+) -> None:
+    env, calls = guard_path
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    (wheelhouse / "fieldgate-0.1.0-py3-none-any.whl").write_bytes(b"")
+    done = run_script(INSTALL, "--dry-run", "--offline", str(wheelhouse), "--vision", env=env)
+    assert done.returncode == 0, done.stderr
+    assert list(calls.iterdir()) == []
+    plan = planned_commands(done.stdout)
+    assert any(c.startswith("usermod --append --groups dialout\\,audio fieldgate") for c in plan)
+    assert "python3 -m venv /opt/fieldgate/venv" in plan or Path("/opt/fieldgate/venv/bin/python").exists()
+    pip = [c for c in plan if c.startswith("/opt/fieldgate/venv/bin/pip install")]
+    assert pip == [
+        f"/opt/fieldgate/venv/bin/pip install --no-index --find-links {wheelhouse} --upgrade fieldgate\\[vision\\]"
+    ]
+    assert "systemctl enable fieldgate.service" in plan
+    assert any(c.endswith("/etc/systemd/system/fieldgate.service") for c in plan)
+
+
+def test_live_dry_run_online_uses_apt(guard_path: tuple[dict[str, str], Path]) -> None:
+    env, calls = guard_path
+    done = run_script(INSTALL, "--dry-run", env=env)
+    assert done.returncode == 0, done.stderr
+    assert list(calls.iterdir()) == []
+    plan = planned_commands(done.stdout)
+    apt = [c for c in plan if c.startswith("apt-get install")]
+    assert len(apt) == 1 and "python3-systemd" in apt[0] and "python3-venv" in apt[0]
+    assert any(c.startswith(f"/opt/fieldgate/venv/bin/pip install --upgrade {REPO}") for c in plan)
+
+
+def test_live_uninstall_dry_run_purge(guard_path: tuple[dict[str, str], Path]) -> None:
+    env, calls = guard_path
+    done = run_script(UNINSTALL, "--dry-run", "--purge", env=env)
+    assert done.returncode == 0, done.stderr
+    assert list(calls.iterdir()) == []
+    plan = planned_commands(done.stdout)
+    assert "rm -rf /opt/fieldgate" in plan
+    assert "rm -rf /etc/fieldgate /var/lib/fieldgate" in plan
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--offline", "/nonexistent/wheelhouse"], "is not a directory"),
+        (["--offline", "EMPTY"], "holds no fieldgate-*.whl"),
+        (["--root", "relative/dir"], "absolute path"),
+        (["--root", "/nonexistent/root"], "does not exist"),
+        (["--frobnicate"], "unknown option"),
+        (["--offline"], "needs a wheelhouse"),
+    ],
+)
+def test_install_refuses_bad_arguments_clearly(tmp_path: Path, args: list[str], message: str) -> None:
+    args = [str(tmp_path) if a == "EMPTY" else a for a in args]
+    done = run_script(INSTALL, "--dry-run", *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_scripts_are_shellcheck_clean() -> None:
+    done = subprocess.run(["shellcheck", str(INSTALL), str(UNINSTALL)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout
+
+
+def test_scripts_are_executable() -> None:
+    for script in (INSTALL, UNINSTALL):
+        assert os.access(script, os.X_OK), script
