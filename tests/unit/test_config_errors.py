@@ -1,0 +1,123 @@
+"""Config mistakes give one precise line each: file:line:column: message, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_site, load_site_text
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = """\
+gateway:
+  id: gw-1
+  state_dir: /tmp/x
+buses:
+  - type: modbus_tcp
+    name: gauges
+    host: 127.0.0.1
+    devices:
+      - name: level
+        points:
+          - id: level
+            address: 0
+links:
+  - type: mqtt
+    host: 127.0.0.1
+"""
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_site_text(text, "site.yaml")
+    return caught.value.lines
+
+
+def test_good_config_loads() -> None:
+    site = load_site_text(GOOD, "site.yaml")
+    assert site.buses[0].devices[0].points[0].id == "level"
+    assert site.links[0].port == 1883
+
+
+def test_misspelt_key_points_at_it_with_a_suggestion() -> None:
+    lines = errors_of(GOOD.replace("    host: 127.0.0.1\n    devices", "    hots: 127.0.0.1\n    devices"))
+    assert "site.yaml:7:5: buses[0].hots: unknown key 'hots' (did you mean 'host'?)" in lines
+    assert any(line.startswith("site.yaml:5:") and "missing required key 'host'" in line for line in lines)
+
+
+def test_misspelt_nested_key_suggests_from_the_right_model() -> None:
+    lines = errors_of(GOOD.replace("            address: 0", "            adress: 0"))
+    assert any(line.startswith("site.yaml:12:13:") and "(did you mean 'address'?)" in line for line in lines)
+
+
+def test_unknown_driver_type() -> None:
+    (line,) = errors_of(GOOD.replace("type: modbus_tcp", "type: modbus_tpc"))
+    assert line.startswith("site.yaml:5:11: buses[0].type: unknown type 'modbus_tpc' (did you mean 'modbus_tcp'?)")
+
+
+def test_wrong_type_and_range() -> None:
+    lines = errors_of(GOOD.replace("            address: 0", "            address: -3\n            type: float33"))
+    assert any(line.startswith("site.yaml:12:22:") for line in lines), lines
+    assert any(line.startswith("site.yaml:13:19:") and "float32" in line for line in lines), lines
+
+
+def test_bad_duration() -> None:
+    text = GOOD.replace("      - name: level\n", "      - name: level\n        poll_interval: 5 minutes\n")
+    (line,) = errors_of(text)
+    assert line.startswith("site.yaml:10:24:") and "not a duration" in line
+
+
+def test_yaml_syntax_error() -> None:
+    (line,) = errors_of("gateway: {id: a\nbuses: []\n")
+    assert line.startswith("site.yaml:2:") and "YAML syntax error" in line
+
+
+def test_duplicate_key_is_an_error() -> None:
+    (line,) = errors_of(GOOD + "links: []\n")
+    assert line.startswith("site.yaml:16:1: duplicate key 'links' (first given at line 13)")
+
+
+def test_duplicate_point_ids() -> None:
+    text = GOOD.replace("          - id: level\n            address: 0",
+                        "          - id: level\n            address: 0\n          - id: level\n            address: 1")
+    (line,) = errors_of(text)
+    assert "point id 'level' is used twice" in line
+
+
+def test_not_a_mapping_and_missing_file(tmp_path: Path) -> None:
+    (line,) = errors_of("- just\n- a list\n")
+    assert line.startswith("site.yaml:1:1:") and "mapping" in line
+    with pytest.raises(ConfigError) as caught:
+        load_site(tmp_path / "nope.yaml")
+    assert caught.value.lines == [f"{tmp_path / 'nope.yaml'}: file not found"]
+
+
+def test_validate_cli_exit_codes(tmp_path: Path) -> None:
+    bad = tmp_path / "site.yaml"
+    bad.write_text(GOOD.replace("host: 127.0.0.1\n    devices", "hots: 127.0.0.1\n    devices"))
+    run = subprocess.run([sys.executable, "-m", "gateway.cli", "validate", str(bad)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 1
+    assert f"{bad}:7:5: buses[0].hots: unknown key 'hots' (did you mean 'host'?)" in run.stderr
+    assert "Traceback" not in run.stderr
+    good = subprocess.run([sys.executable, "-m", "gateway.cli", "validate", "config/demo.yaml", "--explain"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert good.returncode == 0, good.stderr
+    assert "read holding 0..1" in good.stdout
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_example_configs_validate(path: Path) -> None:
+    load_site(path)
+
+
+def test_schema_command_prints_json_schema() -> None:
+    import json
+
+    run = subprocess.run([sys.executable, "-m", "gateway.cli", "schema"], capture_output=True, text=True, cwd=ROOT)
+    schema = json.loads(run.stdout)
+    assert "buses" in schema["properties"]

@@ -1,0 +1,85 @@
+"""The journal: durable, ordered, per-link acknowledgement, seq never reused."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from gateway.journal import AsyncJournal, Journal
+from gateway.payloads import FieldgateProfile
+from gateway.shared import NullProgress, Quality, Reading, RecordClass
+
+ALL = set(RecordClass)
+
+
+def reading(point: str, value: float, t: float = 1000.0) -> Reading:
+    return Reading(point, value, Quality.GOOD, t, "m")
+
+
+def test_append_pending_ack_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    j = Journal(path, {"mqtt": ALL})
+    seqs = j.append([(RecordClass.TELEMETRY, reading("a", 1.0)), (RecordClass.TELEMETRY, reading("b", 2.0))])
+    assert seqs == [1, 2]
+    j.close()
+    j = Journal(path, {"mqtt": ALL})  # survives a restart
+    pending = j.pending("mqtt", 10)
+    assert [(p.seq, p.body["point"], p.body["value"]) for p in pending] == [(1, "a", 1.0), (2, "b", 2.0)]
+    j.ack("mqtt", [1, 2])
+    assert j.depth() == 0
+    # AUTOINCREMENT: a seq is never reused, even after every record was deleted and the file reopened.
+    j.close()
+    j = Journal(path, {"mqtt": ALL})
+    assert j.append([(RecordClass.TELEMETRY, reading("a", 3.0))]) == [3]
+
+
+def test_alarms_jump_the_queue(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite", {"mqtt": ALL})
+    j.append([(RecordClass.TELEMETRY, reading("a", float(i))) for i in range(5)])
+    j.append([(RecordClass.ALARM, reading("alarm", 1.0))])
+    order = [(p.cls, p.seq) for p in j.pending("mqtt", 10)]
+    assert order[0] == (RecordClass.ALARM, 6)
+    assert [seq for _, seq in order[1:]] == [1, 2, 3, 4, 5]
+    assert [p.seq for p in j.pending("mqtt", 3, exclude={6, 1})] == [2, 3, 4]
+
+
+def test_record_kept_until_every_link_acked(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite", {"mqtt": ALL, "beidou": {RecordClass.ALARM}})
+    j.append([(RecordClass.ALARM, reading("alarm", 1.0)), (RecordClass.TELEMETRY, reading("a", 1.0))])
+    assert j.depth("beidou") == 1 and j.depth("mqtt") == 2
+    j.ack("beidou", [1])
+    assert j.depth() == 2  # mqtt still owes both
+    j.ack("mqtt", [1, 2])
+    assert j.depth() == 0
+
+
+def test_async_group_commit_and_flush(tmp_path: Path) -> None:
+    async def scenario() -> tuple[int, int]:
+        aj = AsyncJournal(Journal(tmp_path / "j.sqlite", {"mqtt": ALL}), queue_size=100, commit_window=0.05)
+        writer = asyncio.create_task(aj.run(NullProgress()))
+        for i in range(50):
+            await aj.put(RecordClass.TELEMETRY, reading("a", float(i)))
+        seq = await aj.append_now(RecordClass.ALARM, reading("alarm", 1.0))
+        await aj.flush()
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        depth = await aj.call(aj.journal.depth)
+        await aj.close()
+        return seq, depth
+
+    seq, depth = asyncio.run(scenario())
+    assert depth == 51
+    assert 1 <= seq <= 51
+
+
+def test_envelope_marks_replayed_records_historical(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite", {"mqtt": ALL})
+    j.append([(RecordClass.TELEMETRY, reading("a", 1.0)), (RecordClass.ALARM, reading("alarm", 2.0))])
+    records = j.pending("mqtt", 10)
+    profile = FieldgateProfile("gw-1")
+    fresh = profile.encode(records, now=records[0].created + 1)
+    assert {m.topic for m in fresh} == {"fieldgate/v1/gw-1/alarm", "fieldgate/v1/gw-1/telemetry"}
+    assert all(b'"hist"' not in m.payload for m in fresh)
+    late = profile.encode(records, now=records[0].created + 3600)
+    assert all(b'"hist":true' in m.payload for m in late)
+    assert sorted(s for m in late for s in m.seqs) == [1, 2]
