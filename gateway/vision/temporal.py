@@ -28,6 +28,7 @@ from gateway.vision.geometry import (
     box_in_polygon,
     centre,
     contains_point,
+    expand,
     intersection_over_first,
     iou,
     polygon_box,
@@ -209,8 +210,12 @@ class Confirmer:
         if not tr.confirmed:
             if self._confirms(tr, t):
                 tr.confirmed = True
-                tr.event_id = f"{self.camera}-{tr.role}-{int(tr.t_first)}-{tr.id}"
                 tr.last_update_t = t
+                joined = self._neighbour_event(tr, size)
+                if joined:  # a tongue or fragment of a fire already alarmed: same event, no new alarm
+                    tr.event_id = joined
+                    return []
+                tr.event_id = f"{self.camera}-{tr.role}-{int(tr.t_first)}-{tr.id}"
                 return [self._event(tr, "new", t, size)]
             return []
         if tr.hits and tr.hits[-1] == 1:
@@ -224,7 +229,8 @@ class Confirmer:
                 tr.quiet_since = t
             if t - tr.quiet_since >= self.cfg.cooldown:
                 tr.quiet_since = None  # drops the track in _tracks
-                return [self._event(tr, "end", t, size)]
+                shared = any(o is not tr and o.event_id == tr.event_id and o.counter > 0 for o in self.tracks)
+                return [] if shared else [self._event(tr, "end", t, size)]
         return []
 
     def _confirms(self, tr: Track, t: float) -> bool:
@@ -241,6 +247,14 @@ class Confirmer:
         areas = list(tr.areas)
         growth = _mean(areas[-k:]) / max(_mean(areas[:k]), 1e-6)
         return _mean(tr.motion) >= cfg.smoke_motion_min and (growth >= cfg.smoke_growth or self._drift(tr) >= 0.15)
+
+    def _neighbour_event(self, tr: Track, size: tuple[int, int]) -> str:
+        """Event id of a confirmed same-role track touching ``tr`` (boxes grown by half), or ''."""
+        grown = expand(tr.box, 0.5, *size)
+        for other in self.tracks:
+            if other is not tr and other.confirmed and other.role == tr.role and iou(grown, other.box) > 0:
+                return other.event_id
+        return ""
 
     @staticmethod
     def _drift(tr: Track) -> float:

@@ -1,0 +1,232 @@
+"""The detector worker process and the shared-memory frame ring that feeds it.
+
+Frames never travel through a pipe: the parent copies each image into a free slot of a
+``multiprocessing.shared_memory`` ring and sends only (seq, slot, shape). The child runs the
+Detector on a view of that slot and sends back the boxes (small arrays). A slot is reused only
+after its result came back, so the child never reads a half-written frame.
+
+The child is a separate process so that a crash or a leak in the inference library cannot take
+the daemon down, and so inference does not hold the event loop's GIL. If it dies or overruns
+``timeout``, it is killed and restarted; frames in flight are reported lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.shared_memory import SharedMemory
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.vision.detections import Detections
+
+log = logging.getLogger(__name__)
+
+
+class WorkerError(RuntimeError):
+    """The worker could not start (bad model, bad manifest, missing backend): not retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    manifest: Path
+    backend: str = "onnxruntime"
+    threads: int = 2
+    graph_optimization: str = "all"
+    slots: int = 2
+    timeout: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerResult:
+    seq: int
+    detections: Detections | None  # None: lost (worker died or timed out)
+    roles: list[str]
+    infer_s: float
+
+
+def _child(conn: Connection, spec: WorkerSpec, shm_name: str, slot_bytes: int) -> None:
+    """Worker process entry point (module level so the spawn start method can import it)."""
+    from gateway.vision.backend import open_backend
+    from gateway.vision.detector import Detector
+    from gateway.vision.manifest import load_manifest
+
+    try:
+        loaded = load_manifest(spec.manifest)
+        backend = open_backend(spec.backend, loaded.model_path, spec.threads, spec.graph_optimization)
+        detector = Detector(loaded, backend)
+    except Exception as e:
+        conn.send(("fatal", f"{type(e).__name__}: {e}"))
+        return
+    shm = SharedMemory(name=shm_name)
+    try:
+        conn.send(("ready", {"roles": detector.roles, "layout": detector.layout, "backend": backend.name}))
+        while True:
+            try:
+                msg = conn.recv()
+            except EOFError:
+                return  # parent gone
+            if msg is None:
+                return
+            seq, slot, shape = msg
+            image: npt.NDArray[np.uint8] = np.ndarray(shape, np.uint8, shm.buf, offset=slot * slot_bytes)
+            t0 = time.perf_counter()
+            try:
+                d = detector.detect(image)
+                conn.send(("ok", seq, d.boxes, d.scores, d.class_ids, time.perf_counter() - t0))
+            except Exception as e:  # one bad frame or output: report, keep serving
+                conn.send(("err", seq, f"{type(e).__name__}: {e}"))
+            del image
+    finally:
+        shm.close()
+
+
+class DetectorWorker:
+    """Parent-side handle: ``submit`` a frame, ``result`` to collect the next answer (in order)."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.roles: list[str] = []
+        self.info: dict[str, Any] = {}
+        self.restarts = 0
+        self._ctx = mp.get_context("spawn")  # fork would copy the event loop's threads and locks
+        self._shm: SharedMemory | None = None
+        self._slot_bytes = 0
+        self._proc: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._free: list[int] = []
+        self._inflight: dict[int, tuple[int, float]] = {}  # seq -> (slot, submitted monotonic)
+        self._seq = 0
+
+    @property
+    def free_slots(self) -> int:
+        return len(self._free)
+
+    @property
+    def slot_bytes(self) -> int:
+        return self._slot_bytes
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    async def start(self, frame_bytes: int) -> None:
+        """(Re)create the ring for frames up to ``frame_bytes`` and start the child; WorkerError if it cannot load."""
+        self._close_ring()
+        self._slot_bytes = max(frame_bytes, 1)
+        self._shm = SharedMemory(create=True, size=self._slot_bytes * self.spec.slots)
+        await self._spawn()
+
+    async def _spawn(self) -> None:
+        assert self._shm is not None
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(
+            target=_child, args=(child, self.spec, self._shm.name, self._slot_bytes), daemon=True,
+            name="fieldgate-detector",
+        )
+        proc.start()
+        child.close()
+        self._proc, self._conn = proc, parent
+        self._free = list(range(self.spec.slots))
+        self._inflight.clear()
+        msg = await asyncio.to_thread(self._recv, max(60.0, self.spec.timeout))
+        if msg is None or msg[0] != "ready":
+            self._kill()
+            reason = msg[1] if msg is not None and msg[0] == "fatal" else "worker did not start"
+            raise WorkerError(f"detector worker for {self.spec.manifest}: {reason}")
+        self.info = msg[1]
+        self.roles = list(self.info["roles"])
+
+    def _recv(self, timeout: float) -> Any:
+        conn = self._conn
+        if conn is None:
+            return None
+        try:
+            if conn.poll(timeout):
+                return conn.recv()
+        except (EOFError, OSError):
+            return None
+        return None
+
+    def submit(self, image: npt.NDArray[np.uint8]) -> int:
+        """Copy ``image`` into a free slot and queue it; returns its seq. Needs ``free_slots > 0``."""
+        if not self._free or self._shm is None or self._conn is None:
+            raise RuntimeError("no free frame slot")
+        if image.nbytes > self._slot_bytes:
+            raise ValueError("frame larger than a slot; restart the worker with a bigger ring")
+        slot = self._free.pop()
+        view: npt.NDArray[np.uint8] = np.ndarray(image.shape, np.uint8, self._shm.buf, offset=slot * self._slot_bytes)
+        view[...] = image
+        del view
+        self._seq += 1
+        self._inflight[self._seq] = (slot, time.monotonic())
+        with contextlib.suppress(OSError):  # a dead child is noticed by the next result()
+            self._conn.send((self._seq, slot, image.shape))
+        return self._seq
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    async def result(self) -> WorkerResult:
+        """The next result. If the child died or overran its timeout, it is restarted and every frame
+        in flight comes back with ``detections=None``."""
+        if not self._inflight:
+            raise RuntimeError("nothing in flight")
+        seq, (_slot, submitted) = next(iter(self._inflight.items()))
+        remaining = max(0.1, submitted + self.spec.timeout - time.monotonic())
+        msg = await asyncio.to_thread(self._recv, remaining)
+        if msg is None:
+            alive = self._proc is not None and self._proc.is_alive()
+            log.error("detector worker %s; restarting", "timed out" if alive else "died")
+            return await self._restart(seq)
+        kind, got = msg[0], msg[1]
+        entry = self._inflight.pop(got, None)
+        if entry is not None:
+            self._free.append(entry[0])
+        if kind == "ok":
+            dets = Detections(msg[2], msg[3], msg[4])
+            return WorkerResult(got, dets, self.roles, float(msg[5]))
+        log.warning("detector failed on frame %d: %s", got, msg[2])
+        return WorkerResult(got, None, self.roles, 0.0)
+
+    async def _restart(self, seq: int) -> WorkerResult:
+        self._kill()
+        self.restarts += 1
+        await asyncio.sleep(min(30.0, 0.5 * 2 ** min(self.restarts, 6)))
+        await self._spawn()
+        return WorkerResult(seq, None, self.roles, 0.0)
+
+    def _kill(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._proc is not None:
+            if self._proc.is_alive():
+                self._proc.kill()
+            self._proc.join(timeout=5.0)
+            self._proc = None
+
+    def _close_ring(self) -> None:
+        self._kill()
+        if self._shm is not None:
+            self._shm.close()
+            self._shm.unlink()
+            self._shm = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.send(None)
+        if self._proc is not None:
+            self._proc.join(timeout=2.0)
+        self._close_ring()
