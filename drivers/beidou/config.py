@@ -1,0 +1,34 @@
+"""Config of the BeiDou RDSS short-message link (one serial module)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from gateway.shared import StrictModel
+
+
+class BeidouConfig(StrictModel):
+    type: Literal["beidou"]
+    name: str = "beidou"
+    port: str = Field(min_length=1, description="serial device, e.g. /dev/ttyUSB1")
+    baud: int = Field(19200, gt=0)
+    dialect: Literal["auto", "2.1", "bds3", "4.0"] = Field(
+        "auto", description="auto probes $CCICA, then $CCICR, then $ICJC; vendor labels are unreliable"
+    )
+    dest: int = Field(ge=0, lt=2**21, description="BeiDou card id of the receiving (platform) terminal")
+    encoding: Literal["code", "mixed"] = Field(
+        "mixed", description="mixed = 0xA4 marker + payload; the 77-byte level-3 budget assumes it"
+    )
+    max_bytes: int | None = Field(
+        None, ge=1, le=1750, description="payload limit; default from the card's communication level"
+    )
+    interval_s: float | None = Field(
+        None, gt=0, le=3600, description="service interval; default read from the card"
+    )
+    freq_point: int = Field(2, ge=1, le=5, description="BDS-3 $CCTCQ frequency point")
+    probe_timeout_s: float = Field(2.0, gt=0, le=30)
+    feedback_timeout_s: float = Field(10.0, gt=0, le=120)
+    max_wait_retries: int = Field(3, ge=0, le=10, description="resends after 'frequency not reached'")
+    reopen_delay_s: float = Field(5.0, gt=0, le=600)

@@ -1,0 +1,140 @@
+"""Satellite links against their emulators on socat pty pairs (virtual rig)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any
+
+import pytest
+
+from drivers.beidou.config import BeidouConfig
+from drivers.beidou.link import BeidouLink
+from drivers.beidou.port import MessageTooLarge, SendRefused
+from drivers.beidou.sentences import Dialect
+from gateway.shared import NullProgress, OutboundMessage
+from tests.hil.emulators.base import socat_pair
+from tests.hil.emulators.beidou import BeidouEmulator
+
+pytestmark = [pytest.mark.hil, pytest.mark.timeout(60)]
+
+
+def run_async(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test body in a fresh loop (pytest-asyncio is not a dependency)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+@pytest.fixture
+def pty_pair() -> Iterator[tuple[str, str]]:
+    with socat_pair() as pair:
+        yield pair
+
+
+async def wait_for(cond: Callable[[], bool], limit_s: float = 10.0) -> None:
+    """Poll a condition set by another thread (the emulator), within a generous bound."""
+    async with asyncio.timeout(limit_s):
+        while not cond():  # noqa: ASYNC110 - the state lives in an emulator thread, no Event to await
+            await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def running(link: Any) -> AsyncIterator[None]:
+    task = asyncio.create_task(link.run(NullProgress()))
+    try:
+        await wait_for(lambda: link.connected or task.done())
+        assert link.connected, task.exception() if task.done() else "not connected"
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def msg(payload: bytes, *seqs: int) -> OutboundMessage:
+    return OutboundMessage(topic="sat", payload=payload, seqs=seqs)
+
+
+def beidou_config(port: str, **kw: Any) -> BeidouConfig:
+    return BeidouConfig(type="beidou", port=port, dest=247718, probe_timeout_s=0.5, **kw)
+
+
+@pytest.mark.parametrize("dialect", [Dialect.V21, Dialect.BDS3, Dialect.V40])
+@run_async
+async def test_beidou_probe_send_and_receive(pty_pair: tuple[str, str], dialect: Dialect) -> None:
+    ours, theirs = pty_pair
+    got: list[bytes] = []
+    with BeidouEmulator(theirs, dialect=dialect, interval_s=1, noise_period_s=0.05) as emu:
+        link = BeidouLink(beidou_config(ours), got.append)
+        async with running(link):
+            assert link.dialect is dialect
+            assert link.interval_s == 1.0 and link.max_bytes == 77
+            await link.send(msg(b"\x12alarm", 7))
+            assert [s.payload for s in emu.sent] == [b"\x12alarm"]
+            assert emu.sent[0].dest == 247718
+            emu.inject(4207733, b"\x15ack")
+            await wait_for(lambda: got == [b"\x15ack"])
+            await asyncio.sleep(0.3)  # let noise through while idle
+            assert link.noise_count > 0  # $BDBSI/$BDPWI/$GNRMC recognised and ignored
+            assert link.connected
+
+
+@run_async
+async def test_beidou_interval_refusal_is_honoured(pty_pair: tuple[str, str]) -> None:
+    ours, theirs = pty_pair
+    with BeidouEmulator(theirs, interval_s=2, noise_period_s=None) as emu:
+        # the gateway believes the interval is shorter than the card's: the module refuses,
+        # the link waits the time the module states and resends
+        link = BeidouLink(beidou_config(ours, interval_s=0.1), lambda _b: None)
+        async with running(link):
+            await link.send(msg(b"one", 1))
+            await link.send(msg(b"two", 2))
+            assert [s.payload for s in emu.sent] == [b"one", b"two"]
+            assert emu.refusals == ["interval"]
+            assert emu.sent[1].at - emu.sent[0].at >= 2
+
+
+@run_async
+async def test_beidou_respects_card_interval_without_refusal(pty_pair: tuple[str, str]) -> None:
+    ours, theirs = pty_pair
+    with BeidouEmulator(theirs, interval_s=1, noise_period_s=None) as emu:
+        link = BeidouLink(beidou_config(ours), lambda _b: None)
+        async with running(link):
+            await link.send(msg(b"one", 1))
+            await link.send(msg(b"two", 2))
+            assert emu.refusals == []
+            assert emu.sent[1].at - emu.sent[0].at >= 1
+
+
+@run_async
+async def test_beidou_oversize_is_refused_before_and_by_the_module(pty_pair: tuple[str, str]) -> None:
+    ours, theirs = pty_pair
+    with BeidouEmulator(theirs, interval_s=1, noise_period_s=None) as emu:
+        link = BeidouLink(beidou_config(ours), lambda _b: None)
+        async with running(link):
+            with pytest.raises(MessageTooLarge):
+                await link.send(msg(bytes(78), 1))
+            assert emu.sent == []
+        # a max_bytes override larger than the card: the module itself refuses
+        link2 = BeidouLink(beidou_config(ours, max_bytes=100), lambda _b: None)
+        async with running(link2):
+            with pytest.raises(SendRefused):
+                await link2.send(msg(bytes(90), 1))
+            assert emu.refusals == ["oversize"]
+
+
+@run_async
+async def test_beidou_without_card_never_connects(pty_pair: tuple[str, str]) -> None:
+    ours, theirs = pty_pair
+    with BeidouEmulator(theirs, has_card=False, noise_period_s=None):
+        link = BeidouLink(beidou_config(ours, reopen_delay_s=0.2), lambda _b: None)
+        task = asyncio.create_task(link.run(NullProgress()))
+        await asyncio.sleep(1.0)
+        assert not link.connected
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
