@@ -14,9 +14,12 @@ from drivers.beidou.config import BeidouConfig
 from drivers.beidou.link import BeidouLink
 from drivers.beidou.port import MessageTooLarge, SendRefused
 from drivers.beidou.sentences import Dialect
+from drivers.iridium.config import IridiumConfig
+from drivers.iridium.link import IridiumLink
 from gateway.shared import NullProgress, OutboundMessage
 from tests.hil.emulators.base import socat_pair
 from tests.hil.emulators.beidou import BeidouEmulator
+from tests.hil.emulators.iridium import IridiumEmulator
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(60)]
 
@@ -138,3 +141,65 @@ async def test_beidou_without_card_never_connects(pty_pair: tuple[str, str]) -> 
         assert not link.connected
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+# --------------------------------------------------------------------------- Iridium SBD
+
+
+def iridium_config(port: str, **kw: Any) -> IridiumConfig:
+    return IridiumConfig(type="iridium_sbd", port=port, backoff_initial_s=0.05, backoff_max_s=0.2, **kw)
+
+
+@run_async
+async def test_iridium_send_retries_failed_sessions_and_counts_credits(pty_pair: tuple[str, str]) -> None:
+    ours, theirs = pty_pair
+    with IridiumEmulator(theirs) as emu:
+        emu.fail_next.extend([32, 18])  # no network service, then RF drop
+        link = IridiumLink(iridium_config(ours), lambda _b: None)
+        async with running(link):
+            await link.send(msg(bytes(range(60)), 1, 2))
+            assert emu.delivered == [bytes(range(60))]
+            assert [s.mo_status for s in emu.sessions] == [32, 18, 0]
+            assert link.last_momsn == 1
+            assert link.credits_used == 2  # 60 bytes = two 50-byte units
+            assert emu.mo_buffer == b""  # cleared: the next session cannot resend it
+
+
+@run_async
+async def test_iridium_gives_up_after_the_configured_attempts(pty_pair: tuple[str, str]) -> None:
+    ours, theirs = pty_pair
+    with IridiumEmulator(theirs) as emu:
+        emu.fail_next.extend([35, 35, 35])
+        link = IridiumLink(iridium_config(ours, session_attempts=3), lambda _b: None)
+        async with running(link):
+            with pytest.raises(SendRefused, match="transceiver busy"):
+                await link.send(msg(b"x", 1))
+            assert emu.delivered == [] and link.credits_used == 0
+
+
+@run_async
+async def test_iridium_oversize_refused(pty_pair: tuple[str, str]) -> None:
+    ours, theirs = pty_pair
+    with IridiumEmulator(theirs) as emu:
+        link = IridiumLink(iridium_config(ours), lambda _b: None)
+        async with running(link):
+            with pytest.raises(MessageTooLarge):
+                await link.send(msg(bytes(341), 1))
+            assert emu.sessions == []
+
+
+@run_async
+async def test_iridium_mt_by_ring_and_piggy_backed(pty_pair: tuple[str, str]) -> None:
+    ours, theirs = pty_pair
+    got: list[bytes] = []
+    with IridiumEmulator(theirs) as emu:
+        link = IridiumLink(iridium_config(ours), got.append)
+        async with running(link):
+            emu.inject_mt(b"\x15ring\r\n")  # CR LF inside the binary payload on purpose
+            await wait_for(lambda: got == [b"\x15ring\r\n"])
+            emu.ring_alerts = False  # these two wait at the gateway and ride on the next MO session
+            emu.inject_mt(b"one")
+            emu.inject_mt(b"two")
+            await link.send(msg(b"mo", 5))
+            assert got == [b"\x15ring\r\n", b"one", b"two"]
+            assert emu.delivered == [b"mo"]
