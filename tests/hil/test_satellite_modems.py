@@ -183,6 +183,7 @@ async def test_iridium_oversize_refused(pty_pair: tuple[str, str]) -> None:
     with IridiumEmulator(theirs) as emu:
         link = IridiumLink(iridium_config(ours), lambda _b: None)
         async with running(link):
+            assert link.last_signal == 4  # AT+CSQF read at start-up, telemetry only
             with pytest.raises(MessageTooLarge):
                 await link.send(msg(bytes(341), 1))
             assert emu.sessions == []

@@ -95,7 +95,7 @@ class IridiumEmulator(PtyEmulator):
             self.ring_alerts = True
             self._reply("OK")
         elif cmd in ("AT+CSQ", "AT+CSQF"):
-            self._reply(f"{cmd[3:]}:{self.signal}", "OK")
+            self._reply(f"{cmd[2:]}:{self.signal}", "OK")  # +CSQ:n / +CSQF:n
         elif cmd.startswith("AT+SBDWB="):
             n = int(cmd[9:]) if cmd[9:].isdigit() else 0
             if not 1 <= n <= MAX_MO:
