@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
 from collections.abc import Callable
 
@@ -32,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     schema = sub.add_parser("schema", help="print the JSON Schema of the site config (for editors)")
     schema.set_defaults(handler=cmd_schema)
 
+    from gateway.alerts.cli import add_subcommands as alert_commands
+    from gateway.rules.cli import add_subcommands as rules_commands
+
+    rules_commands(sub)
+    alert_commands(sub)
+
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     handler: Handler = args.handler
@@ -42,11 +47,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from gateway import logsetup
+
+    logsetup.setup_logging(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("pymodbus", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL if not verbose else logging.DEBUG)
 
@@ -91,16 +94,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
-    from gateway.app import Gateway
+    from gateway.daemon import serve
 
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await Gateway(config).run(stop)
-
-    asyncio.run(serve())
+    asyncio.run(serve(args.config, config))
     return 0
 
 

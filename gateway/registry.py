@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from drivers.broadcast.base import BroadcastOutput
+from drivers.broadcast.config import OutputConfig
 from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
 from drivers.mqtt.config import MqttLinkConfig
 from gateway.shared import BusDriver, Link, RecordClass
@@ -33,3 +35,9 @@ def build_link(config: MqttLinkConfig, gateway_id: str, status_payload: Callable
 
 def link_classes(config: MqttLinkConfig) -> set[RecordClass]:
     return {CLASS_NAMES[name] for name in config.classes}
+
+
+def build_outputs(configs: Mapping[str, OutputConfig]) -> dict[str, BroadcastOutput]:
+    from drivers.broadcast.factory import build_outputs as build
+
+    return build(configs)

@@ -155,6 +155,36 @@ class Reading:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A non-reading journal record: an alarm transition, broadcast evidence, a detection, a command.
+
+    ``key`` names what it is about (rule id, output, camera, command id) and plays the role of
+    ``Reading.point`` in the journal (replay order, thinning).
+    """
+
+    kind: str
+    key: str
+    body: dict[str, Any]
+    source_time: float
+
+    @property
+    def point(self) -> str:
+        return self.key
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "key": self.key, "ts": round(self.source_time, 3), **self.body}
+
+
+class Journalable(Protocol):
+    """What the journal stores: a Reading or an EventRecord."""
+
+    @property
+    def point(self) -> str: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
 def now() -> float:
     """Wall-clock time for source timestamps (one place to change for GNSS time later)."""
     return time.time()

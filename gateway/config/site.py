@@ -9,6 +9,9 @@ from pydantic import Field, model_validator
 
 from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
 from drivers.mqtt.config import MqttLinkConfig
+from gateway.alerts.config import BroadcastConfig
+from gateway.alerts.interlock import check_site_plan
+from gateway.rules import RulesConfig
 from gateway.shared import Seconds, StrictModel
 
 # Each driver owns its config model; the site config only lists them. A new driver
@@ -34,13 +37,24 @@ class SiteConfig(StrictModel):
     buses: list[BusConfig] = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)
     journal: JournalSection = Field(default_factory=JournalSection)
+    rules: RulesConfig = Field(default_factory=RulesConfig, description="local alarm rules (docs/rules.md)")
+    broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig,
+                                       description="emergency broadcast outputs and interlock (docs/broadcast.md)")
 
     @model_validator(mode="after")
     def _unique_names(self) -> SiteConfig:
         _unique("bus name", [b.name for b in self.buses])
         _unique("link name", [link.name for link in self.links])
         _unique("point id", [p.id for b in self.buses for d in b.devices for p in d.points])
+        check_site_plan(self.rules, self.broadcast)
         return self
+
+    @property
+    def audit_path(self) -> Path:
+        """Broadcast audit log: the configured path, or <state_dir>/audit/broadcast.log."""
+        if "audit_path" in self.broadcast.model_fields_set:
+            return Path(self.broadcast.audit_path)
+        return self.gateway.state_dir / "audit" / "broadcast.log"
 
     @property
     def journal_path(self) -> Path:
