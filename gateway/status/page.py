@@ -1,0 +1,261 @@
+"""The status page: one HTML document, one stylesheet, one script, all served by the daemon.
+
+No CDN and no build step, so it works on a laptop cabled to the box with no internet. The script
+polls ``/api/status`` every 2 s and writes every daemon-supplied string with ``textContent`` (never
+as HTML), so a point name or alarm text cannot inject markup; the CSP forbids inline script anyway.
+"""
+
+from __future__ import annotations
+
+INDEX_HTML = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>fieldgate status</title>
+<link rel="stylesheet" href="/app.css">
+<script src="/app.js" defer></script>
+</head>
+<body>
+<header>
+  <h1 id="title">fieldgate</h1>
+  <span id="health" class="badge">loading</span>
+  <span id="meta"></span>
+  <span id="updated"></span>
+</header>
+<div id="error" class="banner" hidden></div>
+<main>
+<section id="points-section"><h2>Points</h2>
+  <table id="points"><thead><tr><th>point</th><th>value</th><th>unit</th><th>quality</th><th>age</th></tr>
+  </thead><tbody></tbody></table></section>
+<section id="devices-section"><h2>Devices</h2>
+  <table id="devices"><thead><tr><th>bus</th><th>device</th><th>unit</th><th>state</th><th>polls</th>
+  <th>errors</th></tr></thead><tbody></tbody></table></section>
+<section id="links-section"><h2>Links</h2>
+  <table id="links"><thead><tr><th>link</th><th>type</th><th>state</th><th>sent</th><th>failed</th>
+  <th>backlog</th></tr></thead><tbody></tbody></table></section>
+<section id="journal-section"><h2>Journal</h2><dl id="journal"></dl>
+  <h2>Loops</h2><ul id="loops"></ul></section>
+<section id="alarms-section"><h2>Recent alarms</h2>
+  <table id="alarms"><thead><tr><th>alarm</th><th>rule</th><th>severity</th><th>state</th><th>since</th>
+  </tr></thead><tbody></tbody></table></section>
+<section id="evidence-section"><h2>Broadcast evidence</h2><ol id="evidence" reversed></ol></section>
+<section id="camera-section"><h2>Camera</h2>
+  <div id="camera-empty">no snapshot</div>
+  <figure id="camera" hidden><div id="frame"><img id="snapshot" alt="latest camera snapshot"></div>
+  <figcaption id="camera-caption"></figcaption></figure></section>
+<section id="actions-section"><h2>Technician</h2>
+  <form id="login-form"><input id="login-user" autocomplete="username" placeholder="user" required>
+    <input id="login-password" type="password" autocomplete="current-password" placeholder="password" required>
+    <button type="submit">Log in</button></form>
+  <div id="session" hidden><span id="session-user"></span> <button id="logout" type="button">Log out</button>
+  <form id="probe-form"><h3>Probe a device</h3>
+    <input id="probe-bus" placeholder="bus" required>
+    <input id="probe-unit" type="number" min="0" max="247" placeholder="unit id" required>
+    <select id="probe-table"><option>holding</option><option>input</option><option>coil</option>
+    <option>discrete</option></select>
+    <input id="probe-address" type="number" min="0" max="65535" placeholder="address" required>
+    <input id="probe-count" type="number" min="1" max="125" value="1" required>
+    <button type="submit">Read</button></form>
+  <p><button id="selftest" type="button">Broadcast outputs self-test</button></p></div>
+  <pre id="action-result"></pre>
+</section>
+</main>
+</body>
+</html>
+"""
+
+APP_CSS = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 0; background: #f4f5f7; color: #1d2125; }
+header { display: flex; gap: 1em; align-items: baseline; padding: .6em 1em; background: #1d2733; color: #fff; }
+header h1 { font-size: 1.2em; margin: 0; }
+.badge { padding: .1em .6em; border-radius: 1em; background: #888; }
+.badge.ok { background: #1f8a3b; } .badge.bad { background: #c62828; }
+.banner { background: #c62828; color: #fff; padding: .5em 1em; }
+main { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 1em; padding: 1em; }
+section { background: #fff; border-radius: 6px; padding: .5em 1em 1em; box-shadow: 0 1px 2px #0002; }
+h2 { font-size: 1.05em; } table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: .15em .5em; border-bottom: 1px solid #e3e5e8; }
+td.value { font-variant-numeric: tabular-nums; font-weight: 600; }
+.good, .online, .connected { color: #1f8a3b; }
+.bad, .offline, .disconnected, .overdue { color: #c62828; font-weight: 600; }
+#frame { position: relative; display: inline-block; max-width: 100%; }
+#frame img { max-width: 100%; display: block; }
+.box { position: absolute; border: 2px solid #ff1744; box-sizing: border-box; }
+.box span { position: absolute; top: -1.4em; left: -2px; background: #ff1744; color: #fff; font-size: 11px;
+  padding: 0 .3em; white-space: nowrap; }
+pre { white-space: pre-wrap; word-break: break-all; max-height: 20em; overflow: auto; }
+"""
+
+APP_JS = r"""
+'use strict';
+const REFRESH_MS = 2000;
+const $ = (id) => document.getElementById(id);
+
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (cls) node.className = cls;
+  return node;
+}
+function fmtValue(v) {
+  if (v === null || v === undefined) return '—';
+  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)));
+  return String(v);
+}
+function fmtAge(s) {
+  if (typeof s !== 'number') return '—';
+  if (s < 60) return s.toFixed(1) + ' s';
+  if (s < 3600) return (s / 60).toFixed(1) + ' min';
+  return (s / 3600).toFixed(1) + ' h';
+}
+function fmtTime(t) {
+  return typeof t === 'number' ? new Date(t * 1000).toISOString().replace('T', ' ').slice(0, 19) + 'Z' : '—';
+}
+function list(v) { return Array.isArray(v) ? v.filter((x) => x && typeof x === 'object') : []; }
+function fillRows(tableId, rows, cells) {
+  const body = $(tableId).tBodies[0];
+  const fresh = document.createDocumentFragment();
+  for (const row of rows) {
+    const tr = document.createElement('tr');
+    for (const [text, cls, key] of cells(row)) {
+      const td = el('td', text, cls);
+      if (key) tr.dataset[key] = text;
+      tr.appendChild(td);
+    }
+    fresh.appendChild(tr);
+  }
+  body.replaceChildren(fresh);
+  return body;
+}
+
+function render(s) {
+  const gw = s.gateway || {};
+  $('title').textContent = (gw.name || gw.id || 'fieldgate') + (gw.id && gw.name ? ' (' + gw.id + ')' : '');
+  document.title = 'fieldgate ' + (gw.id || '');
+  $('meta').textContent = 'up ' + fmtAge(gw.uptime_s);
+  const loops = list(s.loops);
+  const overdue = loops.filter((l) => l.overdue).map((l) => String(l.name));
+  const health = $('health');
+  health.textContent = overdue.length ? 'OVERDUE: ' + overdue.join(', ') : 'healthy';
+  health.className = 'badge ' + (overdue.length ? 'bad' : 'ok');
+
+  const points = fillRows('points', list(s.points), (p) => [
+    [p.point, 'name'], [fmtValue(p.value), 'value'], [p.unit || '', 'unit'],
+    [p.q || '—', 'q ' + (p.q === 'good' ? 'good' : 'bad')], [fmtAge(p.age_s), 'age']]);
+  list(s.points).forEach((p, i) => { points.rows[i].dataset.point = String(p.point); });
+
+  fillRows('devices', list(s.devices), (d) => [
+    [d.bus, ''], [d.device, 'name'], [d.unit_id, ''],
+    [d.online ? 'online' : 'offline', d.online ? 'online' : 'offline'], [d.polls ?? '—', ''], [d.errors ?? '—', '']]);
+  fillRows('links', list(s.links), (l) => [
+    [l.name, 'name'], [l.type || '', ''],
+    [l.connected ? 'connected' : 'disconnected', l.connected ? 'connected' : 'disconnected'],
+    [l.sent_messages ?? '—', ''], [l.failed_sends ?? '—', ''], [l.backlog ?? '—', '']]);
+
+  const j = s.journal || {};
+  const dl = $('journal');
+  const items = [['backlog', j.backlog], ['oldest unsent', fmtAge(j.oldest_age_s)], ['committed', j.committed],
+                 ['drops', j.drops]];
+  dl.replaceChildren(...items.flatMap(([k, v]) => [el('dt', k), el('dd', v ?? '—')]));
+  $('loops').replaceChildren(...loops.map((l) => el('li', l.name + (l.overdue ? ' — overdue' : ' — ok'),
+                                                       l.overdue ? 'overdue' : 'good')));
+
+  fillRows('alarms', list(s.alarms).slice(-50).reverse(), (a) => [
+    [a.alarm_id, ''], [a.rule, ''], [a.severity, ''], [a.state, ''], [fmtTime(a.since), '']]);
+  $('evidence').replaceChildren(...list(s.evidence).slice(-50).reverse().map((e) => el('li', JSON.stringify(e))));
+  renderCamera(s.snapshot);
+  renderSession(s.session || {});
+}
+
+let shownSnapshot = null;
+function renderCamera(snap) {
+  const has = snap && typeof snap === 'object' && snap.path;
+  $('camera').hidden = !has;
+  $('camera-empty').hidden = !!has;
+  if (!has) return;
+  $('camera-caption').textContent = (snap.camera || '') + ' ' + fmtTime(snap.ts);
+  const key = String(snap.path) + '@' + String(snap.ts);
+  if (key === shownSnapshot) return;
+  shownSnapshot = key;
+  const img = $('snapshot');
+  img.onload = () => drawBoxes(img, snap);
+  img.src = '/snapshot.jpg?ts=' + encodeURIComponent(String(snap.ts));
+}
+function drawBoxes(img, snap) {
+  const frame = $('frame');
+  frame.querySelectorAll('.box').forEach((b) => b.remove());
+  const size = Array.isArray(snap.frame) ? snap.frame : [img.naturalWidth, img.naturalHeight];
+  const [w, h] = size.map(Number);
+  if (!(w > 0 && h > 0)) return;
+  for (const b of Array.isArray(snap.boxes) ? snap.boxes : []) {
+    const xy = Array.isArray(b) ? b : (b && Array.isArray(b.box) ? b.box : null);
+    if (!xy || xy.length < 4 || !xy.slice(0, 4).every((v) => typeof v === 'number')) continue;
+    const div = el('div', null, 'box');
+    div.style.left = (100 * xy[0] / w) + '%';
+    div.style.top = (100 * xy[1] / h) + '%';
+    div.style.width = (100 * (xy[2] - xy[0]) / w) + '%';
+    div.style.height = (100 * (xy[3] - xy[1]) / h) + '%';
+    const label = Array.isArray(b) ? b.slice(4).filter((v) => v !== null).join(' ')
+      : [b.label ?? b.role ?? '', typeof b.score === 'number' ? b.score.toFixed(2) : ''].join(' ');
+    if (label.trim()) div.appendChild(el('span', label.trim()));
+    frame.appendChild(div);
+  }
+}
+function renderSession(session) {
+  const user = typeof session.user === 'string' ? session.user : null;
+  $('login-form').hidden = !!user || session.login === false;
+  $('session').hidden = !user;
+  $('session-user').textContent = user ? 'logged in as ' + user : '';
+}
+
+async function refresh() {
+  try {
+    const r = await fetch('/api/status', {cache: 'no-store', credentials: 'same-origin'});
+    if (!r.ok) throw new Error('HTTP ' + r.status);
+    render(await r.json());
+    $('error').hidden = true;
+    $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
+  } catch (e) {
+    $('error').hidden = false;
+    $('error').textContent = 'gateway not answering: ' + e.message;
+  } finally {
+    setTimeout(refresh, REFRESH_MS);
+  }
+}
+
+async function post(url, body) {
+  const r = await fetch(url, {method: 'POST', credentials: 'same-origin',
+    headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
+  let data;
+  try { data = await r.json(); } catch (e) { data = {error: 'HTTP ' + r.status}; }
+  return [r.ok, data];
+}
+function showResult(ok, data) {
+  const out = $('action-result');
+  out.className = ok ? 'good' : 'bad';
+  out.textContent = JSON.stringify(data, null, 2);
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  $('login-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const [ok, data] = await post('/login', {user: $('login-user').value, password: $('login-password').value});
+    $('login-password').value = '';
+    showResult(ok, ok ? {logged_in: data.user} : data);
+    renderSession(ok ? {user: data.user} : {});
+  });
+  $('logout').addEventListener('click', async () => { await post('/logout', {}); renderSession({}); });
+  $('probe-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const args = {bus: $('probe-bus').value, unit_id: Number($('probe-unit').value), table: $('probe-table').value,
+                  address: Number($('probe-address').value), count: Number($('probe-count').value)};
+    showResult(...await post('/api/action/probe', args));
+  });
+  $('selftest').addEventListener('click', async () => {
+    if (!confirm('Run the broadcast outputs self-test now?')) return;
+    showResult(...await post('/api/action/selftest', {}));
+  });
+  refresh();
+});
+"""

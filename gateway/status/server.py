@@ -1,0 +1,316 @@
+"""The status server: page, JSON, metrics, health and logged-in actions, on stdlib asyncio.
+
+Read-only routes need no login. ``POST /api/action/<name>`` needs a session cookie from
+``POST /login`` (HttpOnly, SameSite=Strict) and a JSON body, so a page on another site can
+neither send the cookie nor forge the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import ValidationError
+
+from gateway.status import auth, metrics, page
+from gateway.status.config import StatusConfig
+from gateway.status.http import ClientGone, HttpError, Limits, Request, Response, read_request
+from gateway.status.view import ACTIONS, StatusView, json_safe, overdue_loops
+
+log = logging.getLogger("fieldgate.status")
+
+COOKIE = "fg_session"
+MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
+ACTION_TIMEOUT_S = 60.0
+# A hash to check against when the user does not exist, so a wrong name costs the same time as
+# a wrong password and the response time does not reveal which user names exist.
+_DUMMY_HASH = auth.hash_password("fieldgate-no-such-user", "scrypt")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(status: HTTPStatus, data: Any, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(json_safe(data), separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return Response(status, body, "application/json", headers or {})
+
+
+def error_json(status: HTTPStatus, message: str) -> Response:
+    return json_response(status, {"error": message})
+
+
+class StatusServer:
+    def __init__(self, config: StatusConfig, view: StatusView, limits: Limits | None = None) -> None:
+        self.config = config
+        self.view = view
+        self.limits = limits or Limits()
+        self.sessions = auth.SessionStore(config.session_ttl)
+        self.throttle = auth.LoginThrottle()
+        self._action_lock = asyncio.Lock()
+        self._connections: set[asyncio.Task[Any]] = set()
+        self._server: asyncio.Server | None = None
+        self.port: int | None = None
+        self._get: dict[str, Handler] = {
+            "/": self._index, "/index.html": self._index, "/app.js": self._js, "/app.css": self._css,
+            "/api/status": self._status, "/metrics": self._metrics, "/healthz": self._healthz,
+            "/snapshot.jpg": self._snapshot,
+        }
+        self._post: dict[str, Handler] = {"/login": self._login, "/logout": self._logout}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._connection, self.config.host, self.config.port, limit=self.limits.max_line,
+            reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("status page on http://%s/ (users file: %s)", self.config.listen,
+                 self.config.users_file or "none, read-only")
+
+    async def run(self) -> None:
+        """Serve until cancelled; then stop listening and close every open connection."""
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        try:
+            await self._server.serve_forever()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.gather(*self._connections, return_exceptions=True)
+        self._server = None
+
+    # -- connections -----------------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        task = asyncio.current_task()
+        try:
+            if len(self._connections) >= self.config.max_connections or task is None:
+                await self._send(writer, error_json(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections"),
+                                 False, False)
+                return
+            self._connections.add(task)
+            await self._serve(reader, writer, client)
+        except (ConnectionError, TimeoutError, ClientGone):
+            pass
+        except Exception:  # one bad connection must never take the server down
+            log.exception("status connection from %s failed", client)
+        finally:
+            if task is not None:
+                self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 2.0)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str) -> None:
+        for served in range(self.limits.max_requests_per_connection):
+            try:
+                request = await read_request(reader, self.limits, first=served == 0)
+            except HttpError as exc:
+                await self._send(writer, error_json(exc.status, exc.detail), False, False)
+                return
+            request.client = client
+            response = await self.handle(request)
+            keep_alive = request.keep_alive and served + 1 < self.limits.max_requests_per_connection
+            await self._send(writer, response, request.method == "HEAD", keep_alive)
+            if not keep_alive:
+                return
+
+    async def _send(self, writer: asyncio.StreamWriter, response: Response, head_only: bool,
+                    keep_alive: bool) -> None:
+        writer.write(response.encode(head_only, keep_alive))
+        await asyncio.wait_for(writer.drain(), self.limits.write_timeout_s)
+
+    # -- routing ---------------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        """Answer one parsed request. Never raises: a failing handler becomes a 500."""
+        try:
+            return await self._route(request)
+        except HttpError as exc:
+            return error_json(exc.status, exc.detail)
+        except Exception:
+            log.exception("status request %s %s failed", request.method, request.path)
+            return error_json(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; see the daemon log")
+
+    async def _route(self, request: Request) -> Response:
+        path = request.path
+        if request.method in ("GET", "HEAD"):
+            handler = self._get.get(path)
+            if handler is not None:
+                return await handler(request)
+        elif request.method == "POST":
+            handler = self._post.get(path)
+            if handler is not None:
+                return await handler(request)
+            if path.startswith("/api/action/"):
+                return await self._action(request, path.removeprefix("/api/action/"))
+        allowed = ("GET, HEAD" if path in self._get else
+                   "POST" if path in self._post or path.startswith("/api/action/") else "")
+        if allowed:
+            return Response(HTTPStatus.METHOD_NOT_ALLOWED, b"method not allowed\n", headers={"Allow": allowed})
+        return Response.text(HTTPStatus.NOT_FOUND, "not found\n")
+
+    # -- read-only routes ------------------------------------------------------------------------
+
+    async def _index(self, _request: Request) -> Response:
+        return Response(HTTPStatus.OK, page.INDEX_HTML.encode(), "text/html; charset=utf-8")
+
+    async def _js(self, _request: Request) -> Response:
+        return Response(HTTPStatus.OK, page.APP_JS.encode(), "text/javascript; charset=utf-8")
+
+    async def _css(self, _request: Request) -> Response:
+        return Response(HTTPStatus.OK, page.APP_CSS.encode(), "text/css; charset=utf-8")
+
+    async def _status(self, request: Request) -> Response:
+        snapshot = dict(self.view.snapshot())
+        user = self.sessions.user(request.cookie(COOKIE))
+        snapshot["session"] = {"user": user, "login": self.config.users_file is not None,
+                               "actions": sorted(ACTIONS)}
+        return json_response(HTTPStatus.OK, snapshot)
+
+    async def _metrics(self, _request: Request) -> Response:
+        text = metrics.render_metrics(self.view.snapshot())
+        return Response(HTTPStatus.OK, text.encode("utf-8"), metrics.CONTENT_TYPE)
+
+    async def _healthz(self, _request: Request) -> Response:
+        try:
+            snapshot = self.view.snapshot()
+        except Exception as exc:
+            log.exception("healthz: snapshot failed")
+            return Response.text(HTTPStatus.SERVICE_UNAVAILABLE, f"unhealthy: snapshot failed: {exc}\n")
+        late = overdue_loops(snapshot)
+        if late:
+            return Response.text(HTTPStatus.SERVICE_UNAVAILABLE, "overdue: " + ", ".join(late) + "\n")
+        return Response.text(HTTPStatus.OK, "ok\n")
+
+    async def _snapshot(self, _request: Request) -> Response:
+        snap = self.view.snapshot().get("snapshot")
+        raw_path = snap.get("path") if isinstance(snap, dict) else None
+        if not raw_path:
+            return Response.text(HTTPStatus.NOT_FOUND, "no camera snapshot\n")
+        data = await asyncio.to_thread(_read_jpeg, Path(str(raw_path)))
+        if data is None:
+            return Response.text(HTTPStatus.NOT_FOUND, "snapshot file missing or not a JPEG\n")
+        return Response(HTTPStatus.OK, data, "image/jpeg")
+
+    # -- login and actions -----------------------------------------------------------------------
+
+    async def _login(self, request: Request) -> Response:
+        if self.config.users_file is None:
+            return error_json(HTTPStatus.FORBIDDEN, "logins are disabled: no status.users_file configured")
+        if self.throttle.blocked(request.client):
+            return json_response(HTTPStatus.TOO_MANY_REQUESTS, {"error": "too many failed logins; wait a minute"},
+                                 {"Retry-After": str(int(self.throttle.window_s))})
+        form = _credentials(request)
+        user, password = form.get("user", ""), form.get("password", "")
+        try:
+            users = auth.read_users(self.config.users_file)
+        except auth.UsersFileError as exc:
+            log.error("status login impossible: %s", exc)
+            return error_json(HTTPStatus.SERVICE_UNAVAILABLE, "the users file cannot be read; see the daemon log")
+        encoded = users.get(user, _DUMMY_HASH)
+        ok = await asyncio.to_thread(auth.verify_password, password, encoded) and user in users
+        if not ok:
+            self.throttle.failed(request.client)
+            log.warning("status login failed for %r from %s", user[:64], request.client)
+            return error_json(HTTPStatus.UNAUTHORIZED, "wrong user or password")
+        self.throttle.succeeded(request.client)
+        token = self.sessions.create(user)
+        log.info("status login: %s from %s", user, request.client)
+        cookie = (f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; "
+                  f"Max-Age={int(self.config.session_ttl)}")
+        return json_response(HTTPStatus.OK, {"user": user}, {"Set-Cookie": cookie})
+
+    async def _logout(self, request: Request) -> Response:
+        self.sessions.drop(request.cookie(COOKIE))
+        return json_response(HTTPStatus.OK, {"user": None},
+                             {"Set-Cookie": f"{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"})
+
+    async def _action(self, request: Request, name: str) -> Response:
+        model = ACTIONS.get(name)
+        if model is None:
+            return error_json(HTTPStatus.NOT_FOUND, f"no action {name[:64]!r}; actions: {', '.join(sorted(ACTIONS))}")
+        user = self.sessions.user(request.cookie(COOKIE))
+        if user is None:
+            return error_json(HTTPStatus.UNAUTHORIZED, "log in first")
+        _same_origin(request)
+        body = _json_object(request)
+        try:
+            args = model.model_validate(body).model_dump(exclude_none=True)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+            return error_json(HTTPStatus.BAD_REQUEST, problems)
+        if self._action_lock.locked():
+            return error_json(HTTPStatus.CONFLICT, "another action is running; try again when it ends")
+        async with self._action_lock:
+            log.warning("status action %s by %s from %s: %s", name, user, request.client, args)
+            try:
+                result = await asyncio.wait_for(self.view.action(name, args), ACTION_TIMEOUT_S)
+            except (ValueError, LookupError) as exc:
+                return error_json(HTTPStatus.BAD_REQUEST, str(exc) or type(exc).__name__)
+            except TimeoutError:
+                return error_json(HTTPStatus.GATEWAY_TIMEOUT, f"action {name} took longer than {ACTION_TIMEOUT_S:g}s")
+        return json_response(HTTPStatus.OK, {"action": name, "user": user, "result": result})
+
+
+def _read_jpeg(path: Path) -> bytes | None:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SNAPSHOT_BYTES + 1)
+    except OSError:
+        return None
+    if len(data) > MAX_SNAPSHOT_BYTES or not data.startswith(b"\xff\xd8"):
+        return None
+    return data
+
+
+def _media_type(request: Request) -> str:
+    return request.header("content-type").split(";")[0].strip().lower()
+
+
+def _same_origin(request: Request) -> None:
+    """Defence in depth beside SameSite=Strict: state-changing requests come as JSON from our own page."""
+    if _media_type(request) != "application/json":
+        raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
+    origin = request.header("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.header("host"):
+        raise HttpError(HTTPStatus.FORBIDDEN, "cross-origin request refused")
+
+
+def _json_object(request: Request) -> dict[str, Any]:
+    if not request.body:
+        return {}
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        raise HttpError(HTTPStatus.BAD_REQUEST, "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise HttpError(HTTPStatus.BAD_REQUEST, "body must be a JSON object")
+    return body
+
+
+def _credentials(request: Request) -> dict[str, str]:
+    if _media_type(request) == "application/x-www-form-urlencoded":
+        try:
+            fields = parse_qs(request.body.decode("utf-8"), max_num_fields=10)
+        except (UnicodeDecodeError, ValueError):
+            raise HttpError(HTTPStatus.BAD_REQUEST, "bad form body") from None
+        return {k: v[0] for k, v in fields.items() if v}
+    _same_origin(request)
+    body = _json_object(request)
+    return {k: v for k, v in body.items() if isinstance(v, str)}
