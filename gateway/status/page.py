@@ -118,11 +118,7 @@ function fillRows(tableId, rows, cells) {
   const fresh = document.createDocumentFragment();
   for (const row of rows) {
     const tr = document.createElement('tr');
-    for (const [text, cls, key] of cells(row)) {
-      const td = el('td', text, cls);
-      if (key) tr.dataset[key] = text;
-      tr.appendChild(td);
-    }
+    for (const [text, cls] of cells(row)) tr.appendChild(el('td', text, cls));
     fresh.appendChild(tr);
   }
   body.replaceChildren(fresh);
@@ -145,13 +141,15 @@ function render(s) {
     [p.q || '—', 'q ' + (p.q === 'good' ? 'good' : 'bad')], [fmtAge(p.age_s), 'age']]);
   list(s.points).forEach((p, i) => { points.rows[i].dataset.point = String(p.point); });
 
+  // Each cell's first class names its column (tests and user styles rely on it), the second its state.
   fillRows('devices', list(s.devices), (d) => [
-    [d.bus, ''], [d.device, 'name'], [d.unit_id, ''],
-    [d.online ? 'online' : 'offline', d.online ? 'online' : 'offline'], [d.polls ?? '—', ''], [d.errors ?? '—', '']]);
+    [d.bus, 'bus'], [d.device, 'name'], [d.unit_id, 'unit'],
+    [d.online ? 'online' : 'offline', 'state ' + (d.online ? 'online' : 'offline')],
+    [d.polls ?? '—', 'polls'], [d.errors ?? '—', 'errors']]);
   fillRows('links', list(s.links), (l) => [
-    [l.name, 'name'], [l.type || '', ''],
-    [l.connected ? 'connected' : 'disconnected', l.connected ? 'connected' : 'disconnected'],
-    [l.sent_messages ?? '—', ''], [l.failed_sends ?? '—', ''], [l.backlog ?? '—', '']]);
+    [l.name, 'name'], [l.type || '', 'type'],
+    [l.connected ? 'connected' : 'disconnected', 'state ' + (l.connected ? 'connected' : 'disconnected')],
+    [l.sent_messages ?? '—', 'sent'], [l.failed_sends ?? '—', 'failed'], [l.backlog ?? '—', 'backlog']]);
 
   const j = s.journal || {};
   const dl = $('journal');
@@ -162,7 +160,8 @@ function render(s) {
                                                        l.overdue ? 'overdue' : 'good')));
 
   fillRows('alarms', list(s.alarms).slice(-50).reverse(), (a) => [
-    [a.alarm_id, ''], [a.rule, ''], [a.severity, ''], [a.state, ''], [fmtTime(a.since), '']]);
+    [a.alarm_id, 'name'], [a.rule, 'rule'], [a.severity, 'severity'], [a.state, 'state'],
+    [fmtTime(a.since), 'since']]);
   $('evidence').replaceChildren(...list(s.evidence).slice(-50).reverse().map((e) => el('li', JSON.stringify(e))));
   renderCamera(s.snapshot);
   renderSession(s.session || {});
