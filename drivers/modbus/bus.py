@@ -1,32 +1,53 @@
 """The one task that owns a Modbus bus: it alone talks on the port, one transaction at a time.
 
-Every device on the bus has its own poll interval, timeout and retries. A device
-that stops answering costs the others no more than its own timeout budget: after
-``OFFLINE_AFTER`` failed polls in a row it is polled only at a backed-off probing
-interval, and every poll that fails reports ``comm_fail`` for its points (never a
-repeated stale value).
+Scheduling. Every device has its own poll interval, timeout and retries. The next
+device polled is the one due first, devices holding alarm inputs (``priority``) before
+the others when several are due, and queued writes (sirens, set-points) before any poll.
+
+Device states. ``online`` until a poll gets no usable answer, then ``suspect`` (still
+polled at its rate, but without retries), then after ``offline_after`` failed polls in a
+row ``offline``: probed with a single request at an interval that doubles up to
+``probe_max``. So a dead unit costs the line one timeout per probe, and the healthy units
+keep their rate. Within a poll, a unit that does not answer one block is not asked
+for its other blocks.
+
+Every failed read reports its points with a quality flag (``comm_fail``, ``bad_frame``,
+``device_error``), never a repeated stale value. A port that vanishes is reopened with
+back-off when it reappears; meanwhile every point reports ``comm_fail``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.framer import FramerType
+import serial.rs485
 
-from drivers.modbus.codec import Block, decode_point, plan_blocks
-from drivers.modbus.config import DeviceConfig, ModbusRtuBus, ModbusTcpBus, PointConfig
-from gateway.shared import PointInfo, Progress, Quality, Reading, ReadingSink, now
+from drivers.modbus.codec import Block, OutOfRange, decode_point, device_blocks, encode_point
+from drivers.modbus.config import DeviceConfig, ModbusRtuBus, ModbusTcpBus, PointConfig, inter_frame_gap
+from drivers.modbus.frames import ExceptionReply, FrameError, read_request, write_request
+from drivers.modbus.master import Master, NoAnswer
+from drivers.modbus.transport import PortLost, SerialSettings, SerialTransport, TcpTransport, Transport
+from gateway.shared import PointInfo, Progress, Quality, Reading, ReadingSink, Value, now
 
 log = logging.getLogger("fieldgate.modbus")
 
-OFFLINE_AFTER = 3  # consecutive failed polls before a device is treated as offline
-PROBE_BACKOFF_MAX = 60.0  # longest interval between probes of an offline device, seconds
+WRITE_QUEUE = 16  # writes waiting for the line; more is a caller bug or a stuck bus
+LOG_EVERY = 30.0  # seconds between repeated warnings of the same fault on one device
+
+
+class DeviceMode(enum.StrEnum):
+    ONLINE = "online"
+    SUSPECT = "suspect"
+    OFFLINE = "offline"
+
+
+class WriteError(Exception):
+    """A write was refused, not answered, or its read-back did not match."""
 
 
 class DeviceFault(Exception):
@@ -39,26 +60,54 @@ class DeviceFault(Exception):
 class DeviceState:
     config: DeviceConfig
     blocks: list[Block]
+    mode: DeviceMode = DeviceMode.ONLINE
     next_due: float = 0.0
-    failures: int = 0
-    online: bool = True
+    failures: int = 0  # failed polls in a row
     probe_interval: float = 0.0
-    stats: dict[str, int] = field(default_factory=lambda: {"polls": 0, "errors": 0})
+    polls: int = 0
+    good_polls: int = 0
+    requests: int = 0
+    last_logged: dict[str, float] = field(default_factory=dict)
 
-    def schedule_after(self, t: float, ok: bool) -> None:
+    @property
+    def priority(self) -> bool:
+        return self.config.priority or any(p.priority for p in self.config.points)
+
+    def finish_poll(self, t: float, answered: bool) -> DeviceMode:
+        """Record a poll's outcome and schedule the next one; returns the previous mode."""
+        before = self.mode
         interval = self.config.poll_interval
-        if ok:
-            self.failures, self.online, self.probe_interval = 0, True, 0.0
-        else:
-            self.failures += 1
-            if self.failures >= OFFLINE_AFTER:
-                self.online = False
-                self.probe_interval = min(
-                    max(interval, self.probe_interval * 2 or interval), max(PROBE_BACKOFF_MAX, interval)
-                )
-                interval = self.probe_interval
-        # Fixed-rate schedule while healthy, so a slow poll does not drift the cadence.
-        self.next_due = max(self.next_due + interval, t) if ok else t + interval
+        self.polls += 1
+        if answered:
+            self.good_polls += 1
+            self.failures, self.mode, self.probe_interval = 0, DeviceMode.ONLINE, 0.0
+            # Fixed rate while healthy so slow polls do not drift the cadence; never a burst to catch up.
+            self.next_due = max(self.next_due + interval, t) if before is not DeviceMode.OFFLINE else t + interval
+            return before
+        self.failures += 1
+        if self.failures < self.config.offline_after:
+            self.mode = DeviceMode.SUSPECT
+            self.next_due = max(self.next_due + interval, t)
+            return before
+        self.mode = DeviceMode.OFFLINE
+        self.probe_interval = min(self.config.probe_max, max(interval, 2 * self.probe_interval or interval))
+        self.next_due = t + self.probe_interval
+        return before
+
+    def should_log(self, kind: str, t: float) -> bool:
+        if t - self.last_logged.get(kind, -LOG_EVERY) >= LOG_EVERY:
+            self.last_logged[kind] = t
+            return True
+        return False
+
+
+@dataclass
+class _Write:
+    device: DeviceState
+    point: PointConfig
+    values: list[int]
+    verify: bool
+    done: asyncio.Future[Value]
 
 
 class ModbusBus:
@@ -68,170 +117,255 @@ class ModbusBus:
         self.config = config
         self.name = config.name
         self.devices = [
-            DeviceState(d, plan_blocks(d.points, d.max_block, d.max_gap)) for d in config.devices
+            DeviceState(d, device_blocks(d.points, d.max_block, d.max_gap, d.coalesce)) for d in config.devices
         ]
-        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._points = {p.id: (state, p) for state in self.devices for p in state.config.points}
+        self._writes: asyncio.Queue[_Write] = asyncio.Queue(WRITE_QUEUE)
+        self._wake = asyncio.Event()
+        self.master: Master | None = None
+        self.connected = False
 
     def points(self) -> list[PointInfo]:
         return [PointInfo(p.id, p.unit, p.report) for d in self.config.devices for p in d.points]
 
-    def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
-        # Retries and timeouts are ours (per device); pymodbus's own reconnect loop is off
-        # (reconnect_delay=0) so that this task alone decides when to touch the port.
-        timeout = max(d.timeout for d in self.config.devices)
+    def device(self, name: str) -> DeviceState:
+        return next(d for d in self.devices if d.config.name == name)
+
+    # --- transport -------------------------------------------------------------------
+
+    def _make_master(self) -> Master:
         cfg = self.config
         if isinstance(cfg, ModbusTcpBus):
-            framer = FramerType.SOCKET if cfg.framer == "socket" else FramerType.RTU
-            return AsyncModbusTcpClient(
-                cfg.host, port=cfg.port, framer=framer, timeout=timeout, retries=0, reconnect_delay=0
+            timeout = max(d.timeout for d in cfg.devices)
+            transport: Transport = TcpTransport(cfg.host, cfg.port, connect_timeout=max(2.0, timeout))
+            return Master(transport, cfg.framer, gap=0.0)
+        rs485 = None
+        if cfg.rs485 is not None:
+            o = cfg.rs485
+            rs485 = serial.rs485.RS485Settings(
+                rts_level_for_tx=o.rts_level_for_tx, rts_level_for_rx=o.rts_level_for_rx,
+                loopback=o.loopback, delay_before_tx=o.delay_before_tx, delay_before_rx=o.delay_before_rx,
             )
-        return AsyncModbusSerialClient(
-            cfg.port,
-            framer=FramerType.RTU if cfg.framer == "rtu" else FramerType.ASCII,
-            baudrate=cfg.baudrate,
-            parity=cfg.parity,
-            stopbits=cfg.stopbits,
-            bytesize=cfg.bytesize,
-            timeout=timeout,
-            retries=0,
-            reconnect_delay=0,
-        )
+        settings = SerialSettings(cfg.port, cfg.baudrate, cfg.parity, cfg.stopbits, cfg.bytesize, rs485)
+        gap = inter_frame_gap(cfg.baudrate, cfg.bytesize, cfg.parity, cfg.stopbits) + cfg.frame_gap_margin
+        return Master(SerialTransport(settings), cfg.framer, gap=gap)
 
     async def run(self, sink: ReadingSink, progress: Progress) -> None:
         backoff = self.config.reconnect_min
         while True:
-            client = self._make_client()
-            self._client = client
+            master = self._make_master()
             try:
-                connected = await client.connect()
-            except Exception as exc:  # a bad port name raises instead of returning False
-                log.warning("bus %s: cannot open: %s", self.name, exc)
-                connected = False
-            if not connected:
-                await self._report_all(sink, Quality.COMM_FAIL, "bus not connected")
+                await master.transport.open()
+            except PortLost as exc:
+                log.warning("bus %s: %s; retrying in %.1fs", self.name, exc, backoff)
+                await self._report_all(sink, Quality.COMM_FAIL)
                 progress.beat()
-                log.warning("bus %s: not connected, retrying in %.1fs", self.name, backoff)
-                client.close()
-                await asyncio.sleep(backoff)
+                await self._idle(backoff)
                 backoff = min(backoff * 2, self.config.reconnect_max)
                 continue
-            log.info("bus %s: connected", self.name)
+            log.info("bus %s: port open", self.name)
             backoff = self.config.reconnect_min
+            self.master, self.connected = master, True
             try:
-                await self._poll_forever(client, sink, progress)
-            except ConnectionException as exc:
-                log.warning("bus %s: connection lost: %s", self.name, exc)
-                await self._report_all(sink, Quality.COMM_FAIL, "connection lost")
+                await self._serve(master, sink, progress)
+            except PortLost as exc:
+                log.warning("bus %s: port lost: %s", self.name, exc)
+                self.connected = False
+                self._fail_writes("port lost")
+                await self._report_all(sink, Quality.COMM_FAIL)
             finally:
-                client.close()
+                self.connected = False
+                master.transport.close()
 
-    async def _poll_forever(
-        self, client: AsyncModbusTcpClient | AsyncModbusSerialClient, sink: ReadingSink, progress: Progress
-    ) -> None:
+    async def _idle(self, seconds: float) -> None:
+        """Sleep while the port is down, refusing writes that arrive meanwhile."""
+        self._fail_writes("bus not connected")
+        await asyncio.sleep(seconds)
+
+    # --- scheduling ------------------------------------------------------------------
+
+    async def _serve(self, master: Master, sink: ReadingSink, progress: Progress) -> None:
+        start = time.monotonic()
         for device in self.devices:
-            device.next_due = time.monotonic()
+            device.next_due = start
         while True:
-            device = min(self.devices, key=lambda d: d.next_due)
-            delay = device.next_due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            ok = await self._poll_device(client, device, sink)
-            device.schedule_after(time.monotonic(), ok)
-            progress.beat()
-            if not client.connected:
-                raise ConnectionException("transport closed")
-
-    async def _poll_device(
-        self,
-        client: AsyncModbusTcpClient | AsyncModbusSerialClient,
-        device: DeviceState,
-        sink: ReadingSink,
-    ) -> bool:
-        device.stats["polls"] += 1
-        all_ok = True
-        for block in device.blocks:
-            try:
-                words = await self._read_block(client, device.config, block)
-            except DeviceFault as fault:
-                all_ok = False
-                device.stats["errors"] += 1
-                if device.online or device.failures == 0:
-                    log.warning(
-                        "bus %s device %s unit %d %s@%d+%d: %s",
-                        self.name, device.config.name, device.config.unit_id,
-                        block.table, block.start, block.count, fault,
-                        extra={"device": device.config.name},
-                    )
-                for point in block.points:
-                    await sink(Reading(point.id, None, fault.quality, now(), point.unit))
+            if not self._writes.empty():
+                await self._do_write(master, self._writes.get_nowait())
+                progress.beat()
                 continue
+            t = time.monotonic()
+            due = [d for d in self.devices if d.next_due <= t]
+            if not due:
+                self._wake.clear()
+                wait = min(d.next_due for d in self.devices) - t
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                progress.beat()
+                continue
+            device = min(due, key=lambda d: (not d.priority, d.next_due))
+            answered = await self._poll(master, device, sink)
+            before = device.finish_poll(time.monotonic(), answered)
+            if device.mode is not before:
+                level = logging.INFO if device.mode is DeviceMode.ONLINE else logging.WARNING
+                log.log(level, "bus %s device %s unit %d: %s → %s", self.name, device.config.name,
+                        device.config.unit_id, before, device.mode, extra={"device": device.config.name})
+            progress.beat()
+
+    async def _poll(self, master: Master, device: DeviceState, sink: ReadingSink) -> bool:
+        """Read every block of ``device``; True if it answered at all (a Modbus exception is an answer)."""
+        cfg = device.config
+        probing = device.mode is DeviceMode.OFFLINE
+        # Retries are for a healthy unit's occasional lost frame; a unit that already failed a
+        # poll gets one attempt per block, so it costs the line one timeout, not (retries + 1).
+        retries = cfg.retries if device.mode is DeviceMode.ONLINE else 0
+        answered = False
+        failed: DeviceFault | None = None
+        for block in device.blocks:
+            if failed is not None:  # it did not answer: do not spend more line time on it this round
+                await self._report(sink, block, failed.quality)
+                continue
+            try:
+                words = await self._read(master, device, block, retries)
+            except DeviceFault as fault:
+                self._log_fault(device, block, fault)
+                if fault.quality is Quality.DEVICE_ERROR:
+                    answered = True
+                elif fault.quality is Quality.COMM_FAIL or probing:
+                    failed = fault
+                await self._report(sink, block, fault.quality)
+                continue
+            answered, probing = True, False
             taken = now()
             for point in block.points:
-                await sink(self._reading(point, block.slice_for(point, words), taken))
-        return all_ok
+                await sink(self._reading(point, block.slice_for(point, words), taken, cfg.name))
+        return answered
+
+    async def _read(self, master: Master, device: DeviceState, block: Block, retries: int) -> list[int]:
+        request = read_request(block.table, block.start, block.count)
+        words = await self._transact(master, device, request, retries)
+        if len(words) < block.count:
+            raise DeviceFault(Quality.BAD_FRAME, f"{len(words)} values for {block.count} asked")
+        return words
+
+    async def _transact(self, master: Master, device: DeviceState, request: bytes, retries: int) -> list[int]:
+        last = DeviceFault(Quality.COMM_FAIL, "no attempt")
+        for _attempt in range(retries + 1):
+            device.requests += 1
+            try:
+                return await master.transact(device.config.unit_id, request, device.config.timeout)
+            except NoAnswer:
+                last = DeviceFault(Quality.COMM_FAIL, "no answer within the timeout")
+            except FrameError as exc:
+                last = DeviceFault(Quality.BAD_FRAME, f"bad reply: {exc}")
+            except ExceptionReply as exc:
+                raise DeviceFault(Quality.DEVICE_ERROR, str(exc)) from None
+        raise last
+
+    def _log_fault(self, device: DeviceState, block: Block, fault: DeviceFault) -> None:
+        cfg = device.config
+        quiet = device.mode is DeviceMode.OFFLINE or not device.should_log(fault.quality.value, time.monotonic())
+        log.log(logging.DEBUG if quiet else logging.WARNING,
+                "bus %s device %s unit %d %s %d..%d: %s: %s", self.name, cfg.name, cfg.unit_id, block.table,
+                block.start, block.start + block.count - 1, fault.quality, fault, extra={"device": cfg.name})
 
     @staticmethod
-    def _reading(point: PointConfig, words: list[int], taken: float) -> Reading:
+    def _reading(point: PointConfig, words: list[int], taken: float, device: str) -> Reading:
         try:
             value = decode_point(point, words)
+        except OutOfRange as exc:
+            log.info("point %s: %s", point.id, exc, extra={"point": point.id, "device": device})
+            return Reading(point.id, None, Quality.OUT_OF_RANGE, taken, point.unit)
         except (ValueError, IndexError) as exc:
-            log.warning("point %s: cannot decode %s: %s", point.id, words, exc, extra={"point": point.id})
+            log.warning("point %s: cannot decode %s: %s", point.id, words, exc,
+                        extra={"point": point.id, "device": device})
             return Reading(point.id, None, Quality.BAD_FRAME, taken, point.unit)
-        if not isinstance(value, bool) and (
+        return Reading(point.id, value, Quality.GOOD, taken, point.unit)
+
+    async def _report(self, sink: ReadingSink, block: Block, quality: Quality) -> None:
+        taken = now()
+        for point in block.points:
+            await sink(Reading(point.id, None, quality, taken, point.unit))
+
+    async def _report_all(self, sink: ReadingSink, quality: Quality) -> None:
+        for device in self.devices:
+            for block in device.blocks:
+                await self._report(sink, block, quality)
+
+    # --- writes ----------------------------------------------------------------------
+
+    async def write_point(self, point_id: str, value: float | bool | str, verify: bool = True) -> Value:
+        """Write ``value`` (engineering units) to a holding register or coil point.
+
+        Served by the bus task between polls (never interleaved with another transaction).
+        With ``verify`` the point is read back and must hold what was written; returns the
+        read-back value (or the written one without verify). Raises WriteError.
+        """
+        found = self._points.get(point_id)
+        if found is None:
+            raise WriteError(f"bus {self.name} has no point '{point_id}'")
+        device, point = found
+        if not point.writable:
+            raise WriteError(f"point '{point_id}' is not writable ({point.table}"
+                             f"{', bit field' if point.bit is not None else ''}{', enum' if point.enum else ''})")
+        if isinstance(value, int | float) and not isinstance(value, bool) and (
             (point.valid_min is not None and value < point.valid_min)
             or (point.valid_max is not None and value > point.valid_max)
         ):
-            return Reading(point.id, None, Quality.OUT_OF_RANGE, taken, point.unit)
-        return Reading(point.id, value, Quality.GOOD, taken, point.unit)
+            raise WriteError(f"point '{point_id}': {value} is outside {point.valid_min}..{point.valid_max}")
+        try:
+            values = [int(bool(value))] if point.table == "coil" else encode_point(point, value)
+        except (ValueError, TypeError) as exc:
+            raise WriteError(f"point '{point_id}': {exc}") from None
+        if not self.connected:
+            raise WriteError(f"bus {self.name} is not connected")
+        done: asyncio.Future[Value] = asyncio.get_running_loop().create_future()
+        try:
+            self._writes.put_nowait(_Write(device, point, values, verify, done))
+        except asyncio.QueueFull:
+            raise WriteError(f"bus {self.name}: {WRITE_QUEUE} writes already waiting") from None
+        self._wake.set()
+        cfg = device.config
+        # The write waits for at most the transaction in progress, then its own attempts.
+        slowest = max(d.timeout * (d.retries + 1) for d in self.config.devices)
+        budget = slowest + (2 if verify else 1) * cfg.timeout * (cfg.retries + 1) * WRITE_QUEUE / 4 + 1.0
+        try:
+            return await asyncio.wait_for(asyncio.shield(done), budget)
+        except TimeoutError:
+            raise WriteError(f"point '{point_id}': bus {self.name} did not serve the write in {budget:.1f}s") from None
 
-    async def _read_block(
-        self, client: AsyncModbusTcpClient | AsyncModbusSerialClient, device: DeviceConfig, block: Block
-    ) -> list[int]:
-        last: DeviceFault | None = None
-        for _attempt in range(device.retries + 1):
-            try:
-                response = await asyncio.wait_for(
-                    self._request(client, device.unit_id, block), timeout=device.timeout + 0.5
-                )
-            except (TimeoutError, ModbusIOException) as exc:
-                last = DeviceFault(Quality.COMM_FAIL, f"no answer ({exc or 'timeout'})")
-                continue
-            except ConnectionException:
-                raise
-            except ModbusException as exc:
-                last = DeviceFault(Quality.BAD_FRAME, f"bad reply: {exc}")
-                continue
-            if response.isError():
-                code = getattr(response, "exception_code", "?")
-                raise DeviceFault(Quality.DEVICE_ERROR, f"exception response code {code}")
-            words = self._words(response, block)
-            if words is None:
-                last = DeviceFault(Quality.BAD_FRAME, "reply shorter than requested")
-                continue
-            return words
-        assert last is not None
-        raise last
+    async def _do_write(self, master: Master, write: _Write) -> None:
+        if write.done.done():
+            return
+        point, device = write.point, write.device
+        where = f"device {device.config.name} unit {device.config.unit_id} {point.table} {point.address}"
+        try:
+            request = write_request(point.table, point.address, write.values, device.config.write_multiple)
+            await self._transact(master, device, request, device.config.retries)
+            result: Value = bool(write.values[0]) if point.table == "coil" else decode_point(point, write.values)
+            if write.verify:
+                block = Block(point.table, point.address, point.register_count, (point,))
+                words = await self._read(master, device, block, device.config.retries)
+                if words[: point.register_count] != write.values:
+                    raise WriteError(f"{where}: read-back {words} after writing {write.values}")
+                result = bool(words[0]) if point.table == "coil" else decode_point(point, words)
+            log.info("bus %s %s: wrote %s to %s", self.name, where, write.values, point.id,
+                     extra={"device": device.config.name, "point": point.id})
+        except PortLost as exc:
+            write.done.set_exception(WriteError(f"{where}: port lost: {exc}"))
+            raise
+        except DeviceFault as fault:
+            write.done.set_exception(WriteError(f"{where}: {fault.quality}: {fault}"))
+        except (WriteError, ValueError) as exc:
+            write.done.set_exception(WriteError(str(exc)))
+        else:
+            write.done.set_result(result)
+        finally:
+            if write.done.done() and write.done.exception() is not None:
+                log.warning("bus %s: write to %s failed: %s", self.name, point.id, write.done.exception(),
+                            extra={"device": device.config.name, "point": point.id})
 
-    @staticmethod
-    async def _request(client: AsyncModbusTcpClient | AsyncModbusSerialClient, unit: int, block: Block) -> Any:
-        if block.table == "holding":
-            return await client.read_holding_registers(block.start, count=block.count, device_id=unit)
-        if block.table == "input":
-            return await client.read_input_registers(block.start, count=block.count, device_id=unit)
-        if block.table == "coil":
-            return await client.read_coils(block.start, count=block.count, device_id=unit)
-        return await client.read_discrete_inputs(block.start, count=block.count, device_id=unit)
-
-    @staticmethod
-    def _words(response: Any, block: Block) -> list[int] | None:
-        if block.table in ("holding", "input"):
-            registers = list(getattr(response, "registers", []) or [])
-            return registers if len(registers) >= block.count else None
-        bits = list(getattr(response, "bits", []) or [])
-        return [int(b) for b in bits] if len(bits) >= block.count else None
-
-    async def _report_all(self, sink: ReadingSink, quality: Quality, detail: str) -> None:
-        taken = now()
-        for device in self.devices:
-            for point in device.config.points:
-                await sink(Reading(point.id, None, quality, taken, point.unit, attrs={"detail": detail}))
+    def _fail_writes(self, why: str) -> None:
+        while not self._writes.empty():
+            write = self._writes.get_nowait()
+            if not write.done.done():
+                write.done.set_exception(WriteError(f"bus {self.name}: {why}"))

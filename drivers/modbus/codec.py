@@ -57,26 +57,78 @@ def encode_raw(value: int | float, data_type: str, byte_order: str) -> list[int]
     return bytes_to_registers(raw, byte_order)
 
 
-def decode_point(point: PointConfig, registers: list[int]) -> int | float | bool:
-    """Scaled engineering value of ``point``; raises ValueError for NaN/inf floats."""
-    if point.bit is not None:
-        return bool((registers[0] >> point.bit) & 1)
+class OutOfRange(ValueError):
+    """Decoded fine, but not a value the point may take (valid range, enum)."""
+
+
+def decode_point(point: PointConfig, registers: list[int]) -> int | float | bool | str:
+    """Engineering value of ``point``.
+
+    Raises ValueError for what the device must not send (NaN/inf floats, short data) and
+    OutOfRange for a value outside the point's valid range or enumeration.
+    """
+    if len(registers) < point.register_count:
+        raise ValueError(f"{len(registers)} registers for a {point.register_count}-register point")
+    if point.type == "string":
+        return decode_string(registers, point.byte_order)
     if point.type == "bool":
+        if point.bit is not None:
+            return bool((registers[0] >> point.bit) & 1)
         return bool(registers[0])
     raw = decode_raw(registers, point.type, point.byte_order)
+    if point.bit is not None:
+        raw = (int(raw) >> point.bit) & ((1 << point.bit_width) - 1)
+    if point.enum is not None:
+        label = point.enum.get(int(raw))
+        if label is None:
+            raise OutOfRange(f"raw value {raw} is not in the enumeration")
+        return label
     if isinstance(raw, float) and not math.isfinite(raw):
         raise ValueError(f"device sent a non-finite float ({raw})")
-    if point.scale == 1.0 and point.offset == 0.0:
-        return raw
-    return raw * point.scale + point.offset
+    value: int | float = raw if point.scale == 1.0 and point.offset == 0.0 else raw * point.scale + point.offset
+    if (point.valid_min is not None and value < point.valid_min) or (
+        point.valid_max is not None and value > point.valid_max
+    ):
+        raise OutOfRange(f"{value} outside {point.valid_min}..{point.valid_max}")
+    return value
 
 
-def encode_point(point: PointConfig, value: float) -> list[int]:
-    """Registers a device would hold for engineering ``value`` (simulators and writes)."""
-    raw = (value - point.offset) / point.scale
+def decode_string(registers: list[int], byte_order: str) -> str:
+    """ASCII text, two characters per register; BADC/DCBA swap the pair. NULs and spaces end it."""
+    raw = b"".join(w.to_bytes(2, "big") for w in registers)
+    if byte_order in ("BADC", "DCBA"):
+        raw = b"".join(raw[i + 1 : i + 2] + raw[i : i + 1] for i in range(0, len(raw), 2))
+    text = raw.split(b"\0", 1)[0].decode("ascii", errors="replace").rstrip()
+    if any(not (ch.isprintable()) for ch in text):
+        raise ValueError("string point holds non-printable bytes")
+    return text
+
+
+def encode_string(text: str, length: int, byte_order: str) -> list[int]:
+    raw = text.encode("ascii")[: 2 * length].ljust(2 * length, b"\0")
+    if byte_order in ("BADC", "DCBA"):
+        raw = b"".join(raw[i + 1 : i + 2] + raw[i : i + 1] for i in range(0, len(raw), 2))
+    return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
+
+
+def encode_point(point: PointConfig, value: float | str) -> list[int]:
+    """Registers a device would hold for engineering ``value`` (simulators and writes).
+
+    Raises ValueError when the value does not fit the point's type.
+    """
+    if point.type == "string":
+        return encode_string(str(value), point.register_count, point.byte_order)
+    if point.type == "bool":
+        return [1 if value else 0]
+    if isinstance(value, str):
+        raise ValueError(f"point {point.id} takes a number, not '{value}'")
+    raw = (float(value) - point.offset) / point.scale
     if not point.type.startswith("float"):
         raw = round(raw)
-    return encode_raw(raw, point.type, point.byte_order)
+    try:
+        return encode_raw(raw, point.type, point.byte_order)
+    except (struct.error, OverflowError) as exc:
+        raise ValueError(f"{value} does not fit {point.type}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +146,24 @@ class Block:
 
 
 def plan_blocks(points: list[PointConfig], max_block: int, max_gap: int) -> list[Block]:
-    """Coalesce points into as few reads as the limits allow (sorted by table and address)."""
+    """Coalesce points into as few reads as the limits allow (sorted by table and address).
+
+    Priority points (inputs of alarm rules) are planned first, in blocks of their own, so a
+    poll reads them before anything else on the device.
+    """
+    urgent = [p for p in points if p.priority]
+    if urgent and len(urgent) < len(points):
+        ordinary = [p for p in points if not p.priority]
+        return _plan(urgent, max_block, max_gap) + _plan(ordinary, max_block, max_gap)
+    return _plan(points, max_block, max_gap)
+
+
+def _plan(points: list[PointConfig], max_block: int, max_gap: int) -> list[Block]:
     blocks: list[Block] = []
     for table in ("coil", "discrete", "holding", "input"):
         members = sorted((p for p in points if p.table == table), key=lambda p: p.address)
-        limit = max_block if table in ("holding", "input") else max_block * 16
+        # FC01/02 read up to 2000 bits; FC03/04 up to 125 registers (Modbus spec 6.1-6.4).
+        limit = max_block if table in ("holding", "input") else min(max_block * 16, 2000)
         current: list[PointConfig] = []
         start = end = 0
         for point in members:
@@ -113,3 +178,11 @@ def plan_blocks(points: list[PointConfig], max_block: int, max_gap: int) -> list
         if current:
             blocks.append(Block(table, start, end - start, tuple(current)))
     return blocks
+
+
+def device_blocks(points: list[PointConfig], max_block: int, max_gap: int, coalesce: bool) -> list[Block]:
+    """The reads one poll of a device makes; ``coalesce=False`` (device quirk) reads point by point."""
+    if coalesce:
+        return plan_blocks(points, max_block, max_gap)
+    ordered = sorted(points, key=lambda p: (not p.priority, p.table, p.address))
+    return [Block(p.table, p.address, p.register_count, (p,)) for p in ordered]
