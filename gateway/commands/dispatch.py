@@ -1,0 +1,100 @@
+"""Per-command argument models and the call each command makes on the target."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, ValidationError
+
+from gateway.alerts.model import CAP_TOKEN, Alert
+from gateway.alerts.signing import OperatorSignature
+from gateway.commands.names import CommandName
+from gateway.commands.target import CommandTarget
+from gateway.shared import StrictModel
+
+_ID = r"^[A-Za-z0-9_.:/-]{1,128}$"
+
+
+class NoArgs(StrictModel):
+    pass
+
+
+class PointArgs(StrictModel):
+    point: str = Field(pattern=_ID)
+
+
+class WriteArgs(StrictModel):
+    point: str = Field(pattern=_ID)
+    value: StrictBool | StrictInt | StrictFloat
+
+
+class BroadcastArgs(StrictModel):
+    alert: Alert
+    signatures: list[OperatorSignature] = Field(default_factory=list, max_length=8)
+
+
+class CancelArgs(StrictModel):
+    alert_id: str = Field(pattern=CAP_TOKEN)
+
+
+class CameraArgs(StrictModel):
+    camera: str = Field(pattern=_ID)
+
+
+ARG_MODELS: dict[CommandName, type[StrictModel]] = {
+    "ping": NoArgs, "status": NoArgs, "read_point": PointArgs, "write_point": WriteArgs,
+    "trigger_broadcast": BroadcastArgs, "cancel_broadcast": CancelArgs, "request_snapshot": CameraArgs,
+    "reload_config": NoArgs,
+}
+
+
+class BadArgs(ValueError):
+    pass
+
+
+def check_args(cmd: CommandName, args: dict[str, Any], write_points: frozenset[str] | None) -> StrictModel:
+    """Validate before the command is claimed; raises BadArgs (reason bad_args) or PermissionError.
+    ``write_points`` None skips the write allowlist (the offline `verify` tool without a site config)."""
+    try:
+        parsed = ARG_MODELS[cmd].model_validate(args)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "args"
+        raise BadArgs(f"{where}: {first['msg']}"[:300] + (f" (+{exc.error_count() - 1} more)"
+                                                           if exc.error_count() > 1 else "")) from None
+    if isinstance(parsed, WriteArgs) and write_points is not None and parsed.point not in write_points:
+        raise PermissionError(f"point '{parsed.point}' is not in commands.write_points")
+    return parsed
+
+
+Call = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def call_for(cmd: CommandName, args: dict[str, Any], parsed: StrictModel, target: CommandTarget,
+             gateway_id: str) -> Call:
+    """The coroutine factory that performs ``cmd`` (args already checked by check_args)."""
+    if cmd == "ping":
+        async def ping() -> dict[str, Any]:
+            return {"pong": True, "gw": gateway_id, "time": round(time.time(), 3)}
+        return ping
+    if cmd == "status":
+        async def status() -> dict[str, Any]:
+            return target.snapshot()
+        return status
+    if isinstance(parsed, PointArgs):
+        return lambda: target.read_point(parsed.point)
+    if isinstance(parsed, WriteArgs):
+        return lambda: target.write_point(parsed.point, parsed.value)
+    if isinstance(parsed, BroadcastArgs):
+        # The target gets the request as sent (the operators signed that alert's digest).
+        request = {"alert": args["alert"], "signatures": args.get("signatures", [])}
+        return lambda: target.trigger_broadcast(request)
+    if isinstance(parsed, CancelArgs):
+        return lambda: target.cancel_broadcast(parsed.alert_id)
+    if isinstance(parsed, CameraArgs):
+        return lambda: target.request_snapshot(parsed.camera)
+    if cmd == "reload_config":
+        return target.reload_config
+    raise AssertionError(f"no dispatch for {cmd}")

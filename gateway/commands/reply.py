@@ -1,0 +1,69 @@
+"""The reply to a command: JSON for MQTT, a few bytes for satellite."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.commands.canonical import CanonicalError, canonical_json
+from gateway.commands.names import REASON_CODES, Reason, Status
+
+REPLY_VERSION = 1
+_STATUS_CODES: tuple[Status, ...] = (Status.OK, Status.REJECTED, Status.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    gw: str
+    id: int | None  # the command id (None when the input was too broken to carry one)
+    kid: str | None
+    cmd: str | None
+    status: Status
+    reason: Reason
+    detail: str
+    result: dict[str, Any] | None
+    ts: float
+    via: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"v": REPLY_VERSION, "gw": self.gw, "id": self.id, "kid": self.kid, "cmd": self.cmd,
+                               "status": self.status.value, "ts": self.ts, "via": self.via}
+        if self.reason:
+            out["reason"] = self.reason.value
+            out["detail"] = self.detail
+        if self.result is not None:
+            out["result"] = self.result
+        return out
+
+    def payload(self) -> bytes:
+        """The MQTT payload for ``<prefix>/<gw>/reply``."""
+        return json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+    def compact_body(self, max_bytes: int = 60) -> bytes:
+        """Satellite reply body (the compact header's seq carries the command id):
+        status code (1 byte: 0 ok, 1 rejected, 2 failed), reason code (1 byte, docs/commands.md),
+        then the result as canonical JSON only if the whole body stays within ``max_bytes``."""
+        head = bytes([_STATUS_CODES.index(self.status), REASON_CODES.index(self.reason)])
+        if self.result:
+            try:
+                result = canonical_json(self.result)
+            except CanonicalError:
+                return head
+            if len(head) + len(result) <= max_bytes:
+                return head + result
+        return head
+
+
+def decode_compact_reply(body: bytes) -> tuple[Status, Reason, dict[str, Any] | None]:
+    """Platform side of ``Reply.compact_body``. Raises ValueError on bad input."""
+    if len(body) < 2 or body[0] >= len(_STATUS_CODES) or body[1] >= len(REASON_CODES):
+        raise ValueError("not a compact command reply")
+    result = json.loads(body[2:]) if len(body) > 2 else None
+    if result is not None and not isinstance(result, dict):
+        raise ValueError("compact reply result is not an object")
+    return _STATUS_CODES[body[0]], REASON_CODES[body[1]], result

@@ -1,0 +1,35 @@
+"""What the command plane needs from the gateway: the ``CommandTarget`` protocol."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from gateway.shared import Value
+
+
+class CommandFailed(Exception):
+    """Raised by a target for an expected refusal (unknown point, device error, no camera...).
+
+    The message goes to the reply as the detail, so keep it short and free of secrets.
+    """
+
+
+class CommandTarget(Protocol):
+    """Implemented by the daemon's Gateway. Every method returns a JSON-able dict (the reply's result)."""
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    async def read_point(self, point_id: str) -> dict[str, Any]: ...
+
+    async def write_point(self, point_id: str, value: Value) -> dict[str, Any]: ...
+
+    async def trigger_broadcast(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``request`` = ``{"alert": {...}, "signatures": [...]}`` as in `fieldgate alert` request files;
+        the broadcast interlock still applies (two-person rule for manual Actual alerts)."""
+        ...
+
+    async def cancel_broadcast(self, alert_id: str) -> dict[str, Any]: ...
+
+    async def request_snapshot(self, camera: str) -> dict[str, Any]: ...
+
+    async def reload_config(self) -> dict[str, Any]: ...
