@@ -44,6 +44,10 @@ def validate_document(doc: MarkedDocument, model: type[BaseModel] = SiteConfig) 
     if not isinstance(doc.data, dict):
         kind = type(doc.data).__name__
         raise ConfigError([f"{doc.mark_for(())}: the config must be a mapping (key: value), got {kind}"])
+    if model is SiteConfig:
+        from gateway.config.templates import resolve_templates
+
+        resolve_templates(doc)  # `template:` devices → config/devices/*.yaml, marks kept
     try:
         return model.model_validate(doc.data)
     except ValidationError as exc:
