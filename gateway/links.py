@@ -1,10 +1,19 @@
 """Link scheduler: moves journal records onto a link and acknowledges them in the journal.
 
-One runner per link. It reads what the link still owes from the journal (alarms
-first, then oldest first), encodes it with the link's payload profile, keeps at most
-``max_inflight`` messages awaiting acknowledgement, and acks a record in the journal
-only after the far side acknowledged it. A failed send leaves the records pending:
-they are sent again (same seq) once the link is back.
+One runner per link, with its own cursors over the journal's ``pending`` rows for
+that link (so one record can leave by satellite now and by MQTT later: each link
+acknowledges its own rows, the record goes when the last one has). Order of what
+is sent (docs/durability.md):
+
+1. alarms, evidence, events — any age, highest class first, oldest first; never throttled;
+2. *live* state, telemetry, bulk — committed since the link (re)connected;
+3. *backlog* state, telemetry, bulk — what waited through the outage, oldest first per
+   class (so oldest first per point), at most ``replay_rate`` records/s.
+
+One in-flight slot is kept free for alarms, evidence and events, so a live alarm
+never waits behind a full window of replayed telemetry. A record is acked in the
+journal only after the far side acknowledged it; a failed send leaves it pending and
+it is sent again, with the same seq, once the link is back.
 """
 
 from __future__ import annotations
@@ -12,71 +21,173 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from gateway.journal import AsyncJournal, JournalRecord
-from gateway.shared import Link, OutboundMessage, Progress
+from gateway.journal import MAX_SEQ, AsyncJournal, Journal, JournalRecord
+from gateway.shared import Link, OutboundMessage, Progress, RecordClass
 
 log = logging.getLogger("fieldgate.links")
+
+URGENT = (RecordClass.ALARM, RecordClass.EVIDENCE, RecordClass.EVENT)
+REPLAYABLE = (RecordClass.STATE, RecordClass.TELEMETRY, RecordClass.BULK)
+
+Cursors = dict[RecordClass, int]
 
 
 class Profile(Protocol):
     def encode(self, records: Sequence[JournalRecord], now: float | None = None) -> list[OutboundMessage]: ...
 
 
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up; rate None = unlimited."""
+
+    def __init__(self, rate: float | None, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(max(burst, 1))
+        self.tokens = self.burst
+        self.stamp = time.monotonic()
+
+    def available(self) -> int:
+        if self.rate is None:
+            return 1 << 30
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        return int(self.tokens)
+
+    def take(self, n: int) -> None:
+        if self.rate is not None:
+            self.tokens -= n
+
+    def wait_for_one(self) -> float:
+        if self.rate is None:
+            return 0.0
+        return max(0.01, (1.0 - self.tokens) / self.rate)
+
+
+def collect(journal: Journal, link: str, batch: int, floor: int, urgent: Cursors, live: Cursors,
+            replay: Cursors, replay_budget: int) -> list[JournalRecord]:
+    """One pull, on the journal thread: up to ``batch`` records in sending order."""
+    out: list[JournalRecord] = []
+    for cls in URGENT:
+        out += journal.owed(link, cls, urgent[cls], MAX_SEQ, batch - len(out))
+    for cls in REPLAYABLE:
+        out += journal.owed(link, cls, max(live[cls], floor), MAX_SEQ, batch - len(out))
+    budget = min(replay_budget, batch - len(out))
+    for cls in REPLAYABLE:
+        got = journal.owed(link, cls, replay[cls], floor, budget)
+        budget -= len(got)
+        out += got
+    return out
+
+
 class LinkRunner:
     def __init__(
-        self, link: Link, journal: AsyncJournal, profile: Profile, *, batch: int = 200, max_inflight: int = 8
+        self, link: Link, journal: AsyncJournal, profile: Profile, *, batch: int = 200, max_inflight: int = 8,
+        replay_rate: float | None = None,
     ) -> None:
         self.link = link
         self.journal = journal
         self.profile = profile
         self.batch = batch
         self.max_inflight = max_inflight
-        self._inflight: set[int] = set()
-        self._slots = asyncio.Semaphore(max_inflight)
+        self.bucket = TokenBucket(replay_rate, burst=max(batch, int(replay_rate or 0)))
         self._new = journal.subscribe()
+        self._inflight = 0
+        self._slot_freed = asyncio.Event()
+        self._rewind = True
+        self._floor = 0
+        self._urgent: Cursors = dict.fromkeys(URGENT, 0)
+        self._live: Cursors = dict.fromkeys(REPLAYABLE, 0)
+        self._replay: Cursors = dict.fromkeys(REPLAYABLE, 0)
         self.sent_messages = 0
+        self.sent_records = 0
+        self.replayed_records = 0
         self.failed_sends = 0
+
+    def stats(self) -> dict[str, int]:
+        return {"sent_messages": self.sent_messages, "sent_records": self.sent_records,
+                "replayed_records": self.replayed_records, "failed_sends": self.failed_sends,
+                "inflight": self._inflight}
 
     async def run(self, progress: Progress) -> None:
         async with asyncio.TaskGroup() as senders:
             while True:
                 progress.beat()
                 if not self.link.connected:
+                    self._rewind = True  # after a drop: re-read what is still pending, new live/backlog split
                     await asyncio.sleep(0.2)
                     continue
-                self._new.clear()
-                records: list[JournalRecord] = await self.journal.call(
-                    self.journal.journal.pending, self.link.name, self.batch, frozenset(self._inflight)
-                )
-                if not records:
-                    await self._wait_for_news()
+                if self._rewind:
+                    await self._restart_cursors()
                     continue
+                self._new.clear()
+                budget = self.bucket.available()
+                records = await self.journal.call(
+                    collect, self.journal.journal, self.link.name, self.batch, self._floor,
+                    dict(self._urgent), dict(self._live), dict(self._replay), budget)
+                if not records:
+                    await self._wait_for_news(1.0 if budget > 0 else self.bucket.wait_for_one())
+                    continue
+                self._advance(records)
+                urgent = {r.seq for r in records if r.cls in URGENT}
                 for message in self.profile.encode(records):
-                    await self._slots.acquire()
-                    self._inflight.update(message.seqs)
+                    await self._take_slot(any(s in urgent for s in message.seqs))
                     senders.create_task(self._send(message))
 
-    async def _wait_for_news(self) -> None:
+    async def _restart_cursors(self) -> None:
+        while self._inflight:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+        self._floor = await self.journal.call(self.journal.journal.last_seq)
+        self._urgent = dict.fromkeys(URGENT, 0)
+        self._live = dict.fromkeys(REPLAYABLE, self._floor)
+        self._replay = dict.fromkeys(REPLAYABLE, 0)
+        self._rewind = False
+
+    def _advance(self, records: list[JournalRecord]) -> None:
+        replayed = 0
+        for r in records:
+            if r.cls in URGENT:
+                self._urgent[r.cls] = max(self._urgent[r.cls], r.seq)
+            elif r.seq > self._floor:
+                self._live[r.cls] = max(self._live[r.cls], r.seq)
+            else:
+                self._replay[r.cls] = max(self._replay[r.cls], r.seq)
+                replayed += 1
+        self.bucket.take(replayed)
+        self.replayed_records += replayed
+
+    async def _take_slot(self, urgent: bool) -> None:
+        # Non-urgent traffic leaves one slot free, so an alarm can always go out at once.
+        limit = self.max_inflight if urgent or self.max_inflight == 1 else self.max_inflight - 1
+        while self._inflight >= limit:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+        self._inflight += 1
+
+    async def _wait_for_news(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._new.wait(), timeout=1.0)
+            await asyncio.wait_for(self._new.wait(), timeout=seconds)
 
     async def _send(self, message: OutboundMessage) -> None:
         try:
             await self.link.send(message)
             await self.journal.call(self.journal.journal.ack, self.link.name, message.seqs)
             self.sent_messages += 1
+            self.sent_records += len(message.seqs)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.failed_sends += 1
+            self._rewind = True
             log.info("link %s: %d records not acknowledged (%s); they stay in the journal",
                      self.link.name, len(message.seqs), exc or type(exc).__name__, extra={"link": self.link.name})
             # Give the link time to notice it is down before the runner tries again.
             await asyncio.sleep(0.5)
         finally:
-            self._inflight.difference_update(message.seqs)
-            self._slots.release()
+            self._inflight -= 1
+            self._slot_freed.set()
             self._new.set()

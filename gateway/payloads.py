@@ -11,7 +11,8 @@ from gateway.journal import JournalRecord
 from gateway.shared import OutboundMessage, RecordClass
 
 ENVELOPE_VERSION = 1
-# A record sent this long after it was taken is marked historical (replayed after an outage).
+# A record sent this long after it was taken is marked historical (replayed after an outage);
+# configurable as journal.historical_after (docs/durability.md).
 HISTORICAL_AFTER = 30.0
 
 TOPIC_KIND = {
@@ -25,8 +26,10 @@ TOPIC_KIND = {
 
 
 class FieldgateProfile:
-    def __init__(self, gateway_id: str, topic_prefix: str = "fieldgate/v1") -> None:
+    def __init__(self, gateway_id: str, topic_prefix: str = "fieldgate/v1",
+                 historical_after: float = HISTORICAL_AFTER) -> None:
         self.gateway_id = gateway_id
+        self.historical_after = historical_after
         self.base = f"{topic_prefix.rstrip('/')}/{gateway_id}"
 
     def topic(self, kind: str) -> str:
@@ -44,7 +47,7 @@ class FieldgateProfile:
             for record in group:
                 item = dict(record.body)
                 item["seq"] = record.seq
-                if sent_at - record.created > HISTORICAL_AFTER:
+                if sent_at - record.created > self.historical_after:
                     item["hist"] = True
                 items.append(item)
             envelope = {"v": ENVELOPE_VERSION, "gw": self.gateway_id, "records": items}

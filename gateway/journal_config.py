@@ -1,0 +1,65 @@
+"""The `journal:` section of the site config (see docs/durability.md for what each bound means)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field
+
+from gateway.shared import Seconds, StrictModel
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
+               "gb": 1000**3, "gib": 1024**3}
+
+
+def _parse_size(value: object) -> object:
+    """Accept 1048576, "512MiB", "2 GB", "64kb"; a bare number means bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 512MiB or 2GB, not a boolean")
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if not match:
+            raise ValueError(f"'{value}' is not a size; write e.g. 512MiB, 2GB, 65536")
+        unit = match.group(2).lower() if match.group(2) else None
+        return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    return value
+
+
+# A size in bytes, written in YAML as a number or with a unit (KB, KiB, MB, MiB, GB, GiB).
+Bytes = Annotated[int, BeforeValidator(_parse_size), Field(ge=0)]
+
+MiB = 1024 * 1024
+
+
+class JournalSettings(StrictModel):
+    """Durability, capacity and replay of the journal. Drop-in for the foundation's JournalSection."""
+
+    path: Path | None = Field(default=None, description="defaults to <state_dir>/journal.sqlite")
+    queue: int = Field(default=10_000, ge=10, description="readings waiting for commit before buses wait")
+    commit_window: Seconds = Field(default=0.2, le=1.0, description="longest a telemetry reading waits")
+    max_bytes: Bytes = Field(default=512 * MiB, ge=MiB, description="journal size (live pages) before dropping")
+    max_age: Seconds = Field(default=30 * 86400.0, ge=60,
+                             description="records older than this are dropped (never alarms or evidence)")
+    min_free_bytes: Bytes = Field(default=64 * MiB, description=(
+        "free space to leave on the file system (at most 10% of it); below it the journal stops growing"))
+    reserve_bytes: Bytes = Field(default=4 * MiB, description="ballast file released when the disk is full")
+    thin_to: Seconds | None = Field(default=None, gt=0, description=(
+        "when full, first thin telemetry to one value per point per this interval, then drop oldest"))
+    replay_rate: float = Field(default=1000.0, ge=0, description=(
+        "records/s of backlog (state, telemetry, bulk) replayed per link after an outage; 0 = no limit"))
+    replay_rates: dict[str, float] = Field(default_factory=dict, description="per-link override of replay_rate")
+    historical_after: Seconds = Field(default=30.0, description="a record sent this long after it was taken "
+                                      "is marked historical (hist: true)")
+    integrity_check: Literal["quick", "off"] = Field(default="quick",
+                                                     description="PRAGMA quick_check at start-up")
+    keep_damaged: int = Field(default=5, ge=1, le=100, description="moved-aside damaged journals kept")
+    drop_event_interval: Seconds = Field(default=60.0, ge=1,
+                                         description="at most one 'records dropped' event this often")
+
+    def replay_rate_for(self, link: str) -> float | None:
+        """Records/s for ``link``'s backlog replay; None means unlimited."""
+        rate = self.replay_rates.get(link, self.replay_rate)
+        return None if rate <= 0 else rate
