@@ -8,6 +8,7 @@ handed to the broadcast subsystem directly, without waiting for any uplink.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import random
 import time
@@ -27,7 +28,9 @@ from gateway.registry import build_bus, build_link, build_outputs, link_classes
 from gateway.report import ReportFilter
 from gateway.rules import RuleEngine
 from gateway.rules.engine import AlarmTransition
-from gateway.shared import BusDriver, EventRecord, NullProgress, Progress, Reading, RecordClass, now
+from gateway.shared import BusDriver, EventRecord, NullProgress, Progress, Quality, Reading, RecordClass, now
+from gateway.vision.events import DetectionEvent
+from gateway.vision.pipeline import run_camera
 
 log = logging.getLogger("fieldgate")
 
@@ -61,17 +64,16 @@ class Gateway:
         self.evidence: deque[dict[str, Any]] = deque(maxlen=50)
         self.counters: dict[str, Any] = {"points_read": 0, "alarms_raised": 0, "readings_by_quality": {}}
         self._background: set[asyncio.Task[Any]] = set()
+        self.latest_snapshot: dict[str, Any] | None = None
 
     # ---- the data path -------------------------------------------------------------------
 
     async def ingest(self, reading: Reading) -> None:
         """The sink every bus hands its samples to."""
-        self.latest[reading.point] = reading
         self.counters["points_read"] += 1
         by_quality = self.counters["readings_by_quality"]
         by_quality[reading.quality.value] = by_quality.get(reading.quality.value, 0) + 1
-        for transition in self.rules.evaluate(reading):
-            await self._on_transition(transition)
+        await self.evaluate(reading)
         reason = self.report_filter.admit(reading)
         if reason is None:
             return
@@ -85,10 +87,34 @@ class Gateway:
             self.counters["alarms_raised"] += 1
         log.warning("alarm %s %s (rule %s, severity %s)", transition.alarm_id, transition.kind.value,
                     transition.rule_id, transition.severity, extra={"alarm_id": transition.alarm_id})
-        record = EventRecord("alarm", transition.rule_id, transition.to_json(), transition.time)
+        body = transition.to_json()
+        body["transition"] = body.pop("kind")  # raised / acknowledged / cleared
+        record = EventRecord("alarm", transition.rule_id, body, transition.time)
         await self.journal.append_now(RecordClass.ALARM, cast(Reading, record))
         if self.broadcast is not None:
             self._spawn(self.broadcast.on_alarm(transition))
+
+    async def on_detection(self, event: DetectionEvent) -> None:
+        """A confirmed (or ended) camera detection: into the rules as a reading, into the journal as a record."""
+        confirmed = event.kind != "end"
+        await self.evaluate(Reading(f"{event.camera}.{event.role}", event.score if confirmed else 0.0,
+                                            Quality.GOOD, event.t, attrs={"confirmed": confirmed,
+                                                                          "event": event.event_id}))
+        body = event.to_json()
+        body["phase"] = body.pop("kind")  # new / update / end
+        record = EventRecord("detection", event.camera, body, event.t)
+        await self.journal.append_now(event.record_class, cast(Reading, record))
+        if event.snapshot and event.kind != "end":
+            self.latest_snapshot = {"camera": event.camera, "path": event.snapshot, "ts": event.t,
+                                    "boxes": [list(event.box)], "event": event.event_id}
+            for chunk in snapshot_chunks(event):
+                await self.journal.put(RecordClass.BULK, cast(Reading, chunk))
+
+    async def evaluate(self, reading: Reading) -> None:
+        """Latest value and the rules: every sample, reported or not."""
+        self.latest[reading.point] = reading
+        for transition in self.rules.evaluate(reading):
+            await self._on_transition(transition)
 
     async def _journal_evidence(self, evidence: dict[str, Any]) -> None:
         self.evidence.append(evidence)
@@ -138,6 +164,10 @@ class Gateway:
                         f"sender {link.name}", partial(runner.run, progress(f"sender {link.name}", deadline)))))
                 link_tasks.append(tg.create_task(supervise("rules", partial(
                     self._tick_rules, progress("rules", 30.0)))))
+                link_tasks.extend(
+                    tg.create_task(supervise(f"camera {cam.name}", partial(
+                        run_camera, cam, self.on_detection, progress(f"vision {cam.name}", 60.0))))
+                    for cam in self.config.cameras)
                 bus_tasks = [
                     tg.create_task(supervise(
                         f"bus {bus.name}", partial(bus.run, self.ingest, progress(f"bus {bus.name}",
@@ -182,7 +212,7 @@ class Gateway:
             "journal": {"committed": self.journal.committed, "path": str(journal.path)},
             "alarms": self.rules.active_alarms(),
             "evidence": list(self.evidence),
-            "snapshot": None,
+            "snapshot": self.latest_snapshot,
             "counters": dict(self.counters),
         }
 
@@ -240,7 +270,25 @@ async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def state_dir_free_bytes(path: Path) -> int:
-    import shutil
+SNAPSHOT_CHUNK = 48 * 1024  # bytes of JPEG per journal record (base64 makes ~64 KiB messages)
+SNAPSHOT_MAX = 1024 * 1024  # a larger file is not sent (the local store keeps it)
 
-    return shutil.disk_usage(path).free
+
+def snapshot_chunks(event: DetectionEvent) -> list[EventRecord]:
+    """The event's JPEG as BULK journal records: durable, low priority, never over satellite."""
+    assert event.snapshot is not None
+    try:
+        data = Path(event.snapshot).read_bytes()
+    except OSError as exc:
+        log.warning("snapshot %s unreadable: %s", event.snapshot, exc)
+        return []
+    if len(data) > SNAPSHOT_MAX:
+        log.warning("snapshot %s is %d bytes; not sent upstream", event.snapshot, len(data))
+        return []
+    parts = [data[i : i + SNAPSHOT_CHUNK] for i in range(0, len(data), SNAPSHOT_CHUNK)] or [b""]
+    return [
+        EventRecord("snapshot", event.camera, {
+            "event": event.event_id, "chunk": i, "chunks": len(parts), "bytes": len(data),
+            "jpeg_b64": base64.b64encode(part).decode()}, event.t)
+        for i, part in enumerate(parts)
+    ]

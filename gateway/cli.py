@@ -68,8 +68,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     points = sum(len(d.points) for b in config.buses for d in b.devices)
-    print(f"{args.config}: ok — gateway {config.gateway.id}, {len(config.buses)} buses, "
-          f"{points} points, {len(config.links)} links")
+    print(f"{args.config}: ok — gateway {config.gateway.id}, {len(config.buses)} buses, {points} points, "
+          f"{len(config.cameras)} cameras, {len(config.rules.rules)} rules, "
+          f"{len(config.broadcast.outputs)} broadcast outputs, {len(config.links)} links")
     if args.explain:
         from drivers.modbus.codec import plan_blocks
 

@@ -173,7 +173,8 @@ class EventRecord:
         return self.key
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "key": self.key, "ts": round(self.source_time, 3), **self.body}
+        # kind/key/ts are the record's own and win over body keys of the same name.
+        return {**self.body, "kind": self.kind, "key": self.key, "ts": round(self.source_time, 3)}
 
 
 class Journalable(Protocol):

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
+from drivers.camera.config import CameraConfig
 from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
 from drivers.mqtt.config import MqttLinkConfig
 from gateway.alerts.config import BroadcastConfig
@@ -37,6 +38,7 @@ class SiteConfig(StrictModel):
     buses: list[BusConfig] = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)
     journal: JournalSection = Field(default_factory=JournalSection)
+    cameras: list[CameraConfig] = Field(default_factory=list, description="smoke/fire detection (docs/vision.md)")
     rules: RulesConfig = Field(default_factory=RulesConfig, description="local alarm rules (docs/rules.md)")
     broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig,
                                        description="emergency broadcast outputs and interlock (docs/broadcast.md)")
@@ -45,7 +47,9 @@ class SiteConfig(StrictModel):
     def _unique_names(self) -> SiteConfig:
         _unique("bus name", [b.name for b in self.buses])
         _unique("link name", [link.name for link in self.links])
-        _unique("point id", [p.id for b in self.buses for d in b.devices for p in d.points])
+        _unique("camera name", [c.name for c in self.cameras])
+        _unique("point id", [p.id for b in self.buses for d in b.devices for p in d.points]
+                + [f"{c.name}.{role}" for c in self.cameras for role in ("fire", "smoke", "flame_out")])
         check_site_plan(self.rules, self.broadcast)
         return self
 

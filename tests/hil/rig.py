@@ -10,6 +10,7 @@ timing; see tests/hil/README.md for the format.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
 import shutil
@@ -92,8 +93,10 @@ class Broker:
 
     def start(self) -> Broker:
         conf = self.workdir / "mosquitto.conf"
+        # Started as root, mosquitto drops to user "mosquitto", which cannot write our temp dir, and its
+        # persistence then silently fails: keep it as whoever runs the tests.
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"persistence true\npersistence_location {self.workdir}/\nautosave_interval 1\n{self.extra_conf}"
         )
         log = open(self.workdir / "mosquitto.log", "ab")  # noqa: SIM115 - closed with the process
