@@ -44,6 +44,7 @@ class ClientGone(Exception):
 _TOKEN = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _TARGET = re.compile(r"^/[\x21-\x7e]*$")
 METHODS = frozenset({"GET", "HEAD", "POST"})
+_MAX_LEADING_EMPTY_LINES = 4
 
 
 @dataclass(slots=True)
@@ -94,7 +95,9 @@ async def read_request(reader: asyncio.StreamReader, limits: Limits, first: bool
     wait = limits.header_timeout_s if first else limits.idle_timeout_s
     try:
         line = await asyncio.wait_for(_read_line(reader, limits), wait)
-        while not line and not first:  # RFC 9112 §2.2: ignore empty lines before a request line
+        for _ in range(_MAX_LEADING_EMPTY_LINES):  # RFC 9112 §2.2: ignore a few empty lines before a request
+            if line or first:
+                break
             line = await asyncio.wait_for(_read_line(reader, limits), limits.header_timeout_s)
         head = await asyncio.wait_for(_read_headers(reader, limits), limits.header_timeout_s)
     except TimeoutError:

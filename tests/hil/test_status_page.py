@@ -236,3 +236,46 @@ def test_page_shows_a_value_changed_on_the_simulated_device(tmp_path: Path, brok
             assert (row["value"], row["q"]) == ("—", "comm_fail"), row
     finally:
         sim.stop()
+
+
+def test_page_renders_alarms_evidence_and_the_camera_snapshot_with_boxes(tmp_path: Path) -> None:
+    """What the rig site above has none of: a camera snapshot, alarms, broadcast evidence, an overdue loop."""
+    cv2 = pytest.importorskip("cv2")
+    np = pytest.importorskip("numpy")
+    from gateway.status import StatusConfig
+    from tests.unit.test_status_server import FakeGateway, Running
+
+    chromium()
+    jpeg = tmp_path / "tower-1.jpg"
+    ok, encoded = cv2.imencode(".jpg", np.full((120, 160, 3), 90, np.uint8))
+    assert ok
+    jpeg.write_bytes(encoded.tobytes())
+    view = FakeGateway()
+    view.snap.update({
+        "alarms": [{"alarm_id": "res.level.high-1", "rule": "res.level.high", "severity": "critical",
+                    "state": "active", "since": 1_764_000_000.0}],
+        "evidence": [{"output": "siren-north", "ok": True, "readback": True, "note": "<b>not markup</b>"}],
+        "snapshot": {"camera": "tower", "path": str(jpeg), "ts": 1_764_000_100.0,
+                     "boxes": [[16, 12, 80, 60, "flame", 0.91], {"box": [100, 60, 150, 110], "label": "smoke"}],
+                     "frame": [160, 120]},
+        "loops": [{"name": "bus plant", "overdue": True}],
+    })
+    server = Running(StatusConfig(listen=f"127.0.0.1:{free_port()}"), view)
+    try:
+        with tempfile.TemporaryDirectory(prefix="fg-chromium-") as profile:
+            result = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                                     f"http://127.0.0.1:{server.port}/"], capture_output=True, text=True, timeout=120)
+    finally:
+        server.stop()
+    dom = result.stdout
+    page = PageCells()
+    page.feed(dom)
+    assert page.texts["health"] == "OVERDUE: bus plant"
+    assert page.rows["res.level.high-1"]["severity"] == "critical"
+    assert page.rows["res.level.high-1"]["since"] == "2025-11-24 16:00:00Z"
+    assert "&lt;b&gt;not markup&lt;/b&gt;" in dom and "<b>not markup</b>" not in dom  # text, never HTML
+    assert '<figure id="camera">' in dom  # shown (not hidden)
+    assert 'src="/snapshot.jpg?ts=1764000100"' in dom
+    # Boxes overlaid in percent of the frame: 16/160 = 10 %, 12/120 = 10 %, 64/160 = 40 % wide.
+    assert 'class="box" style="left: 10%; top: 10%; width: 40%; height: 40%;"><span>flame 0.91</span>' in dom, dom
+    assert "<span>smoke</span>" in dom

@@ -349,3 +349,9 @@ def test_logins_are_disabled_without_a_users_file() -> None:
         assert json.loads(server.request("GET", "/api/status")[2])["session"]["login"] is False
     finally:
         server.stop()
+
+
+def test_endless_empty_lines_between_requests_are_cut_off(running: Running) -> None:
+    host = f"Host: 127.0.0.1:{running.port}\r\n"
+    data = running.raw(f"GET /healthz HTTP/1.1\r\n{host}\r\n".encode() + b"\r\n" * 50)
+    assert data.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 400" in data
