@@ -44,9 +44,18 @@ def _write(value: Any, out: list[str], depth: int) -> None:
     elif value is False:
         out.append("false")
     elif isinstance(value, int):
-        if abs(value) > MAX_SAFE_INTEGER:
-            raise CanonicalError(f"integer {value} is beyond 2**53-1 and cannot be carried exactly")
-        out.append(str(value))
+        if abs(value) <= MAX_SAFE_INTEGER:
+            out.append(str(value))
+        else:
+            # JCS numbers are doubles: a big integer is accepted only when its text is exactly
+            # what a JCS signer prints for that double, so both sides sign the same text.
+            try:
+                text = number_text(float(value))
+            except OverflowError:
+                text = ""
+            if text != str(value):
+                raise CanonicalError(f"integer {value} cannot be carried exactly by a JSON number (double)")
+            out.append(text)
     elif isinstance(value, float):
         out.append(number_text(value))
     elif isinstance(value, str):
