@@ -382,6 +382,16 @@ class Journal:
         Not fsync'd on its own (``synchronous=NORMAL``): an ack lost in a power cut only means the
         record is sent again with the same seq, which the platform deduplicates.
         """
+        try:
+            self._ack(link, seqs)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            self.disk_full_events += 1
+            self._relieve_full(0.9)  # even a delete needs WAL pages
+            self._ack(link, seqs)
+
+    def _ack(self, link: str, seqs: Sequence[int]) -> None:
         with self._tx(durable=False):
             for start in range(0, len(seqs), 500):
                 chunk = list(seqs[start:start + 500])
