@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
+from drivers.beidou.config import BeidouConfig
 from drivers.broadcast.base import BroadcastOutput
 from drivers.broadcast.config import OutputConfig
+from drivers.iridium.config import IridiumConfig
 from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
 from drivers.mqtt.config import MqttLinkConfig
+from drivers.serialline.config import SerialLineBus
 from gateway.shared import BusDriver, Link, RecordClass
 
 CLASS_NAMES = {
@@ -20,8 +24,12 @@ CLASS_NAMES = {
 }
 
 
-def build_bus(config: ModbusTcpBus | ModbusRtuBus) -> BusDriver:
+def build_bus(config: ModbusTcpBus | ModbusRtuBus | SerialLineBus) -> BusDriver:
     # Imported here so that validating a config never needs the hardware libraries loaded.
+    if isinstance(config, SerialLineBus):
+        from drivers.serialline.driver import SerialLineDriver
+
+        return SerialLineDriver(config)
     from drivers.modbus.bus import ModbusBus
 
     return ModbusBus(config)
@@ -33,8 +41,24 @@ def build_link(config: MqttLinkConfig, gateway_id: str, status_payload: Callable
     return MqttLink(config, gateway_id, status_payload=status_payload)
 
 
-def link_classes(config: MqttLinkConfig) -> set[RecordClass]:
-    return {CLASS_NAMES[name] for name in config.classes}
+def build_satellite_link(config: BeidouConfig | IridiumConfig, on_message: Callable[[bytes], None]) -> SatelliteLink:
+    if isinstance(config, BeidouConfig):
+        from drivers.beidou.link import BeidouLink
+
+        return BeidouLink(config, on_message)
+    from drivers.iridium.link import IridiumLink
+
+    return IridiumLink(config, on_message)
+
+
+def link_classes(config: MqttLinkConfig | BeidouConfig | IridiumConfig) -> set[RecordClass]:
+    names = config.classes if isinstance(config, MqttLinkConfig) else config.policy.classes
+    return {CLASS_NAMES[name] for name in names}
+
+
+class SatelliteLink(Link, Protocol):
+    @property
+    def max_bytes(self) -> int: ...
 
 
 def build_outputs(configs: Mapping[str, OutputConfig]) -> dict[str, BroadcastOutput]:

@@ -1,0 +1,1 @@
+"""Declarative line-protocol gauges on a serial port (request/response or free-running)."""

@@ -1,0 +1,96 @@
+"""Line-protocol gauges: NMEA checksums, regex and delimiter fields, garbage → quality flags."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from drivers.serialline.config import LineDeviceConfig, SerialLineBus
+from drivers.serialline.parse import LineError, decode_line, nmea_checksum, strip_nmea
+from gateway.shared import Quality
+
+# The GGA/RMC example pair reproduced in many NMEA 0183 tutorials, with their published checksums.
+GGA = "$GPGGA,092750.000,5321.6802,N,00630.3372,W,1,8,1.03,61.7,M,55.2,M,,*76"
+RMC = "$GPRMC,092750.000,A,5321.6802,N,00630.3372,W,0.02,31.66,280511,,,A*43"
+
+
+def wind(**extra: Any) -> LineDeviceConfig:
+    data: dict[str, Any] = {
+        "name": "vane", "mode": "stream", "prefix": "$WIMWV", "checksum": "nmea", "delimiter": ",",
+        "status_field": 5,
+        "points": [{"id": "wind.dir", "field": 1, "unit": "deg", "valid_min": 0, "valid_max": 360},
+                   {"id": "wind.speed", "field": 3, "unit": "m/s", "valid_min": 0, "valid_max": 75}],
+    }
+    data.update(extra)
+    return LineDeviceConfig.model_validate(data)
+
+
+def mwv(direction: str, speed: str, status: str = "A") -> bytes:
+    body = f"WIMWV,{direction},R,{speed},M,{status}"
+    return f"${body}*{nmea_checksum(body.encode()):02X}\r".encode()
+
+
+def test_published_nmea_checksums() -> None:
+    assert strip_nmea(GGA).endswith("55.2,M,,")
+    assert strip_nmea(RMC).startswith("$GPRMC")
+    with pytest.raises(LineError, match="checksum 77, computed 76"):
+        strip_nmea(GGA[:-2] + "77")
+    with pytest.raises(LineError, match="no NMEA"):
+        strip_nmea(GGA[:-3])
+
+
+def test_delimited_nmea_sentence() -> None:
+    readings = decode_line(wind(), mwv("270.5", "12.25"), 1.0)
+    assert [(r.point, r.value, r.quality) for r in readings] == [
+        ("wind.dir", 270.5, Quality.GOOD), ("wind.speed", 12.25, Quality.GOOD)]
+
+
+def test_status_void_range_empty_and_text() -> None:
+    assert {r.quality for r in decode_line(wind(), mwv("270", "3", status="V"), 1.0)} == {Quality.DEVICE_ERROR}
+    out = decode_line(wind(), mwv("400", ""), 1.0)
+    assert [r.quality for r in out] == [Quality.OUT_OF_RANGE, Quality.DEVICE_ERROR]
+    assert all(r.value is None for r in out)
+    assert decode_line(wind(), mwv("abc", "1"), 1.0)[0].quality is Quality.BAD_FRAME
+
+
+def test_regex_fields_with_scale() -> None:
+    device = LineDeviceConfig.model_validate({
+        "name": "sonic", "request": "R\r", "pattern": r"^L=(?P<level>-?\d+) T=(?P<temp>-?\d+\.\d)$",
+        "points": [{"id": "lvl", "field": "level", "type": "int", "scale": 0.001, "unit": "m"},
+                   {"id": "t", "field": "temp"}],
+    })
+    lvl, temp = decode_line(device, b"L=12345 T=-3.5", 0.0)
+    assert lvl.value == pytest.approx(12.345) and temp.value == -3.5
+    with pytest.raises(LineError, match="does not match"):
+        decode_line(device, b"ERR 42", 0.0)
+
+
+@given(st.binary(max_size=120))
+def test_garbage_never_crashes_and_never_yields_a_wrong_good_value(raw: bytes) -> None:
+    try:
+        readings = decode_line(wind(), raw, 0.0)
+    except LineError:
+        return
+    # Anything accepted passed the checksum: it must be a well-formed MWV sentence.
+    assert raw.startswith(b"$WIMWV") or not any(r.good for r in readings)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"pattern": "(?P<x>", "delimiter": None}, "not a valid regular expression"),
+    ({"delimiter": None}, "exactly one of pattern"),
+    ({"mode": "poll"}, "needs request"),
+    ({"points": [{"id": "a", "field": "name"}]}, "0-based index"),
+])
+def test_config_mistakes(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        wind(**change)
+
+
+def test_line_cannot_mix_poll_and_stream() -> None:
+    with pytest.raises(ValidationError, match="do not mix"):
+        SerialLineBus.model_validate({"type": "serial_line", "name": "l", "port": "/dev/null", "devices": [
+            wind().model_dump(), {**wind().model_dump(), "name": "b", "mode": "poll", "request": "?"}]})
