@@ -1,20 +1,91 @@
-"""Config model of the MQTT 5 link."""
+"""Config model of the MQTT 5 link.
+
+Secrets (CA, client certificate and key, username, password) are never written in the
+YAML: each is a file path or the name of a systemd credential, which the service
+manager copies into ``$CREDENTIALS_DIRECTORY`` (see deploy/raspberrypi/fieldgate.service,
+``LoadCredential=tls-ca.pem:…``). Files are read when the link connects, so a renewed
+certificate is picked up at the next reconnect without a restart.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gateway.shared import Seconds, StrictModel
+
+# A systemd credential name: a plain file name inside $CREDENTIALS_DIRECTORY, never a path.
+CREDENTIAL_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,254}$"
+
+
+def _one_source(what: str, path: Path | None, credential: str | None) -> None:
+    if path is not None and credential is not None:
+        raise ValueError(f"give either {what}_file or {what}_credential, not both")
 
 
 class MqttTls(StrictModel):
     ca_file: Path | None = Field(default=None, description="CA bundle that signed the broker's certificate")
+    ca_credential: str | None = Field(
+        default=None, pattern=CREDENTIAL_NAME, description="systemd credential holding the CA bundle (tls-ca.pem)"
+    )
     cert_file: Path | None = Field(default=None, description="client certificate (PEM)")
+    cert_credential: str | None = Field(
+        default=None, pattern=CREDENTIAL_NAME, description="systemd credential holding the client certificate"
+    )
     key_file: Path | None = Field(default=None, description="client private key (PEM)")
-    check_hostname: bool = True
+    key_credential: str | None = Field(
+        default=None, pattern=CREDENTIAL_NAME, description="systemd credential holding the client private key"
+    )
+    check_hostname: bool = Field(
+        default=True, description="verify that the broker certificate names the host; off only for lab brokers"
+    )
+    min_version: Literal["1.2", "1.3"] = Field(default="1.2", description="lowest TLS version accepted")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttTls:
+        _one_source("ca", self.ca_file, self.ca_credential)
+        _one_source("cert", self.cert_file, self.cert_credential)
+        _one_source("key", self.key_file, self.key_credential)
+        has_cert = self.cert_file is not None or self.cert_credential is not None
+        has_key = self.key_file is not None or self.key_credential is not None
+        if has_key and not has_cert:
+            raise ValueError("a client key needs a client certificate (cert_file or cert_credential)")
+        return self
+
+
+class ThingsboardOptions(StrictModel):
+    """How fieldgate points map to ThingsBoard devices (profile: thingsboard)."""
+
+    device_of_point: dict[str, str] = Field(
+        default_factory=dict,
+        description="point id → device; such a point keeps its full id as the telemetry key",
+    )
+    device_separator: str = Field(
+        default=".", min_length=1, max_length=4,
+        description="otherwise the text before the first separator is the device and the rest is the key",
+    )
+    device_name: str = Field(
+        default="{gateway}.{device}",
+        description="ThingsBoard device name; {gateway} is the gateway id, {device} the mapped device",
+    )
+    device_type: str | None = Field(
+        default=None, description="ThingsBoard device profile sent with v1/gateway/connect"
+    )
+    quality_suffix: str = Field(
+        default="_quality", min_length=1, description="key suffix of the quality sent beside a value"
+    )
+
+    @model_validator(mode="after")
+    def _template(self) -> ThingsboardOptions:
+        if "{device}" not in self.device_name:
+            raise ValueError("device_name must contain {device}")
+        try:
+            self.device_name.format(gateway="g", device="d")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"device_name may only use {{gateway}} and {{device}}: {exc}") from None
+        return self
 
 
 class MqttLinkConfig(StrictModel):
@@ -24,17 +95,37 @@ class MqttLinkConfig(StrictModel):
     port: int = Field(default=1883, ge=1, le=65535)
     client_id: str | None = Field(default=None, description="defaults to fieldgate-<gateway id>")
     username: str | None = None
+    username_file: Path | None = Field(default=None, description="file holding the username (a ThingsBoard token)")
+    username_credential: str | None = Field(default=None, pattern=CREDENTIAL_NAME)
     password_file: Path | None = Field(default=None, description="file holding the password (not in YAML)")
+    password_credential: str | None = Field(
+        default=None, pattern=CREDENTIAL_NAME, description="systemd credential holding the password"
+    )
     tls: MqttTls | None = None
-    keepalive: Seconds = Field(default=30.0, ge=5)
+    keepalive: Seconds = Field(default=30.0, ge=5, le=65535)
+    profile: Literal["fieldgate", "thingsboard"] = Field(default="fieldgate", description="payload profile")
+    thingsboard: ThingsboardOptions = Field(default_factory=ThingsboardOptions)
     topic_prefix: str = Field(default="fieldgate/v1", description="topics are <prefix>/<gateway id>/<kind>")
     max_inflight: int = Field(default=8, ge=1, le=100, description="QoS 1 messages awaiting PUBACK")
     batch_records: int = Field(default=200, ge=1, le=5000, description="most readings in one message")
-    session_expiry: Seconds = Field(default=7 * 86400.0, description="broker keeps our command queue this long")
-    will_delay: Seconds = Field(default=10.0, description="offline status waits this long after a drop")
+    session_expiry: Seconds = Field(
+        default=7 * 86400.0, le=0xFFFFFFFE, description="broker keeps our command queue this long"
+    )
+    will_delay: Seconds = Field(default=10.0, le=0xFFFFFFFF, description="offline status waits this long after a drop")
+    reply_expiry: Seconds = Field(default=300.0, le=0xFFFFFFFF, description="default expiry of command replies")
     reconnect_min: Seconds = Field(default=1.0, gt=0)
     reconnect_max: Seconds = Field(default=60.0, gt=0)
     classes: list[Literal["alarm", "evidence", "event", "state", "telemetry", "bulk"]] = Field(
         default=["alarm", "evidence", "event", "state", "telemetry", "bulk"],
         description="journal classes this link carries",
     )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttLinkConfig:
+        if self.username is not None and (self.username_file is not None or self.username_credential is not None):
+            raise ValueError("give the username once: username, username_file or username_credential")
+        _one_source("username", self.username_file, self.username_credential)
+        _one_source("password", self.password_file, self.password_credential)
+        if self.reconnect_min > self.reconnect_max:
+            raise ValueError("reconnect_min must not exceed reconnect_max")
+        return self

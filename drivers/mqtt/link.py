@@ -1,33 +1,88 @@
 """MQTT 5 link: one connection, a reconnect loop that never gives up, QoS 1 with PUBACK.
 
 aiomqtt 2 has no automatic reconnect; the documented pattern is the loop in
-``run()``. ``send()`` returns only once the broker's PUBACK arrived, which is what
-lets the journal delete a record. paho's own offline queue is kept tiny: the journal
-is the queue, so nothing is hoarded in memory during an outage.
+``run()``. ``send()`` returns only once the broker's PUBACK arrived with a success
+code, which is what lets the journal delete a record. paho's own offline queue is kept
+tiny: the journal is the queue, so nothing is hoarded in memory during an outage.
+
+Session: Clean Start = 0 with a Session Expiry Interval, so the broker keeps our
+command subscription and queues QoS 1 commands while we are away. Will with a Will
+Delay Interval (short drops do not flap the retained status). Command replies carry a
+Message Expiry Interval: a reply that could not be delivered in time dies at the broker.
+The in-flight window is the smaller of ``max_inflight`` and the server's Receive Maximum.
+
+Every failed attempt is explained in one log line (drivers/mqtt/tls.py); the same cause
+is repeated at ERROR only every ``REPEAT_AFTER`` seconds so a week-long outage does not
+flood the journal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from drivers.mqtt import credentials
+from drivers.mqtt.client import FieldgateClient
 from drivers.mqtt.config import MqttLinkConfig
+from drivers.mqtt.credentials import CredentialError, TlsFiles
+from drivers.mqtt.session import DefaultSession, MqttSession
+from drivers.mqtt.tls import Failure, build_context, explain
 from gateway.shared import OutboundMessage, Progress
 
 log = logging.getLogger("fieldgate.mqtt")
 
 CommandHandler = Callable[[str, bytes], Awaitable[None]]
 
+# Same failure cause: logged at ERROR/WARNING again only after this long (DEBUG in between).
+REPEAT_AFTER = 600.0
+# Commands waiting to be handled; aiomqtt drops (and logs) beyond this, the broker keeps QoS 1 ones.
+MAX_QUEUED_COMMANDS = 256
+# Seconds to wait for CONNACK, SUBACK, PUBACK before the attempt counts as failed.
+PROTOCOL_TIMEOUT = 10.0
+
 
 class LinkDown(Exception):
     """The link is not connected; the message stays in the journal."""
+
+
+def _plain_status(gateway_id: str) -> Callable[[str], bytes]:
+    def status(state: str) -> bytes:
+        return json.dumps({"v": 1, "gw": gateway_id, "state": state, "ts": round(time.time(), 3)}).encode()
+
+    return status
+
+
+class _Window:
+    """At most ``limit`` QoS 1 messages awaiting PUBACK; the limit follows the server's Receive Maximum."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self._changed = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+
+    async def release(self) -> None:
+        async with self._changed:
+            self.in_flight -= 1
+            self._changed.notify()
+
+    async def resize(self, limit: int) -> None:
+        async with self._changed:
+            self.limit = limit
+            self._changed.notify_all()
 
 
 class MqttLink:
@@ -36,99 +91,154 @@ class MqttLink:
         config: MqttLinkConfig,
         gateway_id: str,
         *,
-        status_payload: Callable[[str], bytes],
+        status_payload: Callable[[str], bytes] | None = None,
         on_command: CommandHandler | None = None,
+        session: MqttSession | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
         self.gateway_id = gateway_id
-        self.base = f"{config.topic_prefix.rstrip('/')}/{gateway_id}"
-        self.status_topic = f"{self.base}/status"
-        self.command_topic = f"{self.base}/cmd/#"
-        self._status_payload = status_payload
+        self.session: MqttSession = session or DefaultSession(
+            config.topic_prefix, gateway_id, status_payload or _plain_status(gateway_id)
+        )
         self._on_command = on_command
-        self._client: aiomqtt.Client | None = None
+        self._client: FieldgateClient | None = None
         self._connected = asyncio.Event()
+        self._window = _Window(config.max_inflight)
         self.connects = 0
+        self.last_failure: Failure | None = None
+        self._last_logged: tuple[str, float] | None = None
+        self._failed_attempts = 0
+        # A missing key or certificate is a configuration error: say so at start, once.
+        for problem in credentials.problems(config):
+            self._report(Failure("config", f"configuration error: {problem}"), None)
+
+    # ---- public API used by the app, the link runner and the command plane -----------------
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def window(self) -> int:
+        """The in-flight limit now in force (``max_inflight``, lowered to the server's Receive Maximum)."""
+        return self._window.limit
+
     async def wait_connected(self) -> None:
         await self._connected.wait()
 
-    def _client_args(self) -> dict[str, object]:
-        cfg = self.config
-        will_props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
-        will_props.WillDelayInterval = int(cfg.will_delay)
-        connect_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        connect_props.SessionExpiryInterval = int(cfg.session_expiry)
-        password = None
-        if cfg.password_file is not None:
-            password = cfg.password_file.read_text(encoding="utf-8").strip()
-        return {
-            "hostname": cfg.host,
-            "port": cfg.port,
-            "identifier": cfg.client_id or f"fieldgate-{self.gateway_id}",
-            "username": cfg.username,
-            "password": password,
-            "protocol": aiomqtt.ProtocolVersion.V5,
-            "will": aiomqtt.Will(self.status_topic, self._status_payload("offline"), qos=1, retain=True,
-                                 properties=will_props),
-            "clean_start": False,
-            "properties": connect_props,
-            "keepalive": int(cfg.keepalive),
-            "tls_context": self._tls_context(),
-            "max_inflight_messages": cfg.max_inflight,
-            "max_queued_outgoing_messages": cfg.max_inflight,
-            "timeout": 10.0,
-        }
+    async def send(self, message: OutboundMessage) -> None:
+        """Publish with QoS 1; returns after a successful PUBACK, raises otherwise (the records stay pending)."""
+        await self._publish(message.topic, message.payload)
 
-    def _tls_context(self) -> ssl.SSLContext | None:
-        tls = self.config.tls
-        if tls is None:
-            return None
-        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.check_hostname = tls.check_hostname
-        if tls.cert_file is not None:
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
-        return context
+    async def publish_reply(self, topic_suffix: str, payload: bytes, expiry_s: float | None = None) -> None:
+        """A command reply, with a Message Expiry Interval so a late reply dies at the broker."""
+        expiry = self.config.reply_expiry if expiry_s is None else expiry_s
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.MessageExpiryInterval = max(1, min(int(expiry), 0xFFFFFFFF))
+        await self._publish(self.session.reply_topic(topic_suffix), payload, properties=props)
 
     async def run(self, progress: Progress) -> None:
         delay = self.config.reconnect_min
         while True:
             progress.beat()
             try:
-                client = aiomqtt.Client(**self._client_args())  # type: ignore[arg-type]
+                files = credentials.tls_files(self.config)
+                args = self._client_args(files)
+            except CredentialError as exc:
+                # Re-checked slowly: a fixed file or permission is picked up without a restart.
+                self._report(Failure("config", f"configuration error: {exc}"), self.config.reconnect_max)
+                await self._pause(self.config.reconnect_max, progress)
+                continue
+            try:
+                client = FieldgateClient(**args)
                 async with client:
                     self._client = client
-                    self.connects += 1
-                    await client.publish(self.status_topic, self._status_payload("online"), qos=1, retain=True)
-                    await client.subscribe(self.command_topic, qos=1)
-                    self._connected.set()
-                    log.info("mqtt %s: connected to %s:%d", self.name, self.config.host, self.config.port,
-                             extra={"link": self.name})
+                    await self._start_session(client)
                     delay = self.config.reconnect_min
                     try:
                         await self._serve(client, progress)
                     except asyncio.CancelledError:
                         await self._say_offline(client)
                         raise
-            except aiomqtt.MqttError as exc:
-                log.warning("mqtt %s: %s; reconnecting in %.1fs", self.name, exc, delay, extra={"link": self.name})
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                log.error("mqtt %s: cannot connect: %s; retrying in %.1fs", self.name, exc, delay,
-                          extra={"link": self.name})
+            except (aiomqtt.MqttError, OSError, ssl.SSLError, ValueError) as exc:
+                was_up = self.connected
+                failure = explain(exc, self.config.host, self.config.port, files,
+                                  self.config.tls.min_version if self.config.tls else "1.2")
+                if was_up:
+                    failure = Failure("lost", f"connection lost: {failure.text}")
+                self._report(failure, delay)
             finally:
                 self._connected.clear()
                 self._client = None
             # Full jitter: many gateways losing the same broker must not come back in lockstep.
-            await asyncio.sleep(random.uniform(delay / 2, delay))
+            await self._pause(random.uniform(delay / 2, delay), progress)
             delay = min(delay * 2, self.config.reconnect_max)
 
-    async def _serve(self, client: aiomqtt.Client, progress: Progress) -> None:
+    # ---- connection ----------------------------------------------------------------------
+
+    def _client_args(self, files: TlsFiles | None) -> dict[str, object]:
+        cfg = self.config
+        username, password = credentials.login(cfg)
+        tls_context = None
+        if files is not None and cfg.tls is not None:
+            tls_context = build_context(files, check_hostname=cfg.tls.check_hostname, min_version=cfg.tls.min_version)
+        connect_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        connect_props.SessionExpiryInterval = int(cfg.session_expiry)
+        connect_props.ReceiveMaximum = MAX_QUEUED_COMMANDS
+        will = None
+        status_topic = self.session.status_topic()
+        if status_topic is not None:
+            will_props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
+            will_props.WillDelayInterval = int(cfg.will_delay)
+            will = aiomqtt.Will(status_topic, self.session.status("offline"), qos=1, retain=True,
+                                properties=will_props)
+        return {
+            "hostname": cfg.host,
+            "port": cfg.port,
+            "identifier": cfg.client_id or f"fieldgate-{self.gateway_id}",
+            "username": username,
+            "password": password,
+            "protocol": aiomqtt.ProtocolVersion.V5,
+            "will": will,
+            # Never clean: the broker keeps the command subscription and queued commands (session expiry).
+            "clean_start": False,
+            "properties": connect_props,
+            "keepalive": int(cfg.keepalive),
+            "tls_context": tls_context,
+            "max_inflight_messages": cfg.max_inflight,
+            "max_queued_outgoing_messages": cfg.max_inflight,
+            "max_queued_incoming_messages": MAX_QUEUED_COMMANDS,
+            "timeout": PROTOCOL_TIMEOUT,
+        }
+
+    async def _start_session(self, client: FieldgateClient) -> None:
+        """Birth, subscriptions and the profile's connect messages, then open the link to the runner."""
+        await self._window.resize(max(1, min(self.config.max_inflight, client.receive_maximum)))
+        status_topic = self.session.status_topic()
+        if status_topic is not None:
+            await client.publish_confirmed(status_topic, self.session.status("online"), retain=True)
+        for topic in self.session.subscriptions():
+            codes = await client.subscribe(topic, qos=1)
+            refused = [c for c in codes if not isinstance(c, int) and c.is_failure]
+            if refused:
+                self._report(Failure("subscribe", f"broker refused the command subscription {topic}: {refused[0]}; "
+                                     "commands will not arrive"), None)
+        for message in self.session.on_connect():
+            await client.publish_confirmed(message.topic, message.payload)
+        self.connects += 1
+        self._failed_attempts = 0
+        self._last_logged = None
+        self.last_failure = None
+        self._connected.set()
+        sock = client._client.socket()
+        tls_version = sock.version() if isinstance(sock, ssl.SSLSocket) else None
+        log.info("mqtt %s: connected to %s:%d (%s, session %s, in-flight window %d of server's %d)",
+                 self.name, self.config.host, self.config.port, tls_version or "no TLS",
+                 "resumed" if client.session_present else "new", self._window.limit, client.receive_maximum,
+                 extra={"link": self.name})
+
+    async def _serve(self, client: FieldgateClient, progress: Progress) -> None:
         async def beat() -> None:
             while True:
                 progress.beat()
@@ -137,27 +247,58 @@ class MqttLink:
         beater = asyncio.create_task(beat())
         try:
             async for message in client.messages:
-                if self._on_command is not None:
-                    try:
-                        payload = message.payload
-                        data = payload if isinstance(payload, bytes) else str(payload).encode()
-                        await self._on_command(str(message.topic), data)
-                    except Exception:
-                        log.exception("mqtt %s: command handler failed", self.name)
+                if self._on_command is None:
+                    continue
+                try:
+                    payload = message.payload
+                    data = payload if isinstance(payload, bytes) else str(payload).encode()
+                    await self._on_command(str(message.topic), data)
+                except Exception:
+                    log.exception("mqtt %s: command handler failed", self.name)
         finally:
             beater.cancel()
 
-    async def _say_offline(self, client: aiomqtt.Client) -> None:
+    async def _say_offline(self, client: FieldgateClient) -> None:
         # A clean disconnect does not fire the will, so say "offline" ourselves.
+        status_topic = self.session.status_topic()
+        if status_topic is None:
+            return
         try:
             await asyncio.wait_for(
-                client.publish(self.status_topic, self._status_payload("offline"), qos=1, retain=True), 3.0
+                client.publish_confirmed(status_topic, self.session.status("offline"), retain=True), 3.0
             )
         except Exception as exc:
             log.info("mqtt %s: could not publish offline status: %s", self.name, exc)
 
-    async def send(self, message: OutboundMessage) -> None:
+    async def _publish(self, topic: str, payload: bytes, properties: Properties | None = None) -> None:
         client = self._client
         if client is None or not self.connected:
             raise LinkDown(f"{self.name} is not connected")
-        await client.publish(message.topic, message.payload, qos=1)
+        await self._window.acquire()
+        try:
+            await client.publish_confirmed(topic, payload, properties=properties)
+        finally:
+            await self._window.release()
+
+    async def _pause(self, seconds: float, progress: Progress) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            progress.beat()
+            await asyncio.sleep(min(left, 5.0))
+
+    def _report(self, failure: Failure, retry_in: float | None) -> None:
+        """One line per cause; the same cause again only every REPEAT_AFTER seconds."""
+        self.last_failure = failure
+        self._failed_attempts += 1
+        now = time.monotonic()
+        retry = f"; retrying in {retry_in:.1f}s" if retry_in is not None else ""
+        repeated = self._last_logged is not None and self._last_logged[0] == failure.text
+        if repeated and self._last_logged is not None and now - self._last_logged[1] < REPEAT_AFTER:
+            log.debug("mqtt %s: %s%s", self.name, failure.text, retry, extra={"link": self.name})
+            return
+        self._last_logged = (failure.text, now)
+        level = logging.WARNING if failure.kind in {"lost", "refused", "timeout", "dns", "unreachable"} \
+            else logging.ERROR
+        attempts = f" (still failing after {self._failed_attempts} attempts)" if repeated else ""
+        log.log(level, "mqtt %s: %s%s%s", self.name, failure.text, attempts, retry,
+                extra={"link": self.name, "cause": failure.kind})
