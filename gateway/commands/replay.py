@@ -2,9 +2,10 @@
 
 SQLite, ``synchronous=FULL``: a command is claimed (committed to disk) before it runs, so
 a crash between claim and execution loses the command rather than allowing it twice.
-Entries are deleted once their command could no longer pass the expiry check
-(``exp + max_clock_skew``), and ``max_entries`` bounds the file: a cache full of
-unexpired entries refuses new commands rather than forgetting one that could be replayed.
+An entry may be deleted once its command could no longer pass the expiry check
+(``exp + max_clock_skew``); that happens only when room is needed, and ``max_entries``
+bounds the file: a cache full of unexpired entries refuses new commands rather than
+forgetting one that could be replayed.
 
 A cache that is missing or unreadable is recreated with a *floor*: commands issued
 before ``creation time + max_clock_skew`` are refused, because the old cache may have
@@ -120,13 +121,17 @@ class ReplayCache:
 
     def _claim_locked(self, db: sqlite3.Connection, kid: str, command_id: int,
                       keys: list[tuple[str, str]], expires: float) -> None:
-        db.execute("DELETE FROM seen WHERE expires < ?", (self._clock(),))
         for kind, value in keys:
             if db.execute("SELECT 1 FROM seen WHERE kid = ? AND kind = ? AND value = ?",
                           (kid, kind, value)).fetchone():
                 what = f"command id {command_id}" if kind == "id" else "nonce"
                 raise ReplayRefused(Reason.REPLAYED, f"{what} of issuer {kid} was already used")
         (count,) = db.execute("SELECT COUNT(*) FROM seen").fetchone()
+        if count + len(keys) > self.max_entries:
+            # Expired entries go only when room is needed: a clock that jumped ahead for a while
+            # (and was corrected) must not have emptied the cache of still-valid commands.
+            db.execute("DELETE FROM seen WHERE expires < ?", (self._clock(),))
+            (count,) = db.execute("SELECT COUNT(*) FROM seen").fetchone()
         if count + len(keys) > self.max_entries:
             raise ReplayRefused(Reason.REPLAY_CACHE_FULL,
                                 f"{count} unexpired entries (limit {self.max_entries}); shorten command expiry")

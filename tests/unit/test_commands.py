@@ -589,3 +589,13 @@ def test_config_errors_are_clear() -> None:
                                 "b": IssuerConfig(key=public_key_text(VIEWER_KEY), number=1, allow=["ping"])})
     with pytest.raises(ValidationError):
         CommandsConfig.model_validate({"issuers": {"bad id!": {"key": public_key_text(OPS_KEY), "allow": ["ping"]}}})
+
+
+def test_a_clock_that_jumped_ahead_and_back_has_not_emptied_the_cache(h: Harness) -> None:
+    payload = envelope("write_point", {"point": "siren.east.coil", "value": True}).to_bytes()
+    assert h.send(payload).ok
+    h.clock.now = T0 + 10 * 365 * 86400  # a bad RTC for a while...
+    assert h.send(envelope(iat=h.clock.now).to_bytes()).ok
+    h.clock.now = T0 + 10  # ...then NTP puts it right, while the first command is still valid
+    h.target.calls.clear()
+    assert_rejected(h, h.send(payload), "replayed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import struct
 
 import pytest
@@ -172,3 +173,30 @@ def test_hostile_compact_bytes_raise_only_known_errors(data: bytes) -> None:
 def test_hostile_json_raises_only_envelope_errors(data: bytes) -> None:
     with contextlib.suppress(EnvelopeError):
         parse_json(data)
+
+
+def test_docs_schema_and_reason_codes_match_the_code() -> None:
+    from pathlib import Path
+
+    from gateway.commands.names import COMMANDS, REASON_CODES
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "commands.md").read_text(encoding="utf-8")
+    block = doc.split('JSON Schema (draft 2020-12):\n\n```json\n', 1)[1].split("```", 1)[0]
+    schema = json.loads(block)
+    signed = VECTOR_ENV.signed(VECTOR_KEY).to_json()
+    assert set(schema["required"]) == set(schema["properties"]) == set(signed)
+    assert schema["properties"]["cmd"]["enum"] == list(COMMANDS)
+    assert re.fullmatch(schema["properties"]["nonce"]["pattern"], signed["nonce"])
+    assert re.fullmatch(schema["properties"]["sig"]["pattern"], signed["sig"])
+    listed = re.findall(r"(\d+) `([a-z_]+)`", doc.split("Reason codes:", 1)[1].split("##", 1)[0])
+    assert [(int(i), r) for i, r in listed] == [(i, r.value) for i, r in enumerate(REASON_CODES) if r.value]
+
+
+@given(st.binary(max_size=12))
+def test_docs_nonce_pattern_accepts_every_valid_nonce(nonce: bytes) -> None:
+    import base64
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "commands.md").read_text(encoding="utf-8")
+    schema = json.loads(doc.split('JSON Schema (draft 2020-12):\n\n```json\n', 1)[1].split("```", 1)[0])
+    assert re.fullmatch(schema["properties"]["nonce"]["pattern"], base64.b64encode(nonce).decode())
