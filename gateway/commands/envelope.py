@@ -146,7 +146,8 @@ def parse_json(payload: bytes) -> Envelope:
         raise EnvelopeError(Reason.MALFORMED, "the envelope must be a JSON object")
     hint = {k: data[k] for k in ("id", "kid", "cmd") if isinstance(data.get(k), int | str)
             and not isinstance(data.get(k), bool)}
-    hint = {k: v[:64] if isinstance(v, str) else v for k, v in hint.items()}
+    hint = {k: v[:64] if isinstance(v, str) else v for k, v in hint.items()
+            if not isinstance(v, int) or 0 <= v <= MAX_ID}
     unknown = sorted(set(data) - _FIELDS)
     missing = sorted(_FIELDS - {"sig"} - set(data))
     if unknown or missing:
