@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,13 +86,11 @@ async def _measure(bus: ModbusBus, relay: NoiseRelay, cycles: int) -> dict[str, 
 
     task = asyncio.create_task(bus.run(sink, NullProgress()))
     first = bus.devices[0]
-    while first.polls < 1:
-        await asyncio.sleep(0.01)
+    await _until(lambda: first.polls >= 1)
     start_bytes = dict(relay.bytes)
     start_polls = first.polls
     started = time.monotonic()
-    while first.polls < start_polls + cycles:
-        await asyncio.sleep(0.01)
+    await _until(lambda: first.polls >= start_polls + cycles)
     elapsed = time.monotonic() - started
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -100,6 +99,14 @@ async def _measure(bus: ModbusBus, relay: NoiseRelay, cycles: int) -> dict[str, 
     return {"cycles": cycles, "bytes_per_cycle": round(moved / cycles, 1),
             "requests_total": requests, "seconds": round(elapsed, 2),
             "good_poll_ratio": round(min(d.good_polls / max(d.polls, 1) for d in bus.devices), 3)}
+
+
+async def _until(condition: Callable[[], bool], limit: float = 600.0) -> None:
+    for _ in range(int(limit / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError("the bus made no progress")
 
 
 def measured(cycles: int) -> dict[str, Any]:
