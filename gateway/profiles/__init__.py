@@ -1,0 +1,29 @@
+"""Payload profiles: how journal records look on the wire for one link (docs/payloads.md).
+
+``get_profile(name, gateway_id, config)`` is the one place that maps the link's
+``profile:`` setting to a profile object. The same object is handed to the link runner
+(``encode``) and to the MQTT link (session: status/will topic, subscriptions, connect
+messages, reply topics).
+"""
+
+from __future__ import annotations
+
+from drivers.mqtt.config import MqttLinkConfig
+from gateway.profiles.base import InboundCommand, PayloadProfile
+from gateway.profiles.fieldgate import FieldgateSessionProfile
+from gateway.profiles.thingsboard import ThingsboardProfile
+
+PROFILES = ("fieldgate", "thingsboard")
+
+
+def get_profile(name: str, gateway_id: str, config: MqttLinkConfig) -> PayloadProfile:
+    """The profile object for one link; ``name`` is normally ``config.profile``."""
+    if name == "fieldgate":
+        return FieldgateSessionProfile(gateway_id, config.topic_prefix)
+    if name == "thingsboard":
+        return ThingsboardProfile(gateway_id, config.thingsboard)
+    raise ValueError(f"unknown payload profile '{name}'; known: {', '.join(PROFILES)}")
+
+
+__all__ = ["PROFILES", "FieldgateSessionProfile", "InboundCommand", "PayloadProfile", "ThingsboardProfile",
+           "get_profile"]

@@ -1,0 +1,228 @@
+"""The `thingsboard` profile: the ThingsBoard MQTT gateway API, so a site reports to ThingsBoard unchanged.
+
+The gateway is one ThingsBoard device ("Is gateway" enabled, its access token as the
+MQTT username); the field devices behind it are ThingsBoard devices named from the
+point ids (``ThingsboardOptions``):
+
+* ``v1/gateway/connect``    ``{"device": name, "type": profile}`` before a device's first telemetry
+                            in each connection (and for every known device on reconnect);
+* ``v1/gateway/telemetry``  ``{name: [{"ts": ms, "values": {key: value, key_quality: q}}]}``;
+* ``v1/gateway/attributes`` client attributes ``{name: {key_unit: unit}}`` once per connection;
+* ``v1/gateway/rpc``        subscribed; requests ``{"device", "data": {"id", "method", "params"}}``,
+                            replies ``{"device", "id", "data"}`` on the same topic;
+* alarms, evidence and events are telemetry of the gateway device itself
+  (``v1/devices/me/telemetry``, the value is the record as JSON with its seq);
+  RPC to the gateway device itself arrives on ``v1/devices/me/rpc/request/<id>``.
+
+ThingsBoard stores telemetry keyed by (device, key, ts): a record sent twice after a
+dropped PUBACK overwrites itself, so at-least-once delivery needs no extra dedup there.
+ThingsBoard cannot store null: a failed read sends only ``<key>_quality``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from drivers.mqtt.config import ThingsboardOptions
+from gateway.journal import JournalRecord
+from gateway.profiles.base import InboundCommand
+from gateway.shared import OutboundMessage, RecordClass
+
+log = logging.getLogger("fieldgate.profiles.thingsboard")
+
+CONNECT = "v1/gateway/connect"
+TELEMETRY = "v1/gateway/telemetry"
+ATTRIBUTES = "v1/gateway/attributes"
+RPC = "v1/gateway/rpc"
+OWN_TELEMETRY = "v1/devices/me/telemetry"
+OWN_ATTRIBUTES = "v1/devices/me/attributes"
+OWN_RPC_REQUEST = "v1/devices/me/rpc/request/"
+OWN_RPC_RESPONSE = "v1/devices/me/rpc/response/"
+
+MAX_COMMAND_BYTES = 64 * 1024
+# Devices come from point ids in the config; this only guards against a runaway key space.
+MAX_DEVICES = 10_000
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _ms(seconds: Any) -> int:
+    return round(float(seconds) * 1000)
+
+
+class ThingsboardProfile:
+    name = "thingsboard"
+
+    def __init__(self, gateway_id: str, options: ThingsboardOptions) -> None:
+        self.gateway_id = gateway_id
+        self.options = options
+        self._known: dict[str, str] = {}  # ThingsBoard device name → fieldgate device (point prefix)
+        self._announced: set[str] = set()  # connected in this MQTT session
+        self._units_sent: set[tuple[str, str]] = set()
+        for device in dict.fromkeys(options.device_of_point.values()):
+            self._remember(device)
+
+    # ---- naming ----------------------------------------------------------------------------
+
+    def device_name(self, device: str) -> str:
+        return self.options.device_name.format(gateway=self.gateway_id, device=device)
+
+    def route(self, point: str) -> tuple[str | None, str]:
+        """(ThingsBoard device name or None for the gateway itself, telemetry key) of a point."""
+        mapped = self.options.device_of_point.get(point)
+        if mapped is not None:
+            return self.device_name(mapped), point
+        device, sep, key = point.partition(self.options.device_separator)
+        if not sep or not device or not key:
+            return None, point
+        return self._remember(device), key
+
+    def _remember(self, device: str) -> str:
+        name = self.device_name(device)
+        if name not in self._known and len(self._known) < MAX_DEVICES:
+            self._known[name] = device
+        return name
+
+    # ---- records → messages ----------------------------------------------------------------
+
+    def encode(self, records: Sequence[JournalRecord], now: float | None = None) -> list[OutboundMessage]:
+        """Connects for new devices, then one telemetry message for devices, one for the gateway itself."""
+        del now  # ThingsBoard places replayed records by their own ts; no historical flag needed
+        devices: dict[str, list[dict[str, Any]]] = {}
+        device_seqs: list[int] = []
+        own: list[dict[str, Any]] = []
+        own_seqs: list[int] = []
+        attributes: dict[str, dict[str, str]] = {}
+        for record in records:
+            body = record.body
+            if "point" in body and "q" in body:
+                device, key = self.route(str(body["point"]))
+                values = self._values(record, key)
+                unit = str(body.get("unit") or "")
+                if device is None:
+                    own.append({"ts": _ms(body.get("ts", record.created)), "values": values})
+                    own_seqs.append(record.seq)
+                    continue
+                _append(devices.setdefault(device, []), _ms(body.get("ts", record.created)), values)
+                device_seqs.append(record.seq)
+                if unit and (device, key) not in self._units_sent:
+                    self._units_sent.add((device, key))
+                    attributes.setdefault(device, {})[f"{key}_unit"] = unit
+            else:
+                kind = str(body.get("kind") or RecordClass(record.cls).name.lower())
+                own.append({"ts": _ms(body.get("ts", record.created)),
+                            "values": {kind: {**body, "seq": record.seq}}})
+                own_seqs.append(record.seq)
+        messages = [self._connect(name) for name in devices if name not in self._announced]
+        self._announced.update(devices)
+        if attributes:
+            messages.append(OutboundMessage(ATTRIBUTES, _dumps(attributes), ()))
+        if devices:
+            messages.append(OutboundMessage(TELEMETRY, _dumps(devices), tuple(device_seqs)))
+        if own:
+            messages.append(OutboundMessage(OWN_TELEMETRY, _dumps(own), tuple(own_seqs)))
+        return messages
+
+    def _values(self, record: JournalRecord, key: str) -> dict[str, Any]:
+        body = record.body
+        quality = str(body.get("q", "good"))
+        values: dict[str, Any] = {}
+        value = body.get("value")
+        if value is not None and quality in ("good", "uncertain"):
+            values[key] = value
+        # The quality goes along when it is not good and when it changed (back to good): a
+        # dashboard then shows the latest quality, never a stale "comm_fail".
+        if quality != "good" or record.cls == RecordClass.STATE or not values:
+            values[f"{key}{self.options.quality_suffix}"] = quality
+        return values
+
+    def _connect(self, name: str) -> OutboundMessage:
+        body: dict[str, Any] = {"device": name}
+        if self.options.device_type:
+            body["type"] = self.options.device_type
+        return OutboundMessage(CONNECT, _dumps(body), ())
+
+    # ---- the MQTT session --------------------------------------------------------------------
+
+    def status_topic(self) -> str | None:
+        # ThingsBoard tracks the gateway's connection itself and ignores retained messages.
+        return None
+
+    def status(self, state: str) -> bytes:
+        return _dumps({"fieldgate_state": state})
+
+    def subscriptions(self) -> list[str]:
+        return [RPC, ATTRIBUTES, OWN_RPC_REQUEST + "+", OWN_ATTRIBUTES]
+
+    def on_connect(self) -> list[OutboundMessage]:
+        """A new connection: announce every known device again and resend units."""
+        self._announced = set(self._known)
+        self._units_sent.clear()
+        messages = [self._connect(name) for name in self._known]
+        messages.append(OutboundMessage(OWN_ATTRIBUTES, _dumps({"fieldgate_gateway": self.gateway_id,
+                                                                "fieldgate_profile": self.name}), ()))
+        return messages
+
+    def reply_topic(self, suffix: str) -> str:
+        return suffix  # ThingsBoard reply topics are absolute
+
+    # ---- commands from ThingsBoard -------------------------------------------------------------
+
+    def decode_command(self, topic: str, payload: bytes) -> InboundCommand | None:
+        """An RPC request or a shared-attribute update; None (and a log line) for anything malformed."""
+        if len(payload) > MAX_COMMAND_BYTES:
+            log.warning("thingsboard: %d-byte message on %s ignored (larger than %d)", len(payload), topic,
+                        MAX_COMMAND_BYTES)
+            return None
+        try:
+            body = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            log.warning("thingsboard: message on %s is not JSON; ignored", topic)
+            return None
+        if not isinstance(body, dict):
+            log.warning("thingsboard: message on %s is not a JSON object; ignored", topic)
+            return None
+        if topic == RPC:
+            data = body.get("data")
+            device = body.get("device")
+            if not isinstance(device, str) or not isinstance(data, dict) or not isinstance(data.get("method"), str):
+                log.warning("thingsboard: RPC without device/data/method ignored: %.200s", payload)
+                return None
+            request_id = data.get("id")
+            return InboundCommand("rpc", topic, data["method"], data.get("params"),
+                                  request_id if isinstance(request_id, int | str) else None,
+                                  device, self._known.get(device))
+        if topic.startswith(OWN_RPC_REQUEST):
+            request_id = topic[len(OWN_RPC_REQUEST):]
+            if not request_id or "/" in request_id or not isinstance(body.get("method"), str):
+                log.warning("thingsboard: gateway RPC without id or method ignored: %s", topic)
+                return None
+            return InboundCommand("rpc", topic, body["method"], body.get("params"), request_id)
+        if topic == ATTRIBUTES:
+            device, data = body.get("device"), body.get("data")
+            if not isinstance(device, str) or not isinstance(data, dict):
+                log.warning("thingsboard: attribute update without device/data ignored: %.200s", payload)
+                return None
+            return InboundCommand("attributes", topic, "attributes", data, None, device, self._known.get(device))
+        if topic == OWN_ATTRIBUTES:
+            return InboundCommand("attributes", topic, "attributes", body)
+        return None
+
+    def encode_reply(self, command: InboundCommand, result: Any) -> tuple[str, bytes]:
+        """(topic, payload) of the reply to an RPC: echo the id, as ThingsBoard requires."""
+        if command.device is None:
+            return f"{OWN_RPC_RESPONSE}{command.request_id}", _dumps(result)
+        return RPC, _dumps({"device": command.device, "id": command.request_id, "data": result})
+
+
+def _append(entries: list[dict[str, Any]], ts: int, values: dict[str, Any]) -> None:
+    """Readings of one device taken in the same millisecond share one entry (smaller messages)."""
+    if entries and entries[-1]["ts"] == ts and not set(entries[-1]["values"]) & set(values):
+        entries[-1]["values"].update(values)
+    else:
+        entries.append({"ts": ts, "values": values})
