@@ -18,17 +18,40 @@ from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
+from drivers.beidou.config import BeidouConfig
+from drivers.iridium.config import IridiumConfig
+from drivers.mqtt.config import MqttLinkConfig
 from gateway.alerts.audit import AuditLog
 from gateway.alerts.subsystem import BroadcastSubsystem
+from gateway.compact import AliasTable, CompactDecodeError, MessageKind
+from gateway.compact import decode as decode_compact
 from gateway.config.site import SiteConfig
 from gateway.journal import AsyncJournal, Journal
 from gateway.links import LinkRunner
 from gateway.payloads import FieldgateProfile
-from gateway.registry import build_bus, build_link, build_outputs, link_classes
+from gateway.registry import (
+    SatelliteLink,
+    build_bus,
+    build_link,
+    build_outputs,
+    build_satellite_link,
+    link_classes,
+)
 from gateway.report import ReportFilter
 from gateway.rules import RuleEngine
 from gateway.rules.engine import AlarmTransition
-from gateway.shared import BusDriver, EventRecord, NullProgress, Progress, Quality, Reading, RecordClass, now
+from gateway.satellite import SatelliteRunner
+from gateway.shared import (
+    BusDriver,
+    EventRecord,
+    Link,
+    NullProgress,
+    Progress,
+    Quality,
+    Reading,
+    RecordClass,
+    now,
+)
 from gateway.vision.events import DetectionEvent
 from gateway.vision.pipeline import run_camera
 
@@ -44,10 +67,17 @@ class Gateway:
         self.config = config
         self.config_path = config_path
         gateway_id = config.gateway.id
-        self.profiles = {link.name: FieldgateProfile(gateway_id, link.topic_prefix) for link in config.links}
+        self.mqtt_configs = [link for link in config.links if isinstance(link, MqttLinkConfig)]
+        self.profiles = {link.name: FieldgateProfile(gateway_id, link.topic_prefix) for link in self.mqtt_configs}
         self.buses: list[BusDriver] = [build_bus(bus) for bus in config.buses]
-        self.links = [build_link(link, gateway_id, self.profiles[link.name].status) for link in config.links]
+        self.links: list[Link] = [build_link(link, gateway_id, self.profiles[link.name].status)
+                                  for link in self.mqtt_configs]
         self.runners: list[LinkRunner] = []
+        self.satellites: list[tuple[SatelliteLink, BeidouConfig | IridiumConfig]] = [
+            (build_satellite_link(link, partial(self._on_satellite_message, link.name)), link)
+            for link in config.links if not isinstance(link, MqttLinkConfig)
+        ]
+        self.satellite_runners: dict[str, SatelliteRunner] = {}
         self.journal = AsyncJournal(
             Journal(config.journal_path, {link.name: link_classes(link) for link in config.links}),
             queue_size=config.journal.queue,
@@ -142,8 +172,9 @@ class Gateway:
     # ---- lifecycle -----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        log.info("gateway %s: %d buses, %d links, %d rules, journal %s", self.config.gateway.id,
-                 len(self.buses), len(self.links), len(self.config.rules.rules), self.config.journal_path)
+        log.info("gateway %s: %d buses, %d links, %d cameras, %d rules, journal %s", self.config.gateway.id,
+                 len(self.buses), len(self.config.links), len(self.config.cameras), len(self.config.rules.rules),
+                 self.config.journal_path)
         progress = self._progress_factory
         if self.config.broadcast.outputs:
             self.broadcast = BroadcastSubsystem(
@@ -153,7 +184,7 @@ class Gateway:
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self.journal.run(progress("journal", 30.0)), name="journal")
                 link_tasks = []
-                for link, cfg in zip(self.links, self.config.links, strict=True):
+                for link, cfg in zip(self.links, self.mqtt_configs, strict=True):
                     runner = LinkRunner(link, self.journal, self.profiles[link.name],
                                         batch=cfg.batch_records, max_inflight=cfg.max_inflight)
                     self.runners.append(runner)
@@ -162,6 +193,19 @@ class Gateway:
                         f"link {link.name}", partial(link.run, progress(f"link {link.name}", deadline)))))
                     link_tasks.append(tg.create_task(supervise(
                         f"sender {link.name}", partial(runner.run, progress(f"sender {link.name}", deadline)))))
+                for sat, sat_cfg in self.satellites:
+                    sat_runner = SatelliteRunner(
+                        sat, self.journal, self.links, sat_cfg.policy,
+                        gateway_number=self.config.satellite.gateway_number,
+                        aliases=AliasTable(self.config.satellite.aliases),
+                        rule_aliases=self.config.satellite.rule_aliases, max_bytes=sat.max_bytes,
+                        state_dir=self.config.gateway.state_dir)
+                    self.satellite_runners[sat.name] = sat_runner
+                    deadline = sat_cfg.policy.send_timeout + 120.0
+                    link_tasks.append(tg.create_task(supervise(
+                        f"link {sat.name}", partial(sat.run, progress(f"link {sat.name}", deadline)))))
+                    link_tasks.append(tg.create_task(supervise(
+                        f"sender {sat.name}", partial(sat_runner.run, progress(f"sender {sat.name}", deadline)))))
                 link_tasks.append(tg.create_task(supervise("rules", partial(
                     self._tick_rules, progress("rules", 30.0)))))
                 link_tasks.extend(
@@ -207,7 +251,12 @@ class Gateway:
                 {"name": link.name, "type": cfg.type, "connected": link.connected,
                  "sent_messages": runner.sent_messages if runner else 0,
                  "failed_sends": runner.failed_sends if runner else 0}
-                for link, cfg, runner in zip(self.links, self.config.links, self._runner_list(), strict=True)
+                for link, cfg, runner in zip(self.links, self.mqtt_configs, self._runner_list(), strict=True)
+            ] + [
+                {"name": sat.name, "type": cfg.type, "connected": sat.connected,
+                 "active": bool(runner and runner.active),
+                 "sent_messages": runner.sent_messages if runner else 0}
+                for sat, cfg in self.satellites for runner in [self.satellite_runners.get(sat.name)]
             ],
             "journal": {"committed": self.journal.committed, "path": str(journal.path)},
             "alarms": self.rules.active_alarms(),
@@ -215,6 +264,24 @@ class Gateway:
             "snapshot": self.latest_snapshot,
             "counters": dict(self.counters),
         }
+
+    def _on_satellite_message(self, link_name: str, data: bytes) -> None:
+        """An incoming satellite message (called from the link's reader, on the event loop)."""
+        try:
+            message = decode_compact(data, AliasTable(self.config.satellite.aliases))
+        except CompactDecodeError as exc:
+            log.warning("satellite %s: undecodable incoming message (%d bytes): %s", link_name, len(data), exc,
+                        extra={"link": link_name})
+            return
+        runner = self.satellite_runners.get(link_name)
+        if message.kind is MessageKind.ACK and runner is not None:
+            self._spawn(runner.handle_incoming(message))
+        elif message.kind is MessageKind.COMMAND:
+            log.warning("satellite %s: command received but no command plane is configured; ignored", link_name,
+                        extra={"link": link_name})
+        else:
+            log.info("satellite %s: incoming %s message ignored", link_name, message.kind.name,
+                     extra={"link": link_name})
 
     def _runner_list(self) -> list[LinkRunner | None]:
         by_name = {r.link.name: r for r in self.runners}

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -60,6 +60,20 @@ class ReportPolicy(StrictModel):
         if self.deadband is not None and self.deadband_percent is not None:
             raise ValueError("give either deadband or deadband_percent, not both")
         return self
+
+
+class SatellitePolicy(StrictModel):
+    """How a satellite link is scheduled (owned by gateway/satellite.py, configured on the link)."""
+
+    classes: list[Literal["alarm", "evidence", "event", "state", "telemetry", "bulk"]] = Field(
+        default=["alarm"], description="journal classes it carries; bulk (snapshots) never fits a satellite message")
+    failover_after: Seconds = Field(default=60.0, description="every primary link down this long → send")
+    budget_bytes_per_hour: int | None = Field(default=None, ge=1)
+    budget_bytes_per_day: int | None = Field(default=None, ge=1)
+    cost_per_message: float = Field(default=0.0, ge=0, description="for the operator's bill estimate")
+    app_ack: bool = Field(default=True, description="keep records until the platform's compact ACK names them")
+    ack_timeout: Seconds = Field(default=900.0, gt=0, description="send again if no ACK came by then")
+    send_timeout: Seconds = Field(default=300.0, gt=0, description="longest a send may wait (interval, retries)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from gateway.shared import StrictModel
+from gateway.shared import SatellitePolicy, StrictModel
 
 
 class BeidouConfig(StrictModel):
@@ -32,3 +32,6 @@ class BeidouConfig(StrictModel):
     feedback_timeout_s: float = Field(10.0, gt=0, le=120)
     max_wait_retries: int = Field(3, ge=0, le=10, description="resends after 'frequency not reached'")
     reopen_delay_s: float = Field(5.0, gt=0, le=600)
+    policy: SatellitePolicy = Field(
+        default_factory=SatellitePolicy, description="fallback scheduling (gateway/satellite.py)"
+    )

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from gateway.shared import StrictModel
+from gateway.shared import SatellitePolicy, StrictModel
 
 
 class IridiumConfig(StrictModel):
@@ -24,3 +24,6 @@ class IridiumConfig(StrictModel):
     bytes_per_credit: int = Field(50, ge=1, description="billing unit (unverified: re-check pricing)")
     max_mt_per_ring: int = Field(5, ge=1, le=50, description="bounds credits spent draining a queue")
     reopen_delay_s: float = Field(5.0, gt=0, le=600)
+    policy: SatellitePolicy = Field(
+        default_factory=SatellitePolicy, description="fallback scheduling (gateway/satellite.py)"
+    )

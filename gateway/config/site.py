@@ -7,9 +7,12 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
+from drivers.beidou.config import BeidouConfig
 from drivers.camera.config import CameraConfig
+from drivers.iridium.config import IridiumConfig
 from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
 from drivers.mqtt.config import MqttLinkConfig
+from drivers.serialline.config import SerialLineBus
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.interlock import check_site_plan
 from gateway.rules import RulesConfig
@@ -17,8 +20,8 @@ from gateway.shared import Seconds, StrictModel
 
 # Each driver owns its config model; the site config only lists them. A new driver
 # adds its model to one of these unions and nothing else changes here.
-BusConfig = Annotated[ModbusTcpBus | ModbusRtuBus, Field(discriminator="type")]
-LinkConfig = Annotated[MqttLinkConfig, Field(discriminator="type")]
+BusConfig = Annotated[ModbusTcpBus | ModbusRtuBus | SerialLineBus, Field(discriminator="type")]
+LinkConfig = Annotated[MqttLinkConfig | BeidouConfig | IridiumConfig, Field(discriminator="type")]
 
 
 class GatewaySection(StrictModel):
@@ -33,11 +36,20 @@ class JournalSection(StrictModel):
     commit_window: Seconds = Field(default=0.2, le=1.0, description="longest a telemetry reading waits")
 
 
+class SatelliteSection(StrictModel):
+    """What the gateway and the platform agree on for the compact satellite format (docs/satellite.md)."""
+
+    gateway_number: int = Field(default=0, ge=0, lt=2**32, description="this gateway's number in compact messages")
+    aliases: dict[int, str] = Field(default_factory=dict, description="alias number -> point id")
+    rule_aliases: dict[str, int] = Field(default_factory=dict, description="rule id -> alias number")
+
+
 class SiteConfig(StrictModel):
     gateway: GatewaySection
     buses: list[BusConfig] = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)
     journal: JournalSection = Field(default_factory=JournalSection)
+    satellite: SatelliteSection = Field(default_factory=SatelliteSection)
     cameras: list[CameraConfig] = Field(default_factory=list, description="smoke/fire detection (docs/vision.md)")
     rules: RulesConfig = Field(default_factory=RulesConfig, description="local alarm rules (docs/rules.md)")
     broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig,
@@ -51,6 +63,13 @@ class SiteConfig(StrictModel):
         _unique("point id", [p.id for b in self.buses for d in b.devices for p in d.points]
                 + [f"{c.name}.{role}" for c in self.cameras for role in ("fire", "smoke", "flame_out")])
         check_site_plan(self.rules, self.broadcast)
+        known = {p.id for b in self.buses for d in b.devices for p in d.points} | {
+            f"{c.name}.{role}" for c in self.cameras for role in ("fire", "smoke", "flame_out")}
+        for alias, point in self.satellite.aliases.items():
+            if point not in known:
+                raise ValueError(f"satellite alias {alias}: unknown point '{point}'")
+        if any(link.type != "mqtt" for link in self.links) and not self.satellite.aliases:
+            raise ValueError("a satellite link needs satellite.aliases (point numbers agreed with the platform)")
         return self
 
     @property
