@@ -80,3 +80,11 @@ class OnnxBackend:
         shrinking = width < image.shape[1] or height < image.shape[0]
         interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
         return np.asarray(cv2.resize(image, (width, height), interpolation=interp), np.uint8)
+
+    @staticmethod
+    def split(image: npt.NDArray[np.uint8], planes: list[npt.NDArray[np.uint8]]) -> None:
+        """De-interleave HxWxC into the C given HxW planes (about 6x faster than numpy's strided copy)."""
+        got = cv2.split(image, planes)
+        for dst, src in zip(planes, got, strict=True):
+            if src is not dst:  # OpenCV reallocated instead of writing in place (shape/type mismatch)
+                dst[...] = src

@@ -1,9 +1,10 @@
 """The detector worker process and the shared-memory frame ring that feeds it.
 
 Frames never travel through a pipe: the parent copies each image into a free slot of a
-``multiprocessing.shared_memory`` ring and sends only (seq, slot, shape). The child runs the
-Detector on a view of that slot and sends back the boxes (small arrays). A slot is reused only
-after its result came back, so the child never reads a half-written frame.
+``multiprocessing.shared_memory`` ring and sends only (seq, slot, shape). The child letterboxes
+the slot into a model-input blob, infers, decodes and sends back the boxes (small arrays), in
+three stages on three threads so that inference runs back to back (``_ChildPipeline``). A slot
+is reused only after its result came back, so the child never reads a half-written frame.
 
 The child is a separate process so that a crash or a leak in the inference library cannot take
 the daemon down, and so inference does not hold the event loop's GIL. If it dies or overruns
@@ -16,18 +17,26 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing as mp
+import os
+import queue
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from gateway.vision.detections import Detections
+from gateway.vision.letterbox import BlobCanvas, Letterbox
+
+if TYPE_CHECKING:
+    from gateway.vision.detector import Detector
 
 log = logging.getLogger(__name__)
 
@@ -70,24 +79,131 @@ def _child(conn: Connection, spec: WorkerSpec, shm_name: str, slot_bytes: int) -
     shm = SharedMemory(name=shm_name)
     try:
         conn.send(("ready", {"roles": detector.roles, "layout": detector.layout, "backend": backend.name}))
+        _ChildPipeline(conn, detector, shm, slot_bytes, canvases=min(2, spec.slots)).serve()
+    finally:
+        shm.close()
+
+
+@dataclass(slots=True)
+class _Job:
+    """One frame moving through the child's stages; exactly one ("ok" or "err") answer goes back."""
+
+    seq: int
+    canvas: BlobCanvas | None = None
+    lb: Letterbox | None = None
+    size: tuple[int, int] = (0, 0)  # frame width, height
+    outputs: list[npt.NDArray[np.float32]] | None = None
+    error: str | None = None
+    busy_s: float = 0.0  # time spent working on it (not waiting in a queue)
+
+
+class _ChildPipeline:
+    """Three stages on three threads, so inference never waits for the numpy/OpenCV work around it:
+
+    * receive + prepare (this thread): read the frame from its shared-memory slot, letterbox it
+      into a free canvas (model-input blob);
+    * infer: ``backend.run`` on the prepared blob (ONNX Runtime releases the GIL while it runs);
+    * finish: decode, NMS, map boxes back, send the answer.
+
+    While frame k is inferred, frame k+1 is prepared and frame k-1 is decoded. Canvases (the only
+    large buffers) come from a pool of ``canvases``; a frame waits for one, so nothing queues
+    without a bound. Answers leave in submission order from one thread, the only sender.
+    """
+
+    def __init__(
+        self, conn: Connection, detector: Detector, shm: SharedMemory, slot_bytes: int, canvases: int
+    ) -> None:
+        self._conn, self._detector, self._shm, self._slot_bytes = conn, detector, shm, slot_bytes
+        self._free: queue.SimpleQueue[BlobCanvas] = queue.SimpleQueue()
+        for _ in range(max(1, canvases)):
+            self._free.put(detector.new_canvas())
+        self._to_infer: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._to_finish: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+
+    def serve(self) -> None:
+        stages = [threading.Thread(target=self._guard, args=(f,), name=f"detector-{f.__name__}", daemon=True)
+                  for f in (self._infer_loop, self._finish_loop)]
+        for t in stages:
+            t.start()
+        try:
+            self._guard(self._receive_loop)
+        finally:
+            self._to_infer.put(None)  # drains in order: infer passes it on to finish
+            for t in stages:
+                t.join()
+
+    @staticmethod
+    def _guard(loop: Callable[[], None]) -> None:
+        try:
+            loop()
+        except BaseException:  # a bug in the plumbing, not a bad frame: die, the parent restarts us
+            log.exception("detector worker stage %s failed", loop.__name__)
+            os._exit(70)
+
+    def _receive_loop(self) -> None:
         while True:
             try:
-                msg = conn.recv()
+                msg = self._conn.recv()
             except EOFError:
                 return  # parent gone
             if msg is None:
                 return
             seq, slot, shape = msg
-            image: npt.NDArray[np.uint8] = np.ndarray(shape, np.uint8, shm.buf, offset=slot * slot_bytes)
+            job = _Job(seq)
+            canvas = self._free.get()  # blocks while every canvas is in flight (back-pressure)
             t0 = time.perf_counter()
+            image: npt.NDArray[np.uint8] = np.ndarray(shape, np.uint8, self._shm.buf, offset=slot * self._slot_bytes)
             try:
-                d = detector.detect(image)
-                conn.send(("ok", seq, d.boxes, d.scores, d.class_ids, time.perf_counter() - t0))
-            except Exception as e:  # one bad frame or output: report, keep serving
-                conn.send(("err", seq, f"{type(e).__name__}: {e}"))
-            del image
-    finally:
-        shm.close()
+                job.lb = self._detector.prepare(image, canvas)
+                job.size = (int(shape[1]), int(shape[0]))
+                job.canvas = canvas
+            except Exception as e:  # one bad frame: answer it, keep serving
+                job.error = f"{type(e).__name__}: {e}"
+                self._free.put(canvas)
+            del image  # no view of the ring may outlive the frame (the parent reuses the slot)
+            job.busy_s = time.perf_counter() - t0
+            self._to_infer.put(job)
+
+    def _infer_loop(self) -> None:
+        while (job := self._to_infer.get()) is not None:
+            if job.canvas is not None:
+                t0 = time.perf_counter()
+                try:
+                    job.outputs = self._detector.backend.run(job.canvas.blob)
+                except Exception as e:
+                    job.error = f"{type(e).__name__}: {e}"
+                job.busy_s += time.perf_counter() - t0
+                self._free.put(job.canvas)
+                job.canvas = None
+            self._to_finish.put(job)
+        self._to_finish.put(None)
+
+    def _finish_loop(self) -> None:
+        while (job := self._to_finish.get()) is not None:
+            t0 = time.perf_counter()
+            msg: tuple[Any, ...]
+            try:
+                if job.error is not None or job.outputs is None or job.lb is None:
+                    raise _FrameError(job.error or "frame was not inferred")
+                d = self._detector.finish(job.outputs, job.lb, *job.size)
+                msg = ("ok", job.seq, d.boxes, d.scores, d.class_ids, job.busy_s + time.perf_counter() - t0)
+            except _FrameError as e:
+                msg = ("err", job.seq, str(e))
+            except Exception as e:  # one bad output: report, keep serving
+                msg = ("err", job.seq, f"{type(e).__name__}: {e}")
+            try:
+                self._conn.send(msg)
+            except OSError:
+                return  # parent gone; the receive loop sees EOF and shuts us down
+
+
+class _FrameError(Exception):
+    """A frame already failed in an earlier stage (its message is the answer)."""
+
+
+def _settle(fut: asyncio.Future[bool], value: bool) -> None:
+    if not fut.done():
+        fut.set_result(value)
 
 
 class DetectorWorker:
@@ -138,7 +254,7 @@ class DetectorWorker:
         self._proc, self._conn = proc, parent
         self._free = list(range(self.spec.slots))
         self._inflight.clear()
-        msg = await asyncio.to_thread(self._recv, max(60.0, self.spec.timeout))
+        msg = await self._recv(max(60.0, self.spec.timeout))
         if msg is None or msg[0] != "ready":
             self._kill()
             reason = msg[1] if msg is not None and msg[0] == "fatal" else "worker did not start"
@@ -146,16 +262,32 @@ class DetectorWorker:
         self.info = msg[1]
         self.roles = list(self.info["roles"])
 
-    def _recv(self, timeout: float) -> Any:
+    async def _recv(self, wait_s: float) -> Any:
+        """The child's next message, or None if it is gone or silent for ``wait_s`` seconds.
+
+        Waits on the pipe with the event loop's reader callback rather than a thread-pool poll:
+        no thread hand-off per frame, which on a 2-core box is CPU taken from inference.
+        """
         conn = self._conn
         if conn is None:
             return None
         try:
-            if conn.poll(timeout):
-                return conn.recv()
+            if not conn.poll(0):
+                loop = asyncio.get_running_loop()
+                readable: asyncio.Future[bool] = loop.create_future()
+                fd = conn.fileno()
+                timer = loop.call_later(wait_s, _settle, readable, False)
+                loop.add_reader(fd, _settle, readable, True)
+                try:
+                    if not await readable:
+                        return None
+                finally:
+                    timer.cancel()
+                    loop.remove_reader(fd)
+            # Readable: a whole message (the child writes each in one go) or EOF if it died.
+            return conn.recv()
         except (EOFError, OSError):
             return None
-        return None
 
     def submit(self, image: npt.NDArray[np.uint8]) -> int:
         """Copy ``image`` into a free slot and queue it; returns its seq. Needs ``free_slots > 0``."""
@@ -184,7 +316,7 @@ class DetectorWorker:
             raise RuntimeError("nothing in flight")
         seq, (_slot, submitted) = next(iter(self._inflight.items()))
         remaining = max(0.1, submitted + self.spec.timeout - time.monotonic())
-        msg = await asyncio.to_thread(self._recv, remaining)
+        msg = await self._recv(remaining)
         if msg is None:
             alive = self._proc is not None and self._proc.is_alive()
             log.error("detector worker %s; restarting", "timed out" if alive else "died")
