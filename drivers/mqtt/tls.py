@@ -108,7 +108,9 @@ def explain(exc: BaseException, host: str, port: int, files: TlsFiles | None, mi
     """One sentence for one failed connection attempt."""
     for item in _chain(exc):
         if isinstance(item, ssl.SSLCertVerificationError):
-            return _verify_failure(item.verify_code, str(item.verify_message), host, files)
+            code = getattr(item, "verify_code", None)
+            message = getattr(item, "verify_message", None) or str(item)
+            return _verify_failure(code if isinstance(code, int) else -1, str(message), host, files)
     text = " / ".join(str(item) for item in _chain(exc) if str(item))
     return _from_text(text, host, port, files, min_version)
 
