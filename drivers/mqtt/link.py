@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from drivers.mqtt import credentials
 from drivers.mqtt.client import FieldgateClient
@@ -219,7 +220,9 @@ class MqttLink:
         if status_topic is not None:
             await client.publish_confirmed(status_topic, self.session.status("online"), retain=True)
         for topic in self.session.subscriptions():
-            codes = await client.subscribe(topic, qos=1)
+            # No Local: a broker must not hand our own publishes back (the ThingsBoard RPC topic is
+            # both request and reply topic; on a plain broker we would answer our own replies).
+            codes = await client.subscribe(topic, options=SubscribeOptions(qos=1, noLocal=True))
             refused = [c for c in codes if not isinstance(c, int) and c.is_failure]
             if refused:
                 self._report(Failure("subscribe", f"broker refused the command subscription {topic}: {refused[0]}; "
