@@ -23,9 +23,12 @@ from drivers.iridium.config import IridiumConfig
 from drivers.mqtt.config import MqttLinkConfig
 from gateway.alerts.audit import AuditLog
 from gateway.alerts.subsystem import BroadcastSubsystem
-from gateway.compact import AliasTable, CompactDecodeError, MessageKind
+from gateway.commands import CommandKeyError, CommandPlane, ReplayCache, load_issuer_keys
+from gateway.compact import AliasTable, CompactDecodeError, CompactMessage, MessageKind
 from gateway.compact import decode as decode_compact
 from gateway.config.site import SiteConfig
+from gateway.control import GatewayControl
+from gateway.health import health_message
 from gateway.journal import AsyncJournal, Journal
 from gateway.links import LinkRunner
 from gateway.payloads import FieldgateProfile
@@ -52,6 +55,7 @@ from gateway.shared import (
     RecordClass,
     now,
 )
+from gateway.status import StatusServer
 from gateway.vision.events import DetectionEvent
 from gateway.vision.pipeline import run_camera
 
@@ -63,15 +67,18 @@ ProgressFactory = Callable[[str, float], Progress]
 
 class Gateway:
     def __init__(self, config: SiteConfig, *, progress_factory: ProgressFactory | None = None,
-                 config_path: str | None = None) -> None:
+                 config_path: str | None = None,
+                 loop_states: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         self.config = config
         self.config_path = config_path
         gateway_id = config.gateway.id
         self.mqtt_configs = [link for link in config.links if isinstance(link, MqttLinkConfig)]
         self.profiles = {link.name: FieldgateProfile(gateway_id, link.topic_prefix) for link in self.mqtt_configs}
         self.buses: list[BusDriver] = [build_bus(bus) for bus in config.buses]
-        self.links: list[Link] = [build_link(link, gateway_id, self.profiles[link.name].status)
-                                  for link in self.mqtt_configs]
+        self.links: list[Link] = [
+            build_link(link, gateway_id, self.profiles[link.name].status,
+                       on_command=partial(self._on_mqtt_command, link.name))
+            for link in self.mqtt_configs]
         self.runners: list[LinkRunner] = []
         self.satellites: list[tuple[SatelliteLink, BeidouConfig | IridiumConfig]] = [
             (build_satellite_link(link, partial(self._on_satellite_message, link.name)), link)
@@ -95,6 +102,10 @@ class Gateway:
         self.counters: dict[str, Any] = {"points_read": 0, "alarms_raised": 0, "readings_by_quality": {}}
         self._background: set[asyncio.Task[Any]] = set()
         self.latest_snapshot: dict[str, Any] | None = None
+        self.control = GatewayControl(self)
+        self.commands: CommandPlane | None = None
+        self._loop_states = loop_states or list
+        self.journal_stats: dict[str, Any] = {}
 
     # ---- the data path -------------------------------------------------------------------
 
@@ -162,6 +173,18 @@ class Gateway:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def _housekeeping(self, progress: Progress) -> None:
+        """Journal figures for the status page (every 5 s) and the health message upstream."""
+        next_health = time.monotonic() + 5.0
+        while True:
+            self.journal_stats = await self.journal.stats()
+            if time.monotonic() >= next_health:
+                next_health = time.monotonic() + self.config.health_interval
+                body = health_message(self.snapshot(), self.config.gateway.state_dir)
+                await self.journal.put(RecordClass.EVENT, cast(Reading, EventRecord("health", "gateway", body, now())))
+            progress.beat()
+            await asyncio.sleep(5.0)
+
     async def _tick_rules(self, progress: Progress) -> None:
         while True:
             for transition in self.rules.tick(now()):
@@ -176,6 +199,7 @@ class Gateway:
                  len(self.buses), len(self.config.links), len(self.config.cameras), len(self.config.rules.rules),
                  self.config.journal_path)
         progress = self._progress_factory
+        self._start_command_plane()
         if self.config.broadcast.outputs:
             self.broadcast = BroadcastSubsystem(
                 self.config.broadcast, AuditLog(self.config.audit_path), build_outputs(self.config.broadcast.outputs),
@@ -208,6 +232,11 @@ class Gateway:
                         f"sender {sat.name}", partial(sat_runner.run, progress(f"sender {sat.name}", deadline)))))
                 link_tasks.append(tg.create_task(supervise("rules", partial(
                     self._tick_rules, progress("rules", 30.0)))))
+                link_tasks.append(tg.create_task(supervise("housekeeping", partial(
+                    self._housekeeping, progress("housekeeping", 60.0)))))
+                if self.config.status is not None:
+                    link_tasks.append(tg.create_task(supervise("status page", partial(
+                        StatusServer(self.config.status, self.control).run))))
                 link_tasks.extend(
                     tg.create_task(supervise(f"camera {cam.name}", partial(
                         run_camera, cam, self.on_detection, progress(f"vision {cam.name}", 60.0))))
@@ -227,6 +256,8 @@ class Gateway:
                 await _cancel(link_tasks)
                 await _cancel(list(self._background))
         finally:
+            if self.commands is not None:
+                self.commands.close()
             if self.broadcast is not None:
                 await self.broadcast.close()
                 self.broadcast.audit.close()
@@ -250,20 +281,68 @@ class Gateway:
             "links": [
                 {"name": link.name, "type": cfg.type, "connected": link.connected,
                  "sent_messages": runner.sent_messages if runner else 0,
-                 "failed_sends": runner.failed_sends if runner else 0}
+                 "failed_sends": runner.failed_sends if runner else 0,
+                 "backlog": self.journal_stats.get("links", {}).get(link.name, {}).get("pending")}
                 for link, cfg, runner in zip(self.links, self.mqtt_configs, self._runner_list(), strict=True)
             ] + [
                 {"name": sat.name, "type": cfg.type, "connected": sat.connected,
                  "active": bool(runner and runner.active),
-                 "sent_messages": runner.sent_messages if runner else 0}
+                 "sent_messages": runner.sent_messages if runner else 0,
+                 "backlog": self.journal_stats.get("links", {}).get(sat.name, {}).get("pending")}
                 for sat, cfg in self.satellites for runner in [self.satellite_runners.get(sat.name)]
             ],
-            "journal": {"committed": self.journal.committed, "path": str(journal.path)},
+            "journal": {"committed": self.journal.committed, "path": str(journal.path),
+                        "backlog": self.journal_stats.get("records"),
+                        "oldest_age_s": self.journal_stats.get("oldest_age_s"),
+                        "drops": sum(self.journal_stats.get("dropped", {}).values()),
+                        "bytes": self.journal_stats.get("bytes")},
+            "loops": self._loop_states(),
             "alarms": self.rules.active_alarms(),
             "evidence": list(self.evidence),
             "snapshot": self.latest_snapshot,
             "counters": dict(self.counters),
         }
+
+    async def _on_mqtt_command(self, link_name: str, topic: str, payload: bytes) -> None:
+        if self.commands is None:
+            log.warning("command on %s ignored: the command plane is not running (see the start-up log)", topic)
+            return
+        reply = await self.commands.handle_json(payload, via=f"mqtt:{link_name}", topic=topic)
+        link = next(link for link in self.links if link.name == link_name)
+        publish = getattr(link, "publish_reply", None)
+        if publish is not None:
+            try:
+                await publish("reply", reply.payload())
+            except Exception as exc:  # the outcome is journalled (audit) even if the reply is lost
+                log.warning("reply to command %s not published: %s", reply.id, exc)
+
+    async def _on_satellite_command(self, link_name: str, message: CompactMessage) -> None:
+        if self.commands is None:
+            log.warning("satellite %s: command ignored: the command plane is not running", link_name)
+            return
+        reply = await self.commands.handle_compact(message, via=link_name)
+        log.info("satellite %s: command %s → %s (the reply travels in the journal's audit record)",
+                 link_name, reply.id, reply.status)
+
+    async def _journal_command(self, record: dict[str, Any]) -> None:
+        event = EventRecord("command", str(record.get("id")), record, float(record.get("ts", now())))
+        await self.journal.append_now(RecordClass.EVIDENCE, cast(Reading, event))
+
+    def _start_command_plane(self) -> None:
+        cfg = self.config.commands
+        if not cfg.issuers:
+            return
+        base = Path(self.config_path).parent if self.config_path else Path.cwd()
+        try:
+            self.commands = CommandPlane(
+                cfg, gateway_id=self.config.gateway.id, keys=load_issuer_keys(cfg, base), target=self.control,
+                on_audit=self._journal_command,
+                replay=ReplayCache(cfg.replay_cache_path(self.config.gateway.state_dir),
+                                   max_entries=cfg.replay_cache_size, max_clock_skew=cfg.max_clock_skew),
+                gateway_number=self.config.satellite.gateway_number)
+        except (CommandKeyError, OSError, ValueError) as exc:
+            # Polling, alarms and the siren must run even if the command keys are broken.
+            log.error("command plane NOT started: %s; commands will be ignored until this is fixed", exc)
 
     def _on_satellite_message(self, link_name: str, data: bytes) -> None:
         """An incoming satellite message (called from the link's reader, on the event loop)."""
@@ -277,8 +356,7 @@ class Gateway:
         if message.kind is MessageKind.ACK and runner is not None:
             self._spawn(runner.handle_incoming(message))
         elif message.kind is MessageKind.COMMAND:
-            log.warning("satellite %s: command received but no command plane is configured; ignored", link_name,
-                        extra={"link": link_name})
+            self._spawn(self._on_satellite_command(link_name, message))
         else:
             log.info("satellite %s: incoming %s message ignored", link_name, message.kind.name,
                      extra={"link": link_name})
@@ -288,23 +366,19 @@ class Gateway:
         return [by_name.get(link.name) for link in self.links]
 
     async def action(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        """Technician actions from the status page (behind its login)."""
-        if name == "selftest":
-            if self.broadcast is None:
-                return {"ok": False, "error": "no broadcast outputs configured"}
-            results = await self.broadcast.selftest()
-            return {"ok": all(r.ok for r in results), "results": [r.to_json() for r in results]}
-        return {"ok": False, "error": f"unknown action '{name}'"}
+        return await self.control.action(name, args)
 
 
 def _device_states(bus: BusDriver) -> list[dict[str, Any]]:
-    devices = getattr(bus, "devices", [])
+    """Per-device state of buses that keep one (Modbus: online / suspect / offline, poll counts)."""
     out = []
-    for state in devices:
+    for state in getattr(bus, "devices", []):
         config = getattr(state, "config", None)
+        mode = str(getattr(state, "mode", "online"))
+        polls, good = int(getattr(state, "polls", 0)), int(getattr(state, "good_polls", 0))
         out.append({"bus": bus.name, "device": getattr(config, "name", "?"),
-                    "unit_id": getattr(config, "unit_id", None), "online": bool(getattr(state, "online", True)),
-                    **dict(getattr(state, "stats", {}))})
+                    "unit_id": getattr(config, "unit_id", None), "online": mode != "offline", "mode": mode,
+                    "polls": polls, "errors": polls - good})
     return out
 
 

@@ -31,11 +31,23 @@ def main(argv: list[str] | None = None) -> int:
     schema = sub.add_parser("schema", help="print the JSON Schema of the site config (for editors)")
     schema.set_defaults(handler=cmd_schema)
 
+    decode = sub.add_parser("decode", help="decode a compact satellite message (platform side)")
+    decode.add_argument("message", nargs="?", help="the message as hex; omit to read raw bytes from --file")
+    decode.add_argument("--file", help="a file holding the raw message bytes")
+    decode.add_argument("--config", help="site config whose satellite.aliases name the points")
+    decode.set_defaults(handler=cmd_decode)
+
+    from drivers.modbus.tools import add_subcommands as modbus_tools
     from gateway.alerts.cli import add_subcommands as alert_commands
+    from gateway.commands.cli import add_subcommands as command_commands
     from gateway.rules.cli import add_subcommands as rules_commands
+    from gateway.status.cli import add_subcommands as status_commands
 
     rules_commands(sub)
     alert_commands(sub)
+    command_commands(sub)
+    status_commands(sub)
+    modbus_tools(sub)
 
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -72,17 +84,53 @@ def cmd_validate(args: argparse.Namespace) -> int:
           f"{len(config.cameras)} cameras, {len(config.rules.rules)} rules, "
           f"{len(config.broadcast.outputs)} broadcast outputs, {len(config.links)} links")
     if args.explain:
-        from drivers.modbus.codec import plan_blocks
+        from drivers.modbus.tools import explain
 
         for bus in config.buses:
-            print(f"bus {bus.name} ({bus.type})")
-            for device in bus.devices:
-                blocks = plan_blocks(device.points, device.max_block, device.max_gap)
-                print(f"  device {device.name} unit {device.unit_id}: {len(blocks)} requests per poll")
-                for block in blocks:
-                    names = ", ".join(p.id for p in block.points)
-                    print(f"    read {block.table} {block.start}..{block.start + block.count - 1} "
-                          f"({block.count}) → {names}")
+            print("\n".join(explain(bus)))
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from gateway import compact
+
+    aliases: dict[int, str] = {}
+    if args.config:
+        config = _load(args.config)
+        if config is None:
+            return 1
+        aliases = dict(config.satellite.aliases)
+    try:
+        if args.file:
+            with open(args.file, "rb") as handle:
+                data = handle.read(4096)
+        elif args.message:
+            data = bytes.fromhex(args.message.replace(" ", "").replace(":", ""))
+        else:
+            print("decode: give the message as hex, or --file", file=sys.stderr)
+            return 2
+    except (OSError, ValueError) as exc:
+        print(f"decode: {exc}", file=sys.stderr)
+        return 2
+    try:
+        message = compact.decode(data, aliases)
+    except compact.CompactDecodeError as exc:
+        print(f"decode: not a valid compact message ({len(data)} bytes): {exc}", file=sys.stderr)
+        return 1
+    out = {
+        "kind": message.kind.name.lower(), "gateway": message.gateway, "base_time": message.base_time,
+        "seqs": list(message.seqs), "readings": [r.to_json() for r in message.readings],
+    }
+    if message.alarm is not None:
+        alarm = message.alarm
+        out["alarm"] = {"seq": alarm.seq, "time": alarm.time, "point": alarm.point, "rule": alarm.rule,
+                        "level": alarm.level, "value": alarm.value, "quality": alarm.quality.value,
+                        "text": alarm.text, "ref_seq": alarm.ref_seq}
+    if message.acked:
+        out["acked"] = [list(r) for r in message.acked]
+    if message.command:
+        out["command_bytes"] = len(message.command)
+    print(json.dumps(out, ensure_ascii=False, indent=2))
     return 0
 
 

@@ -35,7 +35,8 @@ async def serve(config_path: str, config: SiteConfig) -> None:
         while True:
             handles: list[LoopHandle] = []
             progress = partial(_register, supervisor, handles)
-            gateway = Gateway(config, progress_factory=progress, config_path=config_path)
+            gateway = Gateway(config, progress_factory=progress, config_path=config_path,
+                              loop_states=partial(_loop_states, supervisor))
             stop = asyncio.Event()
             run = asyncio.create_task(gateway.run(stop), name="gateway")
             announce = asyncio.create_task(_announce_ready(gateway, supervisor))
@@ -53,6 +54,11 @@ async def serve(config_path: str, config: SiteConfig) -> None:
             log.info("configuration reloaded from %s", config_path)
     finally:
         watchdog.cancel()
+
+
+def _loop_states(supervisor: LivenessSupervisor) -> list[dict[str, object]]:
+    late = {o.name for o in supervisor.overdue()}
+    return [{"name": name, "overdue": name in late} for name in supervisor.loop_names]
 
 
 def _register(supervisor: LivenessSupervisor, handles: list[LoopHandle], name: str, deadline: float) -> Progress:

@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 
 from drivers.modbus.config import ModbusTcpBus
+from drivers.mqtt.config import MqttLinkConfig
 from gateway.app import Gateway
 from gateway.cli import setup_logging
-from gateway.config import ConfigError, load_site
+from gateway.config import ConfigError, SiteConfig, load_site
 from gateway.shared import Reading
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +78,7 @@ def _show_at_broker(topic: str, body: dict[str, object]) -> None:
 async def _demo(site_path: Path, broker_ok: bool) -> None:
     site = load_site(site_path)
     gateway = Gateway(site)
-    link = site.links[0]
+    link = _mqtt_link(site)
     if not broker_ok:
         async def show_journalled(reading: Reading) -> None:
             print(f"  journal ← {reading.point:<24} {reading.value!s:>10} {reading.unit:<5} "
@@ -100,6 +101,10 @@ async def _demo(site_path: Path, broker_ok: bool) -> None:
             watcher.cancel()
 
 
+def _mqtt_link(site: SiteConfig) -> MqttLinkConfig:
+    return next(link for link in site.links if isinstance(link, MqttLinkConfig))
+
+
 def main() -> int:
     setup_logging(False)
     try:
@@ -107,7 +112,7 @@ def main() -> int:
     except ConfigError as exc:
         print("\n".join(exc.lines))
         return 1
-    link = site.links[0]
+    link = _mqtt_link(site)
     bus = site.buses[0]
     with tempfile.TemporaryDirectory(prefix="fieldgate-demo-") as tmp:
         broker = _start_broker(link.host, link.port, Path(tmp))

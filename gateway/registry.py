@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from drivers.beidou.config import BeidouConfig
@@ -35,10 +35,11 @@ def build_bus(config: ModbusTcpBus | ModbusRtuBus | SerialLineBus) -> BusDriver:
     return ModbusBus(config)
 
 
-def build_link(config: MqttLinkConfig, gateway_id: str, status_payload: Callable[[str], bytes]) -> Link:
+def build_link(config: MqttLinkConfig, gateway_id: str, status_payload: Callable[[str], bytes],
+               on_command: Callable[[str, bytes], Awaitable[None]] | None = None) -> Link:
     from drivers.mqtt.link import MqttLink
 
-    return MqttLink(config, gateway_id, status_payload=status_payload)
+    return MqttLink(config, gateway_id, status_payload=status_payload, on_command=on_command)
 
 
 def build_satellite_link(config: BeidouConfig | IridiumConfig, on_message: Callable[[bytes], None]) -> SatelliteLink:

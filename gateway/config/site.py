@@ -15,8 +15,10 @@ from drivers.mqtt.config import MqttLinkConfig
 from drivers.serialline.config import SerialLineBus
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.interlock import check_site_plan
+from gateway.commands import CommandsConfig
 from gateway.rules import RulesConfig
 from gateway.shared import Seconds, StrictModel
+from gateway.status import StatusConfig
 
 # Each driver owns its config model; the site config only lists them. A new driver
 # adds its model to one of these unions and nothing else changes here.
@@ -50,6 +52,9 @@ class SiteConfig(StrictModel):
     links: list[LinkConfig] = Field(default_factory=list)
     journal: JournalSection = Field(default_factory=JournalSection)
     satellite: SatelliteSection = Field(default_factory=SatelliteSection)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig, description="signed commands (docs/commands.md)")
+    status: StatusConfig | None = Field(default=None, description="status page and metrics (docs/status.md)")
+    health_interval: Seconds = Field(default=300.0, ge=10, description="how often the health message goes upstream")
     cameras: list[CameraConfig] = Field(default_factory=list, description="smoke/fire detection (docs/vision.md)")
     rules: RulesConfig = Field(default_factory=RulesConfig, description="local alarm rules (docs/rules.md)")
     broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig,
@@ -65,6 +70,9 @@ class SiteConfig(StrictModel):
         check_site_plan(self.rules, self.broadcast)
         known = {p.id for b in self.buses for d in b.devices for p in d.points} | {
             f"{c.name}.{role}" for c in self.cameras for role in ("fire", "smoke", "flame_out")}
+        for point in self.commands.write_points:
+            if point not in known:
+                raise ValueError(f"commands.write_points: unknown point '{point}'")
         for alias, point in self.satellite.aliases.items():
             if point not in known:
                 raise ValueError(f"satellite alias {alias}: unknown point '{point}'")

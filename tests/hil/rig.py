@@ -152,10 +152,11 @@ class Collector:
         with self._lock:
             self.messages.append((message.topic, body))
 
-    def records(self, kind: str = "telemetry") -> list[dict[str, Any]]:
+    def records(self, kind: str | None = "telemetry") -> list[dict[str, Any]]:
+        """Records published under ``<gw>/<kind>`` (all kinds with None)."""
         with self._lock:
-            return [r for topic, body in self.messages if topic.endswith("/" + kind)
-                    for r in body.get("records", [])]
+            return [r for topic, body in self.messages if kind is None or topic.endswith("/" + kind)
+                    for r in (body.get("records", []) if isinstance(body, dict) else [])]
 
     def status(self) -> list[str]:
         with self._lock:

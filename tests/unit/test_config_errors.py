@@ -121,3 +121,23 @@ def test_schema_command_prints_json_schema() -> None:
     run = subprocess.run([sys.executable, "-m", "gateway.cli", "schema"], capture_output=True, text=True, cwd=ROOT)
     schema = json.loads(run.stdout)
     assert "buses" in schema["properties"]
+
+
+def test_decode_cli(tmp_path: Path) -> None:
+    from gateway import compact
+
+    site = tmp_path / "site.yaml"
+    site.write_text(GOOD + "satellite: {gateway_number: 42, aliases: {1: level}}\n")
+    alarm = compact.CompactAlarm(seq=9, time=1_800_000_000, point="level", rule=3, level=3, value=152.5, text="高水位")
+    data = compact.encode_alarm(alarm, gateway=42, aliases=compact.AliasTable({1: "level"}))
+    run = subprocess.run([sys.executable, "-m", "gateway.cli", "decode", data.hex(), "--config", str(site)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    import json
+
+    out = json.loads(run.stdout)
+    assert out["kind"] == "alarm" and out["gateway"] == 42 and out["seqs"] == [9]
+    assert out["alarm"]["point"] == "level" and out["alarm"]["value"] == 152.5 and out["alarm"]["text"] == "高水位"
+    bad = subprocess.run([sys.executable, "-m", "gateway.cli", "decode", "1122"], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert bad.returncode == 1 and "not a valid compact message" in bad.stderr and "Traceback" not in bad.stderr

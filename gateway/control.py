@@ -1,0 +1,101 @@
+"""What commands and technicians may do to a running gateway: the CommandTarget of the command plane
+and the actions of the status page. Every path goes through the owner of the thing it touches
+(a bus write through its scheduler task, a broadcast through the interlock)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from typing import TYPE_CHECKING, Any
+
+from gateway.commands import CommandFailed
+from gateway.shared import Value
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger("fieldgate.control")
+
+
+class GatewayControl:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.gateway.snapshot()
+
+    async def read_point(self, point_id: str) -> dict[str, Any]:
+        reading = self.gateway.latest.get(point_id)
+        if reading is None:
+            raise CommandFailed(f"no reading of '{point_id}' yet")
+        return reading.to_json()
+
+    async def write_point(self, point_id: str, value: Value) -> dict[str, Any]:
+        for bus in self.gateway.buses:
+            writer = getattr(bus, "write_point", None)
+            if writer is not None and point_id in {p.id for p in bus.points()}:
+                if value is None:
+                    raise CommandFailed("no value given")
+                try:
+                    confirmed = await writer(point_id, value, True)
+                except Exception as exc:
+                    raise CommandFailed(f"write refused: {exc}") from exc
+                return {"point": point_id, "value": confirmed, "verified": True}
+        raise CommandFailed(f"no writable point '{point_id}' on any bus")
+
+    async def trigger_broadcast(self, request: dict[str, Any]) -> dict[str, Any]:
+        from gateway.alerts.model import Alert
+        from gateway.alerts.signing import OperatorSignature
+
+        broadcast = self.gateway.broadcast
+        if broadcast is None:
+            raise CommandFailed("no broadcast outputs on this site")
+        try:
+            alert = Alert.model_validate(request.get("alert"))
+            signatures = [OperatorSignature.model_validate(s) for s in request.get("signatures", [])]
+        except ValueError as exc:
+            raise CommandFailed(f"bad alert request: {exc}") from exc
+        results = await broadcast.handle(alert, origin="remote", signatures=signatures)
+        outcome = [r.to_json() for r in results]
+        if not results or not all(r.ok for r in results):
+            raise CommandFailed(f"broadcast refused or failed: {outcome[:3]}")
+        return {"alert": alert.identifier, "results": outcome}
+
+    async def cancel_broadcast(self, alert_id: str) -> dict[str, Any]:
+        broadcast = self.gateway.broadcast
+        if broadcast is None:
+            raise CommandFailed("no broadcast outputs on this site")
+        results = await broadcast.cancel(alert_id, "remote")
+        return {"alert": alert_id, "results": [r.to_json() for r in results]}
+
+    async def request_snapshot(self, camera: str) -> dict[str, Any]:
+        latest = self.gateway.latest_snapshot
+        if latest is None or latest.get("camera") != camera:
+            raise CommandFailed(f"no snapshot of camera '{camera}' yet (snapshots are taken on detections)")
+        return dict(latest)
+
+    async def reload_config(self) -> dict[str, Any]:
+        # The daemon owns reloads (SIGHUP): validate, keep the old config on errors, restart cleanly.
+        os.kill(os.getpid(), signal.SIGHUP)
+        return {"reloading": True}
+
+    async def action(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Technician actions from the status page (behind its login)."""
+        if name == "selftest":
+            broadcast = self.gateway.broadcast
+            if broadcast is None:
+                raise LookupError("no broadcast outputs configured")
+            results = await broadcast.selftest()
+            wanted = args.get("output")
+            chosen = [r for r in results if wanted in (None, r.output)]
+            return {"ok": all(r.ok for r in chosen), "results": [r.to_json() for r in chosen]}
+        if name == "probe":
+            bus = next((b for b in self.gateway.buses if b.name == args.get("bus")), None)
+            probe = getattr(bus, "probe", None)
+            if bus is None or probe is None:
+                raise LookupError(f"no Modbus bus named '{args.get('bus')}'")
+            registers = await probe(int(args["unit_id"]), str(args["table"]), int(args["address"]),
+                                    int(args.get("count", 1)))
+            return {"bus": bus.name, **args, "registers": registers}
+        raise LookupError(f"unknown action '{name}'")
