@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import random
 import time
@@ -31,7 +32,7 @@ from gateway.control import GatewayControl
 from gateway.health import health_message
 from gateway.journal import AsyncJournal, Journal
 from gateway.links import LinkRunner
-from gateway.payloads import FieldgateProfile
+from gateway.profiles import PayloadProfile, get_profile
 from gateway.registry import (
     SatelliteLink,
     build_bus,
@@ -73,11 +74,11 @@ class Gateway:
         self.config_path = config_path
         gateway_id = config.gateway.id
         self.mqtt_configs = [link for link in config.links if isinstance(link, MqttLinkConfig)]
-        self.profiles = {link.name: FieldgateProfile(gateway_id, link.topic_prefix) for link in self.mqtt_configs}
+        self.profiles: dict[str, PayloadProfile] = {
+            link.name: get_profile(link.profile, gateway_id, link) for link in self.mqtt_configs}
         self.buses: list[BusDriver] = [build_bus(bus) for bus in config.buses]
         self.links: list[Link] = [
-            build_link(link, gateway_id, self.profiles[link.name].status,
-                       on_command=partial(self._on_mqtt_command, link.name))
+            build_link(link, gateway_id, self.profiles[link.name], on_command=partial(self._on_mqtt_command, link.name))
             for link in self.mqtt_configs]
         self.runners: list[LinkRunner] = []
         self.satellites: list[tuple[SatelliteLink, BeidouConfig | IridiumConfig]] = [
@@ -307,12 +308,21 @@ class Gateway:
         if self.commands is None:
             log.warning("command on %s ignored: the command plane is not running (see the start-up log)", topic)
             return
+        profile = self.profiles[link_name]
+        inbound = None
+        if profile.name != "fieldgate":
+            # Other platforms' RPCs carry our signed envelope as their params; unsigned ones are refused.
+            inbound = profile.decode_command(topic, payload)
+            if inbound is None:
+                return
+            payload = json.dumps(inbound.params).encode()
         reply = await self.commands.handle_json(payload, via=f"mqtt:{link_name}", topic=topic)
+        suffix, body = ("reply", reply.payload()) if inbound is None else profile.encode_reply(inbound, reply.to_json())
         link = next(link for link in self.links if link.name == link_name)
         publish = getattr(link, "publish_reply", None)
         if publish is not None:
             try:
-                await publish("reply", reply.payload())
+                await publish(suffix, body)
             except Exception as exc:  # the outcome is journalled (audit) even if the reply is lost
                 log.warning("reply to command %s not published: %s", reply.id, exc)
 

@@ -12,6 +12,7 @@ from drivers.iridium.config import IridiumConfig
 from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
 from drivers.mqtt.config import MqttLinkConfig
 from drivers.serialline.config import SerialLineBus
+from gateway.profiles import PayloadProfile
 from gateway.shared import BusDriver, Link, RecordClass
 
 CLASS_NAMES = {
@@ -35,11 +36,11 @@ def build_bus(config: ModbusTcpBus | ModbusRtuBus | SerialLineBus) -> BusDriver:
     return ModbusBus(config)
 
 
-def build_link(config: MqttLinkConfig, gateway_id: str, status_payload: Callable[[str], bytes],
+def build_link(config: MqttLinkConfig, gateway_id: str, profile: PayloadProfile,
                on_command: Callable[[str, bytes], Awaitable[None]] | None = None) -> Link:
     from drivers.mqtt.link import MqttLink
 
-    return MqttLink(config, gateway_id, status_payload=status_payload, on_command=on_command)
+    return MqttLink(config, gateway_id, session=profile, on_command=on_command)
 
 
 def build_satellite_link(config: BeidouConfig | IridiumConfig, on_message: Callable[[bytes], None]) -> SatelliteLink:
