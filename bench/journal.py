@@ -1,0 +1,251 @@
+"""Journal soak and benchmarks (docs/durability.md). Prints one JSON object.
+
+* append: durable append rate (group commit of --batch records, and one-record append_now
+  like an alarm) vs a raw SQLite WAL insert loop (synchronous=FULL) on the same disk;
+* drain: a --backlog record journal drained through the real link runner and MQTT link into
+  mosquitto, vs a bare paho publisher (QoS 1, same message size, same in-flight window);
+* alarm latency p50/p99 (append_now to arrival at a subscriber) while that backlog drains;
+* rss: a --million record outage built through the journal and drained by the real gateway
+  process: RSS sampled while building and while draining;
+* kills: the HIL kill -9 loop with --kills kills (pytest, FIELDGATE_KILLS).
+
+    .venv/bin/python bench/journal.py --backlog 200000 --million 1000000 --kills 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from paho.mqtt import client as paho  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+
+from drivers.mqtt.config import MqttLinkConfig  # noqa: E402
+from gateway.journal import AsyncJournal, Journal  # noqa: E402
+from gateway.journal_config import JournalSettings  # noqa: E402
+from gateway.links import LinkRunner  # noqa: E402
+from gateway.payloads import FieldgateProfile  # noqa: E402
+from gateway.registry import build_link  # noqa: E402
+from gateway.shared import NullProgress, Quality, Reading, RecordClass  # noqa: E402
+from tests.hil.rig import Broker, wait_for  # noqa: E402
+
+ALL = set(RecordClass)
+SETTINGS = JournalSettings(reserve_bytes=0, max_bytes="4GiB", min_free_bytes=0)
+
+
+def reading(i: int) -> Reading:
+    return Reading(f"site.p{i % 50}", float(i), Quality.GOOD, 1_800_000_000 + i * 0.01, "m")
+
+
+def bench_append(tmp: Path, n: int, batch: int) -> dict[str, Any]:
+    j = Journal(tmp / "append.sqlite", {"mqtt": ALL}, SETTINGS)
+    t0 = time.perf_counter()
+    for base in range(0, n, batch):
+        j.append([(RecordClass.TELEMETRY, reading(i)) for i in range(base, min(base + batch, n))])
+    grouped = n / (time.perf_counter() - t0)
+    singles = 300
+    t0 = time.perf_counter()
+    for i in range(singles):
+        j.append([(RecordClass.ALARM, reading(i))])
+    single = singles / (time.perf_counter() - t0)
+    j.close()
+
+    raw = sqlite3.connect(tmp / "raw.sqlite", isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=FULL")
+    raw.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, body TEXT)")
+    body = json.dumps(reading(1).to_json())
+    t0 = time.perf_counter()
+    for base in range(0, n, batch):
+        raw.execute("BEGIN")
+        raw.executemany("INSERT INTO t (body) VALUES (?)", [(body,)] * min(batch, n - base))
+        raw.execute("COMMIT")
+    raw_grouped = n / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for _ in range(singles):
+        raw.execute("INSERT INTO t (body) VALUES (?)", (body,))
+    raw_single = singles / (time.perf_counter() - t0)
+    raw.close()
+    return {"records": n, "batch": batch,
+            "journal_records_per_s": round(grouped), "raw_wal_records_per_s": round(raw_grouped),
+            "journal_vs_raw": round(grouped / raw_grouped, 2),
+            "append_now_commits_per_s": round(single), "raw_single_commits_per_s": round(raw_single),
+            "append_now_ms": round(1000 / single, 2)}
+
+
+class Subscriber:
+    def __init__(self, port: int) -> None:
+        self.records = 0
+        self.alarm_latency: list[float] = []
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{os.getpid()}",
+                                  protocol=paho.MQTTv5)
+        self.client.on_connect = lambda c, *_: c.subscribe("#", qos=1)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        wait_for(self.client.is_connected, 10, "subscriber")
+
+    def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
+        now = time.time()
+        try:
+            body = json.loads(message.payload)
+        except ValueError:
+            return
+        records = body.get("records", []) if isinstance(body, dict) else []
+        self.records += len(records)
+        if message.topic.endswith("/alarm"):
+            self.alarm_latency += [(now - r["attrs"]["t"]) * 1000 for r in records if "t" in r.get("attrs", {})]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def bench_drain(tmp: Path, broker: Broker, n: int, batch: int, inflight: int) -> dict[str, Any]:
+    j = Journal(tmp / "drain.sqlite", {"mqtt": ALL}, SETTINGS)
+    for base in range(0, n, 5000):
+        j.append([(RecordClass.TELEMETRY, reading(i)) for i in range(base, min(base + 5000, n))])
+    sub = Subscriber(broker.port)
+
+    async def run() -> tuple[float, list[float]]:
+        aj = AsyncJournal(j, queue_size=1000, commit_window=0.2)
+        cfg = MqttLinkConfig(type="mqtt", name="mqtt", host="127.0.0.1", port=broker.port,
+                             max_inflight=inflight, batch_records=batch, reconnect_min=0.2)
+        profile = FieldgateProfile("bench")
+        link = build_link(cfg, "bench", profile.status)
+        runner = LinkRunner(link, aj, profile, batch=batch, max_inflight=inflight, replay_rate=None)
+        tasks = [asyncio.create_task(aj.run(NullProgress())), asyncio.create_task(link.run(NullProgress())),
+                 asyncio.create_task(runner.run(NullProgress()))]
+        for _ in range(400):
+            if link.connected:
+                break
+            await asyncio.sleep(0.05)
+        t0 = time.time()
+        alarms = 0
+        while sub.records < n:
+            await asyncio.sleep(0.05)
+            if sub.records < n * 0.9:  # alarms while the backlog is still deep
+                await aj.append_now(RecordClass.ALARM, Reading("alarm", 1.0, Quality.GOOD, time.time(),
+                                                               attrs={"t": time.time()}))
+                alarms += 1
+        elapsed = time.time() - t0
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await aj.close()
+        return elapsed, sorted(sub.alarm_latency)
+
+    elapsed, lat = asyncio.run(run())
+    sub.close()
+    return {"records": n, "batch": batch, "max_inflight": inflight,
+            "drain_records_per_s": round(n / elapsed), "alarms": len(lat),
+            "alarm_latency_ms_p50": round(statistics.median(lat), 1) if lat else None,
+            "alarm_latency_ms_p99": round(lat[int(len(lat) * 0.99) - 1], 1) if lat else None,
+            "alarm_latency_ms_max": round(lat[-1], 1) if lat else None}
+
+
+def bench_bare_paho(broker: Broker, n: int, batch: int, inflight: int) -> dict[str, Any]:
+    """The broker's ingest limit for this message size: a bare QoS 1 publisher, same in-flight window."""
+    sub = Subscriber(broker.port)
+    payload = json.dumps({"v": 1, "gw": "bench", "records": [
+        {**reading(i).to_json(), "seq": i} for i in range(batch)]}).encode()
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=paho.MQTTv5)
+    client.max_inflight_messages_set(inflight)
+    done = threading.Semaphore(inflight)
+    client.on_publish = lambda *_: done.release()
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    wait_for(client.is_connected, 10, "publisher")
+    messages = n // batch
+    t0 = time.time()
+    for _ in range(messages):
+        done.acquire()
+        client.publish("fieldgate/v1/bench/telemetry", payload, qos=1)
+    for _ in range(inflight):
+        done.acquire()
+    elapsed = time.time() - t0
+    client.loop_stop()
+    client.disconnect()
+    wait_for(lambda: sub.records >= messages * batch, 120, "bare paho messages")
+    sub.close()
+    return {"records": messages * batch, "paho_records_per_s": round(messages * batch / elapsed)}
+
+
+def bench_million(total: int) -> dict[str, Any]:
+    env = dict(os.environ, FIELDGATE_BACKLOG=str(total))
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-s",
+                           "tests/hil/test_durability.py", "-k", "million", "--basetemp", tempfile.mkdtemp()],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    return {"records": total, "passed": proc.returncode == 0, "seconds": round(time.time() - t0, 1),
+            "rss": _last_json(proc.stdout), "tail": proc.stdout[-400:] if proc.returncode else ""}
+
+
+def bench_kills(kills: int) -> dict[str, Any]:
+    env = dict(os.environ, FIELDGATE_KILLS=str(kills))
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                           "tests/hil/test_durability.py", "-k", "kill", "--basetemp", tempfile.mkdtemp()],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    return {"kills": kills + 3, "passed": proc.returncode == 0, "seconds": round(time.time() - t0, 1),
+            "tail": proc.stdout[-400:] if proc.returncode else ""}
+
+
+def _last_json(text: str) -> Any:
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--append", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=200, help="records per group commit")
+    parser.add_argument("--backlog", type=int, default=200_000)
+    parser.add_argument("--link-batch", type=int, default=500)
+    parser.add_argument("--inflight", type=int, default=16)
+    parser.add_argument("--million", type=int, default=1_000_000, help="0 skips")
+    parser.add_argument("--kills", type=int, default=200, help="0 skips")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="fg-journal-bench-"))
+    result: dict[str, Any] = {"benchmark": "journal", "machine": f"{platform.machine()}, {os.cpu_count()} CPU, "
+                              f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}",
+                              "disk": str(tmp)}
+    result["append"] = bench_append(tmp, args.append, args.batch)
+    broker = Broker(tmp / "broker", extra_conf="max_queued_messages 0\n").start()
+    try:
+        result["drain"] = bench_drain(tmp, broker, args.backlog, args.link_batch, args.inflight)
+        result["bare_paho"] = bench_bare_paho(broker, args.backlog, args.link_batch, args.inflight)
+        result["drain"]["vs_bare_paho"] = round(
+            result["drain"]["drain_records_per_s"] / result["bare_paho"]["paho_records_per_s"], 2)
+    finally:
+        broker.stop()
+    if args.million:
+        result["million"] = bench_million(args.million)
+    if args.kills:
+        result["kills"] = bench_kills(args.kills)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
