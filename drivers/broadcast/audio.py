@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from drivers.broadcast import tts
-from drivers.broadcast.base import Activation, OutputResult, OutputState, wav_path_ok
+from drivers.broadcast.base import Activation, OutputResult, OutputState, RelayError, wav_path_ok
+from drivers.broadcast.busboard import CoilWriter
 from drivers.broadcast.config import AlsaAudioConfig
-from drivers.broadcast.relay import RelayCoil, RelayError
+from drivers.broadcast.relay import make_relay
 
 
 async def _finish(proc: asyncio.subprocess.Process) -> tuple[bytes, int]:
@@ -26,17 +28,22 @@ async def _finish(proc: asyncio.subprocess.Process) -> tuple[bytes, int]:
 class AlsaAudio:
     kind = "audio"
 
-    def __init__(self, name: str, config: AlsaAudioConfig) -> None:
+    def __init__(self, name: str, config: AlsaAudioConfig,
+                 coil_writers: Mapping[str, CoilWriter] | None = None) -> None:
         self.name = name
         self.config = config
         self.outdoor = config.outdoor
-        self._amp = RelayCoil(config.amplifier) if config.amplifier is not None else None
+        self._amp = make_relay(config.amplifier, coil_writers) if config.amplifier is not None else None
         self._state = OutputState.IDLE
         self._task: asyncio.Task[None] | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._prepared: dict[str, tuple[Path, ...]] = {}
         self._faults: collections.deque[str] = collections.deque(maxlen=20)
         self._last: dict[str, Any] = {}
+
+    def _bind(self) -> None:
+        if self._amp is not None:
+            self._amp.bind(asyncio.get_running_loop())
 
     def _result(self, action: str, ok: bool, fault: str | None = None, **detail: Any) -> OutputResult:
         return OutputResult(self.name, action, ok, fault, dict(detail))
@@ -63,6 +70,7 @@ class AlsaAudio:
         return self._result("prepare", True, files=[p.name for p in files])
 
     async def activate(self, activation: Activation) -> OutputResult:
+        self._bind()
         files = self._prepared.pop(activation.alert_id, None)
         if files is None:
             prepared = await self.prepare(activation)
@@ -161,6 +169,7 @@ class AlsaAudio:
             return None
 
     async def deactivate(self) -> OutputResult:
+        self._bind()
         await self._stop_playback()
         amp = await asyncio.to_thread(self._amp_off)
         if self._state is OutputState.ACTIVE:
@@ -170,6 +179,7 @@ class AlsaAudio:
         return self._result("deactivate", True, amplifier_readback=amp)
 
     async def selftest(self) -> OutputResult:
+        self._bind()
         if self._amp is not None:
             try:
                 readback = await asyncio.to_thread(self._amp.read_back)

@@ -6,10 +6,14 @@ gateway/alerts talks to them only through `BroadcastOutput`.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from drivers.broadcast.config import BoardAutoOffConfig
 
 
 class OutputState(enum.StrEnum):
@@ -66,6 +70,32 @@ class OutputResult:
         if self.detail:
             out["detail"] = self.detail
         return out
+
+
+class RelayError(Exception):
+    """The board did not answer or refused; the message says which request."""
+
+
+class Relay(Protocol):
+    """A relay coil with read-back, driven with *blocking* calls from the siren's own threads."""
+
+    can_read: bool  # False: no on-demand read (a board on a shared bus proves switching by verified writes)
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None: ...
+
+    def write(self, on: bool) -> None: ...
+
+    def read_back(self) -> bool | None: ...
+
+    def switch(self, on: bool) -> bool | None: ...
+
+    def arm_board_auto_off(self, auto_off: BoardAutoOffConfig, seconds: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# Mid-activation faults and recoveries (e.g. a cadence edge not read back), called on the event loop thread.
+FaultListener = Callable[[OutputResult], None]
 
 
 class BroadcastOutput(Protocol):

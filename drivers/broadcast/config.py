@@ -11,12 +11,23 @@ from gateway.shared import Seconds, StrictModel
 
 # A relay output held on longer than this is a wiring or config mistake, not a warning.
 HARD_MAX_ACTIVATION_S = 900.0
+# Settings of a board's own Modbus master; meaningless (and misleading) for a board on a bus.
+_OWN_MASTER_FIELDS = frozenset({"host", "port", "serial_port", "baudrate", "parity", "stopbits", "device_id"})
+# A write routed through a bus waits for the transaction in progress and for the writes queued
+# before it (each bounded by the bus's device timeouts); beyond this the relay reports unreachable.
+BUS_WRITE_WAIT_S = 5.0
 
 
 class ModbusBoardConfig(StrictModel):
-    """How to reach a Modbus relay board: TCP (or a TCP-to-RS485 bridge) or a serial port."""
+    """How to reach a Modbus relay board.
 
-    transport: Literal["tcp", "serial"] = "tcp"
+    ``tcp`` (or a TCP-to-RS485 bridge) and ``serial``: the output opens its own Modbus master.
+    ``bus``: the board is a unit on a polled line of the ``buses:`` section; the coil writes go
+    through that bus's scheduler (only one master may talk on a line), so the coil must be a
+    configured ``table: coil`` point of the device with ``unit_id`` on that bus.
+    """
+
+    transport: Literal["tcp", "serial", "bus"] = "tcp"
     host: str = "127.0.0.1"
     port: int = Field(default=502, ge=1, le=65535)
     serial_port: str | None = None
@@ -24,13 +35,31 @@ class ModbusBoardConfig(StrictModel):
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     device_id: int = Field(default=1, ge=0, le=247)
-    timeout: Seconds = Field(default=1.0, gt=0, le=10)
+    timeout: Seconds = Field(default=1.0, gt=0, le=30)
+    bus: str | None = Field(default=None, description="transport: bus: name of the Modbus bus the board is on")
+    unit_id: int | None = Field(default=None, ge=0, le=247, description="transport: bus: the board's unit id")
 
     @model_validator(mode="after")
-    def _serial_needs_port(self) -> ModbusBoardConfig:
+    def _transport_fields(self) -> ModbusBoardConfig:
         if self.transport == "serial" and not self.serial_port:
             raise ValueError("transport: serial needs serial_port (e.g. /dev/ttyUSB0)")
+        if self.transport == "bus":
+            if not self.bus or self.unit_id is None:
+                raise ValueError("transport: bus needs bus: (a Modbus bus name from buses:) and unit_id: "
+                                 "(the relay board's unit on that line)")
+            own_master = self.model_fields_set & _OWN_MASTER_FIELDS
+            if own_master:
+                raise ValueError(f"transport: bus uses the bus's port settings; remove {', '.join(sorted(own_master))}")
+        elif self.bus is not None or self.unit_id is not None:
+            raise ValueError("bus:/unit_id: are for transport: bus (use device_id: with tcp/serial)")
         return self
+
+    @property
+    def wait_s(self) -> float:
+        """Longest wait for one request: the client timeout, or for a bus board the bus's queue too."""
+        if self.transport == "bus" and "timeout" not in self.model_fields_set:
+            return BUS_WRITE_WAIT_S
+        return self.timeout
 
 
 class BoardAutoOffConfig(StrictModel):
@@ -59,12 +88,31 @@ class RelayCoilConfig(StrictModel):
     def readback_at(self) -> int:
         return self.coil if self.readback_address is None else self.readback_address
 
+    @model_validator(mode="after")
+    def _bus_readback(self) -> RelayCoilConfig:
+        if self.board.transport == "bus" and (
+            self.readback == "discrete_input" or self.readback_at != self.coil
+        ):
+            raise ValueError("a board on a bus (transport: bus) proves the switch by the bus's verified write: "
+                             "the coil point is read back after each write; use readback: coil (or none)")
+        return self
+
 
 class SirenRelayConfig(RelayCoilConfig):
     type: Literal["modbus_relay_siren"]
     outdoor: bool = True
     max_activation_s: Seconds = Field(default=180.0, gt=0, le=HARD_MAX_ACTIVATION_S)
     board_auto_off: BoardAutoOffConfig | None = None
+
+    @model_validator(mode="after")
+    def _bus_needs_board_auto_off(self) -> SirenRelayConfig:
+        if self.board.transport == "bus" and self.board_auto_off is None:
+            # Through a bus, even the backstop's OFF needs the event loop and the bus task; only
+            # the board's own timer drops the relay when the process is stuck or dead.
+            raise ValueError("a siren on a bus (transport: bus) needs board_auto_off: {register_address: ...} "
+                             "(the board's own auto-off timer, a configured holding point of that unit): "
+                             "its OFF writes go through the bus task and cannot outlive a stuck gateway")
+        return self
 
 
 class AmplifierConfig(RelayCoilConfig):

@@ -7,18 +7,20 @@ lock (a Modbus master must not interleave requests) and bounded by the client ti
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from drivers.broadcast.base import Relay, RelayError
+from drivers.broadcast.busboard import BusRelayCoil, CoilWriter
 from drivers.broadcast.config import BoardAutoOffConfig, ModbusBoardConfig, RelayCoilConfig
 
-
-class RelayError(Exception):
-    """The board did not answer or refused; the message says which request."""
+__all__ = ["RelayCoil", "RelayError", "make_relay"]
 
 
 def _make_client(board: ModbusBoardConfig) -> Any:
@@ -35,6 +37,8 @@ def _make_client(board: ModbusBoardConfig) -> Any:
 
 
 class RelayCoil:
+    can_read = True
+
     def __init__(self, config: RelayCoilConfig) -> None:
         self.config = config
         self._client: Any = _make_client(config.board)
@@ -58,6 +62,9 @@ class RelayCoil:
             return response
         finally:
             self._lock.release()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Its own client and lock: independent of any event loop."""
 
     def write(self, on: bool) -> None:
         self._call(f"write coil {self.config.coil}={int(on)}", "write_coil", self.config.coil, on)
@@ -86,3 +93,15 @@ class RelayCoil:
     def close(self) -> None:
         with self._lock:
             self._client.close()
+
+
+def make_relay(config: RelayCoilConfig, coil_writers: Mapping[str, CoilWriter] | None = None,
+               auto_off: BoardAutoOffConfig | None = None) -> Relay:
+    """Own client for tcp/serial boards; the bus's writer for a board on a polled line."""
+    if config.board.transport != "bus":
+        return RelayCoil(config)
+    writer = (coil_writers or {}).get(str(config.board.bus))
+    if writer is None:
+        raise ValueError(f"relay board on bus '{config.board.bus}': the daemon gave no coil writer for that bus "
+                         "(build_outputs(..., coil_writers={bus_name: CoilWriter.for_bus(bus)}))")
+    return BusRelayCoil(config, writer, auto_off)

@@ -20,7 +20,9 @@ from gateway.rules.engine import AlarmTransition, TransitionKind
 
 EvidenceSink = Callable[[dict[str, Any]], Awaitable[None]]
 _ACTIVE_MAX = 64  # alerts remembered for Cancel; the oldest drops first
-_FAULTS_THAT_ALARM = frozenset({"readback_mismatch", "amplifier_readback_mismatch", "board_unreachable"})
+_FAULTS_THAT_ALARM = frozenset({"readback_mismatch", "amplifier_readback_mismatch", "board_unreachable",
+                                "amplifier_unreachable"})
+_PENDING_REPORTS_MAX = 256  # mid-activation reports waiting for the audit log; outputs send <= 2 per activation
 
 
 class BroadcastSubsystem:
@@ -46,6 +48,12 @@ class BroadcastSubsystem:
         self._active: collections.OrderedDict[str, tuple[Alert, tuple[str, ...]]] = collections.OrderedDict()
         self._plan = {entry.rule: entry for entry in config.automatic}
         self._lock = asyncio.Lock()  # one decision at a time: rate limits and Cancel stay coherent
+        self._reports: set[asyncio.Task[None]] = set()
+        for output in self.outputs.values():
+            # Outputs that work on after activate() (the siren's cadence) report faults and recoveries here.
+            attach = getattr(output, "set_fault_listener", None)
+            if attach is not None:
+                attach(self._on_output_report)
 
     # ---- sources ----
 
@@ -103,9 +111,25 @@ class BroadcastSubsystem:
         return {"outputs": {name: out.status() for name, out in self.outputs.items()},
                 "active": list(self._active)}
 
+    async def note(self, kind: str, data: dict[str, Any]) -> None:
+        """Audit and send upstream a record of another part of the broadcast path (e.g. the inbox)."""
+        await self._evidence(kind, data)
+
     async def close(self) -> None:
         for output in self.outputs.values():
             await output.close()
+        if self._reports:
+            await asyncio.gather(*self._reports, return_exceptions=True)
+
+    def _on_output_report(self, result: OutputResult) -> None:
+        """Called on the loop by an output, mid-activation: audit it, and alarm upstream if it is a fault."""
+        if len(self._reports) >= _PENDING_REPORTS_MAX:
+            return  # the audit log is stalled; the output still holds the fault in its status()
+        alert_id = result.detail.get("alert_id")
+        task = asyncio.get_running_loop().create_task(
+            self._result(str(alert_id) if alert_id is not None else None, result))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
 
     # ---- internals ----
 
@@ -197,9 +221,13 @@ class BroadcastSubsystem:
     async def _result(self, alert_id: str | None, result: OutputResult) -> None:
         record = {"alert_id": alert_id, **result.to_json()}
         await self._evidence("output", record)
-        if not result.ok and result.fault in _FAULTS_THAT_ALARM and self._on_fault_alarm is not None:
+        if self._on_fault_alarm is None:
+            return
+        if not result.ok and result.fault in _FAULTS_THAT_ALARM:
             # Missing proof that a relay switched: a fault alarm upstream, never silence.
             await self._on_fault_alarm({"type": "broadcast_fault", "ts": round(self._clock(), 3), **record})
+        elif result.ok and result.detail.get("recovered"):
+            await self._on_fault_alarm({"type": "broadcast_fault_cleared", "ts": round(self._clock(), 3), **record})
 
     @staticmethod
     def _decision_record(alert: Alert, origin: str, decision: Decision) -> dict[str, Any]:

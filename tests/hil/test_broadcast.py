@@ -340,3 +340,33 @@ async def test_exercise_outside_window_is_refused(rig: Rig) -> None:
 def test_key_text_is_raw_32_bytes() -> None:
     assert len(base64.b64decode(public_key_text(Ed25519PrivateKey.generate()))) == 32
 
+
+
+@rig_test
+async def test_direct_board_readback_failure_mid_cadence_is_reported_once(rig: Rig) -> None:
+    import time
+
+    object.__setattr__(rig.config.patterns["flood"], "steps", [(0.3, 0.3)])
+    object.__setattr__(rig.config.patterns["flood"], "repeat", 60)
+    alert = manual_alert(Status.ACTUAL, "a-flaky")
+    now = dt.datetime.now(dt.UTC).timestamp()
+    results = await rig.subsystem.handle(alert, origin="manual",
+                                         signatures=[sign(alert, n, k, now) for n, k in rig.keys.items()])
+    assert next(r for r in results if r.output == "siren" and r.action == "activate").ok
+    rig.board.stuck.add(SIREN_COIL)  # stuck ON: every OFF edge now fails its read-back
+    deadline = time.monotonic() + 10
+    while rig.outputs["siren"].status()["failed_edges"] < 3:
+        assert time.monotonic() < deadline, rig.outputs["siren"].status()
+        await asyncio.sleep(0.05)
+    assert [f["type"] for f in rig.faults] == ["broadcast_fault"]  # one report, not one per edge
+    assert rig.faults[0]["action"] == "cadence" and rig.faults[0]["fault"] == "readback_mismatch"
+    rig.board.stuck.discard(SIREN_COIL)
+    while not any(f["type"] == "broadcast_fault_cleared" for f in rig.faults):
+        assert time.monotonic() < deadline + 5, rig.faults
+        await asyncio.sleep(0.05)
+    assert [f["type"] for f in rig.faults] == ["broadcast_fault", "broadcast_fault_cleared"]
+    assert rig.faults[1]["alert_id"] == "a-flaky"
+    # The same reports are in the audit chain, as evidence of the activation.
+    assert [e["action"] for e in rig.evidence if e.get("action") == "cadence"] == ["cadence", "cadence"]
+    await rig.subsystem.cancel("a-flaky")
+    assert await rig.coil(SIREN_COIL) is False
