@@ -47,7 +47,9 @@ class ModbusBoardConfig(StrictModel):
             if not self.bus or self.unit_id is None:
                 raise ValueError("transport: bus needs bus: (a Modbus bus name from buses:) and unit_id: "
                                  "(the relay board's unit on that line)")
-            own_master = self.model_fields_set & _OWN_MASTER_FIELDS
+            # Compared with the defaults, not model_fields_set, so a dumped config validates again.
+            fields = type(self).model_fields
+            own_master = {f for f in _OWN_MASTER_FIELDS if getattr(self, f) != fields[f].default}
             if own_master:
                 raise ValueError(f"transport: bus uses the bus's port settings; remove {', '.join(sorted(own_master))}")
         elif self.bus is not None or self.unit_id is not None:
@@ -57,7 +59,7 @@ class ModbusBoardConfig(StrictModel):
     @property
     def wait_s(self) -> float:
         """Longest wait for one request: the client timeout, or for a bus board the bus's queue too."""
-        if self.transport == "bus" and "timeout" not in self.model_fields_set:
+        if self.transport == "bus" and self.timeout == type(self).model_fields["timeout"].default:
             return BUS_WRITE_WAIT_S
         return self.timeout
 

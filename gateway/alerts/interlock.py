@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from drivers.broadcast.base import Activation, Cadence
+from drivers.broadcast.busboard import bus_board_problems
 from drivers.broadcast.config import SirenRelayConfig
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.model import Alert, MsgType, Origin, Status
@@ -35,6 +37,17 @@ def check_site_plan(rules: RulesConfig, broadcast: BroadcastConfig) -> None:
         if rule.type in FAULT_RULE_TYPES:
             raise ValueError(f"broadcast.automatic: rule '{entry.rule}' is a {rule.type} fault rule; "
                              "a fault alarm never drives a broadcast")
+
+
+def check_bus_boards(broadcast: BroadcastConfig, buses: Sequence[Any]) -> None:
+    """Cross-section check for the site config: relay boards against the buses that own the lines.
+
+    A ``board: {transport: bus}`` relay needs its coil (and auto-off register) configured as
+    points of that bus's unit; a board with its own master must not open a bus's port.
+    """
+    problems = bus_board_problems(broadcast.outputs, buses)
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 @dataclass(frozen=True)
