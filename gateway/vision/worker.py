@@ -2,9 +2,10 @@
 
 Frames never travel through a pipe: the parent copies each image into a free slot of a
 ``multiprocessing.shared_memory`` ring and sends only (seq, slot, shape). The child letterboxes
-the slot into a model-input blob, infers, decodes and sends back the boxes (small arrays), in
-three stages on three threads so that inference runs back to back (``_ChildPipeline``). A slot
-is reused only after its result came back, so the child never reads a half-written frame.
+the slot into a model-input blob, infers, decodes and sends back the boxes (small arrays); with
+a core to spare it runs those stages on three threads so inference runs back to back
+(``_ChildPipeline``). A slot is reused only after its result came back, so the child never reads
+a half-written frame.
 
 The child is a separate process so that a crash or a leak in the inference library cannot take
 the daemon down, and so inference does not hold the event loop's GIL. If it dies or overruns
@@ -53,6 +54,9 @@ class WorkerSpec:
     graph_optimization: str = "all"
     slots: int = 2
     timeout: float = 20.0
+    # Prepare/decode on their own threads beside inference (see _ChildPipeline). None: only when
+    # the machine has a core more than the inference threads.
+    overlap: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +83,8 @@ def _child(conn: Connection, spec: WorkerSpec, shm_name: str, slot_bytes: int) -
     shm = SharedMemory(name=shm_name)
     try:
         conn.send(("ready", {"roles": detector.roles, "layout": detector.layout, "backend": backend.name}))
-        _ChildPipeline(conn, detector, shm, slot_bytes, canvases=min(2, spec.slots)).serve()
+        overlap = spec.overlap if spec.overlap is not None else (os.cpu_count() or 1) > spec.threads
+        _ChildPipeline(conn, detector, shm, slot_bytes, canvases=min(2, spec.slots)).serve(overlap)
     finally:
         shm.close()
 
@@ -98,16 +103,21 @@ class _Job:
 
 
 class _ChildPipeline:
-    """Three stages on three threads, so inference never waits for the numpy/OpenCV work around it:
+    """The child's work per frame, in three stages:
 
-    * receive + prepare (this thread): read the frame from its shared-memory slot, letterbox it
-      into a free canvas (model-input blob);
-    * infer: ``backend.run`` on the prepared blob (ONNX Runtime releases the GIL while it runs);
+    * prepare: read the frame from its shared-memory slot, letterbox it into a free canvas
+      (model-input blob);
+    * infer: ``backend.run`` on the blob (ONNX Runtime releases the GIL while it runs);
     * finish: decode, NMS, map boxes back, send the answer.
 
-    While frame k is inferred, frame k+1 is prepared and frame k-1 is decoded. Canvases (the only
-    large buffers) come from a pool of ``canvases``; a frame waits for one, so nothing queues
-    without a bound. Answers leave in submission order from one thread, the only sender.
+    ``overlap``: each stage on its own thread, so while frame k is inferred frame k+1 is prepared
+    and frame k-1 decoded, and inference runs back to back. That needs a core the inference
+    threads do not use; where they already take every core, a stage thread can only run by
+    preempting one of them, which also stalls its partner at the next parallel barrier, so the
+    stages then run one after the other on one thread instead (``overlap=False``).
+
+    Canvases (the only large buffers) come from a pool of ``canvases``; a frame waits for one,
+    so nothing queues without a bound. Answers leave in submission order from one thread.
     """
 
     def __init__(
@@ -120,7 +130,10 @@ class _ChildPipeline:
         self._to_infer: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._to_finish: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
 
-    def serve(self) -> None:
+    def serve(self, overlap: bool) -> None:
+        if not overlap:
+            self._guard(self._inline_loop)
+            return
         stages = [threading.Thread(target=self._guard, args=(f,), name=f"detector-{f.__name__}", daemon=True)
                   for f in (self._infer_loop, self._finish_loop)]
         for t in stages:
@@ -140,65 +153,80 @@ class _ChildPipeline:
             log.exception("detector worker stage %s failed", loop.__name__)
             os._exit(70)
 
-    def _receive_loop(self) -> None:
-        while True:
+    def _next_frame(self) -> tuple[int, int, tuple[int, ...]] | None:
+        try:
+            msg = self._conn.recv()
+        except EOFError:
+            return None  # parent gone
+        return None if msg is None else (int(msg[0]), int(msg[1]), tuple(msg[2]))
+
+    def _prepare(self, seq: int, slot: int, shape: tuple[int, ...]) -> _Job:
+        job = _Job(seq)
+        canvas = self._free.get()  # blocks while every canvas is in flight (back-pressure)
+        t0 = time.perf_counter()
+        image: npt.NDArray[np.uint8] = np.ndarray(shape, np.uint8, self._shm.buf, offset=slot * self._slot_bytes)
+        try:
+            job.lb = self._detector.prepare(image, canvas)
+            job.size = (int(shape[1]), int(shape[0]))
+            job.canvas = canvas
+        except Exception as e:  # one bad frame: answer it, keep serving
+            job.error = f"{type(e).__name__}: {e}"
+            self._free.put(canvas)
+        del image  # no view of the ring may outlive the frame (the parent reuses the slot)
+        job.busy_s = time.perf_counter() - t0
+        return job
+
+    def _infer(self, job: _Job) -> None:
+        if job.canvas is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            job.outputs = self._detector.backend.run(job.canvas.blob)
+        except Exception as e:
+            job.error = f"{type(e).__name__}: {e}"
+        job.busy_s += time.perf_counter() - t0
+        self._free.put(job.canvas)
+        job.canvas = None
+
+    def _finish(self, job: _Job) -> bool:
+        """Decode and answer; False if the parent is gone."""
+        t0 = time.perf_counter()
+        msg: tuple[Any, ...]
+        if job.error is not None or job.outputs is None or job.lb is None:
+            msg = ("err", job.seq, job.error or "frame was not inferred")
+        else:
             try:
-                msg = self._conn.recv()
-            except EOFError:
-                return  # parent gone
-            if msg is None:
+                d = self._detector.finish(job.outputs, job.lb, *job.size)
+                msg = ("ok", job.seq, d.boxes, d.scores, d.class_ids, job.busy_s + time.perf_counter() - t0)
+            except Exception as e:  # one bad output: report, keep serving
+                msg = ("err", job.seq, f"{type(e).__name__}: {e}")
+        try:
+            self._conn.send(msg)
+        except OSError:
+            return False  # parent gone; the receive side sees EOF and shuts us down
+        return True
+
+    def _inline_loop(self) -> None:
+        while (frame := self._next_frame()) is not None:
+            job = self._prepare(*frame)
+            self._infer(job)
+            if not self._finish(job):
                 return
-            seq, slot, shape = msg
-            job = _Job(seq)
-            canvas = self._free.get()  # blocks while every canvas is in flight (back-pressure)
-            t0 = time.perf_counter()
-            image: npt.NDArray[np.uint8] = np.ndarray(shape, np.uint8, self._shm.buf, offset=slot * self._slot_bytes)
-            try:
-                job.lb = self._detector.prepare(image, canvas)
-                job.size = (int(shape[1]), int(shape[0]))
-                job.canvas = canvas
-            except Exception as e:  # one bad frame: answer it, keep serving
-                job.error = f"{type(e).__name__}: {e}"
-                self._free.put(canvas)
-            del image  # no view of the ring may outlive the frame (the parent reuses the slot)
-            job.busy_s = time.perf_counter() - t0
-            self._to_infer.put(job)
+
+    def _receive_loop(self) -> None:
+        while (frame := self._next_frame()) is not None:
+            self._to_infer.put(self._prepare(*frame))
 
     def _infer_loop(self) -> None:
         while (job := self._to_infer.get()) is not None:
-            if job.canvas is not None:
-                t0 = time.perf_counter()
-                try:
-                    job.outputs = self._detector.backend.run(job.canvas.blob)
-                except Exception as e:
-                    job.error = f"{type(e).__name__}: {e}"
-                job.busy_s += time.perf_counter() - t0
-                self._free.put(job.canvas)
-                job.canvas = None
+            self._infer(job)
             self._to_finish.put(job)
         self._to_finish.put(None)
 
     def _finish_loop(self) -> None:
         while (job := self._to_finish.get()) is not None:
-            t0 = time.perf_counter()
-            msg: tuple[Any, ...]
-            try:
-                if job.error is not None or job.outputs is None or job.lb is None:
-                    raise _FrameError(job.error or "frame was not inferred")
-                d = self._detector.finish(job.outputs, job.lb, *job.size)
-                msg = ("ok", job.seq, d.boxes, d.scores, d.class_ids, job.busy_s + time.perf_counter() - t0)
-            except _FrameError as e:
-                msg = ("err", job.seq, str(e))
-            except Exception as e:  # one bad output: report, keep serving
-                msg = ("err", job.seq, f"{type(e).__name__}: {e}")
-            try:
-                self._conn.send(msg)
-            except OSError:
-                return  # parent gone; the receive loop sees EOF and shuts us down
-
-
-class _FrameError(Exception):
-    """A frame already failed in an earlier stage (its message is the answer)."""
+            if not self._finish(job):
+                return
 
 
 def _settle(fut: asyncio.Future[bool], value: bool) -> None:

@@ -1,7 +1,7 @@
-"""The pipelined worker: the fast letterbox-into-blob path gives the very numbers of the reference
-path, the weak-anchor pre-filter changes no detection, and the three-stage child answers every
-frame in order (bad frames included) exactly as the in-process Detector does. No timing here:
-speed is bench/vision.py's business."""
+"""The worker: the fast letterbox-into-blob path gives the very numbers of the reference path,
+the weak-anchor pre-filter changes no detection, and the child (stages overlapped on three
+threads, or inline on one) answers every frame in order, bad frames included, exactly as the
+in-process Detector does. No timing here: speed is bench/vision.py's business."""
 
 from __future__ import annotations
 
@@ -120,14 +120,15 @@ def scene(k: int) -> np.ndarray:
     return img
 
 
-def test_pipelined_worker_answers_in_order_like_the_in_process_detector() -> None:
+@pytest.mark.parametrize("overlap", [True, False])
+def test_worker_answers_in_order_like_the_in_process_detector(overlap: bool) -> None:
     loaded = load_manifest(BASELINE)
     local = Detector(loaded, OnnxBackend(loaded.model_path, threads=1))
     frames = [scene(k) for k in range(9)]
     bad = 4  # a frame with no pixels: its own error answer, the pipeline keeps going
 
     async def scenario() -> list[Detections | None]:
-        w = DetectorWorker(WorkerSpec(BASELINE, threads=1, slots=3, timeout=30))
+        w = DetectorWorker(WorkerSpec(BASELINE, threads=1, slots=3, timeout=30, overlap=overlap))
         await w.start(max(f.nbytes for f in frames))
         got: dict[int, Detections | None] = {}
         try:
