@@ -139,6 +139,8 @@ def request_pdu_length(head: bytes) -> int | None:
 def parse_response(request: bytes, response: bytes) -> list[int]:
     """Registers (or bits, one int each) a read returned; [] for a correct write echo."""
     function = request[0]
+    if not response:
+        raise FrameError("empty reply")
     if response[0] == function | 0x80:
         raise ExceptionReply(function, response[1] if len(response) > 1 else 0)
     if response[0] != function:

@@ -4,16 +4,31 @@ The master keeps the line discipline: the inter-frame silence before every reque
 stale input discarded before sending, the reply timeout counted from the end of the
 request on the wire, and after a bad reply it waits for the line to fall quiet so the
 next transaction starts on a frame boundary.
+
+Late replies. On a serial line a reply carries no transaction id, so a unit that answers
+after its timeout has expired would have its reply taken for the answer to the next
+request (bench/modbus_stack.py, scenario ``late_replies``: pymodbus 3.16 and the first
+version of this master both published such values). After a timeout the master therefore
+remembers the unit: a frame from it inside another unit's transaction is dropped as late
+(not blamed on the other unit), and the next request to that same unit is sent only after
+waiting up to one more timeout for the late reply to arrive and be dropped. A unit later
+than twice its timeout is a configuration error the counts in ``LineStats.late_replies``
+and the log make visible.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
 from drivers.modbus.frames import FrameError, FramerKind, decode, encode, parse_response
 from drivers.modbus.transport import Transport
+
+log = logging.getLogger("fieldgate.modbus")
+
+LATE_LOG_EVERY = 30.0  # seconds between "unit answers after its timeout" warnings per unit
 
 
 class NoAnswer(Exception):
@@ -27,6 +42,7 @@ class LineStats:
     bad_frames: int = 0
     exceptions: int = 0
     discarded_bytes: int = 0
+    late_replies: int = 0  # replies that came after their request had timed out (dropped)
 
 
 class Master:
@@ -36,6 +52,9 @@ class Master:
         self.gap = gap  # inter-frame silence (t3.5 + margin) for serial lines; 0 on TCP
         self.stats = LineStats()
         self._tid = 0
+        self._late_unit: int | None = None  # serial unit whose last request timed out: its reply may still come
+        self._late_until = 0.0
+        self._late_logged: dict[int, float] = {}
 
     async def transact(self, unit: int, request: bytes, reply_within: float) -> list[int]:
         """Send ``request`` (a PDU) to ``unit``; the registers/bits it returned ([] for writes).
@@ -43,6 +62,9 @@ class Master:
         Raises NoAnswer, FrameError, ExceptionReply or PortLost.
         """
         t = self.transport
+        serial_line = self.framer != "socket"
+        if serial_line and unit == self._late_unit:
+            await self._await_late_reply()
         quiet_for = time.monotonic() - t.last_activity
         if quiet_for < self.gap:
             await asyncio.sleep(self.gap - quiet_for)
@@ -52,13 +74,15 @@ class Master:
         self.stats.requests += 1
         await t.send(frame)
         # A broadcast (unit 0) gets no reply (Modbus over serial line 2.1).
-        if unit == 0 and self.framer != "socket":
+        if unit == 0 and serial_line:
             return []
         deadline = time.monotonic() + len(frame) * t.char_time + reply_within
         try:
             return await self._receive(unit, request, deadline)
         except NoAnswer:
             self.stats.timeouts += 1
+            if serial_line:
+                self._late_unit, self._late_until = unit, time.monotonic() + reply_within
             raise
         except FrameError:
             self.stats.bad_frames += 1
@@ -75,6 +99,9 @@ class Master:
                 if self.framer == "socket" and got.tid != self._tid:
                     continue  # a late reply to an earlier (timed-out) request on this connection
                 if self.framer != "socket" and got.unit != unit:
+                    if got.unit == self._late_unit:
+                        self._late_reply(got.unit)  # the unit that timed out before this transaction
+                        continue
                     raise FrameError(f"reply from unit {got.unit}, asked unit {unit}")
                 if self.framer == "rtu" and t.peek():
                     # A long frame: more bytes followed the reply without the inter-frame silence.
@@ -84,6 +111,26 @@ class Master:
                 if buf:
                     raise FrameError(f"truncated reply ({len(buf)} bytes, then silence)")
                 raise NoAnswer("timeout")
+
+    async def _await_late_reply(self) -> None:
+        """Before asking the unit that last timed out again: let its late reply arrive and drop it."""
+        t = self.transport
+        unit, until = self._late_unit, self._late_until
+        self._late_unit = None
+        if unit is None:
+            return
+        arrived = bool(t.peek()) or await t.wait_data(until)
+        if arrived:
+            self._late_reply(unit)
+            await self._drain(time.monotonic() + max(self.gap, 0.005) * 4)
+        self.stats.discarded_bytes += t.discard_input()
+
+    def _late_reply(self, unit: int) -> None:
+        self.stats.late_replies += 1
+        now = time.monotonic()
+        if now - self._late_logged.get(unit, -LATE_LOG_EVERY) >= LATE_LOG_EVERY:
+            self._late_logged[unit] = now
+            log.warning("unit %d answered after its timeout (reply dropped): raise this device's timeout", unit)
 
     async def _drain(self, deadline: float) -> None:
         """Let the rest of a bad frame arrive and drop it, until the line is quiet (bounded by the deadline)."""
