@@ -125,6 +125,18 @@ def _verify_audit(args: argparse.Namespace) -> int:
     return 0 if check.ok else 1
 
 
+def _submit(args: argparse.Namespace) -> int:
+    from gateway.alerts.inbox import submit
+
+    inbox = Path(args.inbox) if args.inbox else Path(_broadcast_config(Path(args.config)).inbox_dir)
+    alert, signatures = _load_request(Path(args.request))
+    print(_banner(alert))
+    target = submit(Path(args.request), inbox)
+    print(f"submitted as {target} with {len(signatures)} signature(s); the gateway's answer will be in "
+          f"{inbox / 'done'} or {inbox / 'refused'} (<time>-{target.name[:-5]}.result.json)")
+    return 0
+
+
 def _guarded(handler: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -137,7 +149,7 @@ def _guarded(handler: Any) -> Any:
 
 
 def add_subcommands(subparsers: Any) -> None:
-    """Adds ``alert keygen|draft|sign|verify|cap|verify-audit``; each leaf sets ``handler(args) -> int``."""
+    """Adds ``alert keygen|draft|sign|submit|verify|cap|verify-audit``; each leaf sets ``handler(args) -> int``."""
     alert = subparsers.add_parser("alert", help="manual alerts: draft, two-person signing, CAP export")
     sub = alert.add_subparsers(dest="alert_command", required=True)
 
@@ -164,6 +176,13 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--key", required=True)
     p.add_argument("--confirm", required=True, help="type the alert's status (Actual/Exercise/Test)")
     p.set_defaults(handler=_guarded(_sign))
+
+    p = sub.add_parser("submit", help="put a signed request into the running gateway's inbox (atomically)")
+    p.add_argument("request")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--inbox", help="the inbox directory (broadcast.inbox_dir)")
+    where.add_argument("--config", help="site config: use its broadcast.inbox_dir")
+    p.set_defaults(handler=_guarded(_submit))
 
     p = sub.add_parser("verify", help="check a request's signatures against the site's operators")
     p.add_argument("request")
