@@ -39,7 +39,7 @@ from drivers.mqtt.config import MqttLinkConfig  # noqa: E402
 from gateway.journal import AsyncJournal, Journal  # noqa: E402
 from gateway.journal_config import JournalSettings  # noqa: E402
 from gateway.links import LinkRunner  # noqa: E402
-from gateway.payloads import FieldgateProfile  # noqa: E402
+from gateway.profiles import get_profile  # noqa: E402
 from gateway.registry import build_link  # noqa: E402
 from gateway.shared import NullProgress, Quality, Reading, RecordClass  # noqa: E402
 from tests.hil.rig import Broker, wait_for  # noqa: E402
@@ -126,8 +126,8 @@ def bench_drain(tmp: Path, broker: Broker, n: int, batch: int, inflight: int) ->
         aj = AsyncJournal(j, queue_size=1000, commit_window=0.2)
         cfg = MqttLinkConfig(type="mqtt", name="mqtt", host="127.0.0.1", port=broker.port,
                              max_inflight=inflight, batch_records=batch, reconnect_min=0.2)
-        profile = FieldgateProfile("bench")
-        link = build_link(cfg, "bench", profile.status)
+        profile = get_profile("fieldgate", "bench", cfg)
+        link = build_link(cfg, "bench", profile)
         runner = LinkRunner(link, aj, profile, batch=batch, max_inflight=inflight, replay_rate=None)
         tasks = [asyncio.create_task(aj.run(NullProgress())), asyncio.create_task(link.run(NullProgress())),
                  asyncio.create_task(runner.run(NullProgress()))]

@@ -126,17 +126,20 @@ def test_kill_9_loop_loses_no_committed_reading(tmp_path: Path, broker: Broker) 
     committed: dict[int, str] = {}
     rng = random.Random(int(os.environ.get("FIELDGATE_KILL_SEED", "4")))
     gateway = GatewayProcess(config, tmp_path / "gateway.log")
+    kills_while_committing = 0
     with changing_site(sim_port):
         for kill in range(KILLS):
             gateway.start()
-            time.sleep(rng.uniform(0.2, 2.0))  # some land in start-up, most while committing
+            time.sleep(rng.uniform(0.2, 2.5))  # some land in start-up, most while committing
             gateway.stop(signal.SIGKILL)
             rows = journal_rows(db_path)
+            kills_while_committing += bool(set(rows) - set(committed))
             lost = set(committed) - set(rows)
             assert not lost, f"kill {kill}: committed records vanished: {sorted(lost)[:10]}"
             for seq, body in rows.items():
                 assert committed.setdefault(seq, body) == body, f"seq {seq} changed its content"
-        assert len(committed) > 20 * KILLS, "the gateway hardly journalled anything between kills"
+        # The loop must have proven something: a good share of the kills hit a gateway that was committing.
+        assert kills_while_committing >= KILLS // 4, f"only {kills_while_committing} kills hit a committing gateway"
         broker.start()
         collector = Collector(broker.port)
         try:
