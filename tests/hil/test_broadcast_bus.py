@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from drivers.broadcast.busboard import CoilWriter
+from drivers.broadcast.config import SirenRelayConfig
 from drivers.broadcast.factory import build_outputs
 from drivers.modbus.bus import ModbusBus
 from drivers.modbus.config import ModbusRtuBus
@@ -173,4 +174,28 @@ def test_readback_failures_mid_cadence_report_once_then_recovery(tmp_path: Path,
             cleared = ln.faults[1]
             assert cleared["alert_id"] == "bus-flaky" and cleared["detail"]["failed_edges"] >= 3
             await ln.subsystem.cancel("bus-flaky")
+    asyncio.run(body())
+
+
+def test_blocked_loop_delays_the_bus_off_until_it_resumes(tmp_path: Path, rig: RigFile) -> None:
+    """The documented limit of the bus route: the backstop's OFF waits for the loop, then goes out."""
+    import time
+
+    from drivers.broadcast.base import Activation, Cadence
+    from drivers.broadcast.siren import SirenRelay
+
+    async def body() -> None:
+        async with line(tmp_path, rig, [[0.6, 0.4]]) as ln:
+            cfg = ln.config.outputs["siren"].model_copy(update={"max_activation_s": 0.5})
+            assert isinstance(cfg, SirenRelayConfig)
+            siren = SirenRelay("s2", cfg, {ln.bus.name: CoilWriter.for_bus(ln.bus)})
+            result = await siren.activate(Activation("x", "Actual", ("dam",),
+                                                     cadence=Cadence("long", ((5.0, 1.0),), 3)))
+            assert result.ok and ln.board.coil(SIREN_COIL)
+            assert ln.board.tables["holding"][AUTO_OFF_REG] == 1  # the board's own timer: ceil(0.5 s / 1 s)
+            time.sleep(1.5)  # noqa: ASYNC251 - block the loop past the limit: the bus cannot serve the OFF
+            assert ln.board.coil(SIREN_COIL), "an OFF reached the board without the event loop?"
+            await until(lambda: not ln.board.coil(SIREN_COIL), 5, "the queued OFF once the loop runs again")
+            assert siren.status()["forced_off"] == 1
+            await siren.close()
     asyncio.run(body())
