@@ -10,8 +10,11 @@ after its timeout has expired would have its reply taken for the answer to the n
 request (bench/modbus_stack.py, scenario ``late_replies``: pymodbus 3.16 and the first
 version of this master both published such values). After a timeout the master therefore
 remembers the unit: a frame from it inside another unit's transaction is dropped as late
-(not blamed on the other unit), and the next request to that same unit is sent only after
-waiting up to one more timeout for the late reply to arrive and be dropped. A unit later
+(not blamed on the other unit), and the next different request to that same unit is sent only
+after waiting up to one more timeout for the late reply to arrive and be dropped. A retry of
+the identical request is sent at once: a late reply to it carries the same unit, function and
+addresses, so it answers the retry correctly (the bus polls a unit's other blocks only after
+its poll interval, by which time the wait has long passed). A unit later
 than twice its timeout is a configuration error the counts in ``LineStats.late_replies``
 and the log make visible.
 """
@@ -53,6 +56,7 @@ class Master:
         self.stats = LineStats()
         self._tid = 0
         self._late_unit: int | None = None  # serial unit whose last request timed out: its reply may still come
+        self._late_request = b""
         self._late_until = 0.0
         self._late_logged: dict[int, float] = {}
 
@@ -63,7 +67,8 @@ class Master:
         """
         t = self.transport
         serial_line = self.framer != "socket"
-        if serial_line and unit == self._late_unit:
+        retry_of_late = serial_line and unit == self._late_unit and request == self._late_request
+        if serial_line and unit == self._late_unit and not retry_of_late:
             await self._await_late_reply()
         quiet_for = time.monotonic() - t.last_activity
         if quiet_for < self.gap:
@@ -73,21 +78,28 @@ class Master:
         frame = encode(self.framer, unit, request, self._tid)
         self.stats.requests += 1
         await t.send(frame)
+        sent_at = time.monotonic()
         # A broadcast (unit 0) gets no reply (Modbus over serial line 2.1).
         if unit == 0 and serial_line:
             return []
         deadline = time.monotonic() + len(frame) * t.char_time + reply_within
         try:
-            return await self._receive(unit, request, deadline)
+            values = await self._receive(unit, request, deadline)
         except NoAnswer:
             self.stats.timeouts += 1
             if serial_line:
-                self._late_unit, self._late_until = unit, time.monotonic() + reply_within
+                self._late_unit, self._late_request = unit, request
+                self._late_until = time.monotonic() + reply_within
             raise
         except FrameError:
             self.stats.bad_frames += 1
             await self._drain(deadline)
             raise
+        if retry_of_late:
+            # The answer may have been the late reply to the first attempt (same unit and request, so
+            # the same values); the retry's own reply can still follow, as late: keep expecting it.
+            self._late_until = sent_at + len(frame) * t.char_time + 2 * reply_within
+        return values
 
     async def _receive(self, unit: int, request: bytes, deadline: float) -> list[int]:
         t = self.transport

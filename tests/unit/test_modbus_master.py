@@ -214,10 +214,10 @@ def test_wrong_unit_function_and_length_are_refused() -> None:
 
 
 def test_a_reply_after_the_timeout_is_never_taken_for_the_next_request() -> None:
-    # Unit 8 answers 80 ms after a 50 ms timeout. Its two blocks have the same shape, so without the
+    # Unit 8 answers after 70 ms, past its 50 ms timeout. Its two blocks have the same shape, so without the
     # late-reply rule the reply to block A (800..805) would be returned as block B (808..813).
     def script(unit: int, pdu: bytes) -> Reply:
-        return [(0.08 if unit == 8 else 0.045, holding(unit, pdu))]
+        return [(0.07 if unit == 8 else 0.045, holding(unit, pdu))]
 
     async def go(master: Master) -> object:
         block_a, block_b = read_request("holding", 0, 6), read_request("holding", 8, 6)
@@ -260,3 +260,19 @@ def test_garbage_then_silence_is_a_bad_frame_and_the_next_transaction_is_clean()
     master, results = run(go, script)
     assert results == ["FrameError", [100, 101, 102]]
     assert master.stats.discarded_bytes > 0
+
+
+def test_a_retry_of_the_same_request_takes_the_late_reply_and_the_next_request_does_not() -> None:
+    # The retry is identical, so the first attempt's late reply answers it correctly (same addresses);
+    # the retry's own reply still comes and must not become the answer to block B or to unit 1.
+    def script(unit: int, pdu: bytes) -> Reply:
+        return [(0.07 if unit == 8 else 0.045, holding(unit, pdu))]
+
+    async def go(master: Master) -> object:
+        block_a, block_b = read_request("holding", 0, 6), read_request("holding", 8, 6)
+        return [await outcome(master, 8, block_a), await outcome(master, 8, block_a),
+                await outcome(master, 8, block_b), await outcome(master, 1, block_a)]
+
+    master, results = run(go, script)
+    assert results == ["NoAnswer", [800, 801, 802, 803, 804, 805], "NoAnswer", [100, 101, 102, 103, 104, 105]]
+    assert master.stats.late_replies == 2
