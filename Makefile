@@ -12,6 +12,9 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,vision]'
+	@# systemd-python needs libsystemd-dev and pkg-config to build; without it the daemon speaks the
+	@# notify protocol itself and logs to stderr, and only the journald-library tests are skipped.
+	$(PY) -m pip install -q 'systemd-python>=235' || echo "note: systemd-python not built (apt-get install libsystemd-dev pkg-config)"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any, cast
 
 from drivers.beidou.config import BeidouConfig
+from drivers.broadcast.busboard import BusLike, CoilWriter
 from drivers.iridium.config import IridiumConfig
 from drivers.mqtt.config import MqttLinkConfig
 from gateway.alerts.audit import AuditLog
+from gateway.alerts.inbox import InboxWatcher
 from gateway.alerts.subsystem import BroadcastSubsystem
 from gateway.commands import CommandKeyError, CommandPlane, ReplayCache, load_issuer_keys
 from gateway.compact import AliasTable, CompactDecodeError, CompactMessage, MessageKind
@@ -30,7 +32,7 @@ from gateway.compact import decode as decode_compact
 from gateway.config.site import SiteConfig
 from gateway.control import GatewayControl
 from gateway.health import health_message
-from gateway.journal import AsyncJournal, Journal
+from gateway.journal import AsyncJournal, Journal, JournalFull
 from gateway.links import LinkRunner
 from gateway.profiles import PayloadProfile, get_profile
 from gateway.registry import (
@@ -75,7 +77,8 @@ class Gateway:
         gateway_id = config.gateway.id
         self.mqtt_configs = [link for link in config.links if isinstance(link, MqttLinkConfig)]
         self.profiles: dict[str, PayloadProfile] = {
-            link.name: get_profile(link.profile, gateway_id, link) for link in self.mqtt_configs}
+            link.name: get_profile(link.profile, gateway_id, link, config.journal.historical_after)
+            for link in self.mqtt_configs}
         self.buses: list[BusDriver] = [build_bus(bus) for bus in config.buses]
         self.links: list[Link] = [
             build_link(link, gateway_id, self.profiles[link.name], on_command=partial(self._on_mqtt_command, link.name))
@@ -87,7 +90,7 @@ class Gateway:
         ]
         self.satellite_runners: dict[str, SatelliteRunner] = {}
         self.journal = AsyncJournal(
-            Journal(config.journal_path, {link.name: link_classes(link) for link in config.links}),
+            Journal(config.journal_path, {link.name: link_classes(link) for link in config.links}, config.journal),
             queue_size=config.journal.queue,
             commit_window=config.journal.commit_window,
         )
@@ -132,9 +135,10 @@ class Gateway:
         body = transition.to_json()
         body["transition"] = body.pop("kind")  # raised / acknowledged / cleared
         record = EventRecord("alarm", transition.rule_id, body, transition.time)
-        await self.journal.append_now(RecordClass.ALARM, cast(Reading, record))
+        # The siren first: it must not wait on an fsync. The record is durable before any link sees it.
         if self.broadcast is not None:
             self._spawn(self.broadcast.on_alarm(transition))
+        await self._commit_now(RecordClass.ALARM, record)
 
     async def on_detection(self, event: DetectionEvent) -> None:
         """A confirmed (or ended) camera detection: into the rules as a reading, into the journal as a record."""
@@ -145,12 +149,12 @@ class Gateway:
         body = event.to_json()
         body["phase"] = body.pop("kind")  # new / update / end
         record = EventRecord("detection", event.camera, body, event.t)
-        await self.journal.append_now(event.record_class, cast(Reading, record))
+        await self._commit_now(event.record_class, record)
         if event.snapshot and event.kind != "end":
             self.latest_snapshot = {"camera": event.camera, "path": event.snapshot, "ts": event.t,
                                     "boxes": [list(event.box)], "event": event.event_id}
             for chunk in snapshot_chunks(event):
-                await self.journal.put(RecordClass.BULK, cast(Reading, chunk))
+                await self.journal.put(RecordClass.BULK, chunk)
 
     async def evaluate(self, reading: Reading) -> None:
         """Latest value and the rules: every sample, reported or not."""
@@ -162,12 +166,20 @@ class Gateway:
         self.evidence.append(evidence)
         key = str(evidence.get("output") or evidence.get("alert_id") or "broadcast")
         record = EventRecord("evidence", key, evidence, now())
-        await self.journal.append_now(RecordClass.EVIDENCE, cast(Reading, record))
+        await self._commit_now(RecordClass.EVIDENCE, record)
 
     async def _journal_fault(self, fault: dict[str, Any]) -> None:
         key = str(fault.get("output") or "broadcast")
         log.error("broadcast fault: %s", fault)
-        await self.journal.append_now(RecordClass.ALARM, cast(Reading, EventRecord("fault", key, fault, now())))
+        await self._commit_now(RecordClass.ALARM, EventRecord("fault", key, fault, now()))
+
+    async def _commit_now(self, cls: RecordClass, record: Reading | EventRecord) -> None:
+        """Alarms and evidence: durable before anything acts upstream. A full journal must not stop the
+        siren (the broadcast path does not wait on this), so it is logged as critical, not raised."""
+        try:
+            await self.journal.append_now(cls, record)
+        except JournalFull as exc:
+            log.critical("journal full: %s record for %s NOT journalled: %s", cls.name.lower(), record.point, exc)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -178,11 +190,11 @@ class Gateway:
         """Journal figures for the status page (every 5 s) and the health message upstream."""
         next_health = time.monotonic() + 5.0
         while True:
-            self.journal_stats = await self.journal.stats()
+            self.journal_stats = self.journal.latest_stats
             if time.monotonic() >= next_health:
                 next_health = time.monotonic() + self.config.health_interval
                 body = health_message(self.snapshot(), self.config.gateway.state_dir)
-                await self.journal.put(RecordClass.EVENT, cast(Reading, EventRecord("health", "gateway", body, now())))
+                await self.journal.put(RecordClass.EVENT, EventRecord("health", "gateway", body, now()))
             progress.beat()
             await asyncio.sleep(5.0)
 
@@ -202,8 +214,11 @@ class Gateway:
         progress = self._progress_factory
         self._start_command_plane()
         if self.config.broadcast.outputs:
+            writers = {bus.name: CoilWriter.for_bus(cast(BusLike, bus)) for bus in self.buses
+                       if hasattr(bus, "write_point")}
             self.broadcast = BroadcastSubsystem(
-                self.config.broadcast, AuditLog(self.config.audit_path), build_outputs(self.config.broadcast.outputs),
+                self.config.broadcast, AuditLog(self.config.audit_path),
+                build_outputs(self.config.broadcast.outputs, coil_writers=writers),
                 on_evidence=self._journal_evidence, on_fault_alarm=self._journal_fault)
         try:
             async with asyncio.TaskGroup() as tg:
@@ -211,7 +226,8 @@ class Gateway:
                 link_tasks = []
                 for link, cfg in zip(self.links, self.mqtt_configs, strict=True):
                     runner = LinkRunner(link, self.journal, self.profiles[link.name],
-                                        batch=cfg.batch_records, max_inflight=cfg.max_inflight)
+                                        batch=cfg.batch_records, max_inflight=cfg.max_inflight,
+                                        replay_rate=self.config.journal.replay_rate_for(link.name))
                     self.runners.append(runner)
                     deadline = cfg.reconnect_max + 60.0
                     link_tasks.append(tg.create_task(supervise(
@@ -235,6 +251,10 @@ class Gateway:
                     self._tick_rules, progress("rules", 30.0)))))
                 link_tasks.append(tg.create_task(supervise("housekeeping", partial(
                     self._housekeeping, progress("housekeeping", 60.0)))))
+                if self.broadcast is not None:
+                    inbox = InboxWatcher(self.config.broadcast, self.broadcast, inbox_dir=self.config.inbox_path)
+                    link_tasks.append(tg.create_task(supervise("alert inbox", partial(
+                        inbox.run, progress("alert inbox", 60.0)))))
                 if self.config.status is not None:
                     link_tasks.append(tg.create_task(supervise("status page", partial(
                         StatusServer(self.config.status, self.control).run))))
@@ -250,7 +270,9 @@ class Gateway:
                 ]
                 self.ready.set()
                 await stop.wait()
-                log.info("stopping: polling stops, journal flushes, links say offline")
+                log.info("stopping: outputs off, polling stops, journal flushes, links say offline")
+                if self.broadcast is not None:
+                    await self.broadcast.close()  # while the buses still run: a bus-routed siren's OFF goes out
                 await _cancel(bus_tasks)
                 await self.journal.flush()
                 writer.cancel()
@@ -260,7 +282,7 @@ class Gateway:
             if self.commands is not None:
                 self.commands.close()
             if self.broadcast is not None:
-                await self.broadcast.close()
+                await self.broadcast.close()  # idempotent; covers a run that failed before the stop path
                 self.broadcast.audit.close()
             await self.journal.close()
         log.info("stopped; %d records committed this run", self.journal.committed)
@@ -336,7 +358,7 @@ class Gateway:
 
     async def _journal_command(self, record: dict[str, Any]) -> None:
         event = EventRecord("command", str(record.get("id")), record, float(record.get("ts", now())))
-        await self.journal.append_now(RecordClass.EVIDENCE, cast(Reading, event))
+        await self.journal.append_now(RecordClass.EVIDENCE, event)
 
     def _start_command_plane(self) -> None:
         cfg = self.config.commands

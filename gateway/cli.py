@@ -144,8 +144,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     from gateway.daemon import serve
+    from gateway.journal import JournalUnavailable
 
-    asyncio.run(serve(args.config, config))
+    try:
+        asyncio.run(serve(args.config, config))
+    except JournalUnavailable as exc:
+        print(f"{args.config}: the journal cannot be opened: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from drivers.beidou.config import BeidouConfig
 from drivers.broadcast.base import BroadcastOutput
+from drivers.broadcast.busboard import CoilWriter
 from drivers.broadcast.config import OutputConfig
 from drivers.iridium.config import IridiumConfig
 from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
@@ -63,7 +64,8 @@ class SatelliteLink(Link, Protocol):
     def max_bytes(self) -> int: ...
 
 
-def build_outputs(configs: Mapping[str, OutputConfig]) -> dict[str, BroadcastOutput]:
+def build_outputs(configs: Mapping[str, OutputConfig],
+                  coil_writers: Mapping[str, CoilWriter] | None = None) -> dict[str, BroadcastOutput]:
     from drivers.broadcast.factory import build_outputs as build
 
-    return build(configs)
+    return build(configs, coil_writers)

@@ -14,8 +14,9 @@ from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
 from drivers.mqtt.config import MqttLinkConfig
 from drivers.serialline.config import SerialLineBus
 from gateway.alerts.config import BroadcastConfig
-from gateway.alerts.interlock import check_site_plan
+from gateway.alerts.interlock import check_bus_boards, check_site_plan
 from gateway.commands import CommandsConfig
+from gateway.journal_config import JournalSettings
 from gateway.rules import RulesConfig
 from gateway.shared import Seconds, StrictModel
 from gateway.status import StatusConfig
@@ -32,12 +33,6 @@ class GatewaySection(StrictModel):
     state_dir: Path = Field(default=Path("/var/lib/fieldgate"), description="journal and caches live here")
 
 
-class JournalSection(StrictModel):
-    path: Path | None = Field(default=None, description="defaults to <state_dir>/journal.sqlite")
-    queue: int = Field(default=10_000, ge=10, description="readings waiting for commit before buses wait")
-    commit_window: Seconds = Field(default=0.2, le=1.0, description="longest a telemetry reading waits")
-
-
 class SatelliteSection(StrictModel):
     """What the gateway and the platform agree on for the compact satellite format (docs/satellite.md)."""
 
@@ -50,7 +45,7 @@ class SiteConfig(StrictModel):
     gateway: GatewaySection
     buses: list[BusConfig] = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)
-    journal: JournalSection = Field(default_factory=JournalSection)
+    journal: JournalSettings = Field(default_factory=JournalSettings, description="docs/durability.md")
     satellite: SatelliteSection = Field(default_factory=SatelliteSection)
     commands: CommandsConfig = Field(default_factory=CommandsConfig, description="signed commands (docs/commands.md)")
     status: StatusConfig | None = Field(default=None, description="status page and metrics (docs/status.md)")
@@ -68,6 +63,7 @@ class SiteConfig(StrictModel):
         _unique("point id", [p.id for b in self.buses for d in b.devices for p in d.points]
                 + [f"{c.name}.{role}" for c in self.cameras for role in ("fire", "smoke", "flame_out")])
         check_site_plan(self.rules, self.broadcast)
+        check_bus_boards(self.broadcast, self.buses)
         known = {p.id for b in self.buses for d in b.devices for p in d.points} | {
             f"{c.name}.{role}" for c in self.cameras for role in ("fire", "smoke", "flame_out")}
         for point in self.commands.write_points:
@@ -79,6 +75,13 @@ class SiteConfig(StrictModel):
         if any(link.type != "mqtt" for link in self.links) and not self.satellite.aliases:
             raise ValueError("a satellite link needs satellite.aliases (point numbers agreed with the platform)")
         return self
+
+    @property
+    def inbox_path(self) -> Path:
+        """Signed manual alerts dropped here are taken by the daemon (fieldgate alert submit)."""
+        if "inbox_dir" in self.broadcast.model_fields_set:
+            return Path(self.broadcast.inbox_dir)
+        return self.gateway.state_dir / "alerts" / "inbox"
 
     @property
     def audit_path(self) -> Path:

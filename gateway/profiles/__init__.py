@@ -16,10 +16,11 @@ from gateway.profiles.thingsboard import ThingsboardProfile
 PROFILES = ("fieldgate", "thingsboard")
 
 
-def get_profile(name: str, gateway_id: str, config: MqttLinkConfig) -> PayloadProfile:
+def get_profile(name: str, gateway_id: str, config: MqttLinkConfig,
+                historical_after: float = 30.0) -> PayloadProfile:
     """The profile object for one link; ``name`` is normally ``config.profile``."""
     if name == "fieldgate":
-        return FieldgateSessionProfile(gateway_id, config.topic_prefix)
+        return FieldgateSessionProfile(gateway_id, config.topic_prefix, historical_after)
     if name == "thingsboard":
         return ThingsboardProfile(gateway_id, config.thingsboard)
     raise ValueError(f"unknown payload profile '{name}'; known: {', '.join(PROFILES)}")

@@ -74,7 +74,7 @@ def test_missing_and_empty_files_are_named(tmp_path: Path, pki: Pki) -> None:
     assert credentials.problems(link(username_file=str(tmp_path)), {}) == [f"username file {tmp_path} is a directory"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file, so unreadable cannot be made [not-in-ci]")
 def test_unreadable_key_is_named(tmp_path: Path) -> None:
     key = tmp_path / "key.pem"
     key.write_text("x")
