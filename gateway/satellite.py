@@ -14,6 +14,7 @@ deduplicates by (gateway, seq).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -73,6 +74,7 @@ class SatelliteRunner:
         self._down_since: float | None = None
         self._awaiting: dict[int, float] = {}  # seq -> when sent, waiting for the platform's ACK
         self.active = False
+        self._new_records = journal.subscribe()  # set when something is committed: an alarm goes at once
         self.sent_messages = 0
         self.failover_at: float | None = None
 
@@ -90,6 +92,7 @@ class SatelliteRunner:
                 log.info("satellite %s: platform acknowledged seqs %s", self.link.name, acked)
 
     async def run(self, progress: Progress) -> None:
+        next_cleanup = 0.0
         while True:
             progress.beat()
             now = time.monotonic()
@@ -97,8 +100,10 @@ class SatelliteRunner:
                 if self.active:
                     log.info("satellite %s: primary link back; standing by", self.link.name)
                 self._down_since, self.active = None, False
-                await self._forget_delivered()
-                await asyncio.sleep(1.0)
+                if now >= next_cleanup:  # a query on the journal thread: not on every check
+                    await self._forget_delivered()
+                    next_cleanup = now + 5.0
+                await asyncio.sleep(0.1)  # notice a dead primary within 0.1 s
                 continue
             if self._down_since is None:
                 self._down_since = now
@@ -111,8 +116,10 @@ class SatelliteRunner:
                 self.active, self.failover_at = True, time.time()
                 log.warning("satellite %s: every primary link down for %.0fs; alarms leave by satellite",
                             self.link.name, now - self._down_since)
+            self._new_records.clear()
             if not await self._send_next(progress):
-                await asyncio.sleep(1.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._new_records.wait(), timeout=1.0)
 
     async def _forget_delivered(self) -> None:
         """Standby: what a primary delivered needs no satellite copy."""
