@@ -67,9 +67,15 @@ def _show_at_broker(topic: str, body: dict[str, object]) -> None:
     records = body.get("records")
     if isinstance(records, list):
         for r in records:
+            if not isinstance(r, dict):
+                continue
+            if "point" not in r:  # an event record: health, alarm, evidence...
+                print(f"  broker ← {r.get('kind', '?')} record ({topic.rsplit('/', 1)[-1]}) seq={r.get('seq')}",
+                      flush=True)
+                continue
             value = r.get("value")
             shown = f"{value:.3f}" if isinstance(value, float) else str(value)
-            print(f"  broker ← {r.get('point'):<24} {shown:>10} {r.get('unit', ''):<5} "
+            print(f"  broker ← {r['point']!s:<24} {shown:>10} {r.get('unit', '')!s:<5} "
                   f"[{r.get('q')}] seq={r.get('seq')}", flush=True)
     elif topic.endswith("/status"):
         print(f"  broker ← status: {body.get('state')}", flush=True)
@@ -129,6 +135,8 @@ def main() -> int:
                 return 1
             where = f"on {link.host}:{link.port}" if broker else "absent"
             print(f"demo: simulated reservoir on {bus.host}:{bus.port}, broker {where}; Ctrl-C to stop", flush=True)
+            if site.status is not None:
+                print(f"demo: status page on http://{site.status.listen}/", flush=True)
             asyncio.run(_demo(CONFIG, broker is not None))
         finally:
             sim.terminate()
