@@ -49,6 +49,14 @@ class DeviceMode(enum.StrEnum):
 class WriteError(Exception):
     """A write was refused, not answered, or its read-back did not match."""
 
+    readback_mismatch = False
+
+
+class ReadbackMismatch(WriteError):
+    """The device acknowledged the write but reads back something else (a stuck relay)."""
+
+    readback_mismatch = True
+
 
 class DeviceFault(Exception):
     def __init__(self, quality: Quality, detail: str) -> None:
@@ -110,6 +118,18 @@ class _Write:
     done: asyncio.Future[Value]
 
 
+@dataclass
+class _Probe:
+    """A technician's raw read (status page), served by the bus task like a write."""
+
+    unit_id: int
+    table: str
+    address: int
+    count: int
+    timeout: float
+    done: asyncio.Future[list[int]]
+
+
 class ModbusBus:
     """BusDriver for one TCP endpoint or one serial port."""
 
@@ -120,7 +140,7 @@ class ModbusBus:
             DeviceState(d, device_blocks(d.points, d.max_block, d.max_gap, d.coalesce)) for d in config.devices
         ]
         self._points = {p.id: (state, p) for state in self.devices for p in state.config.points}
-        self._writes: asyncio.Queue[_Write] = asyncio.Queue(WRITE_QUEUE)
+        self._writes: asyncio.Queue[_Write | _Probe] = asyncio.Queue(WRITE_QUEUE)
         self._wake = asyncio.Event()
         self.master: Master | None = None
         self.connected = False
@@ -190,7 +210,11 @@ class ModbusBus:
             device.next_due = start
         while True:
             if not self._writes.empty():
-                await self._do_write(master, self._writes.get_nowait())
+                item = self._writes.get_nowait()
+                if isinstance(item, _Probe):
+                    await self._do_probe(master, item)
+                else:
+                    await self._do_write(master, item)
                 progress.beat()
                 continue
             t = time.monotonic()
@@ -346,7 +370,7 @@ class ModbusBus:
                 block = Block(point.table, point.address, point.register_count, (point,))
                 words = await self._read(master, device, block, device.config.retries)
                 if words[: point.register_count] != write.values:
-                    raise WriteError(f"{where}: read-back {words} after writing {write.values}")
+                    raise ReadbackMismatch(f"{where}: read-back {words} after writing {write.values}")
                 result = bool(words[0]) if point.table == "coil" else decode_point(point, words)
             log.info("bus %s %s: wrote %s to %s", self.name, where, write.values, point.id,
                      extra={"device": device.config.name, "point": point.id})
@@ -355,7 +379,9 @@ class ModbusBus:
             raise
         except DeviceFault as fault:
             write.done.set_exception(WriteError(f"{where}: {fault.quality}: {fault}"))
-        except (WriteError, ValueError) as exc:
+        except WriteError as exc:
+            write.done.set_exception(exc)
+        except ValueError as exc:
             write.done.set_exception(WriteError(str(exc)))
         else:
             write.done.set_result(result)
@@ -364,8 +390,49 @@ class ModbusBus:
                 log.warning("bus %s: write to %s failed: %s", self.name, point.id, write.done.exception(),
                             extra={"device": device.config.name, "point": point.id})
 
+    async def probe(self, unit_id: int, table: str, address: int, count: int = 1) -> list[int]:
+        """Read ``count`` raw registers or bits of any unit on this line, through the bus task.
+
+        For the status page's technician probe: the running gateway stays the only master on the
+        line. Raises ValueError for a request Modbus cannot express, LookupError when the bus is
+        down or the unit does not answer.
+        """
+        read_request(table, address, count)  # validates the range before anything is queued
+        if not self.connected:
+            raise LookupError(f"bus {self.name} is not connected")
+        known = next((d.config for d in self.devices if d.config.unit_id == unit_id), None)
+        timeout = known.timeout if known else max(d.timeout for d in self.config.devices)
+        done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        try:
+            self._writes.put_nowait(_Probe(unit_id, table, address, count, timeout, done))
+        except asyncio.QueueFull:
+            raise LookupError(f"bus {self.name}: too many requests waiting") from None
+        self._wake.set()
+        slowest = max(d.timeout * (d.retries + 1) for d in self.config.devices)
+        try:
+            return await asyncio.wait_for(asyncio.shield(done), slowest * 2 + timeout + 1.0)
+        except TimeoutError:
+            raise LookupError(f"bus {self.name} did not serve the probe in time") from None
+
+    async def _do_probe(self, master: Master, probe: _Probe) -> None:
+        if probe.done.done():
+            return
+        try:
+            request = read_request(probe.table, probe.address, probe.count)
+            words = await master.transact(probe.unit_id, request, probe.timeout)
+        except PortLost as exc:
+            probe.done.set_exception(LookupError(f"port lost: {exc}"))
+            raise
+        except NoAnswer:
+            probe.done.set_exception(LookupError(f"unit {probe.unit_id} did not answer within {probe.timeout}s"))
+        except (FrameError, ExceptionReply, ValueError) as exc:
+            probe.done.set_exception(LookupError(f"unit {probe.unit_id}: {exc}"))
+        else:
+            probe.done.set_result(list(words[: probe.count]))
+
     def _fail_writes(self, why: str) -> None:
         while not self._writes.empty():
-            write = self._writes.get_nowait()
-            if not write.done.done():
-                write.done.set_exception(WriteError(f"bus {self.name}: {why}"))
+            item = self._writes.get_nowait()
+            if not item.done.done():
+                error = LookupError if isinstance(item, _Probe) else WriteError
+                item.done.set_exception(error(f"bus {self.name}: {why}"))

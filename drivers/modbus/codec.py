@@ -86,11 +86,23 @@ def decode_point(point: PointConfig, registers: list[int]) -> int | float | bool
     if isinstance(raw, float) and not math.isfinite(raw):
         raise ValueError(f"device sent a non-finite float ({raw})")
     value: int | float = raw if point.scale == 1.0 and point.offset == 0.0 else raw * point.scale + point.offset
+    if isinstance(raw, int) and isinstance(value, float):
+        # An integer register scaled by 0.1 has one decimal, not 40.900000000000006.
+        value = round(value, _decimals(point.scale, point.offset))
     if (point.valid_min is not None and value < point.valid_min) or (
         point.valid_max is not None and value > point.valid_max
     ):
         raise OutOfRange(f"{value} outside {point.valid_min}..{point.valid_max}")
     return value
+
+
+def _decimals(*factors: float) -> int:
+    """Decimal places that scale and offset can produce (0.1 → 1, 0.005 → 3), at most 9."""
+    places = 0
+    for factor in factors:
+        text = f"{abs(factor):.9f}".rstrip("0")
+        places = max(places, len(text.split(".")[1]) if "." in text else 0)
+    return min(places, 9)
 
 
 def decode_string(registers: list[int], byte_order: str) -> str:
