@@ -201,6 +201,17 @@ install_layout() {
     install_file 0644 root root "$SCRIPT_DIR/99-fieldgate-rs485.rules" "$UDEV_DIR/99-fieldgate-rs485.rules"
     install_file 0644 root root "$SCRIPT_DIR/README.md" "$PREFIX/README.md"
     install_file 0640 root "$SERVICE_USER" "$SOURCE_DIR/config/demo.yaml" "$CONF_DIR/site.example.yaml"
+    # Models and their manifests (cameras: detector.model: /opt/fieldgate/models/<name>.yaml);
+    # device templates for site configs (template: radar-level).
+    make_dir 0755 root root "$PREFIX/models"
+    local file
+    for file in "$SOURCE_DIR"/models/*.onnx "$SOURCE_DIR"/models/*.yaml "$SOURCE_DIR"/models/README.md; do
+        [[ -e $file ]] && install_file 0644 root root "$file" "$PREFIX/models/$(basename "$file")"
+    done
+    make_dir 0755 root root "$PREFIX/config/devices"
+    for file in "$SOURCE_DIR"/config/devices/*.yaml; do
+        [[ -e $file ]] && install_file 0644 root root "$file" "$PREFIX/config/devices/$(basename "$file")"
+    done
 }
 
 python_minor() {

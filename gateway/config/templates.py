@@ -30,6 +30,7 @@ from gateway.config.yamlmarks import ConfigSyntaxError, Mark, MarkedDocument, Pa
 
 REPO_DEVICES = Path(__file__).resolve().parents[2] / "config" / "devices"
 SYSTEM_DEVICES = Path("/etc/fieldgate/devices")
+INSTALLED_DEVICES = Path("/opt/fieldgate/config/devices")  # the shipped templates, put there by install.sh
 TEMPLATE_KEYS = ("template", "point_prefix", "point_overrides")
 
 
@@ -37,7 +38,7 @@ def template_dirs(site_file: str) -> list[Path]:
     """Where templates are looked up, first match wins: beside the site file, $FIELDGATE_DEVICES, built-ins."""
     dirs = [Path(site_file).parent / "devices"]
     dirs += [Path(p) for p in os.environ.get("FIELDGATE_DEVICES", "").split(os.pathsep) if p]
-    return [*dirs, SYSTEM_DEVICES, REPO_DEVICES]
+    return [*dirs, SYSTEM_DEVICES, INSTALLED_DEVICES, REPO_DEVICES]
 
 
 def known_templates(dirs: list[Path]) -> list[str]:
