@@ -50,6 +50,7 @@ class MessageKind(enum.IntEnum):
     ALARM_CANCEL = 3
     ACK = 4
     COMMAND = 5
+    REPLY = 6
 
 
 # Wire order of qualities: fixed here, independent of the enum's declaration order.
@@ -137,8 +138,27 @@ class CompactAlarm:
 
 
 @dataclass(frozen=True, slots=True)
+class CompactReply:
+    """A gateway's answer to a satellite COMMAND (gateway -> platform).
+
+    ``command_id`` is the header seq of the COMMAND it answers (not a journal seq),
+    ``issuer`` the issuer number as the command named it (None: unreadable), both echoed
+    unauthenticated for correlation. ``body`` is ``Reply.compact_body()``: status, reason,
+    optional result; ``gateway.commands.reply.decode_compact_reply`` reads it.
+    """
+
+    command_id: int
+    issuer: int | None
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class CompactMessage:
-    """A decoded message. ``seqs`` are the journal seqs it carries: dedup by (gateway, seq)."""
+    """A decoded message. ``seqs`` are the journal seqs it carries: dedup by (gateway, seq).
+
+    A REPLY carries no journal seq (``seqs`` is empty): its header seq is a command id,
+    in ``reply.command_id``, and must never enter the (gateway, seq) dedup.
+    """
 
     kind: MessageKind
     gateway: int
@@ -148,6 +168,7 @@ class CompactMessage:
     alarm: CompactAlarm | None = None
     acked: tuple[tuple[int, int], ...] = ()  # inclusive seq ranges (ACK)
     command: bytes = b""  # opaque signed envelope (COMMAND); verified by the command plane
+    reply: CompactReply | None = None  # REPLY
 
 
 @dataclass(frozen=True, slots=True)
@@ -656,6 +677,63 @@ def encode_command(envelope: bytes, *, gateway: int, time: int, command_id: int)
     return bytes(_header(MessageKind.COMMAND, gateway, time, command_id) + envelope)
 
 
+def command_issuer(message: CompactMessage) -> int | None:
+    """The issuer number a COMMAND body names (its second field, docs/commands.md), read without
+    verifying anything: for echoing in the REPLY. None when it cannot be read."""
+    if message.kind is not MessageKind.COMMAND:
+        return None
+    r = _Reader(message.command)
+    try:
+        r.byte()  # head: command code, nonce length
+        issuer = r.varint()
+    except CompactDecodeError:
+        return None
+    return issuer if issuer < _U32 else None
+
+
+# --------------------------------------------------------------------------- reply
+
+_REPLY_MIN_BODY = 2  # status byte, reason byte
+
+
+def _reply_prefix(gateway: int, time: int, command_id: int, issuer: int | None) -> bytearray:
+    if issuer is not None and not 0 <= issuer < _U32:
+        raise CompactEncodeError(f"issuer number {issuer} out of range 0..2**32-1")
+    out = _header(MessageKind.REPLY, gateway, time, command_id)
+    _put_varint(out, 0 if issuer is None else issuer + 1)
+    return out
+
+
+def reply_overhead(*, gateway: int, command_id: int, issuer: int | None) -> int:
+    """Bytes a REPLY takes before its body: ``max_bytes - reply_overhead(...)`` is the body's room."""
+    return len(_reply_prefix(gateway, 0, command_id, issuer))
+
+
+def encode_reply(body: bytes, *, gateway: int, time: int, command_id: int, issuer: int | None,
+                 max_bytes: int | None = None) -> bytes:
+    """Gateway -> platform: the answer to the COMMAND with header seq ``command_id``.
+
+    ``body`` is ``Reply.compact_body(room)`` (at least status and reason); ``time`` the whole
+    UTC second the reply was made; ``issuer`` the number the command named (None: unknown).
+    """
+    if len(body) < _REPLY_MIN_BODY:
+        raise CompactEncodeError("a reply body needs at least the status and reason bytes")
+    out = bytes(_reply_prefix(gateway, time, command_id, issuer) + body)
+    if max_bytes is not None and len(out) > max_bytes:
+        raise CompactEncodeError(f"reply takes {len(out)} bytes, more than {max_bytes}")
+    return out
+
+
+def _decode_reply(r: _Reader, command_id: int) -> CompactReply:
+    issuer = r.varint()
+    if issuer > _U32:
+        raise CompactDecodeError("issuer number out of range")
+    body = r.rest()
+    if len(body) < _REPLY_MIN_BODY:
+        raise CompactDecodeError("reply without status and reason")
+    return CompactReply(command_id, None if issuer == 0 else issuer - 1, body)
+
+
 # --------------------------------------------------------------------------- decode
 
 
@@ -696,6 +774,8 @@ def _decode(data: bytes, aliases: AliasTable) -> CompactMessage:
         acked = _decode_ack(r, seq)
         _expect_end(r)
         return CompactMessage(kind, gateway, base_time, (), acked=acked)
+    if kind is MessageKind.REPLY:
+        return CompactMessage(kind, gateway, base_time, (), reply=_decode_reply(r, seq))
     return CompactMessage(kind, gateway, base_time, (seq,), command=r.rest())
 
 

@@ -1,4 +1,9 @@
-"""The reply to a command: JSON for MQTT, a few bytes for satellite."""
+"""The reply to a command: JSON for MQTT, a few bytes for satellite.
+
+Satellite: the body (``Reply.compact_body``) travels in a compact REPLY message
+(``gateway.compact.encode_reply``, docs/satellite.md §1.6); the platform reads a received
+message with :func:`parse_satellite_reply`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import compact
 from gateway.commands.canonical import CanonicalError, canonical_json
+from gateway.commands.envelope import strict_loads
 from gateway.commands.names import REASON_CODES, Reason, Status
 
 REPLY_VERSION = 1
@@ -60,10 +67,44 @@ class Reply:
 
 
 def decode_compact_reply(body: bytes) -> tuple[Status, Reason, dict[str, Any] | None]:
-    """Platform side of ``Reply.compact_body``. Raises ValueError on bad input."""
+    """Platform side of ``Reply.compact_body``. Raises ValueError (and nothing else) on bad input."""
     if len(body) < 2 or body[0] >= len(_STATUS_CODES) or body[1] >= len(REASON_CODES):
         raise ValueError("not a compact command reply")
-    result = json.loads(body[2:]) if len(body) > 2 else None
-    if result is not None and not isinstance(result, dict):
-        raise ValueError("compact reply result is not an object")
+    result: Any = None
+    if len(body) > 2:
+        try:
+            result = strict_loads(bytes(body[2:]))  # the gateway writes JCS: no NaN, no duplicate keys
+        except RecursionError:  # deeply nested junk
+            raise ValueError("compact reply result nested too deeply") from None
+        if not isinstance(result, dict):
+            raise ValueError("compact reply result is not an object")
     return _STATUS_CODES[body[0]], REASON_CODES[body[1]], result
+
+
+@dataclass(frozen=True, slots=True)
+class SatelliteReply:
+    """A compact REPLY as the platform reads it. ``command_id`` and ``issuer`` are echoed from the
+    command (unauthenticated for a rejected one): correlate by (gateway, issuer, command_id)."""
+
+    gateway: int
+    time: int
+    command_id: int
+    issuer: int | None
+    status: Status
+    reason: Reason
+    result: dict[str, Any] | None
+
+
+def parse_satellite_reply(message: compact.CompactMessage | bytes) -> SatelliteReply:
+    """Platform side: a received REPLY message (raw bytes or decoded). Raises ValueError on bad input
+    (``CompactDecodeError`` is turned into ValueError too)."""
+    if isinstance(message, bytes | bytearray):
+        try:
+            message = compact.decode(bytes(message))
+        except compact.CompactDecodeError as exc:
+            raise ValueError(f"not a compact message: {exc}") from None
+    if message.kind is not compact.MessageKind.REPLY or message.reply is None:
+        raise ValueError(f"not a REPLY message ({message.kind.name})")
+    status, reason, result = decode_compact_reply(message.reply.body)
+    return SatelliteReply(message.gateway, message.base_time, message.reply.command_id, message.reply.issuer,
+                          status, reason, result)
