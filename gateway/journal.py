@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.journal_config import JournalSettings
-from gateway.shared import Journalable, Progress, Quality, Reading, RecordClass
+from gateway.shared import EventRecord, Journalable, Progress, RecordClass
 
 log = logging.getLogger("fieldgate.journal")
 
@@ -103,9 +103,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def journal_event(what: str, now: float, **attrs: Any) -> Reading:
-    """An event record about the journal itself (damage, drops); the platform sees it on …/event."""
-    return Reading(JOURNAL_POINT, what, Quality.GOOD, now, attrs=attrs)
+def journal_event(what: str, now: float, **attrs: Any) -> EventRecord:
+    """An event record about the journal itself (damage, drops); the platform sees it on …/event
+    as ``{"kind": "<what>", "key": "journal", ...}``."""
+    return EventRecord(what, JOURNAL_POINT, attrs, now)
 
 
 class Journal:

@@ -58,7 +58,7 @@ def test_capacity_drops_oldest_telemetry_never_alarms(tmp_path: Path) -> None:
         "SELECT cls FROM records WHERE seq = ?", (j.last_seq(),)).fetchone()[0] == RecordClass.EVENT
     # Every drop is told: an event record with the counts, and counters that survive a restart.
     events = [r.body for r in j.pending("mqtt", 10_000) if r.cls is RecordClass.EVENT]
-    assert events and events[0]["value"] == "dropped" and events[0]["attrs"]["records"]["capacity/telemetry"] > 0
+    assert events and events[0]["kind"] == "dropped" and events[0]["records"]["capacity/telemetry"] > 0
     dropped = stats["dropped"]["telemetry"]
     j.close()
     j = Journal(tmp_path / "j.sqlite", {"mqtt": ALL}, settings(max_bytes=MiB))
@@ -172,7 +172,7 @@ def test_garbage_file_is_moved_aside_and_seq_continues(tmp_path: Path) -> None:
     aside = [p for p in tmp_path.iterdir() if ".damaged-" in p.name]
     assert len(aside) == 1 and aside[0].read_bytes() == garbage  # kept, not deleted
     events = j.pending("mqtt", 10)
-    assert events[0].body["value"] == "damaged" and events[0].body["attrs"]["moved_to"] == str(aside[0])
+    assert events[0].body["kind"] == "damaged" and events[0].body["moved_to"] == str(aside[0])
     assert events[0].seq > 3  # never reuses a seq the damaged file may have handed out
     assert j.append([(RecordClass.TELEMETRY, reading("a", 9.0))])[0] > events[0].seq
     assert j.stats()["moved_aside"] == [str(aside[0])]
@@ -190,7 +190,7 @@ def test_corrupt_page_fails_quick_check_and_is_moved_aside(tmp_path: Path) -> No
     path.write_bytes(bytes(data))
     j = Journal(path, {"mqtt": ALL}, settings())
     assert len(j.moved_aside) == 1
-    assert j.pending("mqtt", 1)[0].body["value"] == "damaged"
+    assert j.pending("mqtt", 1)[0].body["kind"] == "damaged"
     assert j.pending("mqtt", 1)[0].seq > 3_000
 
 
