@@ -9,6 +9,12 @@ with ``app_ack`` the record stays pending for the satellite until the platform's
 names its seq (or ``ack_timeout`` passes and it is sent again). The primary still carries
 every record when it returns (a record can leave by satellite and later by MQTT); the platform
 deduplicates by (gateway, seq).
+
+Replies to satellite commands (``queue_reply``) go back over the same link whatever the
+failover state: the command came that way, so the platform listens there. They are not journal
+records (the command's audit record is) and need no ACK; they wait in a small bounded queue.
+Order of one service slot: an alarm never sent yet, then the oldest reply, then everything else
+(alarm resends after ``ack_timeout``, readings) — docs/satellite.md §2.1.
 """
 
 from __future__ import annotations
@@ -19,16 +25,24 @@ import json
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway import compact
+from gateway.commands.reply import Reply
 from gateway.journal import AsyncJournal, JournalRecord
 from gateway.shared import Link, OutboundMessage, Progress, Reading, SatellitePolicy
 
 log = logging.getLogger("fieldgate.satellite")
 
 SEVERITY_LEVEL = {"minor": 1, "moderate": 2, "severe": 3, "extreme": 4}
+ALARM_KINDS = ("alarm", "detection")  # journal record kinds sent as a compact ALARM
+REPLY_QUEUE = 8  # replies waiting for the link; beyond this the oldest is dropped
+REPLY_MAX_AGE_S = 3600.0  # an older reply is dropped unsent: the platform has reissued or read the audit
+REPLY_ATTEMPTS = 3  # sends of one reply before it is dropped
+REPLY_RETRY_S = 5.0  # after a failed send
+BUDGET_RETRY_S = 60.0  # after the byte budget said no
 
 
 class Budget:
@@ -62,6 +76,14 @@ class Budget:
         tmp.replace(self.path)
 
 
+@dataclass(slots=True)
+class _QueuedReply:
+    reply: Reply
+    issuer: int | None  # the issuer number the command named, echoed for correlation
+    queued: float  # monotonic
+    attempts: int = 0
+
+
 class SatelliteRunner:
     def __init__(self, link: Link, journal: AsyncJournal, primaries: list[Link], policy: SatellitePolicy, *,
                  gateway_number: int, aliases: compact.AliasTable, rule_aliases: dict[str, int],
@@ -75,8 +97,112 @@ class SatelliteRunner:
         self._awaiting: dict[int, float] = {}  # seq -> when sent, waiting for the platform's ACK
         self.active = False
         self._new_records = journal.subscribe()  # set when something is committed: an alarm goes at once
-        self.sent_messages = 0
+        self.sent_messages = 0  # every message, replies included (the bill)
         self.failover_at: float | None = None
+        self._replies: deque[_QueuedReply] = deque()
+        self._reply_not_before = 0.0  # monotonic: after a failed send or a full budget
+        self._sending: _QueuedReply | None = None  # the reply the link is sending now
+        self._slot_at = 0.0  # monotonic: the link's service interval since our last send ends here
+        self.sent_replies = 0
+        self.dropped_replies = 0
+
+    # ---- replies to satellite commands ---------------------------------------------------
+
+    def queue_reply(self, reply: Reply, command: compact.CompactMessage | None = None) -> bool:
+        """Send ``reply`` (to the satellite ``command``) over this link as soon as the link and its
+        service interval allow, whether or not a primary is up. Returns False if it cannot be sent
+        at all (no command id to correlate with). Never blocks; the queue is bounded."""
+        if reply.id is None:
+            log.warning("satellite %s: reply without a command id (%s %s) not sent: nothing to correlate",
+                        self.link.name, reply.status, reply.reason)
+            return False
+        if len(self._replies) >= REPLY_QUEUE:
+            # the oldest, unless the modem has it right now (then the next oldest)
+            old = self._replies[1] if self._replies[0] is self._sending else self._replies[0]
+            self._replies.remove(old)
+            self.dropped_replies += 1
+            log.warning("satellite %s: reply queue full (%d); reply to command %s (%s) dropped unsent",
+                        self.link.name, REPLY_QUEUE, old.reply.id, old.reply.status)
+        issuer = compact.command_issuer(command) if command is not None else None
+        self._replies.append(_QueuedReply(reply, issuer, time.monotonic()))
+        self._new_records.set()  # wake the loop when it waits for work
+        return True
+
+    @property
+    def queued_replies(self) -> int:
+        return len(self._replies)
+
+    def _message_limit(self) -> int:
+        """Bytes per message: the configured figure, or less if the card says so once read."""
+        card = getattr(self.link, "max_bytes", None)
+        return min(self.max_bytes, card) if isinstance(card, int) and card > 0 else self.max_bytes
+
+    def _encode_reply(self, item: _QueuedReply) -> bytes:
+        reply, limit = item.reply, self._message_limit()
+        assert reply.id is not None  # refused by queue_reply
+        room = limit - compact.reply_overhead(gateway=self.gateway_number, command_id=reply.id, issuer=item.issuer)
+        return compact.encode_reply(reply.compact_body(room), gateway=self.gateway_number,
+                                    time=int(max(0.0, reply.ts)), command_id=reply.id, issuer=item.issuer,
+                                    max_bytes=limit)
+
+    def _reply_due(self) -> bool:
+        now = time.monotonic()
+        return bool(self._replies) and self.link.connected and now >= max(self._reply_not_before, self._slot_at)
+
+    def _sent(self) -> None:
+        """A message left: what goes next is chosen when the service interval is over, not now, so
+        that an alarm committed meanwhile is not queued behind a message picked too early."""
+        interval = getattr(self.link, "interval_s", 0.0)  # BeiDou: the card's; Iridium has none
+        self._slot_at = time.monotonic() + (float(interval) if isinstance(interval, int | float) else 0.0)
+        self.sent_messages += 1
+
+    async def _send_reply(self, progress: Progress) -> None:
+        """Send the oldest queued reply once (budget and link permitting)."""
+        item = self._replies[0]
+        command_id = item.reply.id
+        if time.monotonic() - item.queued > REPLY_MAX_AGE_S:
+            self._drop_reply(item, f"older than {REPLY_MAX_AGE_S:.0f} s")
+            return
+        try:
+            payload = self._encode_reply(item)
+        except compact.CompactEncodeError as exc:
+            self._drop_reply(item, f"not encodable: {exc}")
+            return
+        now = time.time()
+        if not self.budget.allows(len(payload), now):
+            log.warning("satellite %s: byte budget reached; reply to command %s waits", self.link.name, command_id)
+            self._reply_not_before = time.monotonic() + BUDGET_RETRY_S
+            return
+        item.attempts += 1
+        self._sending = item
+        try:
+            await asyncio.wait_for(self.link.send(OutboundMessage("", payload, ())), timeout=self.policy.send_timeout)
+        except Exception as exc:
+            progress.beat()
+            if item.attempts >= REPLY_ATTEMPTS:
+                self._drop_reply(item, f"send failed {item.attempts} times, last: {exc or type(exc).__name__}")
+            else:
+                log.warning("satellite %s: reply to command %s not sent (%s); retrying", self.link.name,
+                            command_id, exc or type(exc).__name__)
+                self._reply_not_before = time.monotonic() + REPLY_RETRY_S
+            return
+        finally:
+            self._sending = None
+        self._replies.popleft()  # still first: queue_reply never drops the one being sent
+        self.budget.spend(len(payload), now)
+        self._sent()
+        self.sent_replies += 1
+        log.info("satellite %s: sent %d-byte reply to command %s (%s%s)", self.link.name, len(payload),
+                 command_id, item.reply.status, f": {item.reply.reason}" if item.reply.reason else "")
+
+    def _drop_reply(self, item: _QueuedReply, why: str) -> None:
+        if self._replies and self._replies[0] is item:
+            self._replies.popleft()
+        self.dropped_replies += 1
+        log.warning("satellite %s: reply to command %s (%s) dropped: %s", self.link.name, item.reply.id,
+                    item.reply.status, why)
+
+    # ---- journal records -----------------------------------------------------------------
 
     def on_platform_ack(self, ranges: tuple[tuple[int, int], ...]) -> list[int]:
         acked = [seq for seq in self._awaiting if any(lo <= seq <= hi for lo, hi in ranges)]
@@ -92,30 +218,54 @@ class SatelliteRunner:
                 log.info("satellite %s: platform acknowledged seqs %s", self.link.name, acked)
 
     async def run(self, progress: Progress) -> None:
+        self._check_primaries()  # before the first pass of the loop decides standby or not
+        watcher = asyncio.create_task(self._watch_primaries(), name=f"{self.link.name}-primaries")
+        try:
+            await self._loop(progress)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _watch_primaries(self) -> None:
+        """Keep ``_down_since`` current even while the loop waits on a send (a reply in standby)."""
+        while True:
+            await asyncio.sleep(0.1)  # notice a dead primary within 0.1 s; a brief return resets the clock
+            self._check_primaries()
+
+    def _check_primaries(self) -> None:
+        if not self.primaries or any(p.connected for p in self.primaries):
+            self._down_since = None
+        elif self._down_since is None:
+            self._down_since = time.monotonic()
+            log.info("satellite %s: every primary link is down; failover in %.0fs unless one returns",
+                     self.link.name, self.policy.failover_after)
+
+    async def _loop(self, progress: Progress) -> None:
         next_cleanup = 0.0
         while True:
             progress.beat()
             now = time.monotonic()
-            if any(p.connected for p in self.primaries) or not self.primaries:
+            down_since = self._down_since
+            if down_since is None:
                 if self.active:
                     log.info("satellite %s: primary link back; standing by", self.link.name)
-                self._down_since, self.active = None, False
+                    self.active = False
                 if now >= next_cleanup:  # a query on the journal thread: not on every check
                     await self._forget_delivered()
                     next_cleanup = now + 5.0
-                await asyncio.sleep(0.1)  # notice a dead primary within 0.1 s
-                continue
-            if self._down_since is None:
-                self._down_since = now
-                log.info("satellite %s: every primary link is down; failover in %.0fs unless one returns",
-                         self.link.name, self.policy.failover_after)
-            if now - self._down_since < self.policy.failover_after or not self.link.connected:
-                await asyncio.sleep(0.1)  # fine-grained, so a primary that comes back briefly resets the clock
+            if down_since is None or now - down_since < self.policy.failover_after or not self.link.connected:
+                if self._reply_due():  # standby or not: the command came this way
+                    await self._send_reply(progress)
+                else:
+                    await asyncio.sleep(0.1)
                 continue
             if not self.active:
                 self.active, self.failover_at = True, time.time()
                 log.warning("satellite %s: every primary link down for %.0fs; alarms leave by satellite",
-                            self.link.name, now - self._down_since)
+                            self.link.name, now - down_since)
+            if now < self._slot_at:  # the link could not send yet: decide what goes when it can
+                await asyncio.sleep(min(0.5, self._slot_at - now))
+                continue
             self._new_records.clear()
             if not await self._send_next(progress):
                 with contextlib.suppress(TimeoutError):
@@ -135,6 +285,9 @@ class SatelliteRunner:
         waiting = {s for s, t in self._awaiting.items() if now - t < self.policy.ack_timeout}
         records: list[JournalRecord] = await self.journal.call(
             self.journal.journal.pending, self.link.name, 20, frozenset(waiting))
+        if self._reply_due() and not any(self._fresh_alarm(r) for r in records):
+            await self._send_reply(progress)
+            return True
         if not records:
             return False
         payload, seqs, skip = self._encode(records)
@@ -158,7 +311,7 @@ class SatelliteRunner:
             await asyncio.sleep(5.0)
             return True
         self.budget.spend(len(payload), now)
-        self.sent_messages += 1
+        self._sent()
         log.info("satellite %s: sent %d bytes carrying seqs %s", self.link.name, len(payload), list(seqs))
         if self.policy.app_ack:
             for seq in seqs:
@@ -167,11 +320,15 @@ class SatelliteRunner:
             await self.journal.call(self.journal.journal.ack, self.link.name, seqs)
         return True
 
+    def _fresh_alarm(self, record: JournalRecord) -> bool:
+        """An alarm this link has not sent yet (a resend after ``ack_timeout`` is not fresh)."""
+        return record.body.get("kind") in ALARM_KINDS and record.seq not in self._awaiting
+
     def _encode(self, records: list[JournalRecord]) -> tuple[bytes, tuple[int, ...], list[int]]:
         """One message: the first alarm alone, else as many readings as fit."""
         skip: list[int] = []
         for record in records:
-            if record.body.get("kind") in ("alarm", "detection"):
+            if record.body.get("kind") in ALARM_KINDS:
                 try:
                     return self._encode_alarm(record), (record.seq,), skip
                 except (compact.CompactEncodeError, KeyError, ValueError) as exc:
