@@ -59,6 +59,7 @@ from gateway.shared import (
     now,
 )
 from gateway.status import StatusServer
+from gateway.view import build_snapshot
 from gateway.vision.events import DetectionEvent
 from gateway.vision.pipeline import run_camera
 
@@ -143,9 +144,9 @@ class Gateway:
     async def on_detection(self, event: DetectionEvent) -> None:
         """A confirmed (or ended) camera detection: into the rules as a reading, into the journal as a record."""
         confirmed = event.kind != "end"
-        await self.evaluate(Reading(f"{event.camera}.{event.role}", event.score if confirmed else 0.0,
-                                            Quality.GOOD, event.t, attrs={"confirmed": confirmed,
-                                                                          "event": event.event_id}))
+        point = f"{event.camera}.{event.role}"
+        attrs = {"confirmed": confirmed, "event": event.event_id}
+        await self.evaluate(Reading(point, event.score if confirmed else 0.0, Quality.GOOD, event.t, attrs=attrs))
         body = event.to_json()
         body["phase"] = body.pop("kind")  # new / update / end
         record = EventRecord("detection", event.camera, body, event.t)
@@ -223,45 +224,7 @@ class Gateway:
         try:
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self.journal.run(progress("journal", 30.0)), name="journal")
-                link_tasks = []
-                for link, cfg in zip(self.links, self.mqtt_configs, strict=True):
-                    runner = LinkRunner(link, self.journal, self.profiles[link.name],
-                                        batch=cfg.batch_records, max_inflight=cfg.max_inflight,
-                                        replay_rate=self.config.journal.replay_rate_for(link.name))
-                    self.runners.append(runner)
-                    deadline = cfg.reconnect_max + 60.0
-                    link_tasks.append(tg.create_task(supervise(
-                        f"link {link.name}", partial(link.run, progress(f"link {link.name}", deadline)))))
-                    link_tasks.append(tg.create_task(supervise(
-                        f"sender {link.name}", partial(runner.run, progress(f"sender {link.name}", deadline)))))
-                for sat, sat_cfg in self.satellites:
-                    sat_runner = SatelliteRunner(
-                        sat, self.journal, self.links, sat_cfg.policy,
-                        gateway_number=self.config.satellite.gateway_number,
-                        aliases=AliasTable(self.config.satellite.aliases),
-                        rule_aliases=self.config.satellite.rule_aliases, max_bytes=sat.max_bytes,
-                        state_dir=self.config.gateway.state_dir)
-                    self.satellite_runners[sat.name] = sat_runner
-                    deadline = sat_cfg.policy.send_timeout + 120.0
-                    link_tasks.append(tg.create_task(supervise(
-                        f"link {sat.name}", partial(sat.run, progress(f"link {sat.name}", deadline)))))
-                    link_tasks.append(tg.create_task(supervise(
-                        f"sender {sat.name}", partial(sat_runner.run, progress(f"sender {sat.name}", deadline)))))
-                link_tasks.append(tg.create_task(supervise("rules", partial(
-                    self._tick_rules, progress("rules", 30.0)))))
-                link_tasks.append(tg.create_task(supervise("housekeeping", partial(
-                    self._housekeeping, progress("housekeeping", 60.0)))))
-                if self.broadcast is not None:
-                    inbox = InboxWatcher(self.config.broadcast, self.broadcast, inbox_dir=self.config.inbox_path)
-                    link_tasks.append(tg.create_task(supervise("alert inbox", partial(
-                        inbox.run, progress("alert inbox", 60.0)))))
-                if self.config.status is not None:
-                    link_tasks.append(tg.create_task(supervise("status page", partial(
-                        StatusServer(self.config.status, self.control).run))))
-                link_tasks.extend(
-                    tg.create_task(supervise(f"camera {cam.name}", partial(
-                        run_camera, cam, self.on_detection, progress(f"vision {cam.name}", 60.0))))
-                    for cam in self.config.cameras)
+                services = self._start_links(tg) + self._start_services(tg)
                 bus_tasks = [
                     tg.create_task(supervise(
                         f"bus {bus.name}", partial(bus.run, self.ingest, progress(f"bus {bus.name}",
@@ -276,7 +239,7 @@ class Gateway:
                 await _cancel(bus_tasks)
                 await self.journal.flush()
                 writer.cancel()
-                await _cancel(link_tasks)
+                await _cancel(services)
                 await _cancel(list(self._background))
         finally:
             if self.commands is not None:
@@ -287,44 +250,58 @@ class Gateway:
             await self.journal.close()
         log.info("stopped; %d records committed this run", self.journal.committed)
 
+    def _start_links(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        """Each link's own loop (connect, reconnect) and the runner that feeds it from the journal."""
+        progress = self._progress_factory
+        tasks = []
+        for link, cfg in zip(self.links, self.mqtt_configs, strict=True):
+            runner = LinkRunner(link, self.journal, self.profiles[link.name],
+                                batch=cfg.batch_records, max_inflight=cfg.max_inflight,
+                                replay_rate=self.config.journal.replay_rate_for(link.name))
+            self.runners.append(runner)
+            deadline = cfg.reconnect_max + 60.0
+            tasks.append(tg.create_task(supervise(
+                f"link {link.name}", partial(link.run, progress(f"link {link.name}", deadline)))))
+            tasks.append(tg.create_task(supervise(
+                f"sender {link.name}", partial(runner.run, progress(f"sender {link.name}", deadline)))))
+        for sat, sat_cfg in self.satellites:
+            sat_runner = SatelliteRunner(
+                sat, self.journal, self.links, sat_cfg.policy,
+                gateway_number=self.config.satellite.gateway_number,
+                aliases=AliasTable(self.config.satellite.aliases),
+                rule_aliases=self.config.satellite.rule_aliases, max_bytes=sat.max_bytes,
+                state_dir=self.config.gateway.state_dir)
+            self.satellite_runners[sat.name] = sat_runner
+            deadline = sat_cfg.policy.send_timeout + 120.0
+            tasks.append(tg.create_task(supervise(
+                f"link {sat.name}", partial(sat.run, progress(f"link {sat.name}", deadline)))))
+            tasks.append(tg.create_task(supervise(
+                f"sender {sat.name}", partial(sat_runner.run, progress(f"sender {sat.name}", deadline)))))
+        return tasks
+
+    def _start_services(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        """Rules clock, housekeeping, alert inbox, status page, cameras."""
+        progress = self._progress_factory
+        tasks = [
+            tg.create_task(supervise("rules", partial(self._tick_rules, progress("rules", 30.0)))),
+            tg.create_task(supervise("housekeeping", partial(self._housekeeping, progress("housekeeping", 60.0)))),
+        ]
+        if self.broadcast is not None:
+            inbox = InboxWatcher(self.config.broadcast, self.broadcast, inbox_dir=self.config.inbox_path)
+            tasks.append(tg.create_task(supervise("alert inbox", partial(inbox.run, progress("alert inbox", 60.0)))))
+        if self.config.status is not None:
+            server = StatusServer(self.config.status, self.control)
+            tasks.append(tg.create_task(supervise("status page", server.run)))
+        tasks.extend(
+            tg.create_task(supervise(f"camera {cam.name}", partial(
+                run_camera, cam, self.on_detection, progress(f"vision {cam.name}", 60.0))))
+            for cam in self.config.cameras)
+        return tasks
+
     # ---- what the status page and `fieldgate status` show -------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        t = time.time()
-        journal = self.journal.journal
-        return {
-            "gateway": {"id": self.config.gateway.id, "name": self.config.gateway.name, "started": self.started,
-                        "uptime_s": round(t - self.started, 1), "config": self.config_path},
-            "points": [
-                {"point": r.point, "value": r.value, "unit": r.unit, "q": r.quality.value, "ts": r.source_time,
-                 "age_s": round(t - r.source_time, 1)}
-                for r in sorted(self.latest.values(), key=lambda r: r.point)
-            ],
-            "devices": [d for bus in self.buses for d in _device_states(bus)],
-            "links": [
-                {"name": link.name, "type": cfg.type, "connected": link.connected,
-                 "sent_messages": runner.sent_messages if runner else 0,
-                 "failed_sends": runner.failed_sends if runner else 0,
-                 "backlog": self.journal_stats.get("links", {}).get(link.name, {}).get("pending")}
-                for link, cfg, runner in zip(self.links, self.mqtt_configs, self._runner_list(), strict=True)
-            ] + [
-                {"name": sat.name, "type": cfg.type, "connected": sat.connected,
-                 "active": bool(runner and runner.active),
-                 "sent_messages": runner.sent_messages if runner else 0,
-                 "backlog": self.journal_stats.get("links", {}).get(sat.name, {}).get("pending")}
-                for sat, cfg in self.satellites for runner in [self.satellite_runners.get(sat.name)]
-            ],
-            "journal": {"committed": self.journal.committed, "path": str(journal.path),
-                        "backlog": self.journal_stats.get("records"),
-                        "oldest_age_s": self.journal_stats.get("oldest_age_s"),
-                        "drops": sum(self.journal_stats.get("dropped", {}).values()),
-                        "bytes": self.journal_stats.get("bytes")},
-            "loops": self._loop_states(),
-            "alarms": self.rules.active_alarms(),
-            "evidence": list(self.evidence),
-            "snapshot": self.latest_snapshot,
-            "counters": dict(self.counters),
-        }
+        return build_snapshot(self)
 
     async def _on_mqtt_command(self, link_name: str, topic: str, payload: bytes) -> None:
         if self.commands is None:
@@ -393,25 +370,8 @@ class Gateway:
             log.info("satellite %s: incoming %s message ignored", link_name, message.kind.name,
                      extra={"link": link_name})
 
-    def _runner_list(self) -> list[LinkRunner | None]:
-        by_name = {r.link.name: r for r in self.runners}
-        return [by_name.get(link.name) for link in self.links]
-
     async def action(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         return await self.control.action(name, args)
-
-
-def _device_states(bus: BusDriver) -> list[dict[str, Any]]:
-    """Per-device state of buses that keep one (Modbus: online / suspect / offline, poll counts)."""
-    out = []
-    for state in getattr(bus, "devices", []):
-        config = getattr(state, "config", None)
-        mode = str(getattr(state, "mode", "online"))
-        polls, good = int(getattr(state, "polls", 0)), int(getattr(state, "good_polls", 0))
-        out.append({"bus": bus.name, "device": getattr(config, "name", "?"),
-                    "unit_id": getattr(config, "unit_id", None), "online": mode != "offline", "mode": mode,
-                    "polls": polls, "errors": polls - good})
-    return out
 
 
 def _bus_deadline(bus: BusDriver) -> float:
