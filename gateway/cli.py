@@ -83,12 +83,36 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{args.config}: ok — gateway {config.gateway.id}, {len(config.buses)} buses, {points} points, "
           f"{len(config.cameras)} cameras, {len(config.rules.rules)} rules, "
           f"{len(config.broadcast.outputs)} broadcast outputs, {len(config.links)} links")
+    for warning in _local_checks(config):
+        print(f"{args.config}: warning: {warning}")
     if args.explain:
         from drivers.modbus.tools import explain
 
         for bus in config.buses:
             print("\n".join(explain(bus)))
     return 0
+
+
+def _local_checks(config: SiteConfig) -> list[str]:
+    """Files the config names that this machine cannot read (model manifests, TLS material, keys).
+
+    Warnings, not errors: a technician often validates on a laptop a file meant for the box, where
+    /opt/fieldgate/models and the systemd credentials exist. The daemon checks them again at start.
+    """
+    from drivers.mqtt.config import MqttLinkConfig
+    from drivers.mqtt.credentials import problems
+    from gateway.vision.manifest import ManifestError, load_manifest
+
+    found = []
+    for i, camera in enumerate(config.cameras):
+        try:
+            load_manifest(camera.detector.model)
+        except ManifestError as exc:
+            found.append(f"cameras[{i}].detector.model: {exc}")
+    for i, link in enumerate(config.links):
+        if isinstance(link, MqttLinkConfig):
+            found.extend(f"links[{i}] ({link.name}): {problem}" for problem in problems(link))
+    return found
 
 
 def cmd_decode(args: argparse.Namespace) -> int:

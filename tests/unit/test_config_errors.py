@@ -141,3 +141,14 @@ def test_decode_cli(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "gateway.cli", "decode", "1122"], capture_output=True, text=True,
                          cwd=ROOT)
     assert bad.returncode == 1 and "not a valid compact message" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_validate_warns_about_files_it_cannot_read_here(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(GOOD + f"""cameras:
+  - {{type: camera, name: cam, source: {tmp_path / 'none.avi'}, detector: {{model: {tmp_path / 'gone.yaml'}}}}}
+""")
+    run = subprocess.run([sys.executable, "-m", "gateway.cli", "validate", str(site)], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr  # warnings: the box may have what the laptop lacks
+    assert f"{site}: warning: cameras[0].detector.model: " in run.stdout and "gone.yaml" in run.stdout
