@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers.modbus.config import PointConfig
 from drivers.modbus.simulator import SimServer, SimUnit
 from gateway import compact
 from gateway.config import load_site
@@ -59,6 +60,7 @@ def test_alarm_by_satellite_then_drain_by_mqtt(tmp_path: Path, broker: Broker, c
     with socat_pair() as (gateway_end, modem_end), BeidouEmulator(modem_end, interval_s=3, noise_period_s=0.5) as bd:
         config = site(tmp_path, gauge_port, broker.port, gateway_end)
         level = load_site(config).buses[0].devices[0].points[0]
+        assert isinstance(level, PointConfig)  # a Modbus point (the site's only bus is modbus_tcp)
         gauge = SimUnit(1)
         gauge.set_point(level, 149.0)
         server = SimServer([gauge], port=gauge_port).start()
