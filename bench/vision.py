@@ -100,9 +100,7 @@ class Piped:
     """The shared-memory worker as run_camera drives it: copy the frame into a free slot, submit,
     collect results in order (the child letterboxes, infers, decodes, runs NMS, sends boxes back)."""
 
-    def __init__(
-        self, manifest: Path, threads: int, frame: np.ndarray, slots: int, overlap: bool | None = None
-    ) -> None:
+    def __init__(self, manifest: Path, threads: int, frame: np.ndarray, slots: int, overlap: bool = True) -> None:
         from gateway.vision.worker import DetectorWorker, WorkerSpec
 
         self.worker = DetectorWorker(WorkerSpec(manifest, threads=threads, slots=slots, overlap=overlap))
@@ -166,7 +164,7 @@ def stage_profile(manifest: Path, threads: int, frame: np.ndarray, repeat: int =
 
 async def compare(
     manifest: Path, threads: int, rounds: int, window: float, frame: np.ndarray, slots: int,
-    overlap: bool | None = None,
+    overlap: bool = True,
 ) -> dict[str, object]:
     """Bare run() and the pipeline in alternating windows (order flipped every round), so a busy
     neighbour or a CPU-frequency change hits both sides alike; medians over the rounds."""
@@ -271,14 +269,14 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=1.5, help="seconds per window")
     ap.add_argument("--slots", type=int, default=2, help="detector.slots (frames in flight)")
     ap.add_argument("--sizes", default="320,640", help="input sizes of the YOLOv8n-sized model")
-    ap.add_argument("--overlap", choices=("auto", "on", "off"), default="auto",
-                    help="worker stages on their own threads (auto: if a core is left over)")
+    ap.add_argument("--overlap", choices=("on", "off"), default="on",
+                    help="worker stages on their own threads (on, the default) or one after the other")
     ap.add_argument("--skip-e2e", action="store_true", help="only the fps comparison and the stage profile")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "tests" / "hil"))
     import test_vision_video as videos  # type: ignore[import-not-found]  # the tests' flame generator
 
-    overlap = {"auto": None, "on": True, "off": False}[args.overlap]
+    overlap = args.overlap == "on"
     out: dict[str, object] = {"threads": args.threads, "slots": args.slots, "overlap": args.overlap,
                               "rounds": args.rounds,
                               "window_s": args.window, "cpus": os.cpu_count(),
