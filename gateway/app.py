@@ -330,8 +330,10 @@ class Gateway:
             log.warning("satellite %s: command ignored: the command plane is not running", link_name)
             return
         reply = await self.commands.handle_compact(message, via=link_name)
-        log.info("satellite %s: command %s → %s (the reply travels in the journal's audit record)",
-                 link_name, reply.id, reply.status)
+        runner = self.satellite_runners.get(link_name)
+        queued = runner is not None and runner.queue_reply(reply, message)
+        log.info("satellite %s: command %s → %s (reply %s)", link_name, reply.id, reply.status,
+                 "queued for the satellite" if queued else "only in the journal's audit record")
 
     async def _journal_command(self, record: dict[str, Any]) -> None:
         event = EventRecord("command", str(record.get("id")), record, float(record.get("ts", now())))
