@@ -110,10 +110,10 @@ class _ChildPipeline:
 
     ``overlap``: each stage on its own thread, so while frame k is inferred frame k+1 is prepared
     and frame k-1 decoded, and inference runs back to back. With a core the inference threads do
-    not use, the stages are then free (bench: 0.97-0.99x bare run() at 1 thread on 2 cores, against
-    0.91 inline). When the inference threads take every core, the stages can only run by
-    preempting one of them; overlapping still measured as good as or better than inline there
-    (it uses the pool's idle gaps), so it is the default. ``overlap=False``: all on one thread.
+    not use, the stages are then free (bench, 2 cores, 1 inference thread: 1.00x bare run(),
+    0.91 in series). When the inference threads take every core, a stage can only run by
+    preempting one of them; overlapping still measured better for the 320 models and about 3 %
+    worse at 640 (bench/RESULTS.md), so it is the default. ``overlap=False``: all on one thread.
 
     Canvases (the only large buffers) come from a pool of ``canvases``; a frame waits for one,
     so nothing queues without a bound. Answers leave in submission order from one thread.
