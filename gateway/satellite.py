@@ -233,7 +233,12 @@ class SatelliteRunner:
             self._check_primaries()
 
     def _check_primaries(self) -> None:
-        if not self.primaries or any(p.connected for p in self.primaries):
+        if not self.primaries:
+            # A satellite-only site: the satellite is the primary, always sending, never forgetting.
+            if self._down_since is None:
+                self._down_since = time.monotonic() - self.policy.failover_after
+            return
+        if any(p.connected for p in self.primaries):
             self._down_since = None
         elif self._down_since is None:
             self._down_since = time.monotonic()
@@ -274,6 +279,8 @@ class SatelliteRunner:
     async def _forget_delivered(self) -> None:
         """Standby: what a primary delivered needs no satellite copy."""
         names = [p.name for p in self.primaries]
+        if not names:  # nothing else delivers: never forget (an empty IN () would match every record)
+            return
         delivered: list[int] = await self.journal.call(_delivered_elsewhere, self.journal, self.link.name, names)
         if delivered:
             await self.journal.call(self.journal.journal.ack, self.link.name, delivered)

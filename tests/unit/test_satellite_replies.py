@@ -214,3 +214,20 @@ async def test_queue_is_bounded_and_drops_the_oldest(tmp_path: Path, caplog: pyt
         assert "reply to command 2 " not in caplog.text
     finally:
         await journal.close()
+
+
+@run_async
+async def test_a_satellite_only_site_sends_at_once_and_forgets_nothing(
+        tmp_path: Path, pty_pair: tuple[str, str]) -> None:
+    # No primary link at all: the satellite is the primary, with no failover delay and no standby
+    # (standby would otherwise "forget" every record as delivered by a primary that does not exist).
+    async with rig(tmp_path, pty_pair, primary_up=False, failover_after=600, app_ack=True) as r:
+        r.runner.primaries = []
+        seq = await r.journal.append_now(RecordClass.ALARM, alarm_record(152.5))
+        async with running(r.runner):
+            await until(lambda: bool(r.emulator.sent))
+            assert r.runner.active
+        message = compact.decode(r.emulator.sent[0].payload, ALIASES)
+        assert message.kind is compact.MessageKind.ALARM and message.seqs == (seq,)
+        pending = await r.journal.call(r.journal.journal.pending, "bd", 10)
+        assert [p.seq for p in pending] == [seq], "kept until the platform's ACK"
