@@ -706,7 +706,10 @@ class AsyncJournal:
     async def run(self, progress: Progress) -> None:
         while True:
             try:
-                first = await asyncio.wait_for(self._queue.get(), timeout=1.0)
+                # Not wait_for: in 3.11 it swallows a cancel that lands with the item (the stop path
+                # would then wait for this loop forever); a cancelled get() leaves the item queued.
+                async with asyncio.timeout(1.0):
+                    first = await self._queue.get()
             except TimeoutError:
                 progress.beat()
                 await self._maintain_if_due()

@@ -169,8 +169,11 @@ class LinkRunner:
         self._inflight += 1
 
     async def _wait_for_news(self, seconds: float) -> None:
+        # asyncio.timeout, not wait_for: in 3.11 wait_for swallows a cancel that lands in the same step
+        # as the wake-up (Gateway.run's flush notifies, then cancels us), and the runner would run on.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._new.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._new.wait()
 
     async def _send(self, message: OutboundMessage) -> None:
         try:

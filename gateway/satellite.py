@@ -176,7 +176,8 @@ class SatelliteRunner:
         item.attempts += 1
         self._sending = item
         try:
-            await asyncio.wait_for(self.link.send(OutboundMessage("", payload, ())), timeout=self.policy.send_timeout)
+            async with asyncio.timeout(self.policy.send_timeout):
+                await self.link.send(OutboundMessage("", payload, ()))
         except Exception as exc:
             progress.beat()
             if item.attempts >= REPLY_ATTEMPTS:
@@ -273,8 +274,11 @@ class SatelliteRunner:
                 continue
             self._new_records.clear()
             if not await self._send_next(progress):
+                # asyncio.timeout, not wait_for (here and around sends): in 3.11 wait_for swallows a
+                # cancel that lands with the wake-up, and the stop path would wait for us forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._new_records.wait(), timeout=1.0)
+                    async with asyncio.timeout(1.0):
+                        await self._new_records.wait()
 
     async def _forget_delivered(self) -> None:
         """Standby: what a primary delivered needs no satellite copy."""
@@ -310,8 +314,8 @@ class SatelliteRunner:
             await asyncio.sleep(60)
             return True
         try:
-            await asyncio.wait_for(self.link.send(OutboundMessage("", payload, seqs)),
-                                   timeout=self.policy.send_timeout)
+            async with asyncio.timeout(self.policy.send_timeout):
+                await self.link.send(OutboundMessage("", payload, seqs))
         except Exception as exc:
             log.warning("satellite %s: send failed (%s); retrying", self.link.name, exc or type(exc).__name__)
             progress.beat()
