@@ -54,11 +54,17 @@ class RelayCoil:
                 raise RelayError(f"{what}: cannot connect to the relay board")
             try:
                 response = getattr(self._client, fn)(*args, device_id=self.config.board.device_id, **kwargs)
-            except ModbusException as exc:
+                if response.isError():
+                    raise RelayError(f"{what}: board answered with an exception ({response})")
+                if fn.startswith("read_") and not response.bits:
+                    raise RelayError(f"{what}: reply without bits")
+            except RelayError:
+                raise
+            except (ModbusException, OSError, ValueError, TypeError, IndexError, AttributeError) as exc:
+                # Anything the client raises is "no usable answer": the siren threads only handle
+                # RelayError, and an escaping exception would end a cadence or a backstop.
                 self._client.close()  # reconnect next time: the stream may be out of step
-                raise RelayError(f"{what}: {exc}") from exc
-            if response.isError():
-                raise RelayError(f"{what}: board answered with an exception ({response})")
+                raise RelayError(f"{what}: {exc!r}") from exc
             return response
         finally:
             self._lock.release()

@@ -6,6 +6,7 @@ state, exactly what a welded or dead relay looks like from the Modbus side.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
@@ -22,6 +23,7 @@ class SimRelayBoard:
         self.port = port or _free_port(host)
         self.stuck: set[int] = set()
         self.writes: list[tuple[int, bool]] = []  # (coil, value) as requested, bounded below
+        self.delay_s = 0.0  # a slow board: every request waits this long before it is served
         self._coils = coils
 
         device = SimDevice(
@@ -40,6 +42,8 @@ class SimRelayBoard:
         self, function_code: int, start_address: int, address: int, count: int,
         current_registers: list[int], set_values: Any,
     ) -> None:
+        if self.delay_s > 0:
+            await asyncio.sleep(self.delay_s)
         if function_code in WRITE_COIL_CODES and set_values is not None:
             for i in range(len(set_values)):
                 coil = address + i

@@ -16,6 +16,13 @@ the rest of the activation: the cadence carries on to its deadline, the first fa
 activation is reported to the fault listener once, and the recovery is reported once when both
 an ON and an OFF edge have been confirmed since the last failure (a relay stuck ON confirms
 every ON write, so one good edge proves nothing). Every failed edge is counted in ``status()``.
+
+An OFF that is not confirmed (at the limit, or on deactivate) is retried in its own thread at a
+doubling interval until the board confirms it or a later activate/deactivate/close takes over:
+a single lost frame must not leave a siren sounding. Activate, deactivate and close each run
+whole in one worker thread under one lock, so a caller that gives up on them (the subsystem's
+output timeout cancels the coroutine, not the thread) cannot leave the relay ON without its
+cadence and backstop, nor interleave an ON after a cancel's OFF.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -32,6 +40,11 @@ from drivers.broadcast.base import Activation, Cadence, FaultListener, OutputRes
 from drivers.broadcast.busboard import CoilWriter
 from drivers.broadcast.config import SirenRelayConfig
 from drivers.broadcast.relay import make_relay
+
+log = logging.getLogger("fieldgate.broadcast")
+
+OFF_RETRY_FIRST_S = 1.0
+OFF_RETRY_MAX_S = 30.0
 
 
 class SirenRelay:
@@ -47,6 +60,10 @@ class SirenRelay:
         self._stop = threading.Event()
         self._cadence_thread: threading.Thread | None = None
         self._backstop: threading.Timer | None = None
+        self._off_retry: threading.Thread | None = None
+        # Set to end the current activation's backstop and OFF retries (a newer operation took over).
+        self._retire = threading.Event()
+        self._op_lock = threading.Lock()  # activate / deactivate / close, one at a time, each whole
         self._alert_id: str | None = None
         self._last_readback: bool | None = None
         self._faults: collections.deque[str] = collections.deque(maxlen=20)
@@ -87,41 +104,48 @@ class SirenRelay:
         cadence = activation.cadence
         if cadence is None or not cadence.steps:
             return self._result("activate", False, "no_cadence")
-        await asyncio.to_thread(self._stop_threads)
         limit = min(self.config.max_activation_s, activation.max_activation_s, cadence.duration_s)
-        with self._report_lock:
-            self._failing_since, self._fault_reported, self._recovery_reported = None, False, False
-            self._edges_failed_now = 0
-            self._confirmed_since_failure.clear()
-        self._stop.clear()
-        try:
-            readback = await asyncio.to_thread(self._start, limit)
-        except RelayError as exc:
-            self._state = OutputState.FAULT
-            self._faults.append(str(exc))
-            await asyncio.to_thread(self._safe_off)
-            return self._result("activate", False, "board_unreachable", error=str(exc))
-        self._alert_id = activation.alert_id
-        self._last_readback = readback
-        if readback is False:
-            # Written but not switched: stuck relay, blown coil, or siren power missing (current sense).
-            self._state = OutputState.FAULT
-            self._faults.append("read-back did not confirm ON")
-            await asyncio.to_thread(self._safe_off)
-            return self._result("activate", False, "readback_mismatch", coil=self.config.coil, readback=False)
-        self._state = OutputState.ACTIVE
-        self._cadence_thread = threading.Thread(
-            target=self._run_cadence, args=(cadence, time.monotonic() + limit), name=f"siren-{self.name}",
-            daemon=True,
-        )
-        self._cadence_thread.start()
-        self._backstop = threading.Timer(limit + 0.5, self._force_off)
-        self._backstop.daemon = True
-        self._backstop.start()
-        return self._result(
-            "activate", True, coil=self.config.coil, readback=readback, pattern=cadence.name, limit_s=limit,
-            route="bus" if self.config.board.transport == "bus" else "direct",
-        )
+        # One worker thread does the whole start; if our caller gives up, the thread still finishes it.
+        return await asyncio.to_thread(self._activate_sync, activation, cadence, limit)
+
+    def _activate_sync(self, activation: Activation, cadence: Cadence, limit: float) -> OutputResult:
+        with self._op_lock:
+            self._stop_threads()
+            with self._report_lock:
+                self._failing_since, self._fault_reported, self._recovery_reported = None, False, False
+                self._edges_failed_now = 0
+                self._confirmed_since_failure.clear()
+            self._stop.clear()
+            self._retire = threading.Event()
+            self._alert_id = activation.alert_id
+            # Armed before the first write: whatever happens to this start, an OFF comes at the limit.
+            self._backstop = threading.Timer(limit + 0.5, self._force_off, args=(self._retire,))
+            self._backstop.daemon = True
+            self._backstop.start()
+            try:
+                readback = self._start(limit)
+            except RelayError as exc:
+                self._state = OutputState.FAULT
+                self._faults.append(str(exc))
+                self._switch_off()
+                return self._result("activate", False, "board_unreachable", error=str(exc))
+            self._last_readback = readback
+            if readback is False:
+                # Written but not switched: stuck relay, blown coil, or siren power missing (current sense).
+                self._state = OutputState.FAULT
+                self._faults.append("read-back did not confirm ON")
+                self._switch_off()
+                return self._result("activate", False, "readback_mismatch", coil=self.config.coil, readback=False)
+            self._state = OutputState.ACTIVE
+            self._cadence_thread = threading.Thread(
+                target=self._run_cadence, args=(cadence, time.monotonic() + limit), name=f"siren-{self.name}",
+                daemon=True,
+            )
+            self._cadence_thread.start()
+            return self._result(
+                "activate", True, coil=self.config.coil, readback=readback, pattern=cadence.name, limit_s=limit,
+                route="bus" if self.config.board.transport == "bus" else "direct",
+            )
 
     def _start(self, limit: float) -> bool | None:
         if self.config.board_auto_off is not None:
@@ -153,24 +177,25 @@ class SirenRelay:
         if self._state is OutputState.ACTIVE:
             self._state = OutputState.IDLE
 
-    def _edge(self, on: bool, final: bool = False) -> None:
-        """One cadence edge. A failure is recorded and reported; the cadence goes on to its deadline."""
+    def _edge(self, on: bool, final: bool = False) -> bool:
+        """One cadence edge; True if confirmed. A failure is recorded and reported; the cadence goes on."""
         if self._stop.is_set() and not final:
-            return
+            return False
         try:
             readback = self._relay.switch(on)
         except RelayError as exc:
             self._edge_failed("board_unreachable", str(exc), on)
-            return
+            return False
         self._last_readback = readback
         if on and self._stop.is_set():
             # Deactivate or the backstop ran while this ON was in flight: its OFF must be the last word.
-            self._safe_off()
-            return
+            self._switch_off()
+            return False
         if readback is not None and readback != on:
             self._edge_failed("readback_mismatch", f"read-back {readback} after writing {on}", on)
-            return
+            return False
         self._edge_ok(on)
+        return True
 
     def _edge_failed(self, fault: str, why: str, on: bool) -> None:
         self._faults.append(why)
@@ -215,47 +240,84 @@ class SirenRelay:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(listener, result)
 
-    def _safe_off(self) -> bool | None:
+    def _switch_off(self) -> tuple[bool, bool | None]:
+        """Write OFF: (the board answered, its read-back). Never raises."""
         try:
             readback = self._relay.switch(False)
         except RelayError as exc:
             self._faults.append(f"OFF failed: {exc}")
-            return None
+            return False, None
         self._last_readback = readback
-        return readback
+        return True, readback
 
-    def _force_off(self) -> None:
+    def _off_confirmed(self) -> bool:
+        answered, readback = self._switch_off()
+        return answered and readback is not True
+
+    def _retry_off(self, retire: threading.Event) -> None:
+        """Keep writing OFF, at a doubling interval, until the board confirms it or ``retire`` is set."""
+        delay = OFF_RETRY_FIRST_S
+        while not retire.wait(delay):
+            if self._off_confirmed():
+                log.info("siren %s: OFF confirmed after retrying", self.name)
+                return
+            log.warning("siren %s: OFF still not confirmed; retrying in %.0f s", self.name,
+                        min(delay * 2, OFF_RETRY_MAX_S))
+            delay = min(delay * 2, OFF_RETRY_MAX_S)
+
+    def _force_off(self, retire: threading.Event) -> None:
         """Backstop timer: runs in its own thread, whatever the event loop is doing."""
+        if retire.is_set():
+            return
         self._stop.set()
         if self._state is OutputState.ACTIVE:
             self.forced_off_count += 1
-        self._edge(False, final=True)
+        confirmed = self._edge(False, final=True)
         if self._state is OutputState.ACTIVE:
             self._state = OutputState.IDLE
+        if not confirmed:
+            log.warning("siren %s: OFF at the activation limit not confirmed; retrying", self.name)
+            self._retry_off(retire)
 
     def _stop_threads(self) -> None:
+        """End the cadence, the backstop and any OFF retries (with the op lock held)."""
         self._stop.set()
+        self._retire.set()
+        join_s = 3 * self.config.board.wait_s + 2
         if self._backstop is not None:
             self._backstop.cancel()
+            self._backstop.join(timeout=join_s)  # if it is running: let its OFF in flight land first
             self._backstop = None
+        if self._off_retry is not None:
+            self._off_retry.join(timeout=join_s)
+            self._off_retry = None
         if self._cadence_thread is not None:
-            self._cadence_thread.join(timeout=3 * self.config.board.wait_s + 2)
+            self._cadence_thread.join(timeout=join_s)
             self._cadence_thread = None
 
     async def deactivate(self) -> OutputResult:
         self._bind()
-        await asyncio.to_thread(self._stop_threads)
-        readback = await asyncio.to_thread(self._safe_off)
-        if self._state is not OutputState.FAULT:
-            self._state = OutputState.IDLE
-        if readback is True:
-            self._state = OutputState.FAULT
-            return self._result(
-                "deactivate", False, "readback_mismatch", coil=self.config.coil, readback=True
-            )
-        if readback is None and self.config.readback != "none":
+        return await asyncio.to_thread(self._deactivate_sync)
+
+    def _deactivate_sync(self) -> OutputResult:
+        with self._op_lock:
+            self._stop_threads()
+            answered, readback = self._switch_off()
+            if self._state is not OutputState.FAULT:
+                self._state = OutputState.IDLE
+            if answered and readback is not True:
+                return self._result("deactivate", True, coil=self.config.coil, readback=readback)
+            # Not confirmed: keep trying in the background until the board confirms (or a new activation).
+            self._retire = threading.Event()
+            self._off_retry = threading.Thread(target=self._retry_off, args=(self._retire,),
+                                               name=f"siren-{self.name}-off", daemon=True)
+            self._off_retry.start()
+            if readback is True:
+                self._state = OutputState.FAULT
+                return self._result(
+                    "deactivate", False, "readback_mismatch", coil=self.config.coil, readback=True
+                )
             return self._result("deactivate", False, "board_unreachable", coil=self.config.coil)
-        return self._result("deactivate", True, coil=self.config.coil, readback=readback)
 
     async def selftest(self) -> OutputResult:
         # Silent: read-back only. A click test needs siren power cut by a maintenance relay first.
@@ -295,6 +357,12 @@ class SirenRelay:
 
     async def close(self) -> None:
         self._bind()
-        await asyncio.to_thread(self._stop_threads)
-        await asyncio.to_thread(self._safe_off)
-        await asyncio.to_thread(self._relay.close)
+        await asyncio.to_thread(self._close_sync)
+
+    def _close_sync(self) -> None:
+        with self._op_lock:
+            self._stop_threads()
+            # Last chance before the process goes: a second OFF if the first was not confirmed.
+            if not self._off_confirmed() and not self._off_confirmed():
+                log.error("siren %s: OFF not confirmed at shutdown; check the relay", self.name)
+            self._relay.close()

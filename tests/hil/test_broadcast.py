@@ -370,3 +370,97 @@ async def test_direct_board_readback_failure_mid_cadence_is_reported_once(rig: R
     assert [e["action"] for e in rig.evidence if e.get("action") == "cadence"] == ["cadence", "cadence"]
     await rig.subsystem.cancel("a-flaky")
     assert await rig.coil(SIREN_COIL) is False
+
+
+async def _until_coil(rig: Rig, address: int, value: bool, within_s: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + within_s
+    while await rig.coil(address) is not value:
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.1)
+
+
+def _short_siren(rig: Rig, coil: int, limit_s: float) -> Any:
+    from drivers.broadcast.config import SirenRelayConfig
+    from drivers.broadcast.siren import SirenRelay
+
+    cfg = SirenRelayConfig.model_validate({"type": "modbus_relay_siren", "coil": coil, "max_activation_s": limit_s,
+                                           "board": {"host": rig.board.host, "port": rig.board.port,
+                                                     "timeout": 2.0}})
+    return SirenRelay(f"s{coil}", cfg)
+
+
+@rig_test
+async def test_siren_whose_activate_timed_out_still_stops_at_its_limit(rig: Rig) -> None:
+    """The subsystem gives up on an output after output_timeout_s; a slow board may switch ON after that.
+
+    Before: the ON went out from the worker thread but the cadence and the backstop were never started
+    (the coroutine that would start them was cancelled), so the siren sounded until someone cancelled.
+    """
+    from drivers.broadcast.base import Activation, Cadence
+
+    siren = _short_siren(rig, 6, 1.0)
+    rig.board.delay_s = 0.3
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):  # the caller gives up while the ON is in flight
+            await siren.activate(Activation("x", "Actual", ("dam",), cadence=Cadence("long", ((5.0, 1.0),), 3)))
+    rig.board.delay_s = 0.0
+    await _until_coil(rig, 6, True, 10, "the ON in flight reaches the board")
+    await _until_coil(rig, 6, False, 10, "OFF at max_activation_s although activate() was cancelled")
+    assert siren.status()["state"] == "idle"
+    await siren.close()
+
+
+@rig_test
+async def test_siren_off_that_fails_at_the_limit_is_retried_until_confirmed(rig: Rig) -> None:
+    """Before: the cadence's final OFF and the backstop's OFF were each tried once; both lost, the siren stayed ON."""
+    from drivers.broadcast.base import Activation, Cadence
+
+    siren = _short_siren(rig, 7, 0.5)
+    result = await siren.activate(Activation("x", "Actual", ("dam",), cadence=Cadence("long", ((5.0, 1.0),), 3)))
+    assert result.ok
+    rig.board.stuck.add(7)  # every OFF write at the limit is now denied by the read-back
+    await asyncio.sleep(1.5)  # past the limit and the backstop
+    assert await rig.coil(7) is True and siren.status()["state"] == "fault"
+    rig.board.stuck.discard(7)
+    await _until_coil(rig, 7, False, 10, "the OFF retried after the limit")
+    await siren.close()
+
+
+@rig_test
+async def test_siren_off_that_fails_on_cancel_is_retried_until_confirmed(rig: Rig) -> None:
+    """Before: deactivate() cancelled the backstop, tried OFF once, and a lost OFF left the siren ON for good."""
+    from drivers.broadcast.base import Activation, Cadence
+
+    siren = _short_siren(rig, 8, 60.0)
+    result = await siren.activate(Activation("x", "Actual", ("dam",), cadence=Cadence("long", ((30.0, 1.0),), 3)))
+    assert result.ok
+    rig.board.stuck.add(8)
+    off = await siren.deactivate()
+    assert not off.ok and off.fault == "readback_mismatch"
+    rig.board.stuck.discard(8)
+    await _until_coil(rig, 8, False, 10, "the cancelled siren's OFF retried")
+    await siren.close()
+
+
+@rig_test
+async def test_siren_deactivate_without_readback_reports_an_unreachable_board(rig: Rig) -> None:
+    """Before: with readback: none, an OFF that raised was reported as a successful deactivate."""
+    from drivers.broadcast.base import Activation, Cadence
+    from drivers.broadcast.config import SirenRelayConfig
+    from drivers.broadcast.siren import SirenRelay
+
+    cfg = SirenRelayConfig.model_validate({"type": "modbus_relay_siren", "coil": 9, "max_activation_s": 60,
+                                           "readback": "none",
+                                           "board": {"host": rig.board.host, "port": rig.board.port,
+                                                     "timeout": 0.5}})
+    siren = SirenRelay("s9", cfg)
+    assert (await siren.activate(Activation("x", "Actual", ("dam",),
+                                            cadence=Cadence("long", ((30.0, 1.0),), 3)))).ok
+    rig.board.delay_s = 1.5  # longer than the board timeout: the OFF gets no answer
+    off = await siren.deactivate()
+    assert not off.ok and off.fault == "board_unreachable", off
+    rig.board.delay_s = 0.0
+    await _until_coil(rig, 9, False, 10, "OFF after the board answers again")
+    await siren.close()
