@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from drivers.serialline.config import LineDeviceConfig, LinePointConfig
@@ -75,9 +76,14 @@ def _point(point: LinePointConfig, text: str | None, taken: float) -> Reading:
         number: float = int(text) if point.type == "int" else float(text)
     except ValueError:
         return Reading(point.id, None, Quality.BAD_FRAME, taken, point.unit)
-    if number != number or number in (float("inf"), float("-inf")):
+    try:
+        # int() takes any number of digits; past float range the scaling (or later JSON) overflows.
+        value = number if point.scale == 1.0 and point.offset == 0.0 else number * point.scale + point.offset
+        finite = math.isfinite(value)
+    except OverflowError:
+        finite = False
+    if not finite:
         return Reading(point.id, None, Quality.BAD_FRAME, taken, point.unit)
-    value = number if point.scale == 1.0 and point.offset == 0.0 else number * point.scale + point.offset
     if (point.valid_min is not None and value < point.valid_min) or (
         point.valid_max is not None and value > point.valid_max
     ):

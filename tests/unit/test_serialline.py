@@ -69,6 +69,19 @@ def test_regex_fields_with_scale() -> None:
         decode_line(device, b"ERR 42", 0.0)
 
 
+def test_huge_numbers_are_bad_frames_not_crashes_or_infinities() -> None:
+    """Before: a 400-digit integer times a scale raised OverflowError out of decode_line (the line task
+    died), and a float that overflowed only after scaling came out GOOD as inf."""
+    device = LineDeviceConfig.model_validate({
+        "name": "sonic", "request": "R\r", "pattern": r"^L=(?P<level>-?\d+) T=(?P<temp>\S+)$",
+        "points": [{"id": "lvl", "field": "level", "type": "int", "scale": 0.001},
+                   {"id": "t", "field": "temp", "scale": 1e10}],
+    })
+    lvl, temp = decode_line(device, b"L=" + b"9" * 400 + b" T=1e300", 0.0)
+    assert (lvl.quality, lvl.value) == (Quality.BAD_FRAME, None)
+    assert (temp.quality, temp.value) == (Quality.BAD_FRAME, None)
+
+
 @given(st.binary(max_size=120))
 def test_garbage_never_crashes_and_never_yields_a_wrong_good_value(raw: bytes) -> None:
     try:
