@@ -671,6 +671,7 @@ class AsyncJournal:
         self._queue: asyncio.Queue[tuple[RecordClass, Journalable]] = asyncio.Queue(queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._listeners: list[asyncio.Event] = []
+        self._batch_lock = asyncio.Lock()  # held by the writer from its first item to its commit, and by flush()
         self._next_maintenance = time.monotonic() + self.MAINTAIN_EVERY
         self.committed = 0
         # Refreshed by the writer every few seconds: what a status page may read without waiting.
@@ -714,22 +715,36 @@ class AsyncJournal:
                 progress.beat()
                 await self._maintain_if_due()
                 continue
+            # The batch in hand is committed before flush() may take what is queued behind it:
+            # queue order stays seq order (a later reading of a point never gets a lower seq).
+            # Uncontended, acquire() does not suspend, so nothing can slip in after the get.
             batch = [first]
-            deadline = time.monotonic() + self.commit_window
             try:
-                # Take what is already queued; a short nap lets a burst (one poll cycle) join the batch.
-                while len(batch) < 5000 and time.monotonic() < deadline:
-                    if self._queue.empty():
-                        await asyncio.sleep(0.005)
-                        if self._queue.empty():
-                            break
-                    batch.append(self._queue.get_nowait())
+                await self._batch_lock.acquire()
             except asyncio.CancelledError:
-                await self._commit(batch)  # shutting down: what we hold is committed, not dropped
+                await self._commit(batch)  # flush() ran while we waited; what we took is not dropped
                 raise
-            await self._commit(batch)
+            try:
+                await self._gather_and_commit(batch)
+            finally:
+                self._batch_lock.release()
             progress.beat()
             await self._maintain_if_due()
+
+    async def _gather_and_commit(self, batch: list[tuple[RecordClass, Journalable]]) -> None:
+        deadline = time.monotonic() + self.commit_window
+        try:
+            # Take what is already queued; a short nap lets a burst (one poll cycle) join the batch.
+            while len(batch) < 5000 and time.monotonic() < deadline:
+                if self._queue.empty():
+                    await asyncio.sleep(0.005)
+                    if self._queue.empty():
+                        break
+                batch.append(self._queue.get_nowait())
+        except asyncio.CancelledError:
+            await self._commit(batch)  # shutting down: what we hold is committed, not dropped
+            raise
+        await self._commit(batch)
 
     async def _maintain_if_due(self) -> None:
         if time.monotonic() < self._next_maintenance:
@@ -743,12 +758,13 @@ class AsyncJournal:
         self._notify()
 
     async def flush(self) -> None:
-        """Commit everything queued now (shutdown path)."""
-        batch: list[tuple[RecordClass, Journalable]] = []
-        while not self._queue.empty():
-            batch.append(self._queue.get_nowait())
-        if batch:
-            await self._commit(batch)
+        """Commit everything queued now (shutdown path), after the batch the writer may hold."""
+        async with self._batch_lock:
+            batch: list[tuple[RecordClass, Journalable]] = []
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            if batch:
+                await self._commit(batch)
 
     async def _commit(self, batch: list[tuple[RecordClass, Journalable]]) -> None:
         delay = 0.5

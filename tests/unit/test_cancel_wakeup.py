@@ -102,3 +102,27 @@ def test_journal_writer_stops_when_cancelled_as_a_reading_arrives(tmp_path: Path
     stopped, depth = asyncio.run(scenario())
     assert stopped, "the journal writer swallowed its cancellation"
     assert depth == 1, "the reading queued as the writer stopped was lost"
+
+
+def test_flush_while_the_writer_holds_a_batch_keeps_queue_order(tmp_path: Path) -> None:
+    """Gateway.run's stop path flushes while the writer may be gathering a batch: what was queued
+    first must still get the lower seq (seq order is the order readings were taken)."""
+
+    async def scenario() -> list[float]:
+        aj = journal(tmp_path, {"mqtt": set(RecordClass)})
+        aj.commit_window = 1.0
+        writer = asyncio.create_task(aj.run(NullProgress()))
+        await asyncio.sleep(0.1)
+        await aj.put(RecordClass.TELEMETRY, Reading("dam.level", 1.0, Quality.GOOD, 1000.0, "m"))
+        await asyncio.sleep(0)  # the writer takes it and naps, gathering a batch
+        await asyncio.sleep(0)
+        await aj.put(RecordClass.TELEMETRY, Reading("dam.level", 2.0, Quality.GOOD, 1001.0, "m"))
+        await aj.flush()
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        await aj.flush()
+        records = await aj.call(aj.journal.pending, "mqtt", 10)
+        await aj.close()
+        return [r.body["value"] for r in records]
+
+    assert asyncio.run(scenario()) == [1.0, 2.0]
