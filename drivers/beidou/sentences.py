@@ -112,6 +112,14 @@ def _int(text: str, what: str) -> int:
     return int(text)
 
 
+MAX_WAIT_S = 3600  # no card waits or serves slower than this; a larger figure is taken as this
+
+
+def _seconds(text: str, what: str) -> int:
+    """A wait or service interval from the module, capped: a garbled figure must not park the link for years."""
+    return min(_int(text, what), MAX_WAIT_S)
+
+
 def _hex(text: str, what: str) -> bytes:
     try:
         return bytes.fromhex(text)
@@ -145,7 +153,7 @@ def _need(fields: Sequence[str], n: int, name: str) -> None:
 def _bdici(f: Sequence[str]) -> CardInfo:
     # user id, serial, broadcast id, user type, service frequency s, level, E|N, subordinates
     _need(f, 7, "BDICI")
-    user, interval, level = _int(f[0], "user id"), _int(f[4], "frequency"), _int(f[5], "level")
+    user, interval, level = _int(f[0], "user id"), _seconds(f[4], "frequency"), _int(f[5], "level")
     return CardInfo(Dialect.V21, user, interval, level, f[6] == "E")
 
 
@@ -154,7 +162,7 @@ def _bdicp(f: Sequence[str]) -> CardInfo:
     # from public drivers (code search); the rest of the 23 fields is not relied upon.
     _need(f, 15, "BDICP")
     level = _int(f[14], "level")
-    return CardInfo(Dialect.BDS3, _int(f[0], "user id"), _int(f[13], "frequency"), level or 5, False)
+    return CardInfo(Dialect.BDS3, _int(f[0], "user id"), _seconds(f[13], "frequency"), level or 5, False)
 
 
 _BDS3_REASONS = {
@@ -171,7 +179,7 @@ _BDS3_REASONS = {
 def _bdfki(f: Sequence[str]) -> Feedback:
     if len(f) == 5 and len(f[0]) == 6 and f[0].isdigit():  # BDS-3: hhmmss,TCQ,Y|N,reason,remaining
         reason = _BDS3_REASONS.get(f[3], f"reason {f[3]}")
-        wait = _int(f[4], "remaining") if f[4] else 0
+        wait = _seconds(f[4], "remaining") if f[4] else 0
         if f[2] == "Y" and f[3] in ("0", ""):
             return Feedback(Dialect.BDS3, f[1], Outcome.ACCEPTED, wait, "ok")
         outcome = Outcome.WAIT if f[3] == "1" else Outcome.REFUSED
@@ -289,7 +297,7 @@ def _fkxx(content: bytes) -> Feedback:
         return Feedback(Dialect.V40, extra.decode("ascii", "replace"), Outcome.ACCEPTED, 0, reason)
     wait = int.from_bytes(extra, "big") if flag == 4 and len(extra) == 4 else 0
     outcome = Outcome.WAIT if flag == 4 else Outcome.REFUSED
-    return Feedback(Dialect.V40, "TXSQ", outcome, min(wait, 3600), reason)
+    return Feedback(Dialect.V40, "TXSQ", outcome, min(wait, MAX_WAIT_S), reason)
 
 
 def _icxx(address: int, content: bytes) -> CardInfo:

@@ -85,6 +85,18 @@ def test_bds3_fki_reason_no_card() -> None:
     assert isinstance(wait, Feedback) and (wait.outcome, wait.wait_s) == (Outcome.WAIT, 37)
 
 
+def test_module_waits_and_intervals_are_capped() -> None:
+    """Before: a BDS-3 "remaining" or a card frequency of any size was taken as is: 99999999 s parked the
+    link for years, and a 400-digit figure raised OverflowError out of send() / run() (float())."""
+    for remaining in ("99999999", "9" * 400):
+        fb = parse_text(encode_text("BDFKI", ["101500", "TCQ", "N", "1", remaining]))
+        assert isinstance(fb, Feedback) and (fb.outcome, fb.wait_s) == (Outcome.WAIT, 3600)
+        card = parse_text(encode_text("BDICI", ["0166166", "1", "2", "3", remaining, "3", "N"]))
+        assert isinstance(card, CardInfo) and card.interval_s == 3600
+        icp = parse_text(encode_text("BDICP", ["0166166", *["0"] * 12, remaining, "3"]))
+        assert isinstance(icp, CardInfo) and icp.interval_s == 3600
+
+
 def test_card_info_vectors() -> None:
     card = parse_text(by_meaning("text_2_1", "card 0166166")["line"].encode())
     assert card == CardInfo(Dialect.V21, 166166, 40, 3, False)
