@@ -379,12 +379,18 @@ def _reading(record: JournalRecord) -> Reading:
 
 
 def _delivered_elsewhere(journal: AsyncJournal, link: str, primaries: list[str]) -> list[int]:
-    """Seqs the satellite still owes that no primary owes any more (runs on the journal thread)."""
+    """Seqs the satellite still owes that no primary owes any more (runs on the journal thread).
+
+    Only classes some primary carries: a record of a class no primary carries never had a primary
+    pending row, so its absence says nothing about delivery."""
+    carried = sorted({int(cls) for name in primaries for cls in journal.journal.links.get(name, ())})
+    if not carried:
+        return []
     marks = ",".join("?" for _ in primaries)
+    cls_marks = ",".join("?" for _ in carried)
     rows = journal.journal.db.execute(
-        f"SELECT seq FROM pending p WHERE link = ? AND NOT EXISTS "
+        f"SELECT seq FROM pending p WHERE link = ? AND cls IN ({cls_marks}) AND NOT EXISTS "
         f"(SELECT 1 FROM pending q WHERE q.seq = p.seq AND q.link IN ({marks})) LIMIT 500",
-        (link, *primaries),
+        (link, *carried, *primaries),
     ).fetchall()
     return [int(row[0]) for row in rows]
-
