@@ -132,12 +132,16 @@ def _parse_request_line(line: bytes) -> Request:
     target = target_b.decode("ascii", "replace")
     if not _TARGET.match(target) or len(target) > 2048:
         raise HttpError(HTTPStatus.BAD_REQUEST, "request target must be an absolute path")
-    parsed = urlsplit(target)
+    try:
+        parsed = urlsplit(target)  # ValueError: "//[x" (a bracketed host that is no IPv6 address)
+        query = parse_qs(parsed.query, max_num_fields=20)  # ValueError: more fields than that
+    except ValueError as exc:
+        raise HttpError(HTTPStatus.BAD_REQUEST, f"bad request target: {exc}") from None
     path = unquote(parsed.path, errors="replace")
     if "\x00" in path or "\ufffd" in path:
         raise HttpError(HTTPStatus.BAD_REQUEST, "bad path encoding")
     return Request(method=method, target=target, version=version_b.decode("ascii"), headers={}, path=path,
-                   query=parse_qs(parsed.query, max_num_fields=20))
+                   query=query)
 
 
 async def _read_headers(reader: asyncio.StreamReader, limits: Limits) -> dict[str, str]:

@@ -288,7 +288,13 @@ def _same_origin(request: Request) -> None:
     if _media_type(request) != "application/json":
         raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
     origin = request.header("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.header("host"):
+    if not origin or origin == "null":
+        return
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:  # "http://[x": not an origin any browser sends
+        netloc = None
+    if netloc != request.header("host"):
         raise HttpError(HTTPStatus.FORBIDDEN, "cross-origin request refused")
 
 
@@ -297,7 +303,7 @@ def _json_object(request: Request) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..." nesting
         raise HttpError(HTTPStatus.BAD_REQUEST, "body is not valid JSON") from None
     if not isinstance(body, dict):
         raise HttpError(HTTPStatus.BAD_REQUEST, "body must be a JSON object")

@@ -227,6 +227,14 @@ def test_keep_alive_serves_several_requests_on_one_connection(running: Running) 
     (b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", 413),
     (b"GET /%00 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", 400),
+    # Before: ValueError from parse_qs / urlsplit closed the connection with no answer and a traceback.
+    (b"GET /api/status?" + b"&".join(b"a%d=1" % i for i in range(30)) + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"GET //[x/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    # Before: a deeply nested JSON login body raised RecursionError: a 500 and a traceback per request.
+    (b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 12000\r\n\r\n"
+     + b"[" * 12000, 400),
+    (b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nOrigin: http://[x\r\n"
+     b"Content-Length: 2\r\n\r\n{}", 403),
 ])
 def test_bad_requests_get_an_error_status_and_the_server_lives_on(
         running: Running, request_bytes: bytes, status: int) -> None:
