@@ -160,10 +160,21 @@ class LinkRunner:
         self.bucket.take(replayed)
         self.replayed_records += replayed
 
+    def _window(self) -> int:
+        """In flight at once: ``max_inflight``, or the link's own window if that is smaller (MQTT lowers
+        it to the broker's Receive Maximum; counting more here would queue telemetry inside the link)."""
+        window = getattr(self.link, "window", None)
+        if isinstance(window, int) and 0 < window < self.max_inflight:
+            return window
+        return self.max_inflight
+
     async def _take_slot(self, urgent: bool) -> None:
         # Non-urgent traffic leaves one slot free, so an alarm can always go out at once.
-        limit = self.max_inflight if urgent or self.max_inflight == 1 else self.max_inflight - 1
-        while self._inflight >= limit:
+        while True:
+            window = self._window()
+            limit = window if urgent or window == 1 else window - 1
+            if self._inflight < limit:
+                break
             self._slot_freed.clear()
             await self._slot_freed.wait()
         self._inflight += 1
