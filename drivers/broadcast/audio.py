@@ -86,7 +86,7 @@ class AlsaAudio:
                 self._faults.append(str(exc))
                 return self._result("activate", False, "amplifier_unreachable", error=str(exc))
             if amp_readback is False:
-                await asyncio.to_thread(self._amp_off)
+                await asyncio.to_thread(self._amp_off_quietly)
                 return self._result("activate", False, "amplifier_readback_mismatch")
             assert self.config.amplifier is not None
             await asyncio.sleep(self.config.amplifier.warmup_s)
@@ -96,7 +96,7 @@ class AlsaAudio:
                 *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
             )
         except OSError as exc:
-            await asyncio.to_thread(self._amp_off)
+            await asyncio.to_thread(self._amp_off_quietly)
             self._state = OutputState.FAULT
             return self._result("activate", False, "player_failed", error=str(exc))
         self._state = OutputState.ACTIVE
@@ -137,7 +137,7 @@ class AlsaAudio:
             await self._kill(proc)
             self._state = OutputState.IDLE
         finally:
-            await asyncio.to_thread(self._amp_off)
+            await asyncio.to_thread(self._amp_off_quietly)
 
     async def _kill(self, proc: asyncio.subprocess.Process) -> None:
         if proc.returncode is None:
@@ -160,20 +160,31 @@ class AlsaAudio:
         self._proc = None
 
     def _amp_off(self) -> bool | None:
+        """The amplifier's read-back after OFF (None: no amplifier, or no read-back). Raises RelayError."""
         if self._amp is None:
             return None
         try:
             return self._amp.switch(False)
         except RelayError as exc:
             self._faults.append(f"amplifier OFF failed: {exc}")
-            return None
+            raise
+
+    def _amp_off_quietly(self) -> None:
+        """Best effort on error paths: the failure is already in the faults list."""
+        with contextlib.suppress(RelayError):
+            self._amp_off()
 
     async def deactivate(self) -> OutputResult:
         self._bind()
         await self._stop_playback()
-        amp = await asyncio.to_thread(self._amp_off)
-        if self._state is OutputState.ACTIVE:
-            self._state = OutputState.IDLE
+        try:
+            amp = await asyncio.to_thread(self._amp_off)
+        except RelayError as exc:
+            # The operator must not be told the PA is off when its amplifier never confirmed it.
+            return self._result("deactivate", False, "amplifier_unreachable", error=str(exc))
+        finally:
+            if self._state is OutputState.ACTIVE:
+                self._state = OutputState.IDLE
         if amp is True:
             return self._result("deactivate", False, "amplifier_readback_mismatch")
         return self._result("deactivate", True, amplifier_readback=amp)
