@@ -150,7 +150,12 @@ class SerialTransport(Transport):
                 # ptys and many USB adapters have no kernel RS-485 mode (auto-direction adapters
                 # do not need one); say so once, the line still works.
                 log.info("serial %s: RS-485 mode not supported here (%s); continuing without", s.port, exc)
-        port.reset_input_buffer()
+        try:
+            port.reset_input_buffer()
+        except (serial.SerialException, OSError) as exc:
+            # The adapter vanished between open and reset: close the descriptor, report the port lost.
+            port.close()
+            raise PortLost(f"{s.port} went away while opening: {exc}") from None
         self._serial = port
         self._lost = None
         self._buffer.clear()
