@@ -94,7 +94,8 @@ class SatelliteRunner:
         self.budget = Budget(state_dir / f"satellite-budget-{link.name}.json",
                              policy.budget_bytes_per_hour, policy.budget_bytes_per_day)
         self._down_since: float | None = None
-        self._awaiting: dict[int, float] = {}  # seq -> when sent, waiting for the platform's ACK
+        # seq -> when sent (monotonic: a clock step must not hold a resend), waiting for the platform's ACK
+        self._awaiting: dict[int, float] = {}
         self.active = False
         self._new_records = journal.subscribe()  # set when something is committed: an alarm goes at once
         self.sent_messages = 0  # every message, replies included (the bill)
@@ -292,8 +293,8 @@ class SatelliteRunner:
                 self._awaiting.pop(seq, None)
 
     async def _send_next(self, progress: Progress) -> bool:
-        now = time.time()
-        waiting = {s for s, t in self._awaiting.items() if now - t < self.policy.ack_timeout}
+        now, mono = time.time(), time.monotonic()  # wall time for the persisted budget only
+        waiting = {s for s, t in self._awaiting.items() if mono - t < self.policy.ack_timeout}
         records: list[JournalRecord] = await self.journal.call(
             self.journal.journal.pending, self.link.name, 20, frozenset(waiting))
         if self._reply_due() and not any(self._fresh_alarm(r) for r in records):
@@ -325,8 +326,9 @@ class SatelliteRunner:
         self._sent()
         log.info("satellite %s: sent %d bytes carrying seqs %s", self.link.name, len(payload), list(seqs))
         if self.policy.app_ack:
+            sent_at = time.monotonic()  # the ACK timeout runs from when the module took it
             for seq in seqs:
-                self._awaiting[seq] = now
+                self._awaiting[seq] = sent_at
         else:
             await self.journal.call(self.journal.journal.ack, self.link.name, seqs)
         return True

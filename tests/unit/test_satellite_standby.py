@@ -71,3 +71,47 @@ def test_standby_keeps_an_alarm_no_primary_carries(tmp_path: Path) -> None:
 def test_standby_forgets_an_alarm_the_primary_delivered(tmp_path: Path) -> None:
     sat, primary, _ = asyncio.run(standby_pass(tmp_path, set(RecordClass)))
     assert primary == [] and sat == []
+
+
+class Recorder(Switch):
+    """A satellite link that takes every message (the module accepted it; the platform did not ACK)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.sent: list[tuple[int, ...]] = []
+
+    async def send(self, message: OutboundMessage) -> None:
+        self.sent.append(message.seqs)
+
+
+def test_alarm_is_resent_after_ack_timeout_even_if_the_wall_clock_steps_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NTP stepping a Pi's clock back by an hour must not hold an unacknowledged alarm for that hour."""
+
+    async def scenario() -> list[tuple[int, ...]]:
+        aj = AsyncJournal(Journal(tmp_path / "j.sqlite", {"bd": {RecordClass.ALARM}},
+                                  JournalSettings(reserve_bytes=0, min_free_bytes=0)))
+        seq = await aj.append_now(RecordClass.ALARM, alarm())
+        link = Recorder("bd")
+        runner = SatelliteRunner(link, aj, [], SatellitePolicy(ack_timeout=0.5, app_ack=True), gateway_number=1,
+                                 aliases=compact.AliasTable({1: "dam.level"}), rule_aliases={"level.danger": 7},
+                                 max_bytes=78, state_dir=tmp_path)
+        task = asyncio.create_task(runner.run(NullProgress()))
+        for _ in range(200):
+            if link.sent:
+                break
+            await asyncio.sleep(0.01)
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() - 3600.0)  # the clock steps back an hour
+        for _ in range(500):
+            if len(link.sent) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await aj.close()
+        assert link.sent[0] == (seq,)
+        return link.sent
+
+    sent = asyncio.run(scenario())
+    assert len(sent) >= 2, "the unacknowledged alarm was not sent again after ack_timeout"
