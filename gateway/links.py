@@ -113,6 +113,9 @@ class LinkRunner:
                 "inflight": self._inflight}
 
     async def run(self, progress: Progress) -> None:
+        # A restart after a crash: the cursors may have moved past records that were pulled but never
+        # sent (or whose sends were cancelled); start again from what is still pending.
+        self._rewind = True
         async with asyncio.TaskGroup() as senders:
             while True:
                 progress.beat()

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from gateway.journal import AsyncJournal, Journal
+from gateway.app import supervise
+from gateway.journal import AsyncJournal, Journal, JournalRecord
 from gateway.journal_config import JournalSettings
 from gateway.links import LinkRunner
 from gateway.payloads import FieldgateProfile
 from gateway.shared import NullProgress, OutboundMessage, Progress, Quality, Reading, RecordClass
+from tests.unit.test_journal_replay import LoopbackLink
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -78,3 +82,40 @@ def test_alarm_overtakes_telemetry_queued_for_a_narrow_window(tmp_path: Path) ->
     # With the runner counting the link's window of 2 it holds one telemetry message behind the one in
     # flight, which goes first; counting max_inflight=8 it had queued 5 more inside the link.
     assert ahead <= 1, f"{ahead} telemetry messages went out between the alarm's commit and the alarm"
+
+
+class FlakyProfile(FieldgateProfile):
+    """Fails once, the way a bug or a transient error in a pull would crash the runner's loop."""
+
+    def __init__(self) -> None:
+        super().__init__("gw")
+        self.failed = False
+
+    def encode(self, records: Sequence[JournalRecord], now: float | None = None) -> list[OutboundMessage]:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("encoder failed once")
+        return super().encode(records, now)
+
+
+def test_records_pulled_before_a_runner_crash_are_sent_after_its_restart(tmp_path: Path) -> None:
+    async def scenario() -> tuple[int, int]:
+        journal = Journal(tmp_path / "j.sqlite", {"mqtt": set(RecordClass)},
+                          JournalSettings(reserve_bytes=0, min_free_bytes=0))
+        aj = AsyncJournal(journal, queue_size=100, commit_window=0.01)
+        await aj.append_now(RecordClass.ALARM, Reading("dam.level", 153.0, Quality.GOOD, 1100.0))
+        link = LoopbackLink()
+        runner = LinkRunner(link, aj, FlakyProfile())
+        task = asyncio.create_task(supervise("sender mqtt", partial(runner.run, NullProgress())))
+        for _ in range(500):  # the supervisor restarts the runner within a second
+            if link.records:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        depth = await aj.call(journal.depth)
+        await aj.close()
+        return len(link.records), depth
+
+    sent, depth = asyncio.run(scenario())
+    assert sent == 1 and depth == 0, "the alarm pulled before the crash was skipped by the restarted runner"
