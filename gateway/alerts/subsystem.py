@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
@@ -22,6 +23,7 @@ EvidenceSink = Callable[[dict[str, Any]], Awaitable[None]]
 _ACTIVE_MAX = 64  # alerts remembered for Cancel; the oldest drops first
 _FAULTS_THAT_ALARM = frozenset({"readback_mismatch", "amplifier_readback_mismatch", "board_unreachable",
                                 "amplifier_unreachable"})
+log = logging.getLogger("fieldgate.alerts")
 _PENDING_REPORTS_MAX = 256  # mid-activation reports waiting for the audit log; outputs send <= 2 per activation
 
 
@@ -116,10 +118,20 @@ class BroadcastSubsystem:
         await self._evidence(kind, data)
 
     async def close(self) -> None:
-        for output in self.outputs.values():
-            await output.close()
+        """Every output off, all at once: one that raises or hangs must not leave another (a siren) on."""
+        await asyncio.gather(*(self._close_one(name, out) for name, out in self.outputs.items()))
         if self._reports:
             await asyncio.gather(*self._reports, return_exceptions=True)
+
+    async def _close_one(self, name: str, output: BroadcastOutput) -> None:
+        limit = 2 * self.config.output_timeout_s  # a deactivation and the close itself
+        try:
+            async with asyncio.timeout(limit):
+                await output.close()
+        except TimeoutError:
+            log.error("broadcast output %s did not close within %.0f s; check that it is off", name, limit)
+        except Exception:
+            log.exception("broadcast output %s failed to close; check that it is off", name)
 
     def _on_output_report(self, result: OutputResult) -> None:
         """Called on the loop by an output, mid-activation: audit it, and alarm upstream if it is a fault."""
