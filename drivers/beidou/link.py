@@ -150,7 +150,8 @@ class BeidouLink:
         self._card_wait = loop.create_future()
         try:
             await self._port.write(card_query(dialect))
-            card = await asyncio.wait_for(self._card_wait, self.config.probe_timeout_s)
+            async with asyncio.timeout(self.config.probe_timeout_s):  # not wait_for: 3.11 can swallow a cancel
+                card = await self._card_wait
         except TimeoutError:
             return None
         finally:
@@ -231,7 +232,8 @@ class BeidouLink:
         self._feedback_wait = asyncio.get_running_loop().create_future()
         try:
             await self._port.write(frame)
-            return await asyncio.wait_for(self._feedback_wait, self.config.feedback_timeout_s)
+            async with asyncio.timeout(self.config.feedback_timeout_s):  # not wait_for: 3.11 can swallow a cancel
+                return await self._feedback_wait
         except TimeoutError:
             raise SendTimeout(f"{self.name}: no feedback within {self.config.feedback_timeout_s} s") from None
         except PortClosed as exc:

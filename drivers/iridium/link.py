@@ -142,7 +142,8 @@ class IridiumLink:
         if remaining <= 0:
             raise SendTimeout(f"{self.name}: modem did not answer in time")
         try:
-            await asyncio.wait_for(self._data.wait(), remaining)
+            async with asyncio.timeout(remaining):  # not wait_for: 3.11 can swallow a cancel
+                await self._data.wait()
         except TimeoutError:
             raise SendTimeout(f"{self.name}: modem did not answer in time") from None
 

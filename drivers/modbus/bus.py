@@ -223,7 +223,8 @@ class ModbusBus:
                 self._wake.clear()
                 wait = min(d.next_due for d in self.devices) - t
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    async with asyncio.timeout(wait):  # not wait_for: 3.11 can swallow a cancel
+                        await self._wake.wait()
                 progress.beat()
                 continue
             device = min(due, key=lambda d: (not d.priority, d.next_due))

@@ -100,7 +100,8 @@ class Transport(ABC):
         if remaining <= 0:
             return False
         try:
-            await asyncio.wait_for(self._arrived.wait(), remaining)
+            async with asyncio.timeout(remaining):  # not wait_for: 3.11 can swallow a cancel
+                await self._arrived.wait()
         except TimeoutError:
             return False
         self._check()
