@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import random
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -64,6 +65,8 @@ from gateway.vision.events import DetectionEvent
 from gateway.vision.pipeline import run_camera
 
 log = logging.getLogger("fieldgate")
+
+COMMIT_ATTEMPTS = 4  # alarm/evidence commits: 0.5 + 1 + 2 s of retries before giving up loudly
 
 ReadingObserver = Callable[[Reading], Awaitable[None]]
 ProgressFactory = Callable[[str, float], Progress]
@@ -177,10 +180,21 @@ class Gateway:
     async def _commit_now(self, cls: RecordClass, record: Reading | EventRecord) -> None:
         """Alarms and evidence: durable before anything acts upstream. A full journal must not stop the
         siren (the broadcast path does not wait on this), so it is logged as critical, not raised."""
-        try:
-            await self.journal.append_now(cls, record)
-        except JournalFull as exc:
-            log.critical("journal full: %s record for %s NOT journalled: %s", cls.name.lower(), record.point, exc)
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                await self.journal.append_now(cls, record)
+                return
+            except JournalFull as exc:
+                log.critical("journal full: %s record for %s NOT journalled: %s", cls.name.lower(), record.point, exc)
+                return
+            except (sqlite3.Error, OSError) as exc:
+                # A passing I/O error must not lose the alarm record (the rule will not raise it again).
+                if attempt + 1 == COMMIT_ATTEMPTS:
+                    log.critical("journal error: %s record for %s NOT journalled after %d attempts: %s",
+                                 cls.name.lower(), record.point, COMMIT_ATTEMPTS, exc)
+                    return
+                log.error("journal error on a %s record (%s); retrying", cls.name.lower(), exc)
+                await asyncio.sleep(0.5 * 2**attempt)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
