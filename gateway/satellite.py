@@ -304,8 +304,12 @@ class SatelliteRunner:
             return False
         payload, seqs, skip = self._encode(records)
         if skip:
-            log.info("satellite %s: records %s cannot travel compactly (no alias); left to the primary",
-                     self.link.name, skip)
+            if self.primaries:
+                log.info("satellite %s: records %s cannot travel compactly (no point alias, e.g. a broadcast "
+                         "fault); they leave by a primary link", self.link.name, skip)
+            else:
+                log.warning("satellite %s: records %s cannot travel compactly (no point alias, e.g. a broadcast "
+                            "fault) and this site has no other link: they are NOT delivered", self.link.name, skip)
             await self.journal.call(self.journal.journal.ack, self.link.name, skip)
         if not payload:
             return bool(skip)
