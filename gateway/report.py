@@ -37,7 +37,8 @@ class ReportFilter:
             reason = "quality"
         elif self._changed(policy, last, reading):
             reason = "change"
-        elif reading.source_time - last.time >= policy.heartbeat:
+        elif not 0 <= reading.source_time - last.time < policy.heartbeat:
+            # Due, or the wall clock stepped back (NTP): report now rather than stay silent for the step.
             reason = "heartbeat"
         else:
             return None

@@ -31,3 +31,11 @@ def test_quality_change_always_reported_and_no_stale_repeat() -> None:
     assert f.admit(r(None, 2, Quality.COMM_FAIL)) is None  # once, then at the heartbeat
     assert f.admit(r(None, 70, Quality.COMM_FAIL)) == "heartbeat"
     assert f.admit(r(5.0, 71)) == "quality"  # back to good is reported even within the deadband
+
+
+def test_clock_stepped_back_does_not_silence_the_heartbeat() -> None:
+    f = ReportFilter([PointInfo("p", report=ReportPolicy(deadband=1, heartbeat=60))])
+    assert f.admit(r(5.0, 10_000)) == "first"
+    assert f.admit(r(5.0, 6_400)) == "heartbeat"  # NTP stepped the clock back an hour
+    assert f.admit(r(5.0, 6_401)) is None
+    assert f.admit(r(5.0, 6_461)) == "heartbeat"
