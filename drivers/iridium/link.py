@@ -166,8 +166,17 @@ class IridiumLink:
                 lines.append(line)
         return lines
 
+    def _drop_stale_lines(self) -> None:
+        """Lines left over from a command that was cancelled mid-way must not answer the next one."""
+        while (line := self._buf.next_line()) is not None:
+            if is_ring(line):
+                self._ring.set()
+            else:
+                log.debug("%s: stale %r dropped", self.name, line)
+
     async def _at(self, command: str, timeout_s: float | None = None) -> list[str]:
         deadline = time.monotonic() + (timeout_s or self.config.command_timeout_s)
+        self._drop_stale_lines()
         await self._port.write(command.encode("ascii") + b"\r")
         return [ln for ln in await self._until_ok(deadline) if ln != command]  # echo before ATE0
 
@@ -175,6 +184,7 @@ class IridiumLink:
 
     async def _write_mo(self, payload: bytes) -> None:
         deadline = time.monotonic() + self.config.command_timeout_s
+        self._drop_stale_lines()
         await self._port.write(sbdwb_command(len(payload)))
         line = await self._line(deadline)
         if line != "READY":
@@ -191,6 +201,7 @@ class IridiumLink:
     async def _session(self, answer_ring: bool) -> SessionResult:
         command = "AT+SBDIXA" if answer_ring else "AT+SBDIX"
         deadline = time.monotonic() + self.config.session_timeout_s
+        self._drop_stale_lines()
         await self._port.write(command.encode() + b"\r")
         result: SessionResult | AtParseError | None = None
         for line in await self._until_ok(deadline):
@@ -202,6 +213,7 @@ class IridiumLink:
 
     async def _read_mt(self) -> bytes | None:
         deadline = time.monotonic() + self.config.command_timeout_s
+        self._drop_stale_lines()
         await self._port.write(b"AT+SBDRB\r")
         while True:
             self._buf.skip_blank()

@@ -204,3 +204,17 @@ async def test_iridium_mt_by_ring_and_piggy_backed(pty_pair: tuple[str, str]) ->
             await link.send(msg(b"mo", 5))
             assert got == [b"\x15ring\r\n", b"one", b"two"]
             assert emu.delivered == [b"mo"]
+
+
+@run_async
+async def test_iridium_stale_lines_from_a_cancelled_command_do_not_answer_the_next(
+        pty_pair: tuple[str, str]) -> None:
+    ours, theirs = pty_pair
+    with IridiumEmulator(theirs) as emu:
+        emu.fail_next.extend([32])  # the stale "OK" must not be taken for this session's result either
+        link = IridiumLink(iridium_config(ours), lambda _b: None)
+        async with running(link):
+            link._buf.feed(b"OK\r\n0\r\n+SBDIX: 0, 7, 0, 0, 0, 0\r\n")  # what a cancelled send left behind
+            await link.send(msg(b"after a cancel", 1))
+            assert emu.delivered == [b"after a cancel"]
+            assert [s.mo_status for s in emu.sessions] == [32, 0]
