@@ -75,7 +75,8 @@ ProgressFactory = Callable[[str, float], Progress]
 class Gateway:
     def __init__(self, config: SiteConfig, *, progress_factory: ProgressFactory | None = None,
                  config_path: str | None = None,
-                 loop_states: Callable[[], list[dict[str, Any]]] | None = None) -> None:
+                 loop_states: Callable[[], list[dict[str, Any]]] | None = None,
+                 rules: RuleEngine | None = None) -> None:
         self.config = config
         self.config_path = config_path
         gateway_id = config.gateway.id
@@ -99,7 +100,7 @@ class Gateway:
             commit_window=config.journal.commit_window,
         )
         self.report_filter = ReportFilter([p for bus in self.buses for p in bus.points()])
-        self.rules = RuleEngine(config.rules)
+        self.rules = rules or RuleEngine(config.rules)  # carried over by a reload that kept the rules
         self.broadcast: BroadcastSubsystem | None = None
         self.observers: list[ReadingObserver] = []
         self._progress_factory = progress_factory or (lambda _name, _deadline: NullProgress())

@@ -16,6 +16,7 @@ from functools import partial
 
 from gateway.app import Gateway
 from gateway.config import ConfigError, SiteConfig, load_site
+from gateway.rules import RuleEngine
 from gateway.shared import Progress
 from gateway.systemd import LivenessSupervisor, LoopHandle
 
@@ -31,12 +32,13 @@ async def serve(config_path: str, config: SiteConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown.set)
     loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+    previous: Gateway | None = None
     try:
         while True:
             handles: list[LoopHandle] = []
             progress = partial(_register, supervisor, handles)
             gateway = Gateway(config, progress_factory=progress, config_path=config_path,
-                              loop_states=partial(_loop_states, supervisor))
+                              loop_states=partial(_loop_states, supervisor), rules=carried_rules(previous, config))
             stop = asyncio.Event()
             run = asyncio.create_task(gateway.run(stop), name="gateway")
             announce = asyncio.create_task(_announce_ready(gateway, supervisor))
@@ -50,10 +52,18 @@ async def serve(config_path: str, config: SiteConfig) -> None:
                 handle.retire()
             if new_config is None:
                 return
-            config = new_config
+            config, previous = new_config, gateway
             log.info("configuration reloaded from %s", config_path)
     finally:
         watchdog.cancel()
+
+
+def carried_rules(previous: Gateway | None, config: SiteConfig) -> RuleEngine | None:
+    """A reload that leaves the rules alone keeps their state: an active alarm stays the same alarm
+    (same id, cleared once, upstream) instead of being raised again under a new id."""
+    if previous is not None and previous.config.rules == config.rules:
+        return previous.rules
+    return None
 
 
 def _loop_states(supervisor: LivenessSupervisor) -> list[dict[str, object]]:
