@@ -56,6 +56,28 @@ def load_rig() -> RigFile:
                    mosquitto=data.get("mosquitto", "mosquitto"))
 
 
+def radar_gauge_bus(port: int, *, poll: str = "200ms", device_extra: str = "", point_id: str = "dam.level",
+                    point_extra: str = "") -> str:
+    """YAML for the rig's usual field device: a radar level gauge (float32, CDAB) behind Modbus TCP.
+
+    Indented to sit under ``buses:``; ``device_extra`` adds device keys (e.g. "timeout: 300ms"),
+    ``point_extra`` point keys (e.g. "report: {deadband: 0.01}").
+    """
+    extra = "".join(f"\n        {line}" for line in device_extra.splitlines() if line.strip())
+    keys = f"id: {point_id}, address: 0, type: float32, byte_order: CDAB, unit: m"
+    point = "{" + keys + (f", {point_extra}" if point_extra else "") + "}"
+    return f"""  - type: modbus_tcp
+    name: gauges
+    host: 127.0.0.1
+    port: {port}
+    devices:
+      - name: radar
+        unit_id: 1
+        poll_interval: {poll}{extra}
+        points:
+          - {point}"""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

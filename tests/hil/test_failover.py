@@ -15,7 +15,7 @@ from gateway import compact
 from gateway.config import load_site
 from tests.hil.emulators.base import socat_pair
 from tests.hil.emulators.beidou import BeidouEmulator
-from tests.hil.rig import Broker, Collector, GatewayProcess, free_port, wait_for
+from tests.hil.rig import Broker, Collector, GatewayProcess, free_port, radar_gauge_bus, wait_for
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(150)]
 GATEWAY_NUMBER, PLATFORM_CARD = 42, 1234
@@ -27,16 +27,7 @@ def site(tmp: Path, gauge_port: int, broker_port: int, beidou_port: str) -> Path
     path.write_text(f"""
 gateway: {{id: failover-gw, state_dir: {tmp / 'state'}}}
 buses:
-  - type: modbus_tcp
-    name: gauges
-    host: 127.0.0.1
-    port: {gauge_port}
-    devices:
-      - name: radar
-        unit_id: 1
-        poll_interval: 200ms
-        points:
-          - {{id: dam.level, address: 0, type: float32, byte_order: CDAB, unit: m, report: {{deadband: 0.01}}}}
+{radar_gauge_bus(gauge_port, point_extra="report: {deadband: 0.01}")}
 rules:
   - {{type: threshold, id: level.danger, point: dam.level, above: 152.0, hysteresis: 0.1, severity: severe,
      message: 水位超过危险水位}}

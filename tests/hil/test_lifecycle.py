@@ -14,7 +14,7 @@ import pytest
 
 from drivers.modbus.simulator import SimServer, SimUnit
 from gateway.config import load_site
-from tests.hil.rig import Broker, Collector, GatewayProcess, free_port, wait_for
+from tests.hil.rig import Broker, Collector, GatewayProcess, free_port, radar_gauge_bus, wait_for
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(120)]
 
@@ -23,16 +23,7 @@ def site_text(tmp: Path, gauge_port: int, broker_port: int, level_id: str = "dam
     return f"""
 gateway: {{id: life-gw, state_dir: {tmp / 'state'}}}
 buses:
-  - type: modbus_tcp
-    name: gauges
-    host: 127.0.0.1
-    port: {gauge_port}
-    devices:
-      - name: radar
-        unit_id: 1
-        poll_interval: 200ms
-        points:
-          - {{id: {level_id}, address: 0, type: float32, byte_order: CDAB, unit: m, report: {{deadband: 0.001}}}}
+{radar_gauge_bus(gauge_port, point_id=level_id, point_extra="report: {deadband: 0.001}")}
 links:
   - {{type: mqtt, name: county, host: 127.0.0.1, port: {broker_port}, reconnect_min: 0.2, reconnect_max: 1}}
 """

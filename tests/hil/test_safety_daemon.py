@@ -15,7 +15,7 @@ import pytest
 
 from drivers.modbus.simulator import SimServer, SimUnit
 from gateway.config import load_site
-from tests.hil.rig import Broker, Collector, GatewayProcess, free_port, wait_for
+from tests.hil.rig import Broker, Collector, GatewayProcess, free_port, radar_gauge_bus, wait_for
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(120)]
 SIREN_COIL, AMP_COIL = 0, 1
@@ -35,21 +35,11 @@ def site(tmp: Path, gauge_port: int, board_port: int, broker_port: int) -> Path:
     clips = {name: tone(tmp / f"{name}.wav", f) for name, f in
              (("evacuate", 440), ("exercise", 660), ("test", 880), ("all_clear", 330))}
     board = f"{{transport: tcp, host: 127.0.0.1, port: {board_port}, timeout: 1.0}}"
+    bus = radar_gauge_bus(gauge_port, device_extra="timeout: 300ms\nretries: 0")
     text = f"""
 gateway: {{id: safety-gw, state_dir: {tmp / 'state'}}}
 buses:
-  - type: modbus_tcp
-    name: gauges
-    host: 127.0.0.1
-    port: {gauge_port}
-    devices:
-      - name: radar
-        unit_id: 1
-        poll_interval: 200ms
-        timeout: 300ms
-        retries: 0
-        points:
-          - {{id: dam.level, address: 0, type: float32, byte_order: CDAB, unit: m}}
+{bus}
 links:
   - {{type: mqtt, name: county, host: 127.0.0.1, port: {broker_port}, reconnect_min: 0.2, reconnect_max: 1}}
 rules:

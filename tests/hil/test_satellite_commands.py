@@ -17,7 +17,7 @@ from gateway.commands.names import Reason, Status
 from gateway.commands.reply import SatelliteReply, parse_satellite_reply
 from tests.hil.emulators.base import socat_pair
 from tests.hil.emulators.beidou import BeidouEmulator
-from tests.hil.rig import ROOT, Broker, Collector, GatewayProcess, free_port, wait_for
+from tests.hil.rig import ROOT, Broker, Collector, GatewayProcess, free_port, radar_gauge_bus, wait_for
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(120)]
 GATEWAY_NUMBER, ISSUER_NUMBER, PLATFORM_CARD = 42, 3, 1234
@@ -34,16 +34,7 @@ def site(tmp: Path, public_key: str, gauge_port: int, broker_port: int, beidou_p
     path.write_text(f"""
 gateway: {{id: sat-cmd-gw, state_dir: {tmp / 'state'}}}
 buses:
-  - type: modbus_tcp
-    name: gauges
-    host: 127.0.0.1
-    port: {gauge_port}
-    devices:
-      - name: radar
-        unit_id: 1
-        poll_interval: 500ms
-        points:
-          - {{id: dam.level, address: 0, type: float32, byte_order: CDAB, unit: m}}
+{radar_gauge_bus(gauge_port, poll="500ms")}
 satellite:
   gateway_number: {GATEWAY_NUMBER}
   aliases: {{1: dam.level}}
