@@ -58,6 +58,9 @@ def is_file_source(source: str) -> bool:
     return "://" not in source and not source.startswith(("usb:", "/dev/video"))
 
 
+MAX_ABANDONED = 3  # stalled grab threads kept waiting for their read() to return before no new one starts
+
+
 class FrameGrabber:
     """Owns one capture. ``get()`` returns the newest frame; ``start()``/``stop()`` run the thread."""
 
@@ -85,6 +88,7 @@ class FrameGrabber:
         self._generation = 0
         self._last_frame_mono = time.monotonic()
         self._thread: threading.Thread | None = None
+        self._abandoned: list[threading.Thread] = []  # grab threads left stuck in read(), bounded below
         self._index = 0
 
     # -- consumer side ------------------------------------------------------------------------------
@@ -123,8 +127,17 @@ class FrameGrabber:
         if time.monotonic() - self._last_frame_mono > self.stall_timeout:
             self.stats.stalls += 1
             self.stats.connected = False
-            log.warning("camera %s: no frame for %.0fs, restarting capture", self.source, self.stall_timeout)
             self._last_frame_mono = time.monotonic()
+            self._abandoned = [t for t in self._abandoned if t.is_alive()]
+            if len(self._abandoned) >= MAX_ABANDONED:
+                # Each stuck thread holds a capture; do not pile up more until one returns.
+                self.stats.last_error = f"{len(self._abandoned)} captures stuck in read()"
+                log.error("camera %s: %d captures stuck in read(); not starting another until one returns",
+                          self.source, len(self._abandoned))
+                return
+            log.warning("camera %s: no frame for %.0fs, restarting capture", self.source, self.stall_timeout)
+            if self._thread is not None and self._thread.is_alive():
+                self._abandoned.append(self._thread)
             self._spawn()
 
     def _spawn(self) -> None:
