@@ -108,7 +108,10 @@ class MqttLink:
         self._window = _Window(config.max_inflight)
         self.connects = 0
         self.last_failure: Failure | None = None
-        self._last_logged: tuple[str, float] | None = None
+        # cause text -> when it was last logged. Several causes can alternate (a TLS 1.3 client-certificate
+        # refusal shows up as the alert on one attempt and as a reset on the next): each is logged once per
+        # REPEAT_AFTER, not once per alternation. Bounded: a handful of recent causes.
+        self._logged: dict[str, float] = {}
         self._failed_attempts = 0
         # A missing key or certificate is a configuration error: say so at start, once.
         for problem in credentials.problems(config):
@@ -231,7 +234,7 @@ class MqttLink:
             await client.publish_confirmed(message.topic, message.payload)
         self.connects += 1
         self._failed_attempts = 0
-        self._last_logged = None
+        self._logged.clear()
         self.last_failure = None
         self._connected.set()
         sock = client._client.socket()
@@ -295,11 +298,14 @@ class MqttLink:
         self._failed_attempts += 1
         now = time.monotonic()
         retry = f"; retrying in {retry_in:.1f}s" if retry_in is not None else ""
-        repeated = self._last_logged is not None and self._last_logged[0] == failure.text
-        if repeated and self._last_logged is not None and now - self._last_logged[1] < REPEAT_AFTER:
+        last = self._logged.get(failure.text)
+        repeated = last is not None
+        if last is not None and now - last < REPEAT_AFTER:
             log.debug("mqtt %s: %s%s", self.name, failure.text, retry, extra={"link": self.name})
             return
-        self._last_logged = (failure.text, now)
+        self._logged[failure.text] = now
+        while len(self._logged) > 8:
+            del self._logged[next(iter(self._logged))]
         level = logging.WARNING if failure.kind in {"lost", "refused", "timeout", "dns", "unreachable"} \
             else logging.ERROR
         attempts = f" (still failing after {self._failed_attempts} attempts)" if repeated else ""
