@@ -76,7 +76,7 @@ def expected(unit: int, address: int) -> int:
 
 
 def line_config(port: str, units: tuple[int, ...] = (*HEALTHY, DEAD, SLOW), extra_points: bool = False,
-                **overrides: Any) -> ModbusRtuBus:
+                retries: int = 1, **overrides: Any) -> ModbusRtuBus:
     devices = []
     for unit in units:
         points: list[dict[str, Any]] = [
@@ -87,7 +87,7 @@ def line_config(port: str, units: tuple[int, ...] = (*HEALTHY, DEAD, SLOW), extr
                            "valid_max": 100})
         devices.append({
             "name": f"u{unit}", "unit_id": unit, "poll_interval": INTERVAL,
-            "timeout": 0.25 if unit == SLOW else 0.15, "retries": 1, "points": points,
+            "timeout": 0.25 if unit == SLOW else 0.15, "retries": retries, "points": points,
         })
     data: dict[str, Any] = {"type": "modbus_rtu", "name": "line", "port": port, "baudrate": 19200,
                             "reconnect_min": 0.1, "reconnect_max": 0.5, "devices": devices}
@@ -172,7 +172,8 @@ def test_five_percent_noise_never_publishes_a_wrong_value(rig: RigFile) -> None:
         # gateway ⇄ pty pair 1 ⇄ relay (damages 5% of frames) ⇄ pty pair 2 ⇄ units
         relay = NoiseRelay(str(to_gateway.device), str(to_devices.gateway), rate=0.05, seed=7).start()
         sim = LineSimulator(str(to_devices.device), sim_units()).start()
-        bus = ModbusBus(line_config(str(to_gateway.gateway), units=HEALTHY))
+        # No retries: a damaged frame must surface as a quality flag rather than be hidden by a good retry.
+        bus = ModbusBus(line_config(str(to_gateway.gateway), units=HEALTHY, retries=0))
         try:
             readings = asyncio.run(run_bus(bus, lambda: relay.stats.damaged >= 25, 90))
         finally:
