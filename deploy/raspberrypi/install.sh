@@ -52,34 +52,9 @@ Usage: install.sh [--offline WHEELHOUSE] [--vision] [--no-start] [--root DIR] [-
 EOF
 }
 
-die() {
-    echo "install.sh: error: $*" >&2
-    exit 2
-}
-
-note() {
-    echo "==> $*"
-}
-
-# Every change goes through run, so --dry-run prints exactly what a real run would do.
-run() {
-    if ((DRY_RUN)); then
-        printf '+'
-        printf ' %q' "$@"
-        printf '\n'
-    else
-        "$@"
-    fi
-}
-
-# A path inside the target root.
-target() {
-    echo "${ROOT%/}$1"
-}
-
-live_system() {
-    [[ $ROOT == / ]]
-}
+# die, note, run (honours --dry-run), target (a path inside --root), live_system
+# shellcheck source=SCRIPTDIR/common.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 
 parse_args() {
     while (($#)); do

@@ -28,32 +28,9 @@ Usage: uninstall.sh [--purge] [--root DIR] [--dry-run]
 EOF
 }
 
-die() {
-    echo "uninstall.sh: error: $*" >&2
-    exit 2
-}
-
-note() {
-    echo "==> $*"
-}
-
-run() {
-    if ((DRY_RUN)); then
-        printf '+'
-        printf ' %q' "$@"
-        printf '\n'
-    else
-        "$@"
-    fi
-}
-
-target() {
-    echo "${ROOT%/}$1"
-}
-
-live_system() {
-    [[ $ROOT == / ]]
-}
+# die, note, run (honours --dry-run), target (a path inside --root), live_system
+# shellcheck source=SCRIPTDIR/common.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 
 parse_args() {
     while (($#)); do
