@@ -115,6 +115,7 @@ class Gateway:
         self.commands: CommandPlane | None = None
         self._loop_states = loop_states or list
         self.journal_stats: dict[str, Any] = {}
+        self.reloading = False  # set by the daemon before a stop that a new gateway follows at once
 
     # ---- the data path -------------------------------------------------------------------
 
@@ -254,6 +255,9 @@ class Gateway:
                 await _cancel(bus_tasks)
                 await self.journal.flush()
                 writer.cancel()
+                for link in self.links:
+                    if hasattr(link, "announce_offline_on_stop"):
+                        link.announce_offline_on_stop = not self.reloading
                 await _cancel(services)
                 await _cancel(list(self._background))
         finally:

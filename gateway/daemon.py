@@ -45,6 +45,7 @@ async def serve(config_path: str, config: SiteConfig) -> None:
             new_config = await _wait_for_stop_or_valid_reload(config_path, shutdown, reload_requested, supervisor, run)
             if new_config is None:
                 supervisor.stopping("stopping: flushing journal, publishing offline status")
+            gateway.reloading = new_config is not None
             stop.set()
             await run
             announce.cancel()

@@ -103,6 +103,9 @@ class MqttLink:
             config.topic_prefix, gateway_id, status_payload or _plain_status(gateway_id)
         )
         self._on_command = on_command
+        # False while the daemon restarts itself on a reload: the next gateway says "online" a moment later,
+        # so the platform should not see the site flap offline.
+        self.announce_offline_on_stop = True
         self._client: FieldgateClient | None = None
         self._connected = asyncio.Event()
         self._window = _Window(config.max_inflight)
@@ -163,7 +166,8 @@ class MqttLink:
                     try:
                         await self._serve(client, progress)
                     except asyncio.CancelledError:
-                        await self._say_offline(client)
+                        if self.announce_offline_on_stop:
+                            await self._say_offline(client)
                         raise
             except (aiomqtt.MqttError, OSError, ssl.SSLError, ValueError) as exc:
                 was_up = self.connected

@@ -88,6 +88,7 @@ def test_notify_reload_and_stop(tmp_path: Path, broker: Broker, collector: Colle
         config.write_text(site_text(tmp_path, gauge_port, broker.port, level_id="dam.level_m"))
         gateway.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: bool(collector.values("dam.level_m")), 20, f"the new point id; log:\n{gateway.log()}")
+        assert "offline" not in collector.status(), "a reload made the site flap offline upstream"
         seqs = [r["seq"] for r in collector.records(None)]
         assert len(seqs) == len(set(seqs)), "a seq was reused across the reload"
 
