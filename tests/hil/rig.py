@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -200,17 +199,10 @@ def serial_pair(rig: RigFile, index: int = 0) -> Iterator[tuple[str, str]]:
         return
     if shutil.which("socat") is None:
         raise RuntimeError("socat is not installed (apt-get install socat); .ci/run installs it")
-    tmp = Path(tempfile.mkdtemp(prefix="fg-line-"))
-    a, b = tmp / "gateway", tmp / "device"
-    proc = subprocess.Popen(["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: a.exists() and b.exists(), 10, "socat pty pair")
-        yield str(a), str(b)
-    finally:
-        proc.terminate()
-        proc.wait(5)
-        shutil.rmtree(tmp, ignore_errors=True)
+    from tests.hil.emulators.base import socat_pair
+
+    with socat_pair() as pair:
+        yield pair
 
 
 class GatewayProcess:

@@ -91,13 +91,18 @@ def _close(got: object, want: object) -> bool:
     return abs(got - want) <= 1e-3 * max(1.0, abs(want))
 
 
-def test_modbus_tcp_end_to_end(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+def start_tcp_site(tmp: Path, broker: Broker) -> tuple[SimUnit, dict[str, PointConfig], SimServer, GatewayProcess]:
+    """The two simulated units behind one Modbus TCP endpoint, and the gateway polling them."""
     port = free_port()
-    config = site_yaml(tmp_path, f"type: modbus_tcp\n    name: tcp-gauges\n    host: 127.0.0.1\n    port: {port}",
+    config = site_yaml(tmp, f"type: modbus_tcp\n    name: tcp-gauges\n    host: 127.0.0.1\n    port: {port}",
                        broker.port)
     gauge, rain, points = load_units(config)
     server = SimServer([gauge, rain], port=port).start()
-    gateway = GatewayProcess(config, tmp_path / "gateway.log").start()
+    return gauge, points, server, GatewayProcess(config, tmp / "gateway.log").start()
+
+
+def test_modbus_tcp_end_to_end(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+    gauge, points, server, gateway = start_tcp_site(tmp_path, broker)
     try:
         expect_values(collector)
         # A change on the device arrives with its new value.
@@ -132,12 +137,7 @@ def test_modbus_rtu_end_to_end(tmp_path: Path, rig: RigFile, broker: Broker, col
 
 def test_broker_outage_loses_nothing(tmp_path: Path, broker: Broker, collector: Collector) -> None:
     """Stop the broker mid-run; every reading journalled meanwhile arrives after it returns."""
-    port = free_port()
-    config = site_yaml(tmp_path, f"type: modbus_tcp\n    name: tcp-gauges\n    host: 127.0.0.1\n    port: {port}",
-                       broker.port)
-    gauge, rain, points = load_units(config)
-    server = SimServer([gauge, rain], port=port).start()
-    gateway = GatewayProcess(config, tmp_path / "gateway.log").start()
+    gauge, points, server, gateway = start_tcp_site(tmp_path, broker)
     outage_values = [20.0 + i * 0.25 for i in range(12)]
     try:
         expect_values(collector)
