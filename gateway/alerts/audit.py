@@ -15,6 +15,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,72 @@ def verify_chain(path: Path) -> ChainCheck:
     return ChainCheck(True, total, prev or GENESIS)
 
 
+@dataclass(frozen=True)
+class History:
+    """Audit records newer than a horizon, oldest first, and whether they are all there is to know.
+
+    ``complete`` is False when the chain could not be read back to the horizon: a chain that begins
+    after it (new, deleted or replaced by a fresh one) or a segment that cannot be read. A reader
+    must then assume that anything before ``known_since`` may have happened.
+    """
+
+    records: list[dict[str, Any]]
+    complete: bool
+    known_since: float
+
+
+_BACKWARD_CHUNK = 64 * 1024
+
+
+def _lines_backwards(path: Path) -> Iterator[bytes]:
+    """The lines of a file, last first, read from the end in chunks (a segment can be 16 MiB)."""
+    with path.open("rb") as handle:
+        position = handle.seek(0, os.SEEK_END)
+        rest = b""
+        while position > 0:
+            step = min(_BACKWARD_CHUNK, position)
+            position -= step
+            handle.seek(position)
+            block = handle.read(step) + rest
+            lines = block.split(b"\n")
+            rest = lines[0]
+            for line in reversed(lines[1:]):
+                if line:
+                    yield line
+        if rest:
+            yield rest
+
+
+def read_history(path: Path, since: float) -> History:
+    """Records with ``ts >= since`` from the live file and its rotated segments (newest first on disk)."""
+    segments = [path, *sorted(path.parent.glob(path.name + ".*"), key=_segment_index)]
+    found: list[dict[str, Any]] = []
+    for segment in segments:
+        try:
+            lines = list(_lines_backwards(segment)) if segment.exists() else []
+        except OSError:
+            return History(list(reversed(found)), False, found[-1]["ts"] if found else time.time())
+        for raw in lines:
+            try:
+                record = json.loads(raw)
+                ts = float(record["ts"])
+            except (ValueError, KeyError, TypeError):
+                # A damaged line: what lies before it cannot be trusted to be complete.
+                return History(list(reversed(found)), False, found[-1]["ts"] if found else time.time())
+            if ts < since:
+                return History(list(reversed(found)), True, since)
+            found.append(record)
+            if record.get("prev") == GENESIS:
+                # The chain starts here: nothing older exists, but it may have replaced a lost one.
+                return History(list(reversed(found)), False, ts)
+    return History(list(reversed(found)), False, found[-1]["ts"] if found else time.time())
+
+
+def _segment_index(segment: Path) -> int:
+    suffix = segment.suffix[1:]
+    return int(suffix) if suffix.isdigit() else 1 << 30
+
+
 class AuditLog:
     def __init__(self, path: Path | str, max_bytes: int = 16 * 1024 * 1024, keep: int = 8) -> None:
         self.path = Path(path)
@@ -87,6 +154,12 @@ class AuditLog:
         self._file = self.path.open("ab")
         if torn:
             self._append_locked("audit_recovered", {"dropped_bytes": max(torn, 0), "unreadable_tail": torn < 0})
+
+    def history(self, since: float) -> History:
+        """What the chain says happened since ``since`` (see :func:`read_history`)."""
+        with self._lock:
+            self._file.flush()
+            return read_history(self.path, since)
 
     def _recover(self) -> tuple[int, str, int]:
         if not self.path.exists() or self.path.stat().st_size == 0:

@@ -18,9 +18,10 @@ from typing import Any
 from drivers.broadcast.base import Activation, Cadence
 from drivers.broadcast.busboard import bus_board_problems
 from drivers.broadcast.config import SirenRelayConfig
+from gateway.alerts.audit import History
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.model import Alert, MsgType, Origin, Status
-from gateway.alerts.signing import Keyring, OperatorSignature, SignatureRefused
+from gateway.alerts.signing import MAX_FUTURE_SKEW_S, Keyring, OperatorSignature, SignatureRefused
 from gateway.rules.config import FAULT_RULE_TYPES, RulesConfig
 from gateway.rules.engine import AlarmClass, AlarmTransition
 
@@ -57,6 +58,25 @@ class Decision:
     activations: dict[str, Activation] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # output -> why it stays silent
     signers: tuple[str, ...] = ()
+    claimed: bool = False  # the alert's identifier is used up (a replay of it is refused)
+
+
+# How far back the interlock's memory reaches after a restart or reload: the rate limits look one hour
+# back, and a signed request can be replayed only while its signatures are fresh (two_person_window_s
+# <= 1 h, plus the future skew a signature may have).
+HISTORY_S = 3600.0 + MAX_FUTURE_SKEW_S
+
+
+def required_signatures(alert: Alert) -> int:
+    """Operator signatures an alert from outside the rule engine needs, whatever way it came in.
+
+    Actual needs two people (the Hawaii lesson); a Cancel needs one, whatever the status it
+    cancels, because a cancel that cannot be given quickly is itself a hazard; Exercise and
+    Test need one.
+    """
+    if alert.msg_type is MsgType.CANCEL:
+        return 1
+    return 2 if alert.status is Status.ACTUAL else 1
 
 
 class ZoneRateLimiter:
@@ -88,6 +108,28 @@ class Interlock:
         self.limiter = ZoneRateLimiter(config.rate_limit.min_interval_s, config.rate_limit.max_per_hour)
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._plan = {entry.rule: entry for entry in config.automatic}
+        # Alerts from people sent before this is refused: the history before it is unknown (see restore).
+        self.known_since = 0.0
+
+    def restore(self, history: History) -> None:
+        """Rebuild the rate limits and the used alert ids from the audit chain (restart, reload).
+
+        Without this a restart forgot both, and the same two-signed request sounded again seconds
+        later. Where the chain does not reach back far enough (new, lost or unreadable), alerts from
+        people that were sent before what the chain knows are refused: they may have been played.
+        """
+        for record in history.records:
+            if record.get("kind") != "decision" or not isinstance(record.get("data"), dict):
+                continue
+            data = record["data"]
+            alert = data.get("alert") if isinstance(data.get("alert"), dict) else {}
+            identifier = alert.get("identifier")
+            if data.get("claimed") and isinstance(identifier, str):
+                self._remember(identifier)
+            if data.get("accepted") and data.get("outputs") and alert.get("msgType") != MsgType.CANCEL.value:
+                areas = [a for a in alert.get("areas", []) if isinstance(a, str)]
+                self.limiter.commit(areas, float(data.get("at", record.get("ts", 0.0))))
+        self.known_since = 0.0 if history.complete else history.known_since
 
     def decide(
         self,
@@ -102,11 +144,18 @@ class Interlock:
             self._common(alert, now)
             if origin == "rule":
                 self._automatic(alert, alarm)
-            elif origin == "manual":
-                required = 2 if alert.status is Status.ACTUAL else 1
-                signers = tuple(self.keyring.require(alert, signatures, required,
+            else:
+                # Every other way in (the inbox, a platform command, anything added later) is a person's
+                # decision and carries operators' signatures over this alert: a platform key proves only
+                # that the platform sent the request, never that two operators decided it.
+                if alert.source == "rule":
+                    raise _Refused("an alert claiming source 'rule' arrived from outside the rule engine")
+                if alert.sent.timestamp() < int(self.known_since):
+                    raise _Refused("alert sent before this gateway's broadcast history begins "
+                                   f"({dt.datetime.fromtimestamp(self.known_since, dt.UTC):%Y-%m-%d %H:%M:%S} UTC); "
+                                   "it may have been played already: issue a new alert")
+                signers = tuple(self.keyring.require(alert, signatures, required_signatures(alert),
                                                      self.config.two_person_window_s, now))
-            # origin "remote": the command plane verified signature, expiry and nonce before us.
             if alert.msg_type is not MsgType.CANCEL:
                 self._status_window(alert, now)
                 limited = self.limiter.problem(alert.areas, now)
@@ -116,13 +165,13 @@ class Interlock:
             return Decision(False, str(exc), signers=signers)
         self._remember(alert.identifier)
         if alert.msg_type is MsgType.CANCEL:
-            return Decision(True, "cancel", signers=signers)
+            return Decision(True, "cancel", signers=signers, claimed=True)
         activations, skipped = self.plan_outputs(alert)
         if not activations:
             return Decision(False, "no output may sound for this alert: " + "; ".join(
-                f"{k}: {v}" for k, v in skipped.items()), skipped=skipped, signers=signers)
+                f"{k}: {v}" for k, v in skipped.items()), skipped=skipped, signers=signers, claimed=True)
         self.limiter.commit(alert.areas, now)
-        return Decision(True, "accepted", activations, skipped, signers)
+        return Decision(True, "accepted", activations, skipped, signers, claimed=True)
 
     def _common(self, alert: Alert, now: float) -> None:
         if alert.status in (Status.DRAFT, Status.SYSTEM):

@@ -14,7 +14,7 @@ from typing import Any
 from drivers.broadcast.base import Activation, BroadcastOutput, OutputResult
 from gateway.alerts.audit import AuditLog
 from gateway.alerts.config import AutomaticTrigger, BroadcastConfig
-from gateway.alerts.interlock import Decision, Interlock
+from gateway.alerts.interlock import HISTORY_S, Decision, Interlock
 from gateway.alerts.model import Alert, MsgType, Origin, Status
 from gateway.alerts.signing import OperatorSignature
 from gateway.rules.engine import AlarmTransition, TransitionKind
@@ -44,6 +44,7 @@ class BroadcastSubsystem:
         self.audit = audit
         self.outputs = dict(outputs)
         self.interlock = Interlock(config)
+        self.interlock.restore(audit.history(clock() - HISTORY_S))
         self._on_evidence = on_evidence
         self._on_fault_alarm = on_fault_alarm
         self._clock = clock
@@ -71,15 +72,19 @@ class BroadcastSubsystem:
         self,
         alert: Alert,
         *,
-        origin: Origin | None = None,
+        origin: Origin,
         signatures: Iterable[OperatorSignature] = (),
         alarm: AlarmTransition | None = None,
     ) -> list[OutputResult]:
-        origin = origin or alert.source
+        """The one way to the outputs: the interlock decides, for every origin (docs/safety-case.md).
+
+        ``origin`` is where the alert came in, named by the caller, never taken from the alert's
+        own (sender-controlled) ``source`` field.
+        """
         async with self._lock:
             now = self._clock()
             decision = self.interlock.decide(alert, origin, now, list(signatures), alarm)
-            await self._evidence("decision", self._decision_record(alert, origin, decision))
+            await self._evidence("decision", self._decision_record(alert, origin, decision, now))
             if not decision.accepted:
                 return [OutputResult("interlock", "decide", False, "refused", {"reason": decision.reason})]
             if alert.msg_type is MsgType.CANCEL:
@@ -242,7 +247,8 @@ class BroadcastSubsystem:
             await self._on_fault_alarm({"type": "broadcast_fault_cleared", "ts": round(self._clock(), 3), **record})
 
     @staticmethod
-    def _decision_record(alert: Alert, origin: str, decision: Decision) -> dict[str, Any]:
+    def _decision_record(alert: Alert, origin: str, decision: Decision, at: float) -> dict[str, Any]:
+        # "claimed" and "at" let the next start rebuild the interlock's memory from the chain.
         return {
             "alert": alert.summary(),
             "origin": origin,
@@ -251,6 +257,8 @@ class BroadcastSubsystem:
             "outputs": sorted(decision.activations),
             "skipped": decision.skipped,
             "signers": list(decision.signers),
+            "claimed": decision.claimed,
+            "at": round(at, 3),
         }
 
     async def _evidence(self, kind: str, data: dict[str, Any]) -> None:

@@ -287,7 +287,8 @@ async def test_cancel_stops_everything_and_plays_all_clear(rig: Rig) -> None:
     assert await rig.coil(SIREN_COIL) is True
     cancel = Alert(identifier="c-9", sender="operator-console", sent=dt.datetime.now(dt.UTC),
                    status=Status.ACTUAL, msg_type=MsgType.CANCEL, event="解除", references=(alert.cap_reference(),))
-    results = await rig.subsystem.handle(cancel, origin="remote")
+    one = sign(cancel, "zhang", rig.keys["zhang"], dt.datetime.now(dt.UTC).timestamp())
+    results = await rig.subsystem.handle(cancel, origin="remote", signatures=[one])  # a Cancel needs one operator
     deactivated = {r.output for r in results if r.action == "deactivate" and r.ok}
     assert deactivated == {"siren", "pa", "ipspk"}
     assert await rig.coil(SIREN_COIL) is False

@@ -15,9 +15,9 @@ from pydantic import ValidationError
 from drivers.broadcast import g711
 from gateway.alerts.audit import AuditLog, verify_chain
 from gateway.alerts.config import BroadcastConfig, PatternConfig
-from gateway.alerts.interlock import Interlock, check_site_plan
-from gateway.alerts.model import CAP_NS, Alert, MsgType, Status
-from gateway.alerts.signing import Keyring, public_key_text, sign
+from gateway.alerts.interlock import Decision, Interlock, check_site_plan
+from gateway.alerts.model import CAP_NS, Alert, MsgType, Origin, Status
+from gateway.alerts.signing import Keyring, OperatorSignature, public_key_text, sign
 from gateway.rules.config import RulesConfig
 
 NOW = dt.datetime(2026, 5, 12, 2, 0, tzinfo=dt.UTC)
@@ -128,6 +128,18 @@ def test_ordinary_pattern_accepted() -> None:
     assert PatternConfig.model_validate({"steps": [[2, 1], [2, 3]], "repeat": 20}).repeat == 20
 
 
+OPERATORS = {name: Ed25519PrivateKey.generate() for name in ("zhang", "li")}
+
+
+def two_signed(a: Alert, t: float) -> list[OperatorSignature]:
+    """Both operators' signatures over ``a``, made at ``t`` (every origin but the rules needs them)."""
+    return [sign(a, name, key, t) for name, key in OPERATORS.items()]
+
+
+def decide(lock: Interlock, a: Alert, t: float, origin: Origin = "remote") -> Decision:
+    return lock.decide(a, origin, t, two_signed(a, t))
+
+
 def broadcast_config(**extra: Any) -> BroadcastConfig:
     board = {"host": "127.0.0.1", "port": 1502}
     data: dict[str, Any] = {
@@ -141,6 +153,7 @@ def broadcast_config(**extra: Any) -> BroadcastConfig:
         "all_clear_clip": "clear",
         "automatic": [{"rule": "hi", "zones": ["dam"], "event": "flood", "clips": ["evacuate"]}],
         "rate_limit": {"min_interval_s": 600, "max_per_hour": 2},
+        "operators": {name: public_key_text(key) for name, key in OPERATORS.items()},
     }
     data.update(extra)
     return BroadcastConfig.model_validate(data)
@@ -167,27 +180,27 @@ def test_site_plan_refuses_fault_rule() -> None:
 def test_interlock_rate_limit_and_replay() -> None:
     lock = Interlock(broadcast_config())
     t = NOW.timestamp()
-    first = lock.decide(alert(identifier="r-1"), "remote", t)
+    first = decide(lock, alert(identifier="r-1"), t)
     assert first.accepted and first.activations["siren"].cadence is not None
     assert first.activations["pa"].clips == (Path("/clips/evacuate.wav"),)
-    assert "replay" in lock.decide(alert(identifier="r-1"), "remote", t + 700).reason
-    assert "rate limit" in lock.decide(alert(identifier="r-2"), "remote", t + 10).reason
-    assert lock.decide(alert(identifier="r-3"), "remote", t + 700).accepted
-    assert "hour" in lock.decide(alert(identifier="r-4"), "remote", t + 1400).reason
+    assert "replay" in decide(lock, alert(identifier="r-1"), t + 700).reason
+    assert "rate limit" in decide(lock, alert(identifier="r-2"), t + 10).reason
+    assert decide(lock, alert(identifier="r-3"), t + 700).accepted
+    assert "hour" in decide(lock, alert(identifier="r-4"), t + 1400).reason
 
 
 def test_interlock_refuses_draft_expired_and_unknown_zone() -> None:
     lock = Interlock(broadcast_config())
     t = NOW.timestamp()
-    assert "never broadcast" in lock.decide(alert(status=Status.DRAFT), "remote", t).reason
-    assert "expired" in lock.decide(alert(), "remote", t + 7200).reason
-    assert "unknown zone" in lock.decide(alert(areas=("moon",)), "remote", t).reason
+    assert "never broadcast" in decide(lock, alert(status=Status.DRAFT), t).reason
+    assert "expired" in decide(lock, alert(), t + 7200).reason
+    assert "unknown zone" in decide(lock, alert(areas=("moon",)), t).reason
 
 
 def test_exercise_announced_and_uses_exercise_pattern() -> None:
     window = {"start": (NOW - dt.timedelta(minutes=5)).isoformat(), "end": (NOW + dt.timedelta(hours=1)).isoformat()}
     lock = Interlock(broadcast_config(exercise_windows=[window]))
-    decision = lock.decide(alert(status=Status.EXERCISE), "remote", NOW.timestamp())
+    decision = decide(lock, alert(status=Status.EXERCISE), NOW.timestamp())
     assert decision.accepted
     assert decision.activations["pa"].clips[0] == Path("/clips/ex.wav")
     cadence = decision.activations["siren"].cadence
