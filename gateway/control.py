@@ -9,6 +9,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any
 
+from gateway.alerts.interlock import point_owners
 from gateway.commands import CommandFailed
 from gateway.shared import Value
 
@@ -32,6 +33,13 @@ class GatewayControl:
         return reading.to_json()
 
     async def write_point(self, point_id: str, value: Value) -> dict[str, Any]:
+        # The config loader refuses such write_points already; this holds even for a config that
+        # slipped past it: a relay board's unit is reached only through the interlock.
+        config = self.gateway.config
+        outputs = point_owners(config.broadcast, config.buses).get(point_id)
+        if outputs:
+            raise CommandFailed(f"'{point_id}' is on the relay board of broadcast output(s) {', '.join(outputs)}; "
+                                "use trigger_broadcast")
         for bus in self.gateway.buses:
             writer = getattr(bus, "write_point", None)
             if writer is not None and point_id in {p.id for p in bus.points()}:

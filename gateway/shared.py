@@ -24,6 +24,21 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ConfigPath = tuple[str | int, ...]
+
+
+class PlacedConfigError(ValueError):
+    """Config problems found across sections, each at the path of the value at fault.
+
+    Raised from a model validator of the site config with paths from the document root
+    (``("commands", "write_points", 0)``); the loader prints each as ``file:line:column``.
+    """
+
+    def __init__(self, problems: list[tuple[ConfigPath, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(message for _path, message in problems))
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 

@@ -278,3 +278,37 @@ def bus_board_problems(outputs: Mapping[str, object], buses: Sequence[Any]) -> l
                     problems.append(f"{where}: the board's port is bus '{bus.name}''s line (one master per line); "
                                     f"use board: {{transport: bus, bus: {bus.name}, unit_id: <board unit>}}")
     return problems
+
+
+def _same_host(a: str, b: str) -> bool:
+    loopback = {"localhost", "127.0.0.1", "::1"}
+    a, b = a.strip().lower(), b.strip().lower()
+    return a == b or (a in loopback and b in loopback)
+
+
+def board_units(outputs: Mapping[str, object], buses: Sequence[Any]) -> dict[tuple[str, int], list[str]]:
+    """(bus name, unit id) of every polled unit that is a broadcast output's relay board -> the outputs.
+
+    A board reached through a bus (``transport: bus``) is that unit; a board with its own master is
+    also a unit of any bus that polls the same endpoint (a ``modbus_tcp`` bus to its address, a
+    ``modbus_rtu`` bus on its serial port), whatever that bus calls its points. Anything written to
+    such a unit can switch a siren or an amplifier, or disarm a board's auto-off.
+    """
+    units: dict[tuple[str, int], list[str]] = {}
+    for name, config in outputs.items():
+        for _role, relay, _auto_off in _relays(config):
+            board = relay.board
+            if board.transport == "bus":
+                assert board.unit_id is not None
+                units.setdefault((str(board.bus), board.unit_id), []).append(name)
+                continue
+            for bus in buses:
+                kind = getattr(bus, "type", "")
+                same = (kind == "modbus_tcp" and board.transport == "tcp"
+                        and getattr(bus, "port", None) == board.port
+                        and _same_host(str(getattr(bus, "host", "")), board.host)) or (
+                        kind == "modbus_rtu" and board.transport == "serial"
+                        and getattr(bus, "port", None) == board.serial_port)
+                if same:
+                    units.setdefault((bus.name, board.device_id), []).append(name)
+    return units

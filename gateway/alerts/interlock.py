@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.broadcast.base import Activation, Cadence
-from drivers.broadcast.busboard import bus_board_problems
+from drivers.broadcast.busboard import board_units, bus_board_problems
 from drivers.broadcast.config import SirenRelayConfig
 from gateway.alerts.audit import History
 from gateway.alerts.config import BroadcastConfig
@@ -24,6 +24,7 @@ from gateway.alerts.model import Alert, MsgType, Origin, Status
 from gateway.alerts.signing import MAX_FUTURE_SKEW_S, Keyring, OperatorSignature, SignatureRefused
 from gateway.rules.config import FAULT_RULE_TYPES, RulesConfig
 from gateway.rules.engine import AlarmClass, AlarmTransition
+from gateway.shared import ConfigPath, PlacedConfigError
 
 _SEEN_IDS = 10_000  # replay protection memory, bounded
 
@@ -49,6 +50,40 @@ def check_bus_boards(broadcast: BroadcastConfig, buses: Sequence[Any]) -> None:
     problems = bus_board_problems(broadcast.outputs, buses)
     if problems:
         raise ValueError("; ".join(problems))
+
+
+def check_write_points(write_points: Sequence[str], broadcast: BroadcastConfig, buses: Sequence[Any]) -> None:
+    """Cross-section check: ``commands.write_points`` never names a point of a broadcast relay board.
+
+    A siren coil, an amplifier coil or a board's auto-off register written by ``write_point``
+    would switch a public-alarm output with no interlock decision, no audit record and no
+    maximum activation. Every point of such a unit is refused, not only the configured coils:
+    boards have "all relays" and mode registers too.
+    """
+    owners = point_owners(broadcast, buses)
+    problems: list[tuple[ConfigPath, str]] = []
+    for index, point in enumerate(write_points):
+        outputs = owners.get(point)
+        if outputs:
+            problems.append((("commands", "write_points", index),
+                             f"'{point}' is on the relay board of broadcast output(s) {', '.join(outputs)}; "
+                             "a public-alarm output is switched only through the interlock (trigger_broadcast "
+                             "with the operators' signatures, or a rule in broadcast.automatic)"))
+    if problems:
+        raise PlacedConfigError(problems)
+
+
+def point_owners(broadcast: BroadcastConfig, buses: Sequence[Any]) -> dict[str, list[str]]:
+    """Point id -> the broadcast outputs whose relay board is the unit the point belongs to."""
+    units = board_units(broadcast.outputs, buses)
+    owners: dict[str, list[str]] = {}
+    for bus in buses:
+        for device in getattr(bus, "devices", []):
+            outputs = units.get((bus.name, getattr(device, "unit_id", -1)))
+            if outputs:
+                for point in device.points:
+                    owners[point.id] = sorted(set(outputs))
+    return owners
 
 
 @dataclass(frozen=True)

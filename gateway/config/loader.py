@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.config.site import SiteConfig
 from gateway.config.yamlmarks import ConfigSyntaxError, MarkedDocument, Path_, load_marked, parse_marked
+from gateway.shared import PlacedConfigError
 
 
 class ConfigError(Exception):
@@ -57,6 +58,14 @@ def validate_document(doc: MarkedDocument, model: type[BaseModel] = SiteConfig) 
 def format_errors(exc: ValidationError, doc: MarkedDocument, model: type[BaseModel]) -> list[str]:
     found: list[tuple[int, int, str]] = []
     for error in exc.errors(include_url=False):
+        placed = error.get("ctx", {}).get("error")
+        if isinstance(placed, PlacedConfigError):
+            for problem_path, text in placed.problems:
+                mark = doc.mark_for(problem_path)
+                line = f"{mark}: {_dotted(problem_path)}: {text}"
+                if (mark.line, mark.column, line) not in found:
+                    found.append((mark.line, mark.column, line))
+            continue
         path, leftover = _resolve(doc.data, tuple(error["loc"]))
         kind = error["type"]
         message = _message(error, path, leftover, doc, model)

@@ -14,7 +14,7 @@ from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
 from drivers.mqtt.config import MqttLinkConfig
 from drivers.serialline.config import SerialLineBus
 from gateway.alerts.config import BroadcastConfig
-from gateway.alerts.interlock import check_bus_boards, check_site_plan
+from gateway.alerts.interlock import check_bus_boards, check_site_plan, check_write_points
 from gateway.commands import CommandsConfig
 from gateway.journal_config import JournalSettings
 from gateway.rules import RulesConfig
@@ -69,6 +69,7 @@ class SiteConfig(StrictModel):
         for point in self.commands.write_points:
             if point not in known:
                 raise ValueError(f"commands.write_points: unknown point '{point}'")
+        check_write_points(self.commands.write_points, self.broadcast, self.buses)
         for alias, point in self.satellite.aliases.items():
             if point not in known:
                 raise ValueError(f"satellite alias {alias}: unknown point '{point}'")

@@ -88,19 +88,19 @@ def test_number_text_round_trips(x: float) -> None:
 VECTOR_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # docs/commands.md, "Test vector"
 VECTOR_ENV = Envelope(id=42, gw="res-qingshui-01", iat=1795853523, exp=1795853823,
                       nonce=bytes.fromhex("000102030405060708090a0b"), kid="county-ops-1", cmd="write_point",
-                      args={"point": "siren.east.coil", "value": True})
+                      args={"point": "spillway.gate_setpoint", "value": 1.25})
 
 
 def test_documented_vector() -> None:
     assert public_key_text(VECTOR_KEY) == "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="
     assert VECTOR_ENV.signing_bytes() == (
-        b'fieldgate-command-v1|{"args":{"point":"siren.east.coil","value":true},"cmd":"write_point",'
+        b'fieldgate-command-v1|{"args":{"point":"spillway.gate_setpoint","value":1.25},"cmd":"write_point",'
         b'"exp":1795853823,"gw":"res-qingshui-01","iat":1795853523,"id":42,"kid":"county-ops-1",'
         b'"nonce":"AAECAwQFBgcICQoL","v":1}')
     signed = VECTOR_ENV.signed(VECTOR_KEY)
     assert signed.sig is not None and signed.sig.hex() == (
-        "1570a5c5cb44e42045244233eea5c64e08fbedbef2f6edce1ee6b1893401f59f"
-        "d5f1196deb33ea3f92cdf2d9632bc69fd15d550ca421d7416e4a9998ed85c60e")
+        "590bf60b550bbf65cba4c902d718932fc4c170c96d4c11735dcef5eb55dc8d7e"
+        "6d9589d127284c8d8bc1857334b325204c553d927433a2f7f90d32d97ed29b08")
 
 
 def test_documented_compact_vector() -> None:
