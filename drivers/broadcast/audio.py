@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,8 @@ class AlsaAudio:
         argv: list[str] = []
         for arg in self.config.player:
             if arg == "{files}":
-                argv.extend(str(p) for p in files)
+                # Absolute: a file name can never be read as an option of the player.
+                argv.extend(os.path.abspath(p) for p in files)
             else:
                 argv.append(arg.replace("{device}", self.config.device))
         return argv

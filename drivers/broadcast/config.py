@@ -122,12 +122,24 @@ class AmplifierConfig(RelayCoilConfig):
 
 
 class TtsConfig(StrictModel):
-    # {out} is the WAV to write, {text} the text; espeak-ng voice cmn is Mandarin.
+    # {out} is the WAV to write, {text} the text; espeak-ng voice cmn is Mandarin. The text comes from
+    # alerts (operators, the platform): "--" ends the options, so it can never be read as one
+    # (espeak-ng -f<path> would speak a file).
     command: list[str] = Field(
-        default_factory=lambda: ["espeak-ng", "-v", "cmn", "-s", "140", "-w", "{out}", "{text}"], min_length=1
+        default_factory=lambda: ["espeak-ng", "-v", "cmn", "-s", "140", "-w", "{out}", "--", "{text}"], min_length=1
     )
     timeout_s: Seconds = Field(default=20.0, gt=0)
     max_chars: int = Field(default=200, ge=1, le=2000)
+
+    @field_validator("command")
+    @classmethod
+    def _text_after_separator(cls, command: list[str]) -> list[str]:
+        if "{text}" in command:
+            at = command.index("{text}")
+            if "--" not in command[:at]:
+                raise ValueError('put "--" before "{text}" in the TTS command: alert text must never be read as '
+                                 "an option of the synthesizer")
+        return command
 
 
 class AlsaAudioConfig(StrictModel):

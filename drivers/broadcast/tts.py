@@ -24,6 +24,10 @@ def _clean(text: str, max_chars: int) -> str:
     cleaned = "".join(ch for ch in text if ch.isprintable()).strip()
     if not cleaned:
         raise TtsError("TTS text is empty")
+    if cleaned.startswith("-"):
+        # Behind "--" it would be spoken, not obeyed; refused all the same, for a command configured
+        # some other way (text arriving on a command line is never allowed to look like an option).
+        raise TtsError("TTS text must not start with '-'")
     if len(cleaned) > max_chars:
         raise TtsError(f"TTS text longer than {max_chars} characters")
     return cleaned

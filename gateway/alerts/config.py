@@ -20,24 +20,43 @@ RESERVED_CADENCES = {"civil-defence pre-warning 36 s on / 24 s off": (36.0, 24.0
 RESERVED_TOLERANCE = 0.25  # ±25 %: "close enough to be mistaken for it" by ear
 # The civil-defence all-clear is a 3-minute continuous tone; refuse long continuous tones.
 MAX_CONTINUOUS_ON_S = 90.0
+# An off gap shorter than this is not heard as a break (a motor siren's rotor runs on through it):
+# it joins the tones either side of it into one.
+MIN_AUDIBLE_GAP_S = 1.0
+
+
+def as_played(steps: list[tuple[float, float]], repeat: int) -> list[tuple[float, float]]:
+    """The (on, off) pairs a listener hears over the whole activation: every repeat, with each
+    inaudible gap folded into the tone around it (including the last step's gap into the next repeat).
+
+    ``[[18, 0], [18, 24]]`` is heard as 36 s on / 24 s off, the civil-defence pre-warning, and
+    ``[[45, 0], [45, 0.5], [45, 0], [45, 0]]`` as one tone of 180.5 s, the all-clear.
+    """
+    heard: list[tuple[float, float]] = []
+    on = 0.0
+    played = steps * repeat  # at most 32 steps x 1000 repeats
+    for index, (step_on, step_off) in enumerate(played):
+        on += step_on
+        if step_off < MIN_AUDIBLE_GAP_S and index < len(played) - 1:
+            on += step_off
+            continue
+        heard.append((on, step_off))
+        on = 0.0
+    return heard
 
 
 def reserved_pattern_problem(steps: list[tuple[float, float]], repeat: int) -> str | None:
+    heard = as_played(steps, repeat)
     for name, (on_ref, off_ref) in RESERVED_CADENCES.items():
-        for on_s, off_s in steps:
+        for on_s, off_s in set(heard):
             if (abs(on_s - on_ref) <= RESERVED_TOLERANCE * on_ref
                     and abs(off_s - off_ref) <= RESERVED_TOLERANCE * off_ref):
-                return f"step {on_s:g}s on/{off_s:g}s off resembles the reserved {name} signal"
-    # Continuous on-time, counting steps with no off gap (and wrap-around when repeated).
-    run = longest = 0.0
-    for on_s, off_s in steps * min(repeat, 2):
-        run += on_s
-        longest = max(longest, run)
-        if off_s > 0:
-            run = 0.0
+                return f"it is heard as {on_s:g}s on/{off_s:g}s off, which resembles the reserved {name} signal"
+    longest = max(on_s for on_s, _ in heard)
     if longest > MAX_CONTINUOUS_ON_S:
-        return (f"{longest:g} s of continuous tone resembles the reserved civil-defence all-clear "
-                f"(3 min continuous); keep continuous tone <= {MAX_CONTINUOUS_ON_S:g} s")
+        return (f"it is heard as {longest:g} s of continuous tone (off gaps under {MIN_AUDIBLE_GAP_S:g} s do not "
+                f"break it), which resembles the reserved civil-defence all-clear (3 min continuous); keep "
+                f"continuous tone <= {MAX_CONTINUOUS_ON_S:g} s")
     return None
 
 

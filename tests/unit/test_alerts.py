@@ -118,6 +118,12 @@ def test_audit_rotation_keeps_chain(tmp_path: Path) -> None:
     ([[180, 0]], 1),  # all-clear: 3 min continuous
     ([[60, 0], [60, 5]], 1),  # 2 min continuous built from two steps
     ([[34, 26]], 2),  # close enough to be mistaken for the pre-warning
+    # Split into steps with zero (or inaudible) gaps, as the relay plays them (failed before: accepted).
+    ([[18, 0], [18, 24]], 3),  # the pre-warning in two halves
+    ([[3, 0], [3, 6]], 15),  # the air raid in two halves
+    ([[45, 0], [45, 0.5], [45, 0], [45, 0]], 1),  # 180.5 s heard as one tone: the all-clear
+    ([[24, 18], [18, 0]], 2),  # 18 s + the next repeat's 24 s: 42 on / 18 off
+    ([[2, 0.5]], 60),  # 150 s of tone with half-second breaths
 ])
 def test_reserved_civil_defence_patterns_refused(steps: list[list[float]], repeat: int) -> None:
     with pytest.raises(ValidationError, match="reserved"):
