@@ -27,7 +27,7 @@ from drivers.mqtt.config import MqttLinkConfig
 from gateway.alerts.audit import AuditLog
 from gateway.alerts.inbox import InboxWatcher
 from gateway.alerts.subsystem import BroadcastSubsystem
-from gateway.commands import CommandKeyError, CommandPlane, ReplayCache, load_issuer_keys
+from gateway.commands import CommandKeyError, CommandPlane, ReplayCache, Reply, load_issuer_keys
 from gateway.compact import AliasTable, CompactDecodeError, CompactMessage, MessageKind
 from gateway.compact import decode as decode_compact
 from gateway.config.site import SiteConfig
@@ -86,7 +86,8 @@ class Gateway:
             for link in self.mqtt_configs}
         self.buses: list[BusDriver] = [build_bus(bus) for bus in config.buses]
         self.links: list[Link] = [
-            build_link(link, gateway_id, self.profiles[link.name], on_command=partial(self._on_mqtt_command, link.name))
+            build_link(link, gateway_id, self.profiles[link.name], on_command=partial(self._on_mqtt_command, link.name),
+                       screen=partial(self._screen_command, link.name))
             for link in self.mqtt_configs]
         self.runners: list[LinkRunner] = []
         self.satellites: list[tuple[SatelliteLink, BeidouConfig | IridiumConfig]] = [
@@ -322,6 +323,18 @@ class Gateway:
     def snapshot(self) -> dict[str, Any]:
         return build_snapshot(self)
 
+    def _screen_command(self, link_name: str, topic: str, payload: bytes) -> bool:
+        """Is this a command signed by one of our issuers? Asked by the link as each message is read."""
+        if self.commands is None:
+            return False
+        profile = self.profiles[link_name]
+        if profile.name != "fieldgate":
+            inbound = profile.decode_command(topic, payload)
+            if inbound is None:
+                return False
+            payload = json.dumps(inbound.params).encode()
+        return self.commands.screen(payload)
+
     async def _on_mqtt_command(self, link_name: str, topic: str, payload: bytes) -> None:
         if self.commands is None:
             log.warning("command on %s ignored: the command plane is not running (see the start-up log)", topic)
@@ -334,7 +347,22 @@ class Gateway:
             if inbound is None:
                 return
             payload = json.dumps(inbound.params).encode()
-        reply = await self.commands.handle_json(payload, via=f"mqtt:{link_name}", topic=topic)
+        # Returns once the command is claimed and audited (or refused): the link then acknowledges it to
+        # the broker; the action runs on its own, so a long command never holds up the next one.
+        admission = await self.commands.admit_json(payload, via=f"mqtt:{link_name}", topic=topic)
+        if admission.run is not None:
+            self._spawn(self._run_mqtt_command(link_name, admission.run, inbound))
+        elif admission.reply is not None and admission.publish:
+            # Not awaited: the link reads no PUBACK while a flood of commands waits to be taken
+            # (back-pressure), so waiting here for our reply's PUBACK would wait forever. Refusals
+            # that are answered at all are few (rate-limited in the plane).
+            self._spawn(self._publish_reply(link_name, admission.reply, inbound))
+
+    async def _run_mqtt_command(self, link_name: str, run: Callable[[], Awaitable[Reply]], inbound: Any) -> None:
+        await self._publish_reply(link_name, await run(), inbound)
+
+    async def _publish_reply(self, link_name: str, reply: Reply, inbound: Any) -> None:
+        profile = self.profiles[link_name]
         suffix, body = ("reply", reply.payload()) if inbound is None else profile.encode_reply(inbound, reply.to_json())
         link = next(link for link in self.links if link.name == link_name)
         publish = getattr(link, "publish_reply", None)

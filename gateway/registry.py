@@ -38,10 +38,11 @@ def build_bus(config: ModbusTcpBus | ModbusRtuBus | SerialLineBus) -> BusDriver:
 
 
 def build_link(config: MqttLinkConfig, gateway_id: str, profile: PayloadProfile,
-               on_command: Callable[[str, bytes], Awaitable[None]] | None = None) -> Link:
+               on_command: Callable[[str, bytes], Awaitable[None]] | None = None,
+               screen: Callable[[str, bytes], bool] | None = None) -> Link:
     from drivers.mqtt.link import MqttLink
 
-    return MqttLink(config, gateway_id, session=profile, on_command=on_command)
+    return MqttLink(config, gateway_id, session=profile, on_command=on_command, screen=screen)
 
 
 def build_satellite_link(config: BeidouConfig | IridiumConfig, on_message: Callable[[bytes], None]) -> SatelliteLink:

@@ -32,7 +32,8 @@ def build_snapshot(gw: Gateway) -> dict[str, Any]:
             {"name": link.name, "type": cfg.type, "connected": link.connected,
              "sent_messages": runner.sent_messages if runner else 0,
              "failed_sends": runner.failed_sends if runner else 0,
-             "backlog": gw.journal_stats.get("links", {}).get(link.name, {}).get("pending")}
+             "backlog": gw.journal_stats.get("links", {}).get(link.name, {}).get("pending"),
+             "commands_dropped": dict(getattr(link, "commands_dropped", {}))}
             for link, cfg, runner in zip(gw.links, gw.mqtt_configs, _runner_list(gw), strict=True)
         ] + [
             {"name": sat.name, "type": cfg.type, "connected": sat.connected,

@@ -25,6 +25,7 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -35,6 +36,7 @@ from drivers.mqtt import credentials
 from drivers.mqtt.client import FieldgateClient
 from drivers.mqtt.config import MqttLinkConfig
 from drivers.mqtt.credentials import CredentialError, TlsFiles
+from drivers.mqtt.inbound import MAX_PACKET_BYTES, RECEIVE_MAXIMUM, InboundQueue
 from drivers.mqtt.session import DefaultSession, MqttSession
 from drivers.mqtt.tls import Failure, build_context, explain
 from gateway.shared import OutboundMessage, Progress
@@ -45,8 +47,8 @@ CommandHandler = Callable[[str, bytes], Awaitable[None]]
 
 # Same failure cause: logged at ERROR/WARNING again only after this long (DEBUG in between).
 REPEAT_AFTER = 600.0
-# Commands waiting to be handled; aiomqtt drops (and logs) beyond this, the broker keeps QoS 1 ones.
-MAX_QUEUED_COMMANDS = 256
+# Dropped command-topic messages (flood, oversize) are logged at WARNING at most this often, with counts.
+DROP_REPORT_EVERY = 60.0
 # Seconds to wait for CONNACK, SUBACK, PUBACK before the attempt counts as failed.
 PROTOCOL_TIMEOUT = 10.0
 
@@ -95,6 +97,7 @@ class MqttLink:
         status_payload: Callable[[str], bytes] | None = None,
         on_command: CommandHandler | None = None,
         session: MqttSession | None = None,
+        screen: Callable[[str, bytes], bool] | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -103,6 +106,9 @@ class MqttLink:
             config.topic_prefix, gateway_id, status_payload or _plain_status(gateway_id)
         )
         self._on_command = on_command
+        # Says, as a message is read, whether it is a command signed by a configured issuer
+        # (drivers/mqtt/inbound.py): those are never dropped; without it every message counts as one.
+        self._screen = screen
         # False while the daemon restarts itself on a reload: the next gateway says "online" a moment later,
         # so the platform should not see the site flap offline.
         self.announce_offline_on_stop = True
@@ -116,6 +122,10 @@ class MqttLink:
         # REPEAT_AFTER, not once per alternation. Bounded: a handful of recent causes.
         self._logged: dict[str, float] = {}
         self._failed_attempts = 0
+        # Command-topic messages dropped before handling, by reason (drivers/mqtt/inbound.py), and what was logged.
+        self.commands_dropped: dict[str, int] = {}
+        self._drops_logged: dict[str, int] = {}
+        self._drops_logged_at = -DROP_REPORT_EVERY
         # A missing key or certificate is a configuration error: say so at start, once.
         for problem in credentials.problems(config):
             self._report(Failure("config", f"configuration error: {problem}"), None)
@@ -185,7 +195,7 @@ class MqttLink:
 
     # ---- connection ----------------------------------------------------------------------
 
-    def _client_args(self, files: TlsFiles | None) -> dict[str, object]:
+    def _client_args(self, files: TlsFiles | None) -> dict[str, Any]:
         cfg = self.config
         username, password = credentials.login(cfg)
         tls_context = None
@@ -193,7 +203,9 @@ class MqttLink:
             tls_context = build_context(files, check_hostname=cfg.tls.check_hostname, min_version=cfg.tls.min_version)
         connect_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         connect_props.SessionExpiryInterval = int(cfg.session_expiry)
-        connect_props.ReceiveMaximum = MAX_QUEUED_COMMANDS
+        # Flow control of the command topics: the broker holds back what we have not acknowledged.
+        connect_props.ReceiveMaximum = RECEIVE_MAXIMUM
+        connect_props.MaximumPacketSize = MAX_PACKET_BYTES
         will = None
         status_topic = self.session.status_topic()
         if status_topic is not None:
@@ -216,8 +228,10 @@ class MqttLink:
             "tls_context": tls_context,
             "max_inflight_messages": cfg.max_inflight,
             "max_queued_outgoing_messages": cfg.max_inflight,
-            "max_queued_incoming_messages": MAX_QUEUED_COMMANDS,
             "timeout": PROTOCOL_TIMEOUT,
+            # Per connection (paho's message ids mean nothing on the next one); the counts outlive it.
+            "inbound": InboundQueue(dropped=self.commands_dropped),
+            "screen": self._screen,
         }
 
     async def _start_session(self, client: FieldgateClient) -> None:
@@ -252,21 +266,36 @@ class MqttLink:
         async def beat() -> None:
             while True:
                 progress.beat()
+                self._report_drops()
                 await asyncio.sleep(1.0)
 
         beater = asyncio.create_task(beat())
         try:
-            async for message in client.messages:
-                if self._on_command is None:
-                    continue
+            while True:
+                message = await client.next_message()
                 try:
-                    payload = message.payload
-                    data = payload if isinstance(payload, bytes) else str(payload).encode()
-                    await self._on_command(str(message.topic), data)
+                    if self._on_command is not None:
+                        # Returns once the command is taken (verified and claimed, or refused); only then
+                        # may the broker forget it. A cancel here (stop) leaves it unacknowledged: redelivered.
+                        await self._on_command(message.topic, message.payload)
                 except Exception:
                     log.exception("mqtt %s: command handler failed", self.name)
+                client.handled(message)
         finally:
             beater.cancel()
+
+    def _report_drops(self) -> None:
+        """One WARNING per minute at most, with the counts, while command-topic messages are being dropped."""
+        now = time.monotonic()
+        if self.commands_dropped == self._drops_logged or now - self._drops_logged_at < DROP_REPORT_EVERY:
+            return
+        new = {reason: count - self._drops_logged.get(reason, 0) for reason, count in self.commands_dropped.items()
+               if count != self._drops_logged.get(reason, 0)}
+        self._drops_logged, self._drops_logged_at = dict(self.commands_dropped), now
+        log.warning("mqtt %s: dropped %d message(s) on the command topics before handling (%s); a flood or "
+                    "oversized messages: a signed command sent with QoS 1 is never dropped", self.name,
+                    sum(new.values()), ", ".join(f"{reason} {count}" for reason, count in sorted(new.items())),
+                    extra={"link": self.name})
 
     async def _say_offline(self, client: FieldgateClient) -> None:
         # A clean disconnect does not fire the will, so say "offline" ourselves.

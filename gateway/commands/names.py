@@ -48,6 +48,7 @@ class Reason(enum.StrEnum):
     TIMEOUT = "timeout"
     TARGET_ERROR = "target_error"  # the gateway refused or could not do it (unknown point, device error...)
     ERROR = "error"  # an unexpected exception
+    BUSY = "busy"  # too many commands still running or waiting; not claimed: send the same one again
 
 
 REASON_CODES: tuple[Reason, ...] = tuple(Reason)

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -38,6 +39,25 @@ _AUDIT_ARGS_BYTES = 2048  # larger args are audited by digest only
 _REJECT_BURST = 30  # rejection audits and warnings: a bucket of 30, refilled at one per 2 s
 _REJECT_REFILL_S = 2.0
 _MAX_CONCURRENT = 4  # commands running at once (a snapshot must not hold up a cancel)
+# Admitted commands not yet finished (running or waiting to run). Beyond this a command is refused
+# as busy *before* its replay claim, so the platform may send the same one again.
+_MAX_PENDING = 32
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the plane made of a command before acting on it.
+
+    Refused: ``reply`` is final (``publish`` False when it is one of a flood: audited in summary and
+    counted, not answered). Admitted: the command is claimed in the replay cache and its acceptance
+    audited; ``run()`` performs it and gives the reply. A link may acknowledge the message to its
+    broker once it has an Admission: nothing of the command lives only in memory after that
+    except the action itself, and a crash then loses the command (no reply), never repeats it.
+    """
+
+    reply: Reply | None = None
+    publish: bool = True
+    run: Callable[[], Awaitable[Reply]] | None = None
 
 
 class Rejected(Exception):
@@ -120,18 +140,40 @@ class CommandPlane:
         self._tokens = float(_REJECT_BURST)
         self._tokens_at = time.monotonic()
         self._suppressed = 0
+        self._pending = 0
         self.counters: dict[str, int] = {}
 
     # ---- entry points ----
 
     async def handle_json(self, payload: bytes, *, via: str = "mqtt", topic: str | None = None) -> Reply:
-        """A JSON envelope, e.g. an MQTT message on ``<prefix>/<gw>/cmd/#``."""
+        """A JSON envelope, e.g. an MQTT message on ``<prefix>/<gw>/cmd/#``: admitted and run."""
+        return await _finish(await self.admit_json(payload, via=via, topic=topic))
+
+    def screen(self, payload: bytes) -> bool:
+        """Cheap and synchronous: is ``payload`` an envelope for this gateway whose signature verifies with
+        one of our issuer keys? A link asks this as each message arrives, so that a flood of anything
+        else never takes the place of a signed command (drivers/mqtt/inbound.py)."""
+        try:
+            env = parse_json(payload)
+        except EnvelopeError:
+            return False
+        key = self.verifier.keys.get(env.kid)
+        if env.sig is None or key is None or env.gw != self.gateway_id:
+            return False
+        try:
+            key.verify(env.sig, env.signing_bytes())
+        except (InvalidSignature, CanonicalError):
+            return False
+        return True
+
+    async def admit_json(self, payload: bytes, *, via: str = "mqtt", topic: str | None = None) -> Admission:
+        """Verify, claim and audit a JSON envelope; the action itself is ``Admission.run``."""
         context = {"via": via, "topic": topic, "digest": hashlib.sha256(payload).hexdigest(), "bytes": len(payload)}
         try:
             env = parse_json(payload)
         except EnvelopeError as exc:
-            return await self._reject(exc.reason, exc.detail, exc.hint, context)
-        return await self._process(env, context)
+            return await self._refuse(exc.reason, exc.detail, exc.hint, context)
+        return await self._admit(env, context)
 
     async def handle_compact(self, message: compact.CompactMessage | bytes, *, via: str = "satellite") -> Reply:
         """A satellite COMMAND (raw bytes or already decoded by ``gateway.compact.decode``)."""
@@ -155,31 +197,40 @@ class CommandPlane:
             env = from_compact(message, self.gateway_id, self._issuer_numbers)
         except EnvelopeError as exc:
             return await self._reject(exc.reason, exc.detail, exc.hint, context)
-        return await self._process(env, context)
+        return await _finish(await self._admit(env, context))
 
     # ---- the pipeline ----
 
-    async def _process(self, env: Envelope, context: dict[str, Any]) -> Reply:
+    async def _admit(self, env: Envelope, context: dict[str, Any]) -> Admission:
         hint = {"id": env.id, "kid": env.kid, "cmd": env.cmd}
         context = {**context, "iat": env.iat, "exp": env.exp, "args": _audit_args(env.args)}
         try:
             parsed = self.verifier.check(env)
+            if self._pending >= _MAX_PENDING:
+                raise Rejected(Reason.BUSY, f"{self._pending} commands are still running or waiting; send it again")
             async with self._claim_lock:
                 await asyncio.to_thread(self.replay.claim, env.kid, env.id, env.nonce, env.iat, env.exp)
-        except Rejected as exc:
-            return await self._reject(exc.reason, exc.detail, hint, context)
-        except ReplayRefused as exc:
-            return await self._reject(exc.reason, exc.detail, hint, context)
+        except (Rejected, ReplayRefused) as exc:
+            return await self._refuse(exc.reason, exc.detail, hint, context)
         try:
             # No unaudited action: if the acceptance cannot be journalled, nothing happens.
             await self._on_audit(self._record("accepted", hint, context, Status.OK, Reason.NONE, ""))
         except Exception as exc:
             log.error("command %s %s from %s not run: audit failed: %r", env.id, env.cmd, env.kid, exc)
-            return self._reply(hint, context, Status.FAILED, Reason.AUDIT_FAILED, "could not journal the command")
+            return Admission(self._reply(hint, context, Status.FAILED, Reason.AUDIT_FAILED,
+                                         "could not journal the command"))
         log.info("command %s %s from %s accepted via %s", env.id, env.cmd, env.kid, context["via"],
                  extra={"command_id": env.id})
-        status, reason, detail, result = await self._run(call_for(env.cmd, env.args, parsed, self.target,
-                                                                  self.gateway_id))
+        self._pending += 1
+        return Admission(run=lambda: self._execute(env, parsed, hint, context))
+
+    async def _execute(self, env: Envelope, parsed: StrictModel, hint: dict[str, Any],
+                       context: dict[str, Any]) -> Reply:
+        try:
+            status, reason, detail, result = await self._run(call_for(env.cmd, env.args, parsed, self.target,
+                                                                      self.gateway_id))
+        finally:
+            self._pending -= 1
         reply = self._reply(hint, context, status, reason, detail, result)
         level = logging.INFO if status is Status.OK else logging.ERROR
         log.log(level, "command %s %s from %s: %s%s", env.id, env.cmd, env.kid, status.value,
@@ -217,6 +268,12 @@ class CommandPlane:
     # ---- rejection, replies, audit ----
 
     async def _reject(self, reason: Reason, detail: str, hint: dict[str, Any], context: dict[str, Any]) -> Reply:
+        refused = await self._refuse(reason, detail, hint, context)
+        assert refused.reply is not None
+        return refused.reply
+
+    async def _refuse(self, reason: Reason, detail: str, hint: dict[str, Any], context: dict[str, Any]) -> Admission:
+        """A rejection: always counted; logged, audited and answered unless it is one of a flood."""
         reply = self._reply(hint, context, Status.REJECTED, reason, detail)
         if self._take_token():
             suppressed, self._suppressed = self._suppressed, 0
@@ -227,9 +284,9 @@ class CommandPlane:
             if suppressed:
                 record["suppressed_before"] = suppressed
             await self._audit_quietly(record)
-        else:
-            self._suppressed += 1  # a flood of junk must not flood the journal
-        return reply
+            return Admission(reply)
+        self._suppressed += 1  # a flood of junk must not flood the journal, nor the uplink with replies
+        return Admission(reply, publish=False)
 
     def _take_token(self) -> bool:
         t = time.monotonic()
@@ -295,3 +352,10 @@ def _audit_result(result: dict[str, Any] | None) -> Any:
     if len(raw) <= _AUDIT_ARGS_BYTES:
         return result
     return {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)}
+
+
+async def _finish(admission: Admission) -> Reply:
+    if admission.run is not None:
+        return await admission.run()
+    assert admission.reply is not None
+    return admission.reply

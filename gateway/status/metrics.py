@@ -183,6 +183,8 @@ def _links(reg: Registry, links: list[Mapping[str, Any]]) -> None:
     sent_bytes = reg.family("link_sent_bytes", "counter", "payload bytes the far side acknowledged", "bytes")
     failed = reg.family("link_failed_sends", "counter", "sends that failed and will be retried")
     backlog = reg.family("link_backlog", "gauge", "records this link still owes")
+    dropped = reg.family("link_command_messages_dropped", "counter",
+                         "command-topic messages dropped before handling (flood, oversize); never a QoS 1 command")
     for link in links:
         name = str(link.get("name", ""))
         if not name:
@@ -192,6 +194,8 @@ def _links(reg: Registry, links: list[Mapping[str, Any]]) -> None:
         sent_bytes.add(link.get("sent_bytes"), link=name)
         failed.add(link.get("failed_sends"), link=name)
         backlog.add(link.get("backlog"), link=name)
+        for reason, count in _mapping(link.get("commands_dropped")).items():
+            dropped.add(count, link=name, reason=str(reason))
 
 
 def _alarms(reg: Registry, alarms: list[Mapping[str, Any]], counters: Mapping[str, Any]) -> None:

@@ -12,15 +12,18 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import math
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import uuid
+import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +78,17 @@ def radar_gauge_bus(port: int, *, poll: str = "200ms", device_extra: str = "", p
         poll_interval: {poll}{extra}
         points:
           - {point}"""
+
+
+def tone(path: Path, freq: float, seconds: float = 0.2, rate: int = 8000) -> Path:
+    """A sine WAV (mono, 16 bit): a clip whose played frequency a test can recognise."""
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * i / rate)))
+                                 for i in range(int(rate * seconds))))
+    return path
 
 
 def free_port() -> int:

@@ -4,9 +4,7 @@ after it returns. A rule on a comm-fail gauge does not sound the siren."""
 
 from __future__ import annotations
 
-import math
 import shutil
-import struct
 import time
 import wave
 from pathlib import Path
@@ -15,20 +13,10 @@ import pytest
 
 from drivers.modbus.simulator import SimServer, SimUnit
 from gateway.config import load_site
-from tests.hil.rig import Broker, Collector, GatewayProcess, free_port, radar_gauge_bus, wait_for
+from tests.hil.rig import Broker, Collector, GatewayProcess, free_port, radar_gauge_bus, tone, wait_for
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(120)]
 SIREN_COIL, AMP_COIL = 0, 1
-
-
-def tone(path: Path, freq: float, seconds: float = 0.2, rate: int = 8000) -> Path:
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * i / rate)))
-                                 for i in range(int(rate * seconds))))
-    return path
 
 
 def site(tmp: Path, gauge_port: int, board_port: int, broker_port: int) -> Path:

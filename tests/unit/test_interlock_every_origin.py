@@ -136,7 +136,7 @@ def run_subsystem(tmp_path: Path, alert: Alert, sigs: list[OperatorSignature]) -
 def test_a_restart_does_not_let_the_same_signed_request_sound_again(tmp_path: Path) -> None:
     alert = actual("a-4")
     sigs = signatures(alert, "zhang", "li")
-    results, pa = run_subsystem(tmp_path, alert, sigs)
+    _, pa = run_subsystem(tmp_path, alert, sigs)
     assert pa.activations == ["a-4"]
     again, pa = run_subsystem(tmp_path, alert, sigs)  # restarted: the same request, seconds later
     assert pa.activations == [] and "duplicate identifier" in again[0].detail["reason"]
