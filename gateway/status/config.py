@@ -88,3 +88,20 @@ class StatusConfig(StrictModel):
     @property
     def port(self) -> int:
         return split_listen(self.listen)[1]
+
+
+def status_warnings(config: StatusConfig) -> list[str]:
+    """What `fieldgate validate` warns about: a LAN page without TLS, TLS files this machine cannot read."""
+    if config.tls is None:
+        if config.loopback_only:
+            return []
+        return [f"listen {config.listen} without tls: passwords and the session cookie cross the network in clear "
+                "(add `tls: {}`, docs/status.md)"]
+    found = []
+    for what, path in (("cert_file", config.tls.cert_file), ("key_file", config.tls.key_file)):
+        try:
+            with path.open("rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            found.append(f"tls.{what} {path}: {exc.strerror or exc}")
+    return found
