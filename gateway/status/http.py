@@ -196,6 +196,7 @@ class RequestParser:
         while self._buffer.startswith(b"\r\n") and self._skipped <= _MAX_LEADING_EMPTY_LINES:
             del self._buffer[:2]
             self._skipped += 1
+            self._checked = 0  # offsets moved
         if self._skipped > _MAX_LEADING_EMPTY_LINES:
             raise HttpError(HTTPStatus.BAD_REQUEST, "too many empty lines before the request")
         self._check_start(self._buffer)

@@ -12,12 +12,13 @@ import logging
 import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
 
 from gateway.status import StatusConfig, StatusServer
-from gateway.status.http import Limits, Request
+from gateway.status.http import Limits, Request, RequestParser, Response
 from tests.unit.test_status_server import FakeGateway, Running, parse_response, serving, users_file
 
 __all__ = ["users_file"]  # the fixture, used by name below
@@ -79,6 +80,21 @@ def test_only_origin_form_targets_are_served(running: Running, target: bytes) ->
     response = running.raw(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     status, _, body = parse_response(response)
     assert status == 400 and b"points" not in body
+
+
+def test_pipelined_requests_parse_the_same_in_any_pieces() -> None:
+    data = (b"\r\nGET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nabcde"
+            b"HEAD /api/status?a=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    for piece in (1, 2, 5, len(data)):
+        parser, got = RequestParser(Limits()), []
+        for start in range(0, len(data), piece):
+            parser.feed(data[start:start + piece])
+            while (request := parser.next_request()) is not None:
+                got.append((request.method, request.path, request.query, request.body))
+                parser.respond(Response(HTTPStatus.OK), request.method == "HEAD", True)
+        assert got == [("GET", "/healthz", {}, b""), ("POST", "/login", {}, b"abcde"),
+                       ("HEAD", "/api/status", {"a": ["1"]}, b"")], piece
 
 
 # -- Host ----------------------------------------------------------------------------------------
