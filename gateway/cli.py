@@ -101,6 +101,7 @@ def _local_checks(config: SiteConfig) -> list[str]:
     """
     from drivers.mqtt.config import MqttLinkConfig
     from drivers.mqtt.credentials import problems
+    from gateway.status.config import status_warnings
     from gateway.vision.manifest import ManifestError, load_manifest
 
     found = []
@@ -112,6 +113,8 @@ def _local_checks(config: SiteConfig) -> list[str]:
     for i, link in enumerate(config.links):
         if isinstance(link, MqttLinkConfig):
             found.extend(f"links[{i}] ({link.name}): {problem}" for problem in problems(link))
+    if config.status is not None:
+        found.extend(f"status: {problem}" for problem in status_warnings(config.status))
     return found
 
 

@@ -7,9 +7,10 @@
 #   deploy/raspberrypi/install.sh --root /tmp/img            # lay the files out under a prefix
 #
 # Layout: virtualenv /opt/fieldgate/venv, config /etc/fieldgate (keys in
-# /etc/fieldgate/credentials, root only), state /var/lib/fieldgate, unit
+# /etc/fieldgate/credentials, root only; the status page's TLS pair in /etc/fieldgate/status-tls,
+# made self-signed on the first run), state /var/lib/fieldgate, unit
 # /etc/systemd/system/fieldgate.service, udev rules /etc/udev/rules.d/99-fieldgate-rs485.rules.
-# Running it again upgrades in place and never overwrites site.yaml or credentials.
+# Running it again upgrades in place and never overwrites site.yaml, credentials or the TLS pair.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,6 +20,8 @@ PREFIX=/opt/fieldgate
 VENV=$PREFIX/venv
 CONF_DIR=/etc/fieldgate
 CRED_DIR=$CONF_DIR/credentials
+# status.tls: {} in site.yaml uses cert.pem and key.pem here (gateway/status/config.py).
+STATUS_TLS_DIR=/etc/fieldgate/status-tls
 STATE_DIR=/var/lib/fieldgate
 UNIT_DIR=/etc/systemd/system
 UDEV_DIR=/etc/udev/rules.d
@@ -27,8 +30,8 @@ SERVICE_USER=fieldgate
 SERVICE_GROUPS=dialout,audio
 CREDENTIALS=(tls-ca.pem tls-cert.pem tls-key.pem command-keys.pem)
 # python3-systemd gives journald fields and sd_notify through libsystemd; espeak-ng, sox and
-# alsa-utils drive spoken alerts and sirens on the audio output.
-APT_PACKAGES=(python3 python3-venv python3-systemd ca-certificates espeak-ng sox alsa-utils)
+# alsa-utils drive spoken alerts and sirens on the audio output; openssl makes the status page's TLS pair.
+APT_PACKAGES=(python3 python3-venv python3-systemd ca-certificates openssl espeak-ng sox alsa-utils)
 SYSTEMD_PY=/usr/lib/python3/dist-packages/systemd
 
 ROOT=${DESTDIR:-/}
@@ -189,6 +192,52 @@ install_layout() {
     done
 }
 
+# The box's host name: from the image being staged (--root), else this machine's. Only
+# [A-Za-z0-9.-] goes into the certificate request.
+box_hostname() {
+    local name
+    if [[ -r $(target /etc/hostname) ]]; then
+        name=$(head -n 1 "$(target /etc/hostname)")
+    else
+        name=$(hostname)
+    fi
+    [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9.-]*$ ]] || name=fieldgate
+    echo "$name"
+}
+
+# A self-signed certificate for the status page (status.tls: {}), made once and then kept, so a
+# browser's or client's trust in it survives upgrades. Replace both files with a certificate from
+# the county CA at will. The key is readable by the service group only.
+make_status_tls_pair() {
+    local cert key host names addr
+    cert=$(target "$STATUS_TLS_DIR/cert.pem")
+    key=$(target "$STATUS_TLS_DIR/key.pem")
+    make_dir 0750 root "$SERVICE_USER" "$STATUS_TLS_DIR"
+    if [[ -e $cert && -e $key ]]; then
+        note "keeping the status page TLS pair in $STATUS_TLS_DIR"
+        return
+    fi
+    host=$(box_hostname)
+    names="DNS:$host,DNS:$host.local,DNS:localhost,IP:127.0.0.1,IP:::1"
+    if live_system; then
+        for addr in $(hostname -I 2>/dev/null); do
+            names+=",IP:$addr"
+        done
+    fi
+    note "making a self-signed TLS pair for the status page: $names"
+    (
+        umask 077
+        run openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -sha256 -days 3650 -nodes \
+            -subj "/CN=$host" -addext "subjectAltName=$names" -addext "basicConstraints=critical,CA:FALSE" \
+            -addext "extendedKeyUsage=serverAuth" -keyout "$key" -out "$cert"
+    )
+    run chmod 0644 "$cert"
+    run chmod 0640 "$key"
+    if live_system; then
+        run chown root:"$SERVICE_USER" "$key"
+    fi
+}
+
 python_minor() {
     python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")'
 }
@@ -252,6 +301,7 @@ main() {
     install_packages
     create_user
     install_layout
+    make_status_tls_pair
     install_venv
     activate
     note "done"

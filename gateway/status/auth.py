@@ -226,7 +226,8 @@ class SessionStore:
 
 
 class LoginThrottle:
-    """After ``max_failures`` failed logins from one address within ``window_s``, refuse it for the window.
+    """After ``max_failures`` login attempts from one address within ``window_s`` that did not succeed,
+    refuse it for the window.
 
     The table is capped: when full, the oldest address is forgotten (a flood of addresses cannot grow it).
     """
@@ -250,6 +251,17 @@ class LoginThrottle:
 
     def blocked(self, client: str) -> bool:
         return len(self._recent(client)) >= self.max_failures
+
+    def attempt(self, client: str) -> bool:
+        """Count one login attempt *before* it is evaluated; False when ``client`` is over the limit.
+
+        Counting first means concurrent attempts cannot all pass the check while the first ones are
+        still hashing: at most ``max_failures`` are evaluated per window. A success clears the count.
+        """
+        if self.blocked(client):
+            return False
+        self.failed(client)
+        return True
 
     def failed(self, client: str) -> None:
         times = self._recent(client)

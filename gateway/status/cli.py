@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -23,7 +24,10 @@ def add_subcommands(subparsers: Any) -> None:
     """Adds ``status [--url URL] [--config SITE] [--json]`` and ``status passwd USER --file F``."""
     status = subparsers.add_parser("status", help="show the running daemon's status (from its status server)")
     status.add_argument("--url", help="status server base URL (default: from --config, else http://127.0.0.1:8080)")
-    status.add_argument("--config", help="site YAML whose status.listen to use")
+    status.add_argument("--config", help="site YAML whose status.listen (and status.tls) to use")
+    status.add_argument("--cafile", type=Path,
+                        help="trust only this certificate (PEM) for https; default with --config and status.tls: "
+                        "status.tls.cert_file, the page's own certificate")
     status.add_argument("--json", action="store_true", help="print /api/status as JSON")
     status.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the daemon")
     status.set_defaults(handler=cmd_status)
@@ -44,8 +48,17 @@ def base_url(url: str | None, config_path: str | None) -> str:
         host, port = split_listen(section.listen)
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1" if host != "::" else "::1"
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        scheme = "https" if section.tls is not None else "http"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
     return "http://127.0.0.1:8080"
+
+
+def trusted_certificate(cafile: Path | None, config_path: str | None) -> Path | None:
+    """The certificate to trust for https: --cafile, else the page's own (status.tls.cert_file)."""
+    if cafile is not None or not config_path:
+        return cafile
+    tls = _status_section(config_path).tls
+    return tls.cert_file if tls is not None else None
 
 
 def _status_section(config_path: str) -> StatusConfig:
@@ -56,9 +69,11 @@ def _status_section(config_path: str) -> StatusConfig:
     return section if isinstance(section, StatusConfig) else StatusConfig()
 
 
-def fetch_status(base: str, timeout: float) -> dict[str, Any]:
+def fetch_status(base: str, timeout: float, cafile: Path | None = None) -> dict[str, Any]:
+    """GET /api/status. With ``cafile``, https trusts that certificate alone (not the system CAs)."""
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile is not None else None
     request = urllib.request.Request(base + "/api/status", headers={"Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
         data = response.read(MAX_RESPONSE_BYTES + 1)
     if len(data) > MAX_RESPONSE_BYTES:
         raise ValueError("response larger than 16 MiB")
@@ -74,11 +89,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     try:
         base = base_url(args.url, args.config)
+        cafile = trusted_certificate(args.cafile, args.config)
     except ConfigError as exc:
         print("\n".join(exc.lines), file=sys.stderr)
         return 1
     try:
-        snapshot = fetch_status(base, args.timeout)
+        snapshot = fetch_status(base, args.timeout, cafile)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         print(f"fieldgate status: no answer from {base}: {reason}", file=sys.stderr)

@@ -1,8 +1,9 @@
-"""The status server: page, JSON, metrics, health and logged-in actions, on stdlib asyncio.
+"""The status server: page, JSON, metrics, health and logged-in actions, on stdlib asyncio and h11.
 
 Read-only routes need no login. ``POST /api/action/<name>`` needs a session cookie from
-``POST /login`` (HttpOnly, SameSite=Strict) and a JSON body, so a page on another site can
-neither send the cookie nor forge the request.
+``POST /login`` (HttpOnly, SameSite=Strict, Secure over TLS), a JSON body and an ``Origin`` equal
+to the page's own, so a page on another site can neither send the cookie nor forge the request.
+Every request must name this box in ``Host`` (see :mod:`gateway.status.guard`).
 """
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from pydantic import ValidationError
 
 from gateway.status import auth, metrics, page
-from gateway.status.config import StatusConfig
-from gateway.status.http import ClientGone, HttpError, Limits, Request, Response, read_request
+from gateway.status.config import StatusConfig, StatusTls
+from gateway.status.connection import address, read_request, write
+from gateway.status.guard import ConnectionSlots, HostAllowList, Slot, check_origin
+from gateway.status.http import ClientGone, HttpError, Limits, Request, RequestParser, Response, error_bytes
 from gateway.status.view import ACTIONS, StatusView, json_safe, overdue_loops
 
 log = logging.getLogger("fieldgate.status")
@@ -32,6 +36,8 @@ ACTION_TIMEOUT_S = 60.0
 # A hash to check against when the user does not exist, so a wrong name costs the same time as
 # a wrong password and the response time does not reveal which user names exist.
 _DUMMY_HASH = auth.hash_password("fieldgate-no-such-user", "scrypt")
+# scrypt takes 16 MiB and ~50 ms per check on a Pi 4: two at a time, the others wait their turn.
+MAX_CONCURRENT_HASHES = 2
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -45,6 +51,22 @@ def error_json(status: HTTPStatus, message: str) -> Response:
     return json_response(status, {"error": message})
 
 
+def too_many_connections() -> Response:
+    return json_response(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "too many connections"}, {"Retry-After": "5"})
+
+
+def server_tls_context(tls: StatusTls) -> ssl.SSLContext:
+    """TLS 1.2+ with the configured pair. Raises OSError/ssl.SSLError naming the files when they are unusable."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise OSError(f"status.tls: cannot use cert_file {tls.cert_file} with key_file {tls.key_file}: "
+                      f"{getattr(exc, 'strerror', None) or exc}") from None
+    return context
+
+
 class StatusServer:
     def __init__(self, config: StatusConfig, view: StatusView, limits: Limits | None = None) -> None:
         self.config = config
@@ -52,9 +74,14 @@ class StatusServer:
         self.limits = limits or Limits()
         self.sessions = auth.SessionStore(config.session_ttl)
         self.throttle = auth.LoginThrottle()
+        self.hosts = HostAllowList(config.hosts, config.host)
+        self.slots = ConnectionSlots(config.max_connections, config.max_connections_per_client,
+                                     config.healthz_reserve)
+        self._hashing = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
         self._action_lock = asyncio.Lock()
         self._connections: set[asyncio.Task[Any]] = set()
         self._server: asyncio.Server | None = None
+        self._tls: ssl.SSLContext | None = None
         self.port: int | None = None
         self._get: dict[str, Handler] = {
             "/": self._index, "/index.html": self._index, "/app.js": self._js, "/app.css": self._css,
@@ -66,12 +93,19 @@ class StatusServer:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.config.tls is not None:
+            self._tls = server_tls_context(self.config.tls)
+        # TLS is started per connection after it holds a slot (see _connection), so handshakes
+        # in progress count against the caps too.
         self._server = await asyncio.start_server(
-            self._connection, self.config.host, self.config.port, limit=self.limits.max_line,
-            reuse_address=True)
+            self._connection, self.config.host, self.config.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("status page on http://%s/ (users file: %s)", self.config.listen,
+        scheme = "https" if self._tls else "http"
+        log.info("status page on %s://%s/ (users file: %s)", scheme, self.config.listen,
                  self.config.users_file or "none, read-only")
+        if self._tls is None and not self.config.loopback_only:
+            log.warning("status page on %s without TLS: passwords and session cookies cross the network in "
+                        "clear; set status.tls (docs/status.md)", self.config.listen)
 
     async def run(self) -> None:
         """Serve until cancelled; then stop listening and close every open connection."""
@@ -95,51 +129,59 @@ class StatusServer:
     # -- connections -----------------------------------------------------------------------------
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        client = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        client = address(writer.get_extra_info("peername"))
+        local = address(writer.get_extra_info("sockname"))
         task = asyncio.current_task()
+        slot = self.slots.take(client) if task is not None else None
         try:
-            if len(self._connections) >= self.config.max_connections or task is None:
-                await self._send(writer, error_json(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections"),
-                                 False, False)
+            if slot is None or task is None:
+                if self._tls is None:  # over TLS a plain answer is noise to the client: just close
+                    await write(writer, error_bytes(too_many_connections()), self.limits)
                 return
             self._connections.add(task)
-            await self._serve(reader, writer, client)
-        except (ConnectionError, TimeoutError, ClientGone):
+            if self._tls is not None:
+                await writer.start_tls(self._tls, ssl_handshake_timeout=self.limits.header_timeout_s)
+            await self._serve(reader, writer, client, local, slot)
+        except (OSError, TimeoutError, ClientGone):  # resets, TLS handshake failures, silent clients
             pass
         except Exception:  # one bad connection must never take the server down
             log.exception("status connection from %s failed", client)
         finally:
+            if slot is not None:
+                self.slots.give_back(client, slot)
             if task is not None:
                 self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 2.0)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str, local: str,
+                     slot: Slot) -> None:
+        parser = RequestParser(self.limits)
         for served in range(self.limits.max_requests_per_connection):
             try:
-                request = await read_request(reader, self.limits, first=served == 0)
+                request = await read_request(reader, parser, self.limits, first=served == 0)
             except HttpError as exc:
-                await self._send(writer, error_json(exc.status, exc.detail), False, False)
+                await write(writer, error_bytes(error_json(exc.status, exc.detail)), self.limits)
                 return
-            request.client = client
-            response = await self.handle(request)
-            keep_alive = request.keep_alive and served + 1 < self.limits.max_requests_per_connection
-            await self._send(writer, response, request.method == "HEAD", keep_alive)
-            if not keep_alive:
+            request.client, request.local, request.secure = client, local, self._tls is not None
+            if slot is Slot.HEALTHZ and request.path != "/healthz":
+                response = too_many_connections()
+            else:
+                response = await self.handle(request)
+            keep_alive = (request.keep_alive and slot is Slot.GENERAL
+                          and served + 1 < self.limits.max_requests_per_connection)
+            data, stays_open = parser.respond(response, request.method == "HEAD", keep_alive)
+            await write(writer, data, self.limits)
+            if not stays_open:
                 return
-
-    async def _send(self, writer: asyncio.StreamWriter, response: Response, head_only: bool,
-                    keep_alive: bool) -> None:
-        writer.write(response.encode(head_only, keep_alive))
-        await asyncio.wait_for(writer.drain(), self.limits.write_timeout_s)
 
     # -- routing ---------------------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
         """Answer one parsed request. Never raises: a failing handler becomes a 500."""
         try:
+            self.hosts.check(request)
             return await self._route(request)
         except HttpError as exc:
             return error_json(exc.status, exc.detail)
@@ -213,10 +255,11 @@ class StatusServer:
     async def _login(self, request: Request) -> Response:
         if self.config.users_file is None:
             return error_json(HTTPStatus.FORBIDDEN, "logins are disabled: no status.users_file configured")
-        if self.throttle.blocked(request.client):
+        check_origin(request)
+        form = _credentials(request)
+        if not self.throttle.attempt(request.client):
             return json_response(HTTPStatus.TOO_MANY_REQUESTS, {"error": "too many failed logins; wait a minute"},
                                  {"Retry-After": str(int(self.throttle.window_s))})
-        form = _credentials(request)
         user, password = form.get("user", ""), form.get("password", "")
         try:
             users = auth.read_users(self.config.users_file)
@@ -224,31 +267,32 @@ class StatusServer:
             log.error("status login impossible: %s", exc)
             return error_json(HTTPStatus.SERVICE_UNAVAILABLE, "the users file cannot be read; see the daemon log")
         encoded = users.get(user, _DUMMY_HASH)
-        ok = await asyncio.to_thread(auth.verify_password, password, encoded) and user in users
+        async with self._hashing:
+            ok = await asyncio.to_thread(auth.verify_password, password, encoded) and user in users
         if not ok:
-            self.throttle.failed(request.client)
             log.warning("status login failed for %r from %s", user[:64], request.client)
             return error_json(HTTPStatus.UNAUTHORIZED, "wrong user or password")
         self.throttle.succeeded(request.client)
         token = self.sessions.create(user)
         log.info("status login: %s from %s", user, request.client)
-        cookie = (f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; "
-                  f"Max-Age={int(self.config.session_ttl)}")
-        return json_response(HTTPStatus.OK, {"user": user}, {"Set-Cookie": cookie})
+        return json_response(HTTPStatus.OK, {"user": user},
+                             {"Set-Cookie": _cookie(request, token, int(self.config.session_ttl))})
 
     async def _logout(self, request: Request) -> Response:
+        check_origin(request)
         self.sessions.drop(request.cookie(COOKIE))
-        return json_response(HTTPStatus.OK, {"user": None},
-                             {"Set-Cookie": f"{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"})
+        return json_response(HTTPStatus.OK, {"user": None}, {"Set-Cookie": _cookie(request, "", 0)})
 
     async def _action(self, request: Request, name: str) -> Response:
         model = ACTIONS.get(name)
         if model is None:
             return error_json(HTTPStatus.NOT_FOUND, f"no action {name[:64]!r}; actions: {', '.join(sorted(ACTIONS))}")
+        check_origin(request)
         user = self.sessions.user(request.cookie(COOKIE))
         if user is None:
             return error_json(HTTPStatus.UNAUTHORIZED, "log in first")
-        _same_origin(request)
+        if _media_type(request) != "application/json":
+            raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
         body = _json_object(request)
         try:
             args = model.model_validate(body).model_dump(exclude_none=True)
@@ -283,19 +327,9 @@ def _media_type(request: Request) -> str:
     return request.header("content-type").split(";")[0].strip().lower()
 
 
-def _same_origin(request: Request) -> None:
-    """Defence in depth beside SameSite=Strict: state-changing requests come as JSON from our own page."""
-    if _media_type(request) != "application/json":
-        raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
-    origin = request.header("origin")
-    if not origin or origin == "null":
-        return
-    try:
-        netloc = urlsplit(origin).netloc
-    except ValueError:  # "http://[x": not an origin any browser sends
-        netloc = None
-    if netloc != request.header("host"):
-        raise HttpError(HTTPStatus.FORBIDDEN, "cross-origin request refused")
+def _cookie(request: Request, token: str, max_age: int) -> str:
+    secure = "; Secure" if request.secure else ""  # a browser then never sends it over plain HTTP
+    return f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
 
 
 def _json_object(request: Request) -> dict[str, Any]:
@@ -317,6 +351,7 @@ def _credentials(request: Request) -> dict[str, str]:
         except (UnicodeDecodeError, ValueError):
             raise HttpError(HTTPStatus.BAD_REQUEST, "bad form body") from None
         return {k: v[0] for k, v in fields.items() if v}
-    _same_origin(request)
+    if _media_type(request) != "application/json":
+        raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the login as application/json or a form")
     body = _json_object(request)
     return {k: v for k, v in body.items() if isinstance(v, str)}

@@ -10,9 +10,12 @@ the real ``Gateway`` object runs in this process with a ``StatusServer`` on the 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -29,6 +32,7 @@ import pytest
 from drivers.modbus.simulator import SimServer, SimUnit
 from gateway.config import load_site
 from gateway.config.site import SiteConfig
+from gateway.status.auth import set_password
 from tests.hil.rig import Broker, GatewayProcess, free_port, wait_for
 
 pytestmark = pytest.mark.hil
@@ -51,8 +55,8 @@ def daemon_serves_status() -> bool:
     return "status" in SiteConfig.model_fields
 
 
-def write_site(tmp: Path, modbus_port: int, broker_port: int, status_port: int) -> Path:
-    status = f"status: {{listen: '127.0.0.1:{status_port}'}}\n" if daemon_serves_status() else ""
+def write_site(tmp: Path, modbus_port: int, broker_port: int, status_port: int, status_extra: str = "") -> Path:
+    status = f"status: {{listen: '127.0.0.1:{status_port}'{status_extra}}}\n" if daemon_serves_status() else ""
     text = f"""
 gateway: {{id: page-gw, name: Page test reservoir, state_dir: {tmp / 'state'}}}
 buses:
@@ -136,9 +140,11 @@ def gateway_running(config_path: Path, status_port: int, tmp: Path) -> Iterator[
         process.stop()
 
 
-def api_status(port: int) -> dict[str, Any]:
+def api_status(port: int, cafile: Path | None = None) -> dict[str, Any]:
+    """/api/status over http, or over https trusting only ``cafile``; {} while it does not answer."""
+    scheme, context = ("https", ssl.create_default_context(cafile=str(cafile))) if cafile else ("http", None)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5) as response:
+        with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/api/status", timeout=5, context=context) as response:
             data: dict[str, Any] = json.loads(response.read())
             return data
     except (OSError, urllib.error.URLError, ValueError):
@@ -190,25 +196,47 @@ class PageCells(HTMLParser):
             self._id = None
 
 
-def render_page(port: int) -> PageCells:
-    """Load the page in headless Chromium, let its script fetch /api/status, and parse the DOM."""
+def render_page(port: int, trusted_cert: Path | None = None) -> PageCells:
+    """Load the page in headless Chromium, let its script fetch /api/status, and parse the DOM.
+
+    With ``trusted_cert`` the page is loaded over https, and Chromium accepts that certificate's key
+    only (--ignore-certificate-errors-spki-list pins it; any other certificate is still an error).
+    """
+    flags, url = [], f"http://127.0.0.1:{port}/"
+    if trusted_cert is not None:
+        flags, url = [f"--ignore-certificate-errors-spki-list={spki_pin(trusted_cert)}"], f"https://127.0.0.1:{port}/"
     with tempfile.TemporaryDirectory(prefix="fg-chromium-") as profile:
-        result = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                                 f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=120)
+        result = subprocess.run([chromium(), *CHROMIUM_FLAGS, *flags, f"--user-data-dir={profile}", url],
+                                capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     cells = PageCells()
     cells.feed(result.stdout)
     return cells
 
 
+def spki_pin(cert_path: Path) -> str:
+    """base64(SHA-256(SubjectPublicKeyInfo)): how Chromium names a key to accept."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
+def simulated_gauge(config_path: Path, modbus_port: int, value: float) -> tuple[SimServer, SimUnit, Any]:
+    """The site's gauge (unit 7) on a started Modbus simulator, reading ``value``: (server, unit, point)."""
+    level = next(p for b in load_site(config_path).buses for d in b.devices for p in d.points)
+    gauge = SimUnit(7)
+    gauge.set_point(level, value)
+    return SimServer([gauge], port=modbus_port).start(), gauge, level
+
+
 def test_page_shows_a_value_changed_on_the_simulated_device(tmp_path: Path, broker: Broker) -> None:
     chromium()
     modbus_port, status_port = free_port(), free_port()
     config_path = write_site(tmp_path, modbus_port, broker.port, status_port)
-    level = next(p for b in load_site(config_path).buses for d in b.devices for p in d.points)
-    gauge = SimUnit(7)
-    gauge.set_point(level, 12.5)
-    sim = SimServer([gauge], port=modbus_port).start()
+    sim, gauge, level = simulated_gauge(config_path, modbus_port, 12.5)
     try:
         with gateway_running(config_path, status_port, tmp_path):
             wait_for(lambda: point(api_status(status_port), "res.level").get("value") == 12.5, 30,
@@ -279,3 +307,41 @@ def test_page_renders_alarms_evidence_and_the_camera_snapshot_with_boxes(tmp_pat
     # Boxes overlaid in percent of the frame: 16/160 = 10 %, 12/120 = 10 %, 64/160 = 40 % wide.
     assert 'class="box" style="left: 10%; top: 10%; width: 40%; height: 40%;"><span>flame 0.91</span>' in dom, dom
     assert "<span>smoke</span>" in dom
+
+
+def test_the_daemon_serves_the_page_over_tls_to_chromium(tmp_path: Path, broker: Broker) -> None:
+    """The daemon with status.tls and a self-signed pair made here: Chromium renders the live value over
+    https, `fieldgate status --config` reads it trusting the pair, and a login gets a Secure cookie."""
+    from tests.unit.test_status_cli import run_cli
+    from tests.unit.test_status_tls import self_signed_pair
+
+    chromium()
+    modbus_port, status_port = free_port(), free_port()
+    cert, key = self_signed_pair(tmp_path)
+    users = tmp_path / "users"
+    set_password(users, "tech", "correct horse")
+    config_path = write_site(tmp_path, modbus_port, broker.port, status_port,
+                             f", users_file: {users}, tls: {{cert_file: {cert}, key_file: {key}}}")
+    sim, _, _ = simulated_gauge(config_path, modbus_port, 21.25)
+    try:
+        with gateway_running(config_path, status_port, tmp_path):
+            wait_for(lambda: point(api_status(status_port, cert), "res.level").get("value") == 21.25, 30,
+                     "res.level = 21.25 in /api/status over https")
+            page = render_page(status_port, trusted_cert=cert)
+            assert page.texts.get("title") == "Page test reservoir (page-gw)", page.texts
+            row = page.rows["res.level"]
+            assert (row["value"], row["unit"], row["q"]) == ("21.25", "m", "good"), row
+
+            assert run_cli(["status", "--config", str(config_path), "--json"]) in (0, 2)
+            assert api_status(status_port) == {}  # plain http on the TLS port gets nothing
+
+            origin = f"https://127.0.0.1:{status_port}"
+            request = urllib.request.Request(
+                origin + "/login", json.dumps({"user": "tech", "password": "correct horse"}).encode(),
+                {"Content-Type": "application/json", "Origin": origin}, method="POST")
+            context = ssl.create_default_context(cafile=str(cert))
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:
+                cookie = response.headers["Set-Cookie"]
+            assert "Secure" in [attr.strip() for attr in cookie.split(";")], cookie
+    finally:
+        sim.stop()

@@ -269,6 +269,14 @@ def test_live_dry_run_online_uses_apt(guard_path: tuple[dict[str, str], Path]) -
     apt = [c for c in plan if c.startswith("apt-get install")]
     assert len(apt) == 1 and "python3-systemd" in apt[0] and "python3-venv" in apt[0]
     assert any(c.startswith(f"/opt/fieldgate/venv/bin/pip install --upgrade {REPO}") for c in plan)
+    # The status page's self-signed pair, unless this machine already has one (then it is kept).
+    openssl = [c for c in plan if c.startswith("openssl req -x509")]
+    if Path("/etc/fieldgate/status-tls/key.pem").exists():
+        assert openssl == [] and "keeping the status page TLS pair" in done.stdout
+    else:
+        assert len(openssl) == 1 and "-keyout /etc/fieldgate/status-tls/key.pem" in openssl[0]
+        assert "chmod 0640 /etc/fieldgate/status-tls/key.pem" in plan
+        assert "chown root:fieldgate /etc/fieldgate/status-tls/key.pem" in plan
 
 
 def test_live_uninstall_dry_run_purge(guard_path: tuple[dict[str, str], Path]) -> None:
@@ -310,3 +318,43 @@ def test_scripts_are_shellcheck_clean() -> None:
 def test_scripts_are_executable() -> None:
     for script in (INSTALL, UNINSTALL):
         assert os.access(script, os.X_OK), script
+
+
+def test_install_makes_a_self_signed_status_tls_pair_once_that_the_status_page_serves(tmp_path: Path) -> None:
+    import http.client
+    import ssl
+
+    from cryptography import x509
+
+    from gateway.status import StatusConfig
+    from gateway.status.config import StatusTls
+    from tests.hil.rig import free_port
+    from tests.unit.test_status_server import FakeGateway, Running
+
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/hostname").write_text("gauge-12\n")
+    done = run_script(INSTALL, "--root", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    pair = tmp_path / "etc/fieldgate/status-tls"
+    files = tree(tmp_path)
+    assert (files["etc/fieldgate/status-tls"], files["etc/fieldgate/status-tls/cert.pem"],
+            files["etc/fieldgate/status-tls/key.pem"]) == (0o750, 0o644, 0o640)
+    cert = x509.load_pem_x509_certificate((pair / "cert.pem").read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(names.get_values_for_type(x509.DNSName)) == {"gauge-12", "gauge-12.local", "localhost"}
+    assert {str(ip) for ip in names.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "::1"}
+    before = (pair / "key.pem").read_bytes()
+    assert run_script(INSTALL, "--root", str(tmp_path)).returncode == 0
+    assert (pair / "key.pem").read_bytes() == before  # an upgrade keeps the pair (and the trust in it)
+
+    config = StatusConfig(listen=f"127.0.0.1:{free_port()}",
+                          tls=StatusTls(cert_file=pair / "cert.pem", key_file=pair / "key.pem"))
+    server = Running(config, FakeGateway())
+    try:
+        context = ssl.create_default_context(cafile=str(pair / "cert.pem"))
+        connection = http.client.HTTPSConnection("127.0.0.1", config.port, context=context, timeout=10)
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        server.stop()

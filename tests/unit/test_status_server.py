@@ -8,6 +8,7 @@ import math
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,8 @@ class Running:
     def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
                 ) -> tuple[int, dict[str, str], bytes]:
         head = {"Host": f"127.0.0.1:{self.port}", "Connection": "close", **(headers or {})}
+        if method == "POST":  # as a browser does; tests of the Origin check are in test_status_hostile.py
+            head.setdefault("Origin", f"http://127.0.0.1:{self.port}")
         if body or method == "POST":
             head["Content-Length"] = str(len(body))
         text = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in head.items()) + "\r\n"
@@ -119,12 +122,19 @@ def users_file(tmp_path: Path) -> Path:
     return path
 
 
+@contextmanager
+def serving(users_file: Path, limits: Limits) -> Iterator[Running]:
+    server = Running(StatusConfig(listen=f"127.0.0.1:{free_port()}", users_file=users_file), FakeGateway(), limits)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def running(users_file: Path) -> Iterator[Running]:
-    config = StatusConfig(listen=f"127.0.0.1:{free_port()}", users_file=users_file)
-    server = Running(config, FakeGateway(), Limits(header_timeout_s=0.5, idle_timeout_s=0.5, body_timeout_s=0.5))
-    yield server
-    server.stop()
+    with serving(users_file, Limits(header_timeout_s=0.5, idle_timeout_s=0.5, body_timeout_s=0.5)) as server:
+        yield server
 
 
 def login(running: Running, user: str = "tech", password: str = "correct horse") -> tuple[int, str]:
@@ -214,26 +224,26 @@ def test_keep_alive_serves_several_requests_on_one_connection(running: Running) 
     (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)) + b"\r\n\r\n", 400),  # a TLS hello
     (b"GARBAGE\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host
-    (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
-    (b"GET http://evil/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),  # absolute-form target
-    (b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
-    (b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n", 501),
-    (b"PUT / HTTP/1.1\r\nHost: x\r\n\r\n", 405),
-    (b"POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501),
-    (b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
-    (b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", 413),
-    (b"GET /%00 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", 400),
+    (b"GET / HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n", 505),
+    (b"GET http://evil/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400),  # absolute-form target
+    (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n folded\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: y\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX: a\x00b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: y\r\n\r\n", 400),
+    (b"BREW / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 501),
+    (b"PUT / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 405),
+    (b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501),
+    (b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999\r\n\r\n", 413),
+    (b"GET /%00 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\nabc", 400),
     # Before: ValueError from parse_qs / urlsplit closed the connection with no answer and a traceback.
-    (b"GET /api/status?" + b"&".join(b"a%d=1" % i for i in range(30)) + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    (b"GET //[x/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"GET /api/status?" + b"&".join(b"a%d=1" % i for i in range(30)) + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400),
+    (b"GET //[x/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400),
     # Before: a deeply nested JSON login body raised RecursionError: a 500 and a traceback per request.
-    (b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 12000\r\n\r\n"
-     + b"[" * 12000, 400),
-    (b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nOrigin: http://[x\r\n"
+    (b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://127.0.0.1\r\nContent-Type: application/json\r\n"
+     b"Content-Length: 12000\r\n\r\n" + b"[" * 12000, 400),
+    (b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nOrigin: http://[x\r\n"
      b"Content-Length: 2\r\n\r\n{}", 403),
 ])
 def test_bad_requests_get_an_error_status_and_the_server_lives_on(
@@ -244,22 +254,23 @@ def test_bad_requests_get_an_error_status_and_the_server_lives_on(
 
 
 def test_oversize_header_line_and_header_section_are_refused(running: Running) -> None:
-    long_line = b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20_000 + b"\r\n\r\n"
+    long_line = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + b"a" * 20_000 + b"\r\n\r\n"
     assert parse_response(running.raw(long_line))[0] == 431
-    many = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(100)) + b"\r\n"
+    many = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(100)) + b"\r\n"
     assert parse_response(running.raw(many))[0] == 431
-    big = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 1000) for i in range(30)) + b"\r\n"
+    big = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 1000) for i in range(30))
+           + b"\r\n")
     assert parse_response(running.raw(big))[0] == 431
-    long_target = b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    long_target = b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     assert parse_response(running.raw(long_target))[0] == 431
     assert running.request("GET", "/healthz")[0] == 200
 
 
 def test_a_silent_or_truncated_client_is_dropped_after_the_timeout(running: Running) -> None:
     # Sends half a request and waits: the server closes the connection (recv returns b"") by itself.
-    assert running.raw(b"GET / HTTP/1.1\r\nHost: x\r\n") == b""
+    assert running.raw(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n") == b""
     assert running.raw(b"") == b""
-    body_short = b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"
+    body_short = b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nabc"
     assert parse_response(running.raw(body_short))[0] == 400
     assert running.request("GET", "/healthz")[0] == 200
 
@@ -270,9 +281,9 @@ def test_connections_beyond_the_cap_are_refused(users_file: Path) -> None:
     idle = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(2)]
     try:
         for sock in idle:  # make sure both are accepted and held before the third arrives
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert sock.recv(100).startswith(b"HTTP/1.1 200")
-        status, _, body = parse_response(server.raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+        status, _, body = parse_response(server.raw(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
         assert status == 503 and b"too many connections" in body
     finally:
         for sock in idle:
