@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.fsutil import ensure_dir, fsync_dir, prepare_database, write_atomic
 from gateway.journal_config import JournalSettings
 from gateway.shared import EventRecord, Journalable, Progress, RecordClass
 
@@ -95,14 +96,6 @@ def is_damage(exc: sqlite3.Error) -> bool:
     return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _DAMAGE_CODES
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def journal_event(what: str, now: float, **attrs: Any) -> EventRecord:
     """An event record about the journal itself (damage, drops); the platform sees it on …/event
     as ``{"kind": "<what>", "key": "journal", ...}``."""
@@ -141,6 +134,7 @@ class Journal:
     # ----- opening, damage -------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        prepare_database(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
@@ -148,7 +142,7 @@ class Journal:
         return db
 
     def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.path.parent)
         self._damage_reason = ""
         if self.path.exists():
             db, reason = self._probe()
@@ -164,11 +158,11 @@ class Journal:
             db = self._connect()
             db.executescript(SCHEMA)
             db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('records', ?)", (floor,))
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             return db
         db = self._connect()
         db.executescript(SCHEMA)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return db
 
     def _probe(self) -> tuple[sqlite3.Connection | None, str]:
@@ -215,7 +209,7 @@ class Journal:
             src = Path(str(self.path) + suffix)
             if src.exists():
                 os.replace(src, Path(str(target) + suffix))
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         self.moved_aside.append(str(target))
         log.error("journal %s is damaged (%s); moved aside to %s, starting a fresh journal",
                   self.path, reason, target)
@@ -239,13 +233,7 @@ class Journal:
 
     def _reserve(self, upto: int) -> None:
         """Durably note that seqs up to ``upto`` may be in use, before using them."""
-        tmp = self.seq_path.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(json.dumps({"reserved": upto}))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.seq_path)
-        _fsync_dir(self.path.parent)
+        write_atomic(self.seq_path, json.dumps({"reserved": upto}).encode())
         self._reserved = upto
 
     def _load_state(self) -> None:
@@ -608,7 +596,7 @@ class Journal:
             st = os.statvfs(self.path.parent)
             if st.f_bavail * st.f_frsize < 4 * size:
                 return
-            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
                 os.posix_fallocate(fd, 0, size)
             finally:

@@ -31,6 +31,7 @@ from typing import Any
 
 from gateway import compact
 from gateway.commands.reply import Reply
+from gateway.fsutil import write_atomic
 from gateway.journal import AsyncJournal, JournalRecord
 from gateway.shared import Link, OutboundMessage, Progress, Reading, SatellitePolicy
 
@@ -71,9 +72,7 @@ class Budget:
         self.sends.append((now, size))
         while self.sends and now - self.sends[0][0] > 86400:
             self.sends.popleft()
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(list(self.sends)))
-        tmp.replace(self.path)
+        write_atomic(self.path, json.dumps(list(self.sends)).encode(), durable=False)
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 from drivers.broadcast.base import wav_path_ok
@@ -40,13 +41,18 @@ async def render(text: str, config: TtsConfig, work_dir: Path) -> Path:
     out = work_dir / f"tts-{key}.wav"
     if await asyncio.to_thread(_cached, out):
         return out
-    partial = work_dir / f".tts-{key}-{os.getpid()}.wav"
+    # A fresh file of our own (O_EXCL, 0600) for the synthesizer to write into: never a name someone
+    # could have planted as a link to a file the daemon may write.
+    fd, name = await asyncio.to_thread(tempfile.mkstemp, prefix=f".tts-{key}-", suffix=".wav", dir=work_dir)
+    os.close(fd)
+    partial = Path(name)
     argv = [arg.replace("{out}", str(partial)).replace("{text}", cleaned) for arg in config.command]
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )
     except OSError as exc:
+        await asyncio.to_thread(partial.unlink, missing_ok=True)
         raise TtsError(f"cannot run {argv[0]}: {exc}") from exc
     try:
         _, stderr = await asyncio.wait_for(proc.communicate(), config.timeout_s)
@@ -63,8 +69,8 @@ async def render(text: str, config: TtsConfig, work_dir: Path) -> Path:
 
 
 def _cached(out: Path) -> bool:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out.exists() and wav_path_ok(out) is None
+    out.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    return out.exists() and not out.is_symlink() and wav_path_ok(out) is None
 
 
 def _commit(partial: Path, out: Path) -> None:
@@ -72,6 +78,7 @@ def _commit(partial: Path, out: Path) -> None:
     if problem is not None:
         partial.unlink(missing_ok=True)
         raise TtsError(f"TTS output unusable: {problem}")
+    os.chmod(partial, 0o640)
     partial.replace(out)
     _prune(out.parent, keep=64)
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.fsutil import LinkRefused, ensure_dir, fsync_dir, open_append
+
 GENESIS = "0" * 64
 
 
@@ -149,9 +151,11 @@ class AuditLog:
         self.max_bytes = max_bytes
         self.keep = keep
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.path.parent)
+        if self.path.is_symlink():  # recovery would truncate, and appends write, through it
+            raise LinkRefused(f"{self.path} is a symbolic link; the daemon writes no file through a link")
         self._seq, self._prev, torn = self._recover()
-        self._file = self.path.open("ab")
+        self._file = open_append(self.path)
         if torn:
             self._append_locked("audit_recovered", {"dropped_bytes": max(torn, 0), "unreadable_tail": torn < 0})
 
@@ -221,12 +225,8 @@ class AuditLog:
                 else:
                     older.rename(self.path.with_name(f"{self.path.name}.{index + 1}"))
         self.path.rename(self.path.with_name(self.path.name + ".1"))
-        self._file = self.path.open("ab")
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # make the renames durable
-        finally:
-            os.close(directory)
+        self._file = open_append(self.path)
+        fsync_dir(self.path.parent)  # make the renames durable
 
     @property
     def last_hash(self) -> str:

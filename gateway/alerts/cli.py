@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from gateway.alerts.audit import verify_chain
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.model import Alert, Status
 from gateway.alerts.signing import Keyring, OperatorSignature, public_key_text, sign
+from gateway.fsutil import SECRET, create_exclusive
 
 _COLOUR = {Status.ACTUAL: "\033[1;41;97m", Status.EXERCISE: "\033[1;43;30m", Status.TEST: "\033[1;46;30m"}
 
@@ -60,9 +60,12 @@ def _keygen(args: argparse.Namespace) -> int:
     out = Path(args.out) / f"{args.operator}.key"
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+    try:
+        with create_exclusive(out, SECRET) as handle:
+            handle.write(pem)
+    except OSError as exc:
+        print(f"cannot create {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(f"private key: {out} (keep it on the operator's token, never on the gateway)")
     print(f"add to broadcast.operators:\n  {args.operator}: {public_key_text(key)}")
     return 0

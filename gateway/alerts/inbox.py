@@ -38,6 +38,7 @@ from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.model import Alert
 from gateway.alerts.signing import OperatorSignature
 from gateway.alerts.subsystem import BroadcastSubsystem
+from gateway.fsutil import RECORD, ensure_dir, write_atomic
 from gateway.shared import Progress
 
 log = logging.getLogger("fieldgate.alerts.inbox")
@@ -133,7 +134,7 @@ class InboxWatcher:
     def _start(self) -> list[Path]:
         """Make the directories; the files a previous run left in work/ (handled when it stopped)."""
         for sub in (self.inbox, self.work, self.done, self.refused):
-            sub.mkdir(mode=0o770, parents=True, exist_ok=True)
+            ensure_dir(sub, 0o770)
         return [e for e in sorted(self.work.iterdir())[: self.limits.max_files_per_scan * 8]
                 if e.is_file() and not e.is_symlink()]
 
@@ -280,22 +281,19 @@ def _parse(data: bytes) -> tuple[Alert, list[OperatorSignature]]:
 
 
 def _unique(directory: Path, name: str) -> Path:
-    target = directory / name
+    """A name in ``directory`` whose request and sidecar names are both free (links count as taken)."""
     stem = name[: -len(".json")] if name.endswith(".json") else name
-    n = 1
-    while target.exists() or target.with_name(stem + ".result.json").exists():
-        target = directory / f"{stem}.{n}.json"
+    candidate, n = stem, 1
+    while os.path.lexists(directory / f"{candidate}.json") or os.path.lexists(directory / f"{candidate}.result.json"):
+        candidate = f"{stem}.{n}"
         n += 1
-    return target
+    return directory / f"{candidate}.json"
 
 
 def _write_atomic(path: Path, body: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(body, handle, ensure_ascii=False, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    # A fresh temporary name, never one an operator could have planted as a link (done/ and
+    # refused/ are writable by the operators' group).
+    write_atomic(path, json.dumps(body, ensure_ascii=False, indent=2).encode(), RECORD)
 
 
 def submit(request: Path, inbox: Path) -> Path:

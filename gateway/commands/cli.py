@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 import time
@@ -33,6 +32,7 @@ from gateway.commands.envelope import (
 )
 from gateway.commands.names import COMMANDS, CommandName
 from gateway.commands.plane import Rejected, Verifier
+from gateway.fsutil import SECRET, create_exclusive
 
 
 def add_subcommands(sub: Any) -> None:
@@ -79,12 +79,11 @@ def _keygen(args: argparse.Namespace) -> int:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with create_exclusive(out, SECRET) as handle:
+            handle.write(pem)
     except OSError as exc:
-        print(f"cannot create {out}: {exc.strerror}", file=sys.stderr)
+        print(f"cannot create {out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
     print(f"private key: {out} (keep it on the platform side, never on the gateway)")
     print(f"add to the gateway's site config:\ncommands:\n  issuers:\n    {args.key_id}:\n"
           f"      key: {public_key_text(key)}\n      allow: [ping, status]")

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.commands.names import Reason
+from gateway.fsutil import ensure_dir, prepare_database
 
 log = logging.getLogger("fieldgate.commands")
 
@@ -57,7 +58,7 @@ class ReplayCache:
     # ---- opening, with recovery ----
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.path.parent)
         fresh = not self.path.exists()
         try:
             self._db = self._connect()
@@ -81,6 +82,7 @@ class ReplayCache:
             self.floor = float(row[0])
 
     def _connect(self) -> sqlite3.Connection:
+        prepare_database(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
         try:
             db.execute("PRAGMA journal_mode=WAL")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import re
 from pathlib import Path
+
+from gateway.fsutil import ensure_dir, write_atomic
 
 log = logging.getLogger(__name__)
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -16,7 +17,7 @@ class SnapshotStore:
     def __init__(self, directory: Path, max_bytes: int) -> None:
         self.dir = directory
         self.max_bytes = max_bytes
-        self.dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.dir)
         entries = sorted((p.stat().st_mtime, p) for p in self.dir.glob("*.jpg") if p.is_file())
         self._files: collections.deque[tuple[Path, int]] = collections.deque(
             (p, p.stat().st_size) for _, p in entries
@@ -29,9 +30,7 @@ class SnapshotStore:
         if len(data) > self.max_bytes:
             raise ValueError(f"snapshot of {len(data)} bytes exceeds the whole store cap {self.max_bytes}")
         path = self.dir / (_SAFE.sub("_", name) + ".jpg")
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data, durable=False)
         self._files.append((path, len(data)))
         self.total += len(data)
         self._evict()

@@ -99,6 +99,8 @@ def journal_rows(path: Path) -> dict[int, str]:
     if not path.exists():
         return {}
     with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'records'").fetchone() is None:
+            return {}  # killed after the file was created, before its first transaction: nothing committed
         return {seq: body for seq, body in db.execute("SELECT seq, body FROM records")}
 
 
