@@ -15,6 +15,10 @@ failover state: the command came that way, so the platform listens there. They a
 records (the command's audit record is) and need no ACK; they wait in a small bounded queue.
 Order of one service slot: an alarm never sent yet, then the oldest reply, then everything else
 (alarm resends after ``ack_timeout``, readings) — docs/satellite.md §2.1.
+
+Anyone with a BeiDou card, or the Iridium address, can send to the link. So an ACK releases
+records only if it carries a valid MAC under this gateway's ACK key, names this gateway's number,
+and names seqs this link has sent (§1.4).
 """
 
 from __future__ import annotations
@@ -87,9 +91,10 @@ class _QueuedReply:
 class SatelliteRunner:
     def __init__(self, link: Link, journal: AsyncJournal, primaries: list[Link], policy: SatellitePolicy, *,
                  gateway_number: int, aliases: compact.AliasTable, rule_aliases: dict[str, int],
-                 max_bytes: int, state_dir: Path) -> None:
+                 max_bytes: int, state_dir: Path, ack_key: bytes | None = None) -> None:
         self.link, self.journal, self.primaries, self.policy = link, journal, primaries, policy
         self.gateway_number = gateway_number
+        self.ack_key = ack_key  # None: no platform ACK is believed (fail safe: records are resent)
         self.aliases, self.rule_aliases, self.max_bytes = aliases, rule_aliases, max_bytes
         self.budget = Budget(state_dir / f"satellite-budget-{link.name}.json",
                              policy.budget_bytes_per_hour, policy.budget_bytes_per_day)
@@ -106,6 +111,7 @@ class SatelliteRunner:
         self._slot_at = 0.0  # monotonic: the link's service interval since our last send ends here
         self.sent_replies = 0
         self.dropped_replies = 0
+        self.refused_acks = 0
 
     # ---- replies to satellite commands ---------------------------------------------------
 
@@ -207,17 +213,39 @@ class SatelliteRunner:
     # ---- journal records -----------------------------------------------------------------
 
     def on_platform_ack(self, ranges: tuple[tuple[int, int], ...]) -> list[int]:
+        """Release what an authentic ACK names *and this link has sent*: a seq never sent (or already
+        released) is not in ``_awaiting``, so an ACK naming it releases nothing."""
         acked = [seq for seq in self._awaiting if any(lo <= seq <= hi for lo, hi in ranges)]
         for seq in acked:
             del self._awaiting[seq]
         return acked
 
+    def ack_refusal(self, message: compact.CompactMessage) -> str:
+        """Why this ACK must not release anything ("" if it may)."""
+        if message.gateway != self.gateway_number:
+            return f"addressed to gateway number {message.gateway}, this is {self.gateway_number}"
+        if self.ack_key is None:
+            return "no ACK key loaded (see the start-up log)"
+        if not compact.ack_authentic(message, self.ack_key):
+            return "its MAC was not made with this gateway's ACK key"
+        return ""
+
     async def handle_incoming(self, message: compact.CompactMessage) -> None:
-        if message.kind is compact.MessageKind.ACK:
-            acked = self.on_platform_ack(message.acked)
-            if acked:
-                await self.journal.call(self.journal.journal.ack, self.link.name, acked)
-                log.info("satellite %s: platform acknowledged seqs %s", self.link.name, acked)
+        if message.kind is not compact.MessageKind.ACK:
+            return
+        refusal = self.ack_refusal(message)
+        if refusal:
+            self.refused_acks += 1
+            shown = ", ".join(f"{lo}-{hi}" for lo, hi in message.acked[:3]) + ("…" if len(message.acked) > 3 else "")
+            log.warning("satellite %s: ACK (seqs %s) refused, nothing released: %s", self.link.name, shown, refusal)
+            return
+        acked = self.on_platform_ack(message.acked)
+        if acked:
+            await self.journal.call(self.journal.journal.ack, self.link.name, acked)
+            log.info("satellite %s: platform acknowledged seqs %s", self.link.name, acked)
+        else:
+            log.info("satellite %s: authentic ACK names no seq this link has in flight; nothing released",
+                     self.link.name)
 
     async def run(self, progress: Progress) -> None:
         self._check_primaries()  # before the first pass of the loop decides standby or not
