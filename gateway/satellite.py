@@ -18,14 +18,14 @@ Order of one service slot: an alarm never sent yet, then the oldest reply, then 
 
 Anyone with a BeiDou card, or the Iridium address, can send to the link. So an ACK releases
 records only if it carries a valid MAC under this gateway's ACK key, names this gateway's number,
-and names seqs this link has sent (§1.4).
+and names seqs this link has sent (§1.4); and replies to *rejected* commands, which anyone can
+provoke, are held to a few an hour and a small share of the byte budget (§2.1).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway import compact
+from gateway.commands.names import Status
 from gateway.commands.reply import Reply
 from gateway.journal import AsyncJournal, JournalRecord
+from gateway.satbudget import REJECTED_REPLIES_PER_HOUR, REJECTED_REPLY_SHARE, Budget, RejectedReplyLimit
 from gateway.shared import Link, OutboundMessage, Progress, Reading, SatellitePolicy
 
 log = logging.getLogger("fieldgate.satellite")
@@ -47,37 +49,7 @@ REPLY_MAX_AGE_S = 3600.0  # an older reply is dropped unsent: the platform has r
 REPLY_ATTEMPTS = 3  # sends of one reply before it is dropped
 REPLY_RETRY_S = 5.0  # after a failed send
 BUDGET_RETRY_S = 60.0  # after the byte budget said no
-
-
-class Budget:
-    """Bytes sent in the last hour and day, persisted so a restart does not reset the bill."""
-
-    def __init__(self, path: Path, per_hour: int | None, per_day: int | None) -> None:
-        self.path, self.per_hour, self.per_day = path, per_hour, per_day
-        self.sends: deque[tuple[float, int]] = deque(maxlen=10_000)
-        try:
-            for t, n in json.loads(path.read_text()):
-                self.sends.append((float(t), int(n)))
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, TypeError) as exc:
-            log.warning("satellite budget file %s unreadable (%s); counting afresh", path, exc)
-
-    def used(self, window: float, now: float) -> int:
-        return sum(n for t, n in self.sends if now - t < window)
-
-    def allows(self, size: int, now: float) -> bool:
-        if self.per_hour is not None and self.used(3600, now) + size > self.per_hour:
-            return False
-        return self.per_day is None or self.used(86400, now) + size <= self.per_day
-
-    def spend(self, size: int, now: float) -> None:
-        self.sends.append((now, size))
-        while self.sends and now - self.sends[0][0] > 86400:
-            self.sends.popleft()
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(list(self.sends)))
-        tmp.replace(self.path)
+SUPPRESSED_LOG_EVERY_S = 3600.0  # a suppressed reply is logged once, then at most this often
 
 
 @dataclass(slots=True)
@@ -111,18 +83,25 @@ class SatelliteRunner:
         self._slot_at = 0.0  # monotonic: the link's service interval since our last send ends here
         self.sent_replies = 0
         self.dropped_replies = 0
+        self.rejected_replies = RejectedReplyLimit(policy.budget_bytes_per_hour, policy.budget_bytes_per_day)
+        self.suppressed_replies = 0  # replies to rejected commands not sent (RejectedReplyLimit)
+        self._suppressed_logged: float | None = None  # monotonic
         self.refused_acks = 0
 
     # ---- replies to satellite commands ---------------------------------------------------
 
     def queue_reply(self, reply: Reply, command: compact.CompactMessage | None = None) -> bool:
         """Send ``reply`` (to the satellite ``command``) over this link as soon as the link and its
-        service interval allow, whether or not a primary is up. Returns False if it cannot be sent
-        at all (no command id to correlate with). Never blocks; the queue is bounded."""
+        service interval allow, whether or not a primary is up. Returns False if it will not be sent
+        (no command id to correlate with; a rejection over its limit). Never blocks; the queue is bounded."""
         if reply.id is None:
             log.warning("satellite %s: reply without a command id (%s %s) not sent: nothing to correlate",
                         self.link.name, reply.status, reply.reason)
             return False
+        issuer = compact.command_issuer(command) if command is not None else None
+        item = _QueuedReply(reply, issuer, time.monotonic())
+        if reply.status is Status.REJECTED and not self._admit_rejection(item):
+            return False  # before the queue-full check: a suppressed reply must not push out a queued one
         if len(self._replies) >= REPLY_QUEUE:
             # the oldest, unless the modem has it right now (then the next oldest)
             old = self._replies[1] if self._replies[0] is self._sending else self._replies[0]
@@ -130,10 +109,26 @@ class SatelliteRunner:
             self.dropped_replies += 1
             log.warning("satellite %s: reply queue full (%d); reply to command %s (%s) dropped unsent",
                         self.link.name, REPLY_QUEUE, old.reply.id, old.reply.status)
-        issuer = compact.command_issuer(command) if command is not None else None
-        self._replies.append(_QueuedReply(reply, issuer, time.monotonic()))
+        self._replies.append(item)
         self._new_records.set()  # wake the loop when it waits for work
         return True
+
+    def _admit_rejection(self, item: _QueuedReply) -> bool:
+        try:
+            size = len(self._encode_reply(item))
+        except compact.CompactEncodeError:
+            size = 0  # dropped unsent when its turn comes
+        if self.rejected_replies.admit(size, item.queued):
+            return True
+        self.suppressed_replies += 1
+        last = self._suppressed_logged
+        if last is None or item.queued - last >= SUPPRESSED_LOG_EVERY_S:
+            self._suppressed_logged = item.queued
+            log.warning("satellite %s: reply to rejected command %s (%s) not sent: replies to rejected commands "
+                        "are limited to %d an hour and %.0f%% of the byte budget (%d suppressed so far; logged at "
+                        "most hourly)", self.link.name, item.reply.id, item.reply.reason,
+                        REJECTED_REPLIES_PER_HOUR, REJECTED_REPLY_SHARE * 100, self.suppressed_replies)
+        return False
 
     @property
     def queued_replies(self) -> int:
