@@ -183,6 +183,15 @@ def _links(reg: Registry, links: list[Mapping[str, Any]]) -> None:
     sent_bytes = reg.family("link_sent_bytes", "counter", "payload bytes the far side acknowledged", "bytes")
     failed = reg.family("link_failed_sends", "counter", "sends that failed and will be retried")
     backlog = reg.family("link_backlog", "gauge", "records this link still owes")
+    # satellite links: what outsiders sent that was not believed or not answered (docs/satellite.md)
+    guarded = [
+        (reg.family("link_refused_acks", "counter", "platform ACKs refused: bad MAC, wrong gateway, no key"),
+         "refused_acks"),
+        (reg.family("link_suppressed_replies", "counter", "replies to rejected commands not sent (rate limit)"),
+         "suppressed_replies"),
+        (reg.family("link_foreign_messages", "counter", "incoming messages from cards that are not the platform's"),
+         "foreign_messages"),
+    ]
     for link in links:
         name = str(link.get("name", ""))
         if not name:
@@ -192,6 +201,8 @@ def _links(reg: Registry, links: list[Mapping[str, Any]]) -> None:
         sent_bytes.add(link.get("sent_bytes"), link=name)
         failed.add(link.get("failed_sends"), link=name)
         backlog.add(link.get("backlog"), link=name)
+        for family, key in guarded:
+            family.add(link.get(key), link=name)
 
 
 def _alarms(reg: Registry, alarms: list[Mapping[str, Any]], counters: Mapping[str, Any]) -> None:
