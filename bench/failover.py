@@ -22,7 +22,7 @@ from drivers.modbus.simulator import SimServer, SimUnit  # noqa: E402
 from gateway.config import load_site  # noqa: E402
 from tests.hil.emulators.base import socat_pair  # noqa: E402
 from tests.hil.emulators.beidou import BeidouEmulator  # noqa: E402
-from tests.hil.rig import Broker, Collector, GatewayProcess, free_port, wait_for  # noqa: E402
+from tests.hil.rig import Broker, Collector, GatewayProcess, ack_key_file, free_port, wait_for  # noqa: E402
 from tests.hil.test_failover import site  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def one_run(failover_after: float) -> dict[str, float]:
     gauge_port = free_port()
     try:
         with socat_pair() as (gateway_end, modem_end), BeidouEmulator(modem_end, interval_s=3) as bd:
-            config = site(tmp, gauge_port, broker.port, gateway_end)
+            config = site(tmp, gauge_port, broker.port, gateway_end, ack_key_file(tmp)[0])
             config.write_text(config.read_text().replace("failover_after: 2s", f"failover_after: {failover_after}s"))
             level = load_site(config).buses[0].devices[0].points[0]
             gauge = SimUnit(1)

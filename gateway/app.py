@@ -24,6 +24,7 @@ from drivers.beidou.config import BeidouConfig
 from drivers.broadcast.busboard import BusLike, CoilWriter
 from drivers.iridium.config import IridiumConfig
 from drivers.mqtt.config import MqttLinkConfig
+from gateway.ackkey import ack_key_for_daemon
 from gateway.alerts.audit import AuditLog
 from gateway.alerts.inbox import InboxWatcher
 from gateway.alerts.subsystem import BroadcastSubsystem
@@ -284,13 +285,15 @@ class Gateway:
                 f"link {link.name}", partial(link.run, progress(f"link {link.name}", deadline)))))
             tasks.append(tg.create_task(supervise(
                 f"sender {link.name}", partial(runner.run, progress(f"sender {link.name}", deadline)))))
+        base = Path(self.config_path).parent if self.config_path else Path.cwd()
+        ack_key = ack_key_for_daemon(self.config.satellite, base) if self.satellites else None
         for sat, sat_cfg in self.satellites:
             sat_runner = SatelliteRunner(
                 sat, self.journal, self.links, sat_cfg.policy,
                 gateway_number=self.config.satellite.gateway_number,
                 aliases=AliasTable(self.config.satellite.aliases),
                 rule_aliases=self.config.satellite.rule_aliases, max_bytes=sat.max_bytes,
-                state_dir=self.config.gateway.state_dir)
+                state_dir=self.config.gateway.state_dir, ack_key=ack_key)
             self.satellite_runners[sat.name] = sat_runner
             deadline = sat_cfg.policy.send_timeout + 120.0
             tasks.append(tg.create_task(supervise(

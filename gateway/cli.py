@@ -8,8 +8,13 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.config import ConfigError, SiteConfig, load_site
+
+if TYPE_CHECKING:
+    from gateway.compact import CompactMessage
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -35,9 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     decode.add_argument("message", nargs="?", help="the message as hex; omit to read raw bytes from --file")
     decode.add_argument("--file", help="a file holding the raw message bytes")
     decode.add_argument("--config", help="site config whose satellite.aliases name the points")
+    decode.add_argument("--ack-key-file", help="an ACK: check its MAC with this gateway's ACK key")
     decode.set_defaults(handler=cmd_decode)
 
     from drivers.modbus.tools import add_subcommands as modbus_tools
+    from gateway.ackkey import add_subcommands as ack_commands
     from gateway.alerts.cli import add_subcommands as alert_commands
     from gateway.commands.cli import add_subcommands as command_commands
     from gateway.rules.cli import add_subcommands as rules_commands
@@ -46,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     rules_commands(sub)
     alert_commands(sub)
     command_commands(sub)
+    ack_commands(sub)
     status_commands(sub)
     modbus_tools(sub)
 
@@ -83,7 +91,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{args.config}: ok — gateway {config.gateway.id}, {len(config.buses)} buses, {points} points, "
           f"{len(config.cameras)} cameras, {len(config.rules.rules)} rules, "
           f"{len(config.broadcast.outputs)} broadcast outputs, {len(config.links)} links")
-    for warning in _local_checks(config):
+    for warning in _local_checks(config, args.config):
         print(f"{args.config}: warning: {warning}")
     if args.explain:
         from drivers.modbus.tools import explain
@@ -93,7 +101,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _local_checks(config: SiteConfig) -> list[str]:
+def _local_checks(config: SiteConfig, path: str) -> list[str]:
     """Files the config names that this machine cannot read (model manifests, TLS material, keys).
 
     Warnings, not errors: a technician often validates on a laptop a file meant for the box, where
@@ -115,6 +123,13 @@ def _local_checks(config: SiteConfig) -> list[str]:
             found.extend(f"links[{i}] ({link.name}): {problem}" for problem in problems(link))
     if config.status is not None:
         found.extend(f"status: {problem}" for problem in status_warnings(config.status))
+    if any(not isinstance(link, MqttLinkConfig) for link in config.links):
+        from gateway.ackkey import AckKeyError, load_ack_key
+
+        try:
+            load_ack_key(config.satellite.ack_key_file, config.satellite.ack_key_credential, Path(path).parent)
+        except AckKeyError as exc:
+            found.append(str(exc))  # names itself: "satellite ACK key ..."
     return found
 
 
@@ -144,6 +159,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
     except compact.CompactDecodeError as exc:
         print(f"decode: not a valid compact message ({len(data)} bytes): {exc}", file=sys.stderr)
         return 1
+    mac = _ack_mac_check(message, args.ack_key_file)
+    if mac is None:
+        return 2
     out = {
         "kind": message.kind.name.lower(), "gateway": message.gateway, "base_time": message.base_time,
         "seqs": list(message.seqs), "readings": [r.to_json() for r in message.readings],
@@ -155,10 +173,30 @@ def cmd_decode(args: argparse.Namespace) -> int:
                         "text": alarm.text, "ref_seq": alarm.ref_seq}
     if message.acked:
         out["acked"] = [list(r) for r in message.acked]
+        out["mac"] = mac
     if message.command:
         out["command_bytes"] = len(message.command)
     print(json.dumps(out, ensure_ascii=False, indent=2))
     return 0
+
+
+def _ack_mac_check(message: CompactMessage, key_file: str | None) -> str | None:
+    """For an ACK: "valid" / "INVALID" with a key, "not checked" without; None if the key is unusable."""
+    from gateway import compact
+    from gateway.ackkey import AckKeyError, load_ack_key
+
+    if message.kind is not compact.MessageKind.ACK:
+        return ""
+    if not key_file:
+        return "not checked (give --ack-key-file)"
+
+    try:
+        key = load_ack_key(Path(key_file), None)
+    except AckKeyError as exc:
+        print(f"decode: {exc}", file=sys.stderr)
+        return None
+    assert key is not None  # a file was named
+    return "valid" if compact.ack_authentic(message, key) else "INVALID: not made with this key"
 
 
 def cmd_schema(_args: argparse.Namespace) -> int:

@@ -15,6 +15,8 @@ the format cannot carry (a point without an alias, a reading without a journal s
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,6 +26,10 @@ from gateway.shared import Quality, Reading, Value
 
 VERSION = 1
 BEIDOU_LEVEL3_BYTES = 77  # (628 bits - 8-bit 0xA4 mixed-mode marker) / 8, see protocols.md 1b
+# Truncated HMAC-SHA256 that ends every ACK (docs/satellite.md 1.4): 96 bits, above RFC 2104's
+# 80-bit floor, while an Ed25519 signature (64 bytes) would leave a 77-byte message room for one range.
+ACK_MAC_BYTES = 12
+_ACK_MAC_TAG = b"fieldgate/compact-ack/v1\x00"  # domain separation: this key signs nothing else
 
 _U32 = 1 << 32
 _U63 = 1 << 63
@@ -167,6 +173,7 @@ class CompactMessage:
     readings: tuple[Reading, ...] = ()
     alarm: CompactAlarm | None = None
     acked: tuple[tuple[int, int], ...] = ()  # inclusive seq ranges (ACK)
+    ack_mac: bytes = b""  # ACK: its MAC, unchecked by decode (ack_authentic checks it)
     command: bytes = b""  # opaque signed envelope (COMMAND); verified by the command plane
     reply: CompactReply | None = None  # REPLY
 
@@ -638,8 +645,22 @@ def _decode_alarm(r: _Reader, kind: MessageKind, time: int, seq: int, aliases: A
 # --------------------------------------------------------------------------- ack, command
 
 
-def encode_ack(ranges: Sequence[tuple[int, int]], *, gateway: int, time: int) -> bytes:
-    """Platform -> gateway: the inclusive seq ranges received (sorted, disjoint)."""
+def ack_mac(key: bytes, *, gateway: int, time: int, ranges: Sequence[tuple[int, int]]) -> bytes:
+    """The MAC an ACK carries: HMAC-SHA256 under the gateway's ACK key over the domain tag and the
+    fields the gateway acts on, in fixed-size big-endian form (so the varint spelling is irrelevant):
+    gateway u32, time u32, range count u32, then each range as lo u64, hi u64; first 12 bytes."""
+    if not 0 <= gateway < _U32 or not 0 <= time < _U32 or not all(0 <= lo <= hi < _U63 for lo, hi in ranges):
+        raise CompactEncodeError("ack fields out of range")
+    signed = bytearray(_ACK_MAC_TAG)
+    signed += struct.pack(">III", gateway, time, len(ranges))
+    for lo, hi in ranges:
+        signed += struct.pack(">QQ", lo, hi)
+    return hmac.new(key, bytes(signed), hashlib.sha256).digest()[:ACK_MAC_BYTES]
+
+
+def encode_ack(ranges: Sequence[tuple[int, int]], *, gateway: int, time: int, key: bytes) -> bytes:
+    """Platform -> gateway: the inclusive seq ranges received (sorted, disjoint), then the MAC under
+    the gateway's ACK ``key`` (the secret the platform shares with that gateway alone)."""
     if not ranges:
         raise CompactEncodeError("an ack needs at least one range")
     out = _header(MessageKind.ACK, gateway, time, ranges[0][0])
@@ -651,7 +672,18 @@ def encode_ack(ranges: Sequence[tuple[int, int]], *, gateway: int, time: int) ->
         _put_varint(out, lo - end - 1)
         _put_varint(out, hi - lo)
         end = hi
-    return bytes(out)
+    return bytes(out + ack_mac(key, gateway=gateway, time=time, ranges=ranges))
+
+
+def ack_authentic(message: CompactMessage, key: bytes) -> bool:
+    """True if ``message`` is an ACK whose MAC was made with ``key`` over exactly its fields."""
+    if message.kind is not MessageKind.ACK or len(message.ack_mac) != ACK_MAC_BYTES:
+        return False
+    try:
+        expected = ack_mac(key, gateway=message.gateway, time=message.base_time, ranges=message.acked)
+    except CompactEncodeError:  # fields no genuine ACK can have (a message built by hand)
+        return False
+    return hmac.compare_digest(expected, message.ack_mac)
 
 
 def _decode_ack(r: _Reader, first: int) -> tuple[tuple[int, int], ...]:
@@ -772,8 +804,11 @@ def _decode(data: bytes, aliases: AliasTable) -> CompactMessage:
         return CompactMessage(kind, gateway, base_time, (seq,), alarm=alarm)
     if kind is MessageKind.ACK:
         acked = _decode_ack(r, seq)
-        _expect_end(r)
-        return CompactMessage(kind, gateway, base_time, (), acked=acked)
+        mac = r.rest()
+        if len(mac) != ACK_MAC_BYTES:  # none: the layout before ACKs were authenticated
+            raise CompactDecodeError(
+                f"an ack ends with its {ACK_MAC_BYTES}-byte MAC; {len(mac)} bytes follow the ranges")
+        return CompactMessage(kind, gateway, base_time, (), acked=acked, ack_mac=mac)
     if kind is MessageKind.REPLY:
         return CompactMessage(kind, gateway, base_time, (), reply=_decode_reply(r, seq))
     return CompactMessage(kind, gateway, base_time, (seq,), command=r.rest())

@@ -15,13 +15,17 @@ failover state: the command came that way, so the platform listens there. They a
 records (the command's audit record is) and need no ACK; they wait in a small bounded queue.
 Order of one service slot: an alarm never sent yet, then the oldest reply, then everything else
 (alarm resends after ``ack_timeout``, readings) — docs/satellite.md §2.1.
+
+Anyone with a BeiDou card, or the Iridium address, can send to the link. So an ACK releases
+records only if it carries a valid MAC under this gateway's ACK key, names this gateway's number,
+and names seqs this link has sent (§1.4); and replies to *rejected* commands, which anyone can
+provoke, are held to a few an hour and a small share of the byte budget (§2.1).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -30,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway import compact
+from gateway.commands.names import Status
 from gateway.commands.reply import Reply
-from gateway.fsutil import write_atomic
 from gateway.journal import AsyncJournal, JournalRecord
+from gateway.satbudget import REJECTED_REPLIES_PER_HOUR, REJECTED_REPLY_SHARE, Budget, RejectedReplyLimit
 from gateway.shared import Link, OutboundMessage, Progress, Reading, SatellitePolicy
 
 log = logging.getLogger("fieldgate.satellite")
@@ -44,35 +49,7 @@ REPLY_MAX_AGE_S = 3600.0  # an older reply is dropped unsent: the platform has r
 REPLY_ATTEMPTS = 3  # sends of one reply before it is dropped
 REPLY_RETRY_S = 5.0  # after a failed send
 BUDGET_RETRY_S = 60.0  # after the byte budget said no
-
-
-class Budget:
-    """Bytes sent in the last hour and day, persisted so a restart does not reset the bill."""
-
-    def __init__(self, path: Path, per_hour: int | None, per_day: int | None) -> None:
-        self.path, self.per_hour, self.per_day = path, per_hour, per_day
-        self.sends: deque[tuple[float, int]] = deque(maxlen=10_000)
-        try:
-            for t, n in json.loads(path.read_text()):
-                self.sends.append((float(t), int(n)))
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, TypeError) as exc:
-            log.warning("satellite budget file %s unreadable (%s); counting afresh", path, exc)
-
-    def used(self, window: float, now: float) -> int:
-        return sum(n for t, n in self.sends if now - t < window)
-
-    def allows(self, size: int, now: float) -> bool:
-        if self.per_hour is not None and self.used(3600, now) + size > self.per_hour:
-            return False
-        return self.per_day is None or self.used(86400, now) + size <= self.per_day
-
-    def spend(self, size: int, now: float) -> None:
-        self.sends.append((now, size))
-        while self.sends and now - self.sends[0][0] > 86400:
-            self.sends.popleft()
-        write_atomic(self.path, json.dumps(list(self.sends)).encode(), durable=False)
+SUPPRESSED_LOG_EVERY_S = 3600.0  # a suppressed reply is logged once, then at most this often
 
 
 @dataclass(slots=True)
@@ -86,9 +63,10 @@ class _QueuedReply:
 class SatelliteRunner:
     def __init__(self, link: Link, journal: AsyncJournal, primaries: list[Link], policy: SatellitePolicy, *,
                  gateway_number: int, aliases: compact.AliasTable, rule_aliases: dict[str, int],
-                 max_bytes: int, state_dir: Path) -> None:
+                 max_bytes: int, state_dir: Path, ack_key: bytes | None = None) -> None:
         self.link, self.journal, self.primaries, self.policy = link, journal, primaries, policy
         self.gateway_number = gateway_number
+        self.ack_key = ack_key  # None: no platform ACK is believed (fail safe: records are resent)
         self.aliases, self.rule_aliases, self.max_bytes = aliases, rule_aliases, max_bytes
         self.budget = Budget(state_dir / f"satellite-budget-{link.name}.json",
                              policy.budget_bytes_per_hour, policy.budget_bytes_per_day)
@@ -105,17 +83,25 @@ class SatelliteRunner:
         self._slot_at = 0.0  # monotonic: the link's service interval since our last send ends here
         self.sent_replies = 0
         self.dropped_replies = 0
+        self.rejected_replies = RejectedReplyLimit(policy.budget_bytes_per_hour, policy.budget_bytes_per_day)
+        self.suppressed_replies = 0  # replies to rejected commands not sent (RejectedReplyLimit)
+        self._suppressed_logged: float | None = None  # monotonic
+        self.refused_acks = 0
 
     # ---- replies to satellite commands ---------------------------------------------------
 
     def queue_reply(self, reply: Reply, command: compact.CompactMessage | None = None) -> bool:
         """Send ``reply`` (to the satellite ``command``) over this link as soon as the link and its
-        service interval allow, whether or not a primary is up. Returns False if it cannot be sent
-        at all (no command id to correlate with). Never blocks; the queue is bounded."""
+        service interval allow, whether or not a primary is up. Returns False if it will not be sent
+        (no command id to correlate with; a rejection over its limit). Never blocks; the queue is bounded."""
         if reply.id is None:
             log.warning("satellite %s: reply without a command id (%s %s) not sent: nothing to correlate",
                         self.link.name, reply.status, reply.reason)
             return False
+        issuer = compact.command_issuer(command) if command is not None else None
+        item = _QueuedReply(reply, issuer, time.monotonic())
+        if reply.status is Status.REJECTED and not self._admit_rejection(item):
+            return False  # before the queue-full check: a suppressed reply must not push out a queued one
         if len(self._replies) >= REPLY_QUEUE:
             # the oldest, unless the modem has it right now (then the next oldest)
             old = self._replies[1] if self._replies[0] is self._sending else self._replies[0]
@@ -123,10 +109,26 @@ class SatelliteRunner:
             self.dropped_replies += 1
             log.warning("satellite %s: reply queue full (%d); reply to command %s (%s) dropped unsent",
                         self.link.name, REPLY_QUEUE, old.reply.id, old.reply.status)
-        issuer = compact.command_issuer(command) if command is not None else None
-        self._replies.append(_QueuedReply(reply, issuer, time.monotonic()))
+        self._replies.append(item)
         self._new_records.set()  # wake the loop when it waits for work
         return True
+
+    def _admit_rejection(self, item: _QueuedReply) -> bool:
+        try:
+            size = len(self._encode_reply(item))
+        except compact.CompactEncodeError:
+            size = 0  # dropped unsent when its turn comes
+        if self.rejected_replies.admit(size, item.queued):
+            return True
+        self.suppressed_replies += 1
+        last = self._suppressed_logged
+        if last is None or item.queued - last >= SUPPRESSED_LOG_EVERY_S:
+            self._suppressed_logged = item.queued
+            log.warning("satellite %s: reply to rejected command %s (%s) not sent: replies to rejected commands "
+                        "are limited to %d an hour and %.0f%% of the byte budget (%d suppressed so far; logged at "
+                        "most hourly)", self.link.name, item.reply.id, item.reply.reason,
+                        REJECTED_REPLIES_PER_HOUR, REJECTED_REPLY_SHARE * 100, self.suppressed_replies)
+        return False
 
     @property
     def queued_replies(self) -> int:
@@ -206,17 +208,39 @@ class SatelliteRunner:
     # ---- journal records -----------------------------------------------------------------
 
     def on_platform_ack(self, ranges: tuple[tuple[int, int], ...]) -> list[int]:
+        """Release what an authentic ACK names *and this link has sent*: a seq never sent (or already
+        released) is not in ``_awaiting``, so an ACK naming it releases nothing."""
         acked = [seq for seq in self._awaiting if any(lo <= seq <= hi for lo, hi in ranges)]
         for seq in acked:
             del self._awaiting[seq]
         return acked
 
+    def ack_refusal(self, message: compact.CompactMessage) -> str:
+        """Why this ACK must not release anything ("" if it may)."""
+        if message.gateway != self.gateway_number:
+            return f"addressed to gateway number {message.gateway}, this is {self.gateway_number}"
+        if self.ack_key is None:
+            return "no ACK key loaded (see the start-up log)"
+        if not compact.ack_authentic(message, self.ack_key):
+            return "its MAC was not made with this gateway's ACK key"
+        return ""
+
     async def handle_incoming(self, message: compact.CompactMessage) -> None:
-        if message.kind is compact.MessageKind.ACK:
-            acked = self.on_platform_ack(message.acked)
-            if acked:
-                await self.journal.call(self.journal.journal.ack, self.link.name, acked)
-                log.info("satellite %s: platform acknowledged seqs %s", self.link.name, acked)
+        if message.kind is not compact.MessageKind.ACK:
+            return
+        refusal = self.ack_refusal(message)
+        if refusal:
+            self.refused_acks += 1
+            shown = ", ".join(f"{lo}-{hi}" for lo, hi in message.acked[:3]) + ("…" if len(message.acked) > 3 else "")
+            log.warning("satellite %s: ACK (seqs %s) refused, nothing released: %s", self.link.name, shown, refusal)
+            return
+        acked = self.on_platform_ack(message.acked)
+        if acked:
+            await self.journal.call(self.journal.journal.ack, self.link.name, acked)
+            log.info("satellite %s: platform acknowledged seqs %s", self.link.name, acked)
+        else:
+            log.info("satellite %s: authentic ACK names no seq this link has in flight; nothing released",
+                     self.link.name)
 
     async def run(self, progress: Progress) -> None:
         self._check_primaries()  # before the first pass of the loop decides standby or not

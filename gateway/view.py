@@ -39,6 +39,9 @@ def build_snapshot(gw: Gateway) -> dict[str, Any]:
             {"name": sat.name, "type": cfg.type, "connected": sat.connected,
              "active": bool(runner and runner.active),
              "sent_messages": runner.sent_messages if runner else 0,
+             "refused_acks": runner.refused_acks if runner else 0,
+             "suppressed_replies": runner.suppressed_replies if runner else 0,
+             "foreign_messages": getattr(sat, "foreign_count", None),  # BeiDou: from other cards
              "backlog": gw.journal_stats.get("links", {}).get(sat.name, {}).get("pending")}
             for sat, cfg in gw.satellites for runner in [gw.satellite_runners.get(sat.name)]
         ],

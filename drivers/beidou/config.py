@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -18,6 +18,9 @@ class BeidouConfig(StrictModel):
         "auto", description="auto probes $CCICA, then $CCICR, then $ICJC; vendor labels are unreliable"
     )
     dest: int = Field(ge=0, lt=2**21, description="BeiDou card id of the receiving (platform) terminal")
+    platform_cards: list[Annotated[int, Field(ge=0, lt=2**21)]] = Field(
+        default_factory=list, description="cards whose messages are taken (ACKs, commands); empty: dest only"
+    )
     encoding: Literal["code", "mixed"] = Field(
         "mixed", description="mixed = 0xA4 marker + payload; the 77-byte level-3 budget assumes it"
     )
@@ -35,3 +38,8 @@ class BeidouConfig(StrictModel):
     policy: SatellitePolicy = Field(
         default_factory=SatellitePolicy, description="fallback scheduling (gateway/satellite.py)"
     )
+
+    @property
+    def senders(self) -> frozenset[int]:
+        """Cards an incoming message may come from: anyone with a card can send to ours."""
+        return frozenset(self.platform_cards or [self.dest])

@@ -48,6 +48,7 @@ DEFAULT_BYTES = LEVEL_BYTES[3]  # BDS-3 levels differ and are unpublished here: 
 DEFAULT_INTERVAL_S = 60.0
 _PROBE_ORDER = (Dialect.V21, Dialect.BDS3, Dialect.V40)
 _WAIT_MARGIN_S = 1.0  # the module's clock and ours differ by up to a second
+FOREIGN_LOG_EVERY_S = 600.0  # messages from other cards: the first is logged, then at most this often
 
 
 class BeidouLink:
@@ -73,6 +74,8 @@ class BeidouLink:
         self._next_allowed = 0.0  # clock() before which the module would refuse a send
         self.noise_count = 0
         self.error_count = 0
+        self.foreign_count = 0  # messages from cards that are not the platform's, dropped
+        self._foreign_logged: float | None = None
 
     # ----------------------------------------------------------------- state
 
@@ -175,6 +178,9 @@ class BeidouLink:
             if self._card_wait is not None and not self._card_wait.done():
                 self._card_wait.set_result(item)
         elif isinstance(item, Incoming):
+            if item.sender not in self.config.senders:
+                self._foreign(item)
+                return
             try:
                 self._on_message(item.payload)
             except Exception:  # a consumer bug must not kill the link
@@ -184,6 +190,16 @@ class BeidouLink:
             log.debug("%s: unparsable input: %s %r", self.name, item.reason, item.raw)
         else:
             self.noise_count += 1  # $BDBSI, $BDPWI, $GNRMC, unknown sentences
+
+    def _foreign(self, item: Incoming) -> None:
+        """Not an ACK or a command whatever it holds: it did not come from a platform card."""
+        self.foreign_count += 1
+        now = self._clock()
+        if self._foreign_logged is None or now - self._foreign_logged >= FOREIGN_LOG_EVERY_S:
+            self._foreign_logged = now
+            log.warning("%s: %d-byte message from card %d dropped: not a platform card %s (%d dropped so far; "
+                        "logged at most every %.0f s)", self.name, len(item.payload), item.sender,
+                        sorted(self.config.senders), self.foreign_count, FOREIGN_LOG_EVERY_S)
 
     def _fail_waiters(self, exc: Exception) -> None:
         for fut in (self._card_wait, self._feedback_wait):

@@ -11,14 +11,14 @@ from drivers.beidou.config import BeidouConfig
 from drivers.camera.config import CameraConfig
 from drivers.iridium.config import IridiumConfig
 from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
-from drivers.mqtt.config import MqttLinkConfig
+from drivers.mqtt.config import CREDENTIAL_NAME, MqttLinkConfig
 from drivers.serialline.config import SerialLineBus
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.interlock import check_bus_boards, check_site_plan, check_write_points
 from gateway.commands import CommandsConfig
 from gateway.journal_config import JournalSettings
 from gateway.rules import RulesConfig
-from gateway.shared import Seconds, StrictModel
+from gateway.shared import ConfigPath, PlacedConfigError, Seconds, StrictModel
 from gateway.status import StatusConfig
 
 # Each driver owns its config model; the site config only lists them. A new driver
@@ -39,6 +39,21 @@ class SatelliteSection(StrictModel):
     gateway_number: int = Field(default=0, ge=0, lt=2**32, description="this gateway's number in compact messages")
     aliases: dict[int, str] = Field(default_factory=dict, description="alias number -> point id")
     rule_aliases: dict[str, int] = Field(default_factory=dict, description="rule id -> alias number")
+    # The secret the platform's ACKs are checked with (docs/satellite.md 1.4): never in this file.
+    ack_key_file: Path | None = Field(
+        default=None, description="file holding this gateway's ACK key (base64); relative to the config's folder")
+    ack_key_credential: str | None = Field(
+        default=None, pattern=CREDENTIAL_NAME, description="systemd credential holding the ACK key (LoadCredential=)")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> SatelliteSection:
+        if self.ack_key_file is not None and self.ack_key_credential is not None:
+            raise ValueError("give either ack_key_file or ack_key_credential, not both")
+        return self
+
+    @property
+    def has_ack_key(self) -> bool:
+        return self.ack_key_file is not None or self.ack_key_credential is not None
 
 
 class SiteConfig(StrictModel):
@@ -75,6 +90,7 @@ class SiteConfig(StrictModel):
                 raise ValueError(f"satellite alias {alias}: unknown point '{point}'")
         if any(link.type != "mqtt" for link in self.links) and not self.satellite.aliases:
             raise ValueError("a satellite link needs satellite.aliases (point numbers agreed with the platform)")
+        _check_ack_key(self.links, self.satellite)
         return self
 
     @property
@@ -102,3 +118,15 @@ def _unique(what: str, names: list[str]) -> None:
         if name in seen:
             raise ValueError(f"{what} '{name}' is used twice")
         seen.add(name)
+
+
+def _check_ack_key(links: list[MqttLinkConfig | BeidouConfig | IridiumConfig], satellite: SatelliteSection) -> None:
+    """A satellite link that waits for the platform's ACK must be able to tell a genuine one."""
+    if satellite.has_ack_key:
+        return
+    problems: list[tuple[ConfigPath, str]] = [
+        (("links", i), "policy.app_ack (on by default) needs satellite.ack_key_file or satellite.ack_key_credential: "
+         "the key the platform's ACKs are checked with (docs/satellite.md §1.4)")
+        for i, link in enumerate(links) if not isinstance(link, MqttLinkConfig) and link.policy.app_ack]
+    if problems:
+        raise PlacedConfigError(problems)

@@ -185,6 +185,15 @@ def _links(reg: Registry, links: list[Mapping[str, Any]]) -> None:
     backlog = reg.family("link_backlog", "gauge", "records this link still owes")
     dropped = reg.family("link_command_messages_dropped", "counter",
                          "command-topic messages dropped before handling (flood, oversize); never a QoS 1 command")
+    # satellite links: what outsiders sent that was not believed or not answered (docs/satellite.md)
+    guarded = [
+        (reg.family("link_refused_acks", "counter", "platform ACKs refused: bad MAC, wrong gateway, no key"),
+         "refused_acks"),
+        (reg.family("link_suppressed_replies", "counter", "replies to rejected commands not sent (rate limit)"),
+         "suppressed_replies"),
+        (reg.family("link_foreign_messages", "counter", "incoming messages from cards that are not the platform's"),
+         "foreign_messages"),
+    ]
     for link in links:
         name = str(link.get("name", ""))
         if not name:
@@ -196,6 +205,8 @@ def _links(reg: Registry, links: list[Mapping[str, Any]]) -> None:
         backlog.add(link.get("backlog"), link=name)
         for reason, count in _mapping(link.get("commands_dropped")).items():
             dropped.add(count, link=name, reason=str(reason))
+        for family, key in guarded:
+            family.add(link.get(key), link=name)
 
 
 def _alarms(reg: Registry, alarms: list[Mapping[str, Any]], counters: Mapping[str, Any]) -> None:

@@ -9,6 +9,7 @@ timing; see tests/hil/README.md for the format.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import getpass
 import json
@@ -89,6 +90,25 @@ def tone(path: Path, freq: float, seconds: float = 0.2, rate: int = 8000) -> Pat
         wav.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * i / rate)))
                                  for i in range(int(rate * seconds))))
     return path
+
+
+def ack_key_file(folder: Path) -> tuple[Path, bytes]:
+    """A fresh satellite ACK key in ``folder``: the file for ``satellite.ack_key_file`` and the bytes the
+    platform signs its ACKs with (``compact.encode_ack(..., key=...)``)."""
+    key = os.urandom(32)
+    path = folder / "ack.key"
+    path.write_text(base64.b64encode(key).decode() + "\n")
+    return path, key
+
+
+def satellite_section(gateway_number: int, key_file: Path, rule_aliases: str = "{}") -> str:
+    """YAML ``satellite:`` section for sites around the rig's gauge (alias 1 = dam.level), with the ACK key
+    file from :func:`ack_key_file`; ``rule_aliases`` e.g. "{level.danger: 7}"."""
+    return f"""satellite:
+  gateway_number: {gateway_number}
+  aliases: {{1: dam.level}}
+  rule_aliases: {rule_aliases}
+  ack_key_file: {key_file}"""
 
 
 def free_port() -> int:

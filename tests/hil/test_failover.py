@@ -15,14 +15,23 @@ from gateway import compact
 from gateway.config import load_site
 from tests.hil.emulators.base import socat_pair
 from tests.hil.emulators.beidou import BeidouEmulator
-from tests.hil.rig import Broker, Collector, GatewayProcess, free_port, radar_gauge_bus, wait_for
+from tests.hil.rig import (
+    Broker,
+    Collector,
+    GatewayProcess,
+    ack_key_file,
+    free_port,
+    radar_gauge_bus,
+    satellite_section,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(150)]
 GATEWAY_NUMBER, PLATFORM_CARD = 42, 1234
 ALIASES = {1: "dam.level"}
 
 
-def site(tmp: Path, gauge_port: int, broker_port: int, beidou_port: str) -> Path:
+def site(tmp: Path, gauge_port: int, broker_port: int, beidou_port: str, key_file: Path) -> Path:
     path = tmp / "site.yaml"
     path.write_text(f"""
 gateway: {{id: failover-gw, state_dir: {tmp / 'state'}}}
@@ -31,10 +40,7 @@ buses:
 rules:
   - {{type: threshold, id: level.danger, point: dam.level, above: 152.0, hysteresis: 0.1, severity: severe,
      message: 水位超过危险水位}}
-satellite:
-  gateway_number: {GATEWAY_NUMBER}
-  aliases: {{1: dam.level}}
-  rule_aliases: {{level.danger: 7}}
+{satellite_section(GATEWAY_NUMBER, key_file, "{level.danger: 7}")}
 links:
   - {{type: mqtt, name: county, host: 127.0.0.1, port: {broker_port}, reconnect_min: 0.2, reconnect_max: 1}}
   - type: beidou
@@ -49,7 +55,8 @@ links:
 def test_alarm_by_satellite_then_drain_by_mqtt(tmp_path: Path, broker: Broker, collector: Collector) -> None:
     gauge_port = free_port()
     with socat_pair() as (gateway_end, modem_end), BeidouEmulator(modem_end, interval_s=3, noise_period_s=0.5) as bd:
-        config = site(tmp_path, gauge_port, broker.port, gateway_end)
+        key_file, key = ack_key_file(tmp_path)
+        config = site(tmp_path, gauge_port, broker.port, gateway_end, key_file)
         level = load_site(config).buses[0].devices[0].points[0]
         assert isinstance(level, PointConfig)  # a Modbus point (the site's only bus is modbus_tcp)
         gauge = SimUnit(1)
@@ -73,7 +80,7 @@ def test_alarm_by_satellite_then_drain_by_mqtt(tmp_path: Path, broker: Broker, c
             assert bd.sent[0].dest == PLATFORM_CARD and len(bd.sent[0].payload) <= bd.max_payload
             # The platform acknowledges over the satellite; the gateway stops resending it.
             bd.inject(PLATFORM_CARD, compact.encode_ack([(message.seqs[0], message.seqs[0])],
-                                                        gateway=GATEWAY_NUMBER, time=int(time.time())))
+                                                        gateway=GATEWAY_NUMBER, time=int(time.time()), key=key))
             wait_for(lambda: "platform acknowledged" in gateway.log(), 15, "the satellite ACK taken")
             time.sleep(4)  # more than one service interval: nothing is sent again
             assert len(bd.sent) == 1, [compact.decode(s.payload, ALIASES) for s in bd.sent]

@@ -17,7 +17,17 @@ from gateway.commands.names import Reason, Status
 from gateway.commands.reply import SatelliteReply, parse_satellite_reply
 from tests.hil.emulators.base import socat_pair
 from tests.hil.emulators.beidou import BeidouEmulator
-from tests.hil.rig import ROOT, Broker, Collector, GatewayProcess, free_port, radar_gauge_bus, wait_for
+from tests.hil.rig import (
+    ROOT,
+    Broker,
+    Collector,
+    GatewayProcess,
+    ack_key_file,
+    free_port,
+    radar_gauge_bus,
+    satellite_section,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(120)]
 GATEWAY_NUMBER, ISSUER_NUMBER, PLATFORM_CARD = 42, 3, 1234
@@ -35,9 +45,7 @@ def site(tmp: Path, public_key: str, gauge_port: int, broker_port: int, beidou_p
 gateway: {{id: sat-cmd-gw, state_dir: {tmp / 'state'}}}
 buses:
 {radar_gauge_bus(gauge_port, poll="500ms")}
-satellite:
-  gateway_number: {GATEWAY_NUMBER}
-  aliases: {{1: dam.level}}
+{satellite_section(GATEWAY_NUMBER, ack_key_file(tmp)[0])}
 links:
   - {{type: mqtt, name: county, host: 127.0.0.1, port: {broker_port}}}
   - type: beidou

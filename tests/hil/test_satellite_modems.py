@@ -80,11 +80,28 @@ async def test_beidou_probe_send_and_receive(pty_pair: tuple[str, str], dialect:
             await link.send(msg(b"\x12alarm", 7))
             assert [s.payload for s in emu.sent] == [b"\x12alarm"]
             assert emu.sent[0].dest == 247718
-            emu.inject(4207733, b"\x15ack")
+            emu.inject(1234567, b"\x14forged")  # another card: not the platform's, never an ACK or a command
+            emu.inject(247718, b"\x15ack")  # the platform's card (dest, as platform_cards is empty)
             await wait_for(lambda: got == [b"\x15ack"])
+            assert link.foreign_count == 1
             await asyncio.sleep(0.3)  # let noise through while idle
             assert link.noise_count > 0  # $BDBSI/$BDPWI/$GNRMC recognised and ignored
             assert link.connected
+
+
+@run_async
+async def test_beidou_takes_messages_from_the_listed_platform_cards_only(pty_pair: tuple[str, str],
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    ours, theirs = pty_pair
+    got: list[bytes] = []
+    with BeidouEmulator(theirs, interval_s=1, noise_period_s=None) as emu:
+        link = BeidouLink(beidou_config(ours, platform_cards=[300001, 300002]), got.append)
+        async with running(link):
+            for sender, payload in ((247718, b"dest"), (300002, b"two"), (999, b"x"), (1000, b"y"), (300001, b"one")):
+                emu.inject(sender, payload)
+            await wait_for(lambda: got == [b"two", b"one"])
+    assert link.foreign_count == 3  # dest is not listed: the list replaces it
+    assert caplog.text.count("dropped: not a platform card") == 1  # logged once, then counted
 
 
 @run_async

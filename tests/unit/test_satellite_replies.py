@@ -23,6 +23,7 @@ from gateway import compact
 from gateway.commands.names import Reason, Status
 from gateway.commands.reply import Reply, parse_satellite_reply
 from gateway.journal import AsyncJournal, Journal
+from gateway.satbudget import REJECTED_REPLIES_PER_HOUR, RejectedReplyLimit
 from gateway.satellite import REPLY_QUEUE, SatelliteRunner
 from gateway.shared import EventRecord, NullProgress, OutboundMessage, Progress, RecordClass, SatellitePolicy
 from tests.hil.emulators.base import socat_pair
@@ -190,21 +191,30 @@ async def test_reply_waits_for_the_byte_budget(tmp_path: Path, pty_pair: tuple[s
                                                caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "fieldgate.satellite")
     async with rig(tmp_path, pty_pair, primary_up=True, budget_bytes_per_hour=15) as r:
-        r.runner.queue_reply(reply(1, Status.REJECTED, Reason.EXPIRED), command(1))  # 10 bytes
-        r.runner.queue_reply(reply(2, Status.REJECTED, Reason.EXPIRED), command(2))  # 10 more: over 15
+        # accepted commands that failed (not rejected ones: those get a share of the budget, see below)
+        assert r.runner.queue_reply(reply(1, Status.FAILED, Reason.TIMEOUT), command(1))  # 10 bytes
+        assert r.runner.queue_reply(reply(2, Status.FAILED, Reason.TIMEOUT), command(2))  # 10 more: over 15
         async with running(r.runner):
             await until(lambda: "byte budget reached; reply to command 2 waits" in caplog.text)
         assert [parse_satellite_reply(s.payload).command_id for s in r.emulator.sent] == [1]
         assert r.runner.queued_replies == 1
 
 
+@contextlib.asynccontextmanager
+async def idle_runner(tmp: Path, **policy: Any) -> AsyncIterator[SatelliteRunner]:
+    """A runner that is never run: for what queue_reply decides on its own."""
+    journal = AsyncJournal(Journal(tmp / "j.sqlite", {"bd": {RecordClass.ALARM}}))
+    link = BeidouLink(BeidouConfig(type="beidou", name="bd", port="/nonexistent", dest=1), lambda _d: None)
+    try:
+        yield SatelliteRunner(link, journal, [Primary(True)], SatellitePolicy(**policy), gateway_number=GATEWAY,
+                              aliases=ALIASES, rule_aliases={}, max_bytes=77, state_dir=tmp)
+    finally:
+        await journal.close()
+
+
 @run_async
 async def test_queue_is_bounded_and_drops_the_oldest(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    journal = AsyncJournal(Journal(tmp_path / "j.sqlite", {"bd": {RecordClass.ALARM}}))
-    link = BeidouLink(BeidouConfig(type="beidou", name="bd", port="/nonexistent", dest=1), lambda _d: None)
-    runner = SatelliteRunner(link, journal, [Primary(True)], SatellitePolicy(), gateway_number=GATEWAY,
-                             aliases=ALIASES, rule_aliases={}, max_bytes=77, state_dir=tmp_path)
-    try:
+    async with idle_runner(tmp_path) as runner:
         assert not runner.queue_reply(reply(None, Status.REJECTED, Reason.MALFORMED))  # nothing to correlate
         for command_id in range(REPLY_QUEUE + 2):
             assert runner.queue_reply(reply(command_id), command(command_id))
@@ -212,8 +222,43 @@ async def test_queue_is_bounded_and_drops_the_oldest(tmp_path: Path, caplog: pyt
         assert "reply to command 0 (ok) dropped unsent" in caplog.text
         assert "reply to command 1 (ok) dropped unsent" in caplog.text
         assert "reply to command 2 " not in caplog.text
-    finally:
-        await journal.close()
+
+
+@run_async
+async def test_replies_to_rejected_commands_are_a_few_an_hour(tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone who can reach the link can provoke rejections: a flood queues a few replies, not one each."""
+    async with idle_runner(tmp_path) as runner:
+        admitted = [runner.queue_reply(reply(i, Status.REJECTED, Reason.BAD_SIGNATURE), command(i)) for i in range(20)]
+        assert admitted == [True] * REJECTED_REPLIES_PER_HOUR + [False] * (20 - REJECTED_REPLIES_PER_HOUR)
+        assert runner.suppressed_replies == 20 - REJECTED_REPLIES_PER_HOUR
+        assert caplog.text.count("not sent: replies to rejected commands are limited") == 1  # logged once
+        # the answer to a command that was accepted is never held back
+        assert runner.queue_reply(reply(99), command(99))
+        assert runner.queue_reply(reply(98, Status.FAILED, Reason.TIMEOUT), command(98))
+        assert runner.queued_replies == REJECTED_REPLIES_PER_HOUR + 2
+        for i in range(REPLY_QUEUE - runner.queued_replies):  # fill the queue with answers to accepted commands
+            runner.queue_reply(reply(200 + i), command(200 + i))
+        assert not runner.queue_reply(reply(300, Status.REJECTED, Reason.EXPIRED), command(300))
+        assert runner.dropped_replies == 0, "a suppressed rejection pushed a queued reply out"
+
+
+@run_async
+async def test_replies_to_rejected_commands_get_a_small_share_of_the_byte_budget(tmp_path: Path) -> None:
+    async with idle_runner(tmp_path, budget_bytes_per_day=200) as runner:  # 10 % = 20 bytes: two 10-byte replies
+        admitted = [runner.queue_reply(reply(i, Status.REJECTED, Reason.EXPIRED), command(i)) for i in range(4)]
+        assert admitted == [True, True, False, False]
+
+
+def test_rejected_reply_limit_is_a_sliding_hour_and_day() -> None:
+    limit = RejectedReplyLimit(per_hour=None, per_day=1000)  # 100 bytes a day for rejections
+    assert all(limit.admit(10, t) for t in (0.0, 1.0, 2.0, 3.0))
+    assert not limit.admit(10, 3599.0)  # four in the last hour already
+    assert all(limit.admit(10, 3600.0 + t) for t in (0.0, 1.0, 2.0, 3.0))  # the first four left the window
+    assert limit.admit(10, 7200.0) and limit.admit(10, 7201.0)  # 100 bytes in the day now
+    assert not limit.admit(10, 7202.0)
+    assert limit.admit(10, 86400.0 + 0.5)  # the first left the day window
+    assert len(limit.admitted) <= REJECTED_REPLIES_PER_HOUR * 24  # bounded
 
 
 @run_async

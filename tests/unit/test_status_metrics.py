@@ -19,7 +19,8 @@ FULL: dict[str, Any] = {
                 {"bus": "rtu", "device": "rain", "unit_id": 8, "online": False, "polls": 50, "errors": 50}],
     "links": [{"name": "county", "type": "mqtt", "connected": True, "sent_messages": 9, "failed_sends": 1,
                "backlog": 4, "sent_bytes": 2048},
-              {"name": "sat", "type": "iridium", "connected": False, "sent_messages": 0, "failed_sends": 2}],
+              {"name": "sat", "type": "beidou", "connected": False, "sent_messages": 0, "failed_sends": 2,
+               "refused_acks": 3, "suppressed_replies": 5, "foreign_messages": 6}],
     "journal": {"backlog": 4, "committed": 120, "oldest_age_s": 3.5, "drops": 0},
     "alarms": [{"alarm_id": "a1", "rule": "high", "severity": "critical", "state": "active", "since": 1.0},
                {"alarm_id": "a2", "rule": "low", "severity": "critical", "state": "active", "since": 2.0},
@@ -87,10 +88,14 @@ def test_full_snapshot_reads_back() -> None:
     assert value(samples, "fieldgate_journal_backlog") == 4
     assert value(samples, "fieldgate_journal_oldest_age_seconds") == 3.5
     assert value(samples, "fieldgate_journal_drops_total") == 0
-    assert value(samples, "fieldgate_link_connected", link="sat", type="iridium") == 0
+    assert value(samples, "fieldgate_link_connected", link="sat", type="beidou") == 0
     assert value(samples, "fieldgate_link_sent_messages_total", link="county") == 9
     assert value(samples, "fieldgate_link_sent_bytes_total", link="county") == 2048
     assert value(samples, "fieldgate_link_failed_sends_total", link="sat") == 2
+    assert value(samples, "fieldgate_link_refused_acks_total", link="sat") == 3
+    assert value(samples, "fieldgate_link_suppressed_replies_total", link="sat") == 5
+    assert value(samples, "fieldgate_link_foreign_messages_total", link="sat") == 6
+    assert ("fieldgate_link_refused_acks_total", frozenset({("link", "county")})) not in samples  # MQTT: no sample
     assert value(samples, "fieldgate_alarms_raised_total") == 3
     assert value(samples, "fieldgate_alarms", severity="critical", state="active") == 2
     assert value(samples, "fieldgate_inference_last_seconds") == pytest.approx(0.084)
