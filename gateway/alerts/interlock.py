@@ -119,13 +119,22 @@ class ZoneRateLimiter:
         self.min_interval_s = min_interval_s
         self.max_per_hour = max_per_hour
         self._times: dict[str, collections.deque[float]] = {}
+        self._stopped: dict[str, float] = {}  # zone -> when its outputs were last stopped by a cancel
 
-    def problem(self, zones: Iterable[str], now: float) -> str | None:
+    def problem(self, zones: Iterable[str], now: float, *, by_people: bool = False) -> str | None:
+        """Why ``zones`` may not sound now, or None.
+
+        The minimum interval is waived for an alert from people (operators' signatures) once the
+        zone's last activation was cancelled: otherwise a cancel given by mistake, or by a stolen
+        platform key, would keep the operators from sounding the zone again for ``min_interval_s``.
+        The hourly cap always holds.
+        """
         for zone in zones:
             times = self._times.get(zone)
             if not times:
                 continue
-            if now - times[-1] < self.min_interval_s:
+            waived = by_people and self._stopped.get(zone, float("-inf")) >= times[-1]
+            if now - times[-1] < self.min_interval_s and not waived:
                 return f"zone {zone}: last activation {now - times[-1]:.0f} s ago (< {self.min_interval_s:.0f} s)"
             if sum(1 for t in times if now - t < 3600) >= self.max_per_hour:
                 return f"zone {zone}: {self.max_per_hour} activations in the last hour"
@@ -134,6 +143,10 @@ class ZoneRateLimiter:
     def commit(self, zones: Iterable[str], now: float) -> None:
         for zone in zones:
             self._times.setdefault(zone, collections.deque(maxlen=self.max_per_hour)).append(now)
+
+    def stopped(self, zones: Iterable[str], now: float) -> None:
+        for zone in zones:
+            self._stopped[zone] = now
 
 
 class Interlock:
@@ -154,17 +167,24 @@ class Interlock:
         people that were sent before what the chain knows are refused: they may have been played.
         """
         for record in history.records:
-            if record.get("kind") != "decision" or not isinstance(record.get("data"), dict):
-                continue
-            data = record["data"]
-            alert = data.get("alert") if isinstance(data.get("alert"), dict) else {}
-            identifier = alert.get("identifier")
-            if data.get("claimed") and isinstance(identifier, str):
-                self._remember(identifier)
-            if data.get("accepted") and data.get("outputs") and alert.get("msgType") != MsgType.CANCEL.value:
-                areas = [a for a in alert.get("areas", []) if isinstance(a, str)]
-                self.limiter.commit(areas, float(data.get("at", record.get("ts", 0.0))))
+            data = record.get("data")
+            if isinstance(data, dict):
+                self._replay(str(record.get("kind")), data, float(data.get("at", record.get("ts", 0.0))))
         self.known_since = 0.0 if history.complete else history.known_since
+
+    def _replay(self, kind: str, data: dict[str, Any], at: float) -> None:
+        """One audit record's part in the interlock's memory (see restore)."""
+        if kind == "stopped":
+            self.limiter.stopped([z for z in data.get("zones", []) if isinstance(z, str)], at)
+            return
+        alert = data.get("alert")
+        if kind != "decision" or not isinstance(alert, dict):
+            return
+        identifier = alert.get("identifier")
+        if data.get("claimed") and isinstance(identifier, str):
+            self._remember(identifier)
+        if data.get("accepted") and data.get("outputs") and alert.get("msgType") != MsgType.CANCEL.value:
+            self.limiter.commit([a for a in alert.get("areas", []) if isinstance(a, str)], at)
 
     def decide(
         self,
@@ -193,7 +213,7 @@ class Interlock:
                                                      self.config.two_person_window_s, now))
             if alert.msg_type is not MsgType.CANCEL:
                 self._status_window(alert, now)
-                limited = self.limiter.problem(alert.areas, now)
+                limited = self.limiter.problem(alert.areas, now, by_people=origin != "rule")
                 if limited:
                     raise _Refused(f"rate limit: {limited}")
         except (_Refused, SignatureRefused) as exc:

@@ -213,6 +213,11 @@ class BroadcastSubsystem:
         known = self._active.pop(alert_id, None)
         # "Cancel stops all outputs": an unknown id (e.g. after a restart) stops everything.
         names = list(known[1]) if known else list(self.outputs)
+        zones = list(known[0].areas) if known else list(self.config.zones)
+        now = self._clock()
+        # Recorded (and rebuilt at start) so that people may sound these zones again at once.
+        await self._evidence("stopped", {"alert_id": alert_id, "by": sender, "zones": zones, "at": round(now, 3)})
+        self.interlock.limiter.stopped(zones, now)
         results = await self._deactivate(alert_id, names)
         results += await self._all_clear(alert_id, known[0] if known else None)
         return results

@@ -159,3 +159,34 @@ def test_a_lost_audit_chain_refuses_alerts_sent_before_it_began(tmp_path: Path) 
     fresh = actual("a-8")
     results, pa = run_subsystem(tmp_path, fresh, signatures(fresh, "zhang", "li"))
     assert pa.activations == ["a-8"]
+
+
+def test_after_a_cancel_people_may_sound_the_zone_again_at_once(tmp_path: Path) -> None:
+    """A cancel given by mistake (or by a stolen platform key) must not lock the operators out of the zone
+    for min_interval_s; the rules still wait, and the waiver survives a restart."""
+
+    async def scenario() -> tuple[list[OutputResult], list[OutputResult], list[str]]:
+        cfg = config(tmp_path)
+        audit = AuditLog(cfg.audit_path)
+        pa = Output("pa")
+        subsystem = BroadcastSubsystem(cfg, audit, {"pa": pa})
+        first = actual("a-10")
+        await subsystem.handle(first, origin="remote", signatures=signatures(first, "zhang", "li"))
+        await subsystem.cancel("a-10", "remote")
+        await subsystem.close()
+        audit.close()
+        audit = AuditLog(cfg.audit_path)  # restarted
+        subsystem = BroadcastSubsystem(cfg, audit, {"pa": pa})
+        automatic = subsystem.interlock.limiter.problem(("dam",), dt.datetime.now(dt.UTC).timestamp())
+        again = actual("a-11")
+        results = await subsystem.handle(again, origin="remote", signatures=signatures(again, "zhang", "li"))
+        third = actual("a-12")
+        limited = await subsystem.handle(third, origin="remote", signatures=signatures(third, "zhang", "li"))
+        await subsystem.close()
+        audit.close()
+        assert automatic is not None and "last activation" in automatic  # a rule would still wait
+        return results, limited, pa.activations
+
+    results, limited, activations = asyncio.run(scenario())
+    assert activations == ["a-10", "a-10.all-clear", "a-11"] and all(r.ok for r in results)
+    assert "rate limit" in limited[0].detail["reason"]  # not cancelled in between: the interval holds
