@@ -5,8 +5,7 @@ and the actions of the status page. Every path goes through the owner of the thi
 from __future__ import annotations
 
 import logging
-import os
-import signal
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway.alerts.interlock import point_owners
@@ -22,6 +21,8 @@ log = logging.getLogger("fieldgate.control")
 class GatewayControl:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        # Set by the daemon (gateway/daemon.py), which owns reloads; None when nothing can reload this gateway.
+        self.reload: Callable[[], Awaitable[dict[str, Any]]] | None = None
 
     def snapshot(self) -> dict[str, Any]:
         return self.gateway.snapshot()
@@ -84,9 +85,10 @@ class GatewayControl:
         return dict(latest)
 
     async def reload_config(self) -> dict[str, Any]:
-        # The daemon owns reloads (SIGHUP): validate, keep the old config on errors, restart cleanly.
-        os.kill(os.getpid(), signal.SIGHUP)
-        return {"reloading": True}
+        # The daemon validates the file, keeps the running config on any failure and says why (the reply).
+        if self.reload is None:
+            raise CommandFailed("nothing can reload this gateway: it was not started by `fieldgate run`")
+        return await self.reload()
 
     async def action(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         """Technician actions from the status page (behind its login)."""

@@ -1,10 +1,12 @@
 """`fieldgate run`: the daemon's lifecycle under systemd (notify, watchdog, reload, stop).
 
 SIGTERM/SIGINT: stop polling, flush the journal, publish offline status, exit 0.
-SIGHUP: re-read and validate the config file; if it is valid, the running gateway is
-stopped cleanly and a new one starts on the new config (journal, seq and pending records
-carry over, since they live in the journal file); if it is not, every error is logged and
-the old config keeps running.
+SIGHUP or the signed ``reload_config`` command: re-read and validate the config file (off the
+event loop, so polling and the siren go on); if it is valid, the running gateway is stopped
+cleanly and a new one starts on the new config (journal, seq and pending records carry over,
+since they live in the journal file). A reload that fails for any reason (an invalid or hostile
+file, an unreadable one, a defect in the loader) keeps the running config and says why: in the
+log, and for the command in its reply and audit record.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import asyncio
 import logging
 import signal
 from functools import partial
+from typing import Any
 
 from gateway.app import Gateway
+from gateway.commands import CommandFailed
 from gateway.config import ConfigError, SiteConfig, load_site
 from gateway.rules import RuleEngine
 from gateway.shared import Progress
@@ -27,11 +31,11 @@ async def serve(config_path: str, config: SiteConfig) -> None:
     supervisor = LivenessSupervisor.from_env()
     watchdog = asyncio.create_task(supervisor.run(), name="watchdog")
     shutdown = asyncio.Event()
-    reload_requested = asyncio.Event()
+    reloads = Reloads(config_path, supervisor)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown.set)
-    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+    loop.add_signal_handler(signal.SIGHUP, reloads.signalled.set)
     previous: Gateway | None = None
     try:
         while True:
@@ -39,10 +43,11 @@ async def serve(config_path: str, config: SiteConfig) -> None:
             progress = partial(_register, supervisor, handles)
             gateway = Gateway(config, progress_factory=progress, config_path=config_path,
                               loop_states=partial(_loop_states, supervisor), rules=carried_rules(previous, config))
+            gateway.control.reload = reloads.command
             stop = asyncio.Event()
             run = asyncio.create_task(gateway.run(stop), name="gateway")
             announce = asyncio.create_task(_announce_ready(gateway, supervisor))
-            new_config = await _wait_for_stop_or_valid_reload(config_path, shutdown, reload_requested, supervisor, run)
+            new_config = await _wait_for_stop_or_valid_reload(reloads, shutdown, run)
             if new_config is None:
                 supervisor.stopping("stopping: flushing journal, publishing offline status")
             gateway.reloading = new_config is not None
@@ -57,6 +62,59 @@ async def serve(config_path: str, config: SiteConfig) -> None:
             log.info("configuration reloaded from %s", config_path)
     finally:
         watchdog.cancel()
+
+
+class Reloads:
+    """Requests to re-read the config (SIGHUP, the reload_config command) and what became of them."""
+
+    def __init__(self, config_path: str, supervisor: LivenessSupervisor) -> None:
+        self.config_path = config_path
+        self.notifier = supervisor.notifier
+        self.signalled = asyncio.Event()  # SIGHUP
+        self.accepted = asyncio.Event()  # a command's reload passed validation: apply self.config
+        self.config: SiteConfig | None = None
+        self._one_at_a_time = asyncio.Lock()
+
+    async def attempt(self) -> SiteConfig | None:
+        """The new config, or None (the reason logged) to keep the running one."""
+        config, problems = await self._load()
+        return config if not problems else None
+
+    async def command(self) -> dict[str, Any]:
+        """The reload_config command: its reply (and audit record) carries the outcome."""
+        config, problems = await self._load()
+        if config is None:
+            raise CommandFailed(f"reload refused, keeping the running configuration: {'; '.join(problems[:3])}")
+        self.config = config
+        self.accepted.set()
+        return {"reloading": True, "config": self.config_path}
+
+    def take(self) -> SiteConfig | None:
+        config, self.config = self.config, None
+        self.accepted.clear()
+        return config
+
+    async def _load(self) -> tuple[SiteConfig | None, list[str]]:
+        async with self._one_at_a_time:
+            with self.notifier.reload(f"reloading {self.config_path}"):
+                config, problems = await asyncio.to_thread(load_for_reload, self.config_path)
+        if config is None:
+            log.error("reload refused, keeping the running configuration; %d problem(s) in %s:",
+                      len(problems), self.config_path)
+            for line in problems:
+                log.error("  %s", line)
+        return config, problems
+
+
+def load_for_reload(config_path: str) -> tuple[SiteConfig | None, list[str]]:
+    """(config, []) or (None, the reasons): whatever goes wrong, the running site must not go down with it."""
+    try:
+        return load_site(config_path), []
+    except ConfigError as exc:
+        return None, exc.lines
+    except Exception as exc:  # a defect in the loader: still a refused reload, not a dead daemon
+        log.debug("loading %s for a reload failed", config_path, exc_info=True)
+        return None, [f"{config_path}: could not be loaded: {type(exc).__name__}: {str(exc)[:200]}"]
 
 
 def carried_rules(previous: Gateway | None, config: SiteConfig) -> RuleEngine | None:
@@ -90,12 +148,11 @@ async def _announce_ready(gateway: Gateway, supervisor: LivenessSupervisor) -> N
 
 
 async def _wait_for_stop_or_valid_reload(
-    config_path: str, shutdown: asyncio.Event, reload_requested: asyncio.Event,
-    supervisor: LivenessSupervisor, run: asyncio.Task[None],
+    reloads: Reloads, shutdown: asyncio.Event, run: asyncio.Task[None],
 ) -> SiteConfig | None:
     """None to shut down; a new, valid config to restart on."""
     while True:
-        waiters = [asyncio.create_task(shutdown.wait()), asyncio.create_task(reload_requested.wait())]
+        waiters = [asyncio.create_task(event.wait()) for event in (shutdown, reloads.signalled, reloads.accepted)]
         done, pending = await asyncio.wait([*waiters, run], return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             if task is not run:
@@ -105,12 +162,9 @@ async def _wait_for_stop_or_valid_reload(
             return None
         if shutdown.is_set():
             return None
-        reload_requested.clear()
-        with supervisor.notifier.reload(f"reloading {config_path}"):
-            try:
-                return load_site(config_path)
-            except ConfigError as exc:
-                log.error("reload refused, keeping the running configuration; %d problem(s) in %s:",
-                          len(exc.lines), config_path)
-                for line in exc.lines:
-                    log.error("  %s", line)
+        if reloads.accepted.is_set():
+            return reloads.take()
+        reloads.signalled.clear()
+        new_config = await reloads.attempt()
+        if new_config is not None:
+            return new_config

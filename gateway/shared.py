@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 class StrictModel(BaseModel):
@@ -59,6 +59,47 @@ def _parse_duration(value: object) -> object:
 
 # A duration in seconds, written in YAML as a number or with a unit (ms, s, m, h, d).
 Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
+
+# Config text that becomes part of an MQTT topic must not change what the topic means: `fieldgate/+`
+# would publish to a wildcard and subscribe to every gateway's commands. So no wildcard (+ #), no empty
+# level, no leading $ (the broker's own $SYS tree), no space or control character (MQTT forbids NUL).
+# The pattern is what `fieldgate schema` shows editors; the check says which rule a value breaks.
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+_TOPIC_CHAR = rf"[^/+#\s{_CONTROL}]"
+TOPIC_PREFIX_PATTERN = rf"^[^$/+#\s{_CONTROL}]{_TOPIC_CHAR}*(/{_TOPIC_CHAR}+)*/?$"  # a trailing / is dropped
+MAX_TOPIC_PREFIX = 128  # brokers commonly cap whole topics at 256 bytes; the gateway id and kind follow
+PLAIN_TEXT_PATTERN = rf"^[^{_CONTROL}]*$"
+
+
+def _topic_prefix(value: str) -> str:
+    if len(value) <= MAX_TOPIC_PREFIX and re.fullmatch(TOPIC_PREFIX_PATTERN, value):
+        return value
+    raise ValueError(f"{value[:40]!r} cannot start MQTT topics: {_topic_problem(value)}")
+
+
+def _topic_problem(value: str) -> str:
+    if not value:
+        return "it is empty"
+    if len(value) > MAX_TOPIC_PREFIX:
+        return f"it is {len(value)} characters long (at most {MAX_TOPIC_PREFIX})"
+    for wildcard in "+#":
+        if wildcard in value:
+            return f"'{wildcard}' is an MQTT wildcard"
+    if value.startswith("$"):
+        return "topics that start with '$' belong to the broker ($SYS)"
+    odd = next((ch for ch in value if ch.isspace() or re.match(f"[{_CONTROL}]", ch)), None)
+    if odd is not None:
+        return f"it holds {odd!r} (a space or control character)"
+    return "it has an empty level (a leading or doubled '/')"
+
+
+# The start of every topic of an MQTT link (topic_prefix).
+TopicPrefix = Annotated[str, AfterValidator(_topic_prefix),
+                        Field(json_schema_extra={"pattern": TOPIC_PREFIX_PATTERN, "maxLength": MAX_TOPIC_PREFIX})]
+# A name in topics, status, metrics and logs (gateway id, link names): one plain topic level.
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+# Free text sent to a platform (ThingsBoard device names and types, client ids): no control characters.
+PlainText = Annotated[str, Field(pattern=PLAIN_TEXT_PATTERN)]
 
 
 class ReportPolicy(StrictModel):

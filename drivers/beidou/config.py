@@ -6,12 +6,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from gateway.shared import SatellitePolicy, StrictModel
+from gateway.shared import Name, SatellitePolicy, StrictModel
 
 
 class BeidouConfig(StrictModel):
     type: Literal["beidou"]
-    name: str = "beidou"
+    name: Name = "beidou"
     port: str = Field(min_length=1, description="serial device, e.g. /dev/ttyUSB1")
     baud: int = Field(19200, gt=0)
     dialect: Literal["auto", "2.1", "bds3", "4.0"] = Field(

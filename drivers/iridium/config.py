@@ -6,12 +6,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from gateway.shared import SatellitePolicy, StrictModel
+from gateway.shared import Name, SatellitePolicy, StrictModel
 
 
 class IridiumConfig(StrictModel):
     type: Literal["iridium_sbd"]
-    name: str = "iridium"
+    name: Name = "iridium"
     port: str = Field(min_length=1)
     baud: int = Field(19200, gt=0)
     max_bytes: int = Field(340, ge=1, le=340, description="MO payload limit (9602/9603: 340)")

@@ -10,11 +10,11 @@ certificate is picked up at the next reconnect without a restart.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.shared import Seconds, StrictModel
+from gateway.shared import Name, PlainText, Seconds, StrictModel, TopicPrefix
 
 # A systemd credential name: a plain file name inside $CREDENTIALS_DIRECTORY, never a path.
 CREDENTIAL_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,254}$"
@@ -58,23 +58,23 @@ class MqttTls(StrictModel):
 class ThingsboardOptions(StrictModel):
     """How fieldgate points map to ThingsBoard devices (profile: thingsboard)."""
 
-    device_of_point: dict[str, str] = Field(
+    device_of_point: dict[str, Annotated[PlainText, Field(min_length=1, max_length=255)]] = Field(
         default_factory=dict,
         description="point id → device; such a point keeps its full id as the telemetry key",
     )
-    device_separator: str = Field(
+    device_separator: PlainText = Field(
         default=".", min_length=1, max_length=4,
         description="otherwise the text before the first separator is the device and the rest is the key",
     )
-    device_name: str = Field(
-        default="{gateway}.{device}",
+    device_name: PlainText = Field(
+        default="{gateway}.{device}", max_length=255,
         description="ThingsBoard device name; {gateway} is the gateway id, {device} the mapped device",
     )
-    device_type: str | None = Field(
-        default=None, description="ThingsBoard device profile sent with v1/gateway/connect"
+    device_type: PlainText | None = Field(
+        default=None, max_length=255, description="ThingsBoard device profile sent with v1/gateway/connect"
     )
-    quality_suffix: str = Field(
-        default="_quality", min_length=1, description="key suffix of the quality sent beside a value"
+    quality_suffix: PlainText = Field(
+        default="_quality", min_length=1, max_length=64, description="key suffix of the quality sent beside a value"
     )
 
     @model_validator(mode="after")
@@ -90,10 +90,11 @@ class ThingsboardOptions(StrictModel):
 
 class MqttLinkConfig(StrictModel):
     type: Literal["mqtt"]
-    name: str = Field(default="mqtt", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: Name = "mqtt"
     host: str
     port: int = Field(default=1883, ge=1, le=65535)
-    client_id: str | None = Field(default=None, description="defaults to fieldgate-<gateway id>")
+    client_id: PlainText | None = Field(default=None, min_length=1, max_length=128,
+                                        description="defaults to fieldgate-<gateway id>")
     username: str | None = None
     username_file: Path | None = Field(default=None, description="file holding the username (a ThingsBoard token)")
     username_credential: str | None = Field(default=None, pattern=CREDENTIAL_NAME)
@@ -105,7 +106,7 @@ class MqttLinkConfig(StrictModel):
     keepalive: Seconds = Field(default=30.0, ge=5, le=65535)
     profile: Literal["fieldgate", "thingsboard"] = Field(default="fieldgate", description="payload profile")
     thingsboard: ThingsboardOptions = Field(default_factory=ThingsboardOptions)
-    topic_prefix: str = Field(default="fieldgate/v1", description="topics are <prefix>/<gateway id>/<kind>")
+    topic_prefix: TopicPrefix = Field(default="fieldgate/v1", description="topics are <prefix>/<gateway id>/<kind>")
     max_inflight: int = Field(default=8, ge=1, le=100, description="QoS 1 messages awaiting PUBACK")
     batch_records: int = Field(default=200, ge=1, le=5000, description="most readings in one message")
     session_expiry: Seconds = Field(

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from gateway.config.site import SiteConfig
-from gateway.config.yamlmarks import ConfigSyntaxError, MarkedDocument, Path_, load_marked, parse_marked
+from gateway.config.yamlmarks import ConfigSyntaxError, Mark, MarkedDocument, Path_, load_marked, parse_marked
 from gateway.shared import PlacedConfigError
 
 
@@ -55,30 +55,45 @@ def validate_document(doc: MarkedDocument, model: type[BaseModel] = SiteConfig) 
         raise ConfigError(format_errors(exc, doc, model)) from None
 
 
+# A runaway file can hold thousands of mistakes: the technician fixes the first ones first, and a
+# reload log or a command reply must stay readable. The rest are counted, not listed.
+MAX_ERROR_LINES = 100
+
+
 def format_errors(exc: ValidationError, doc: MarkedDocument, model: type[BaseModel]) -> list[str]:
-    found: list[tuple[int, int, str]] = []
+    located: dict[tuple[int, int], list[tuple[Mark, Any, Path_, str | None]]] = {}
     for error in exc.errors(include_url=False):
         placed = error.get("ctx", {}).get("error")
         if isinstance(placed, PlacedConfigError):
+            # Cross-section problems, each at the value at fault (``error`` None: the text is final).
             for problem_path, text in placed.problems:
                 mark = doc.mark_for(problem_path)
-                line = f"{mark}: {_dotted(problem_path)}: {text}"
-                if (mark.line, mark.column, line) not in found:
-                    found.append((mark.line, mark.column, line))
+                located.setdefault((mark.line, mark.column), []).append((mark, None, problem_path, text))
             continue
         path, leftover = _resolve(doc.data, tuple(error["loc"]))
-        kind = error["type"]
-        message = _message(error, path, leftover, doc, model)
-        if kind == "extra_forbidden":
-            mark = doc.mark_for(path, prefer_key=True)
-        elif kind == "union_tag_invalid":
-            mark = doc.mark_for((*path, "type"))
-        else:
-            mark = doc.mark_for(path)
-        line = f"{mark}: {message}"
-        if (mark.line, mark.column, line) not in found:
-            found.append((mark.line, mark.column, line))
-    return [line for _, _, line in sorted(found)]
+        mark = _mark_for_error(error["type"], path, doc)
+        located.setdefault((mark.line, mark.column), []).append((mark, error, path, leftover))
+    lines: list[str] = []
+    positions = sorted(located)
+    for n, position in enumerate(positions):
+        if len(lines) >= MAX_ERROR_LINES:
+            left = sum(len(located[p]) for p in positions[n:])
+            lines.append(f"{located[position][0][0]}: {left} more problem(s) from here on not shown")
+            break
+        # Messages (with their did-you-mean search) only for the lines shown, in order at each spot.
+        here = {f"{mark}: {_message(error, path, leftover, doc, model)}" if error is not None
+                else f"{mark}: {_dotted(path)}: {leftover}"
+                for mark, error, path, leftover in located[position]}
+        lines.extend(sorted(here))
+    return lines
+
+
+def _mark_for_error(kind: str, path: Path_, doc: MarkedDocument) -> Mark:
+    if kind == "extra_forbidden":
+        return doc.mark_for(path, prefer_key=True)
+    if kind == "union_tag_invalid":
+        return doc.mark_for((*path, "type"))
+    return doc.mark_for(path)
 
 
 def _resolve(data: Any, loc: tuple[Any, ...]) -> tuple[Path_, str | None]:

@@ -18,7 +18,7 @@ from gateway.alerts.interlock import check_bus_boards, check_site_plan, check_wr
 from gateway.commands import CommandsConfig
 from gateway.journal_config import JournalSettings
 from gateway.rules import RulesConfig
-from gateway.shared import ConfigPath, PlacedConfigError, Seconds, StrictModel
+from gateway.shared import ConfigPath, Name, PlacedConfigError, Seconds, StrictModel
 from gateway.status import StatusConfig
 
 # Each driver owns its config model; the site config only lists them. A new driver
@@ -28,7 +28,7 @@ LinkConfig = Annotated[MqttLinkConfig | BeidouConfig | IridiumConfig, Field(disc
 
 
 class GatewaySection(StrictModel):
-    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="unique gateway id, used in topics")
+    id: Name = Field(description="unique gateway id, used in topics")
     name: str = ""
     state_dir: Path = Field(default=Path("/var/lib/fieldgate"), description="journal and caches live here")
 

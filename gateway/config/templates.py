@@ -22,16 +22,19 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from gateway.config.loader import ConfigError
+from gateway.config.yamlbounds import MAX_NODES
 from gateway.config.yamlmarks import ConfigSyntaxError, Mark, MarkedDocument, Path_, load_marked
 
 REPO_DEVICES = Path(__file__).resolve().parents[2] / "config" / "devices"
 SYSTEM_DEVICES = Path("/etc/fieldgate/devices")
 INSTALLED_DEVICES = Path("/opt/fieldgate/config/devices")  # the shipped templates, put there by install.sh
 TEMPLATE_KEYS = ("template", "point_prefix", "point_overrides")
+TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def template_dirs(site_file: str) -> list[Path]:
@@ -93,7 +96,7 @@ def _expand(doc: MarkedDocument, base: Path_, site: dict[str, Any], dirs: list[P
             cache: dict[str, MarkedDocument]) -> None:
     name = site["template"]
     where = doc.mark_for((*base, "template"))
-    if not isinstance(name, str):
+    if not isinstance(name, str) or not TEMPLATE_NAME.match(name):  # a file name: no path, no NUL, not too long
         raise ConfigError([f"{where}: template: takes a template name such as radar-level"])
     if name not in cache:
         path = find_template(name, dirs)
@@ -104,6 +107,9 @@ def _expand(doc: MarkedDocument, base: Path_, site: dict[str, Any], dirs: list[P
             raise ConfigError([f"{where}: unknown device template '{name}'{hint} (known: {', '.join(known)})"])
         cache[name] = load_template(path)
     template = cache[name]
+    if _size(doc) + _size(template) > MAX_NODES:
+        raise ConfigError([f"{where}: device templates expand this site to more than {MAX_NODES} keys and "
+                           f"values (limit: {MAX_NODES})"])
     merged: dict[str, Any] = copy.deepcopy(template.data["device"])
     t_points: list[Any] = merged["points"]
     t_ids = [p.get("id") if isinstance(p, dict) else None for p in t_points]
@@ -135,6 +141,11 @@ def _expand(doc: MarkedDocument, base: Path_, site: dict[str, Any], dirs: list[P
     merged["points"] = t_points + (list(extra) if isinstance(extra, list) else [extra])
     _move_marks(doc, base, template, site, t_ids)
     _set(doc.data, base, merged)
+
+
+def _size(doc: MarkedDocument) -> int:
+    """Keys and values in a document (each has one mark), as the YAML composer counts them."""
+    return len(doc.value_marks) + len(doc.key_marks)
 
 
 def _merge(target: dict[str, Any], change: dict[str, Any]) -> None:

@@ -52,7 +52,8 @@ def test_restart_and_reload_do_not_reset_replay_protection_or_rate_limits(
         request = site.request(alert, "zhang", "li")
         assert site.reply_to(site.command("trigger_broadcast", request))["status"] == "ok"
         wait_for(site.siren_was_switched_on, 10, "the siren for the genuine alert")
-        site.reply_to(site.command("cancel_broadcast", {"alert_id": "atk-replay"}))
+        # No cancel: after a cancel people may sound the zone again at once (docs/broadcast.md); the stop
+        # at the restart switches the outputs off without cancelling.
         site.restart()
         time.sleep(1.5)  # the restarted replay cache is not new: no floor; the command ids are new anyway
         site.board.writes.clear()

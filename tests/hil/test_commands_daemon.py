@@ -31,10 +31,15 @@ def sign(key: Path, cmd: str, args: dict[str, Any], ttl: int = 300, issued_at: i
                      "--args", json.dumps(args), "--ttl", str(ttl), *extra).strip().encode()
 
 
-def test_commands_through_the_daemon(tmp_path: Path, broker: Broker, collector: Collector) -> None:
-    printed = fieldgate("command", "keygen", "--key-id", "ops", "--out", str(tmp_path))
-    key = tmp_path / "ops.key"
+def ops_key(folder: Path) -> tuple[Path, str]:
+    """A new issuer key "ops" in ``folder``: (its private key file, its public key for the site config)."""
+    printed = fieldgate("command", "keygen", "--key-id", "ops", "--out", str(folder))
     public = next(line.split("key:", 1)[1].strip() for line in printed.splitlines() if line.strip().startswith("key:"))
+    return folder / "ops.key", public
+
+
+def test_commands_through_the_daemon(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+    key, public = ops_key(tmp_path)
     port = free_port()
     config = tmp_path / "site.yaml"
     config.write_text(f"""
