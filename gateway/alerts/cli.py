@@ -49,9 +49,12 @@ def _save_request(path: Path, alert: Alert, signatures: list[OperatorSignature])
 
 
 def _broadcast_config(path: Path) -> BroadcastConfig:
-    import yaml
+    from gateway.config.yamlmarks import ConfigSyntaxError, load_marked
 
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = load_marked(path).data or {}
+    except ConfigSyntaxError as exc:
+        raise ValueError(str(exc)) from None
     return BroadcastConfig.model_validate(data.get("broadcast") or {})
 
 

@@ -149,10 +149,13 @@ def _read_input(name: str) -> bytes:
 
 def _verifier_from_args(args: argparse.Namespace, now: float) -> tuple[Verifier, dict[int, str]]:
     if args.config:
-        import yaml
+        from gateway.config.yamlmarks import ConfigSyntaxError, load_marked
 
         path = Path(args.config)
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            data = load_marked(path).data or {}
+        except ConfigSyntaxError as exc:
+            raise ValueError(str(exc)) from None
         config = CommandsConfig.model_validate(data.get("commands") or {})
         gateway_id = str((data.get("gateway") or {}).get("id", ""))
         keys = load_issuer_keys(config, path.parent)

@@ -7,15 +7,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from gateway.config.yamlmarks import ConfigSyntaxError, load_marked
 from gateway.rules.config import RulesConfig
 from gateway.rules.replay import ReplayError, replay
 
 
 def load_sections(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        data = load_marked(path).data
+    except ConfigSyntaxError as exc:
+        raise ValueError(str(exc)) from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     return data
@@ -37,7 +40,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
         sections = load_sections(Path(args.config))
         rules = RulesConfig.model_validate(sections.get("rules") or [])
         lines = replay(rules, Path(args.replay), auto_broadcast_plan(sections.get("broadcast")))
-    except (OSError, ValueError, yaml.YAMLError, ReplayError) as exc:
+    except (OSError, ValueError, ReplayError) as exc:
         # ValidationError is a ValueError: pydantic's message names the rule and field.
         kind = "invalid rules" if isinstance(exc, ValidationError) else "error"
         print(f"{kind}: {exc}", file=sys.stderr)

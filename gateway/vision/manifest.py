@@ -13,9 +13,9 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from gateway.config.yamlmarks import ConfigSyntaxError, load_marked
 from gateway.shared import StrictModel
 from gateway.vision.decode import Layout
 
@@ -91,11 +91,9 @@ def load_manifest(path: Path | str) -> LoadedManifest:
     """Parse and validate ``path``, then check the model file's sha256. Raises ManifestError."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ManifestError(f"cannot read model manifest {path}: {e.strerror or e}") from e
-    except yaml.YAMLError as e:
-        raise ManifestError(f"model manifest {path} is not valid YAML: {e}") from e
+        raw = load_marked(path).data  # the config's bounded loader: a manifest is input from outside too
+    except ConfigSyntaxError as e:
+        raise ManifestError(f"model manifest {e}") from e
     if not isinstance(raw, dict):
         raise ManifestError(f"model manifest {path} must be a mapping, got {type(raw).__name__}")
     try:
