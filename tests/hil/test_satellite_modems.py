@@ -13,7 +13,7 @@ import pytest
 from drivers.beidou.config import BeidouConfig
 from drivers.beidou.link import BeidouLink
 from drivers.beidou.port import MessageTooLarge, SendRefused
-from drivers.beidou.sentences import Dialect
+from drivers.beidou.sentences import Dialect, encode_text
 from drivers.iridium.config import IridiumConfig
 from drivers.iridium.link import IridiumLink
 from gateway.shared import NullProgress, OutboundMessage
@@ -141,6 +141,28 @@ async def test_beidou_without_card_never_connects(pty_pair: tuple[str, str]) -> 
         assert not link.connected
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@run_async
+async def test_beidou_sentence_with_thousands_of_digits_does_not_restart_the_link(pty_pair: tuple[str, str]) -> None:
+    """Before: a correctly checksummed $BDICI whose user id had 4 301 digits raised ValueError out of the
+    stream decoder; it escaped BeidouLink.run(), so the link runner restarted the link."""
+    ours, theirs = pty_pair
+    got: list[bytes] = []
+    with BeidouEmulator(theirs, interval_s=1, noise_period_s=None) as emu:
+        link = BeidouLink(beidou_config(ours), got.append)
+        task = asyncio.create_task(link.run(NullProgress()))
+        try:
+            await wait_for(lambda: link.connected or task.done())
+            assert link.connected
+            emu.write(encode_text("BDICI", ["9" * 4301, "1", "2", "3", "60", "3", "N"]))
+            await wait_for(lambda: link.error_count > 0 or task.done())
+            emu.inject(4207733, b"\x15after")
+            await wait_for(lambda: got == [b"\x15after"] or task.done())
+            assert not task.done() and link.connected and got == [b"\x15after"]
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 # --------------------------------------------------------------------------- Iridium SBD
