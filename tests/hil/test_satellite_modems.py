@@ -228,6 +228,23 @@ async def test_iridium_mt_by_ring_and_piggy_backed(pty_pair: tuple[str, str]) ->
             assert emu.delivered == [b"mo"]
 
 
+@pytest.mark.parametrize("length", [0xFFFF, len(b"\x15ring") + 100])
+@run_async
+async def test_iridium_garbled_sbdrb_length_is_rejected_at_once(pty_pair: tuple[str, str], length: int) -> None:
+    """Before: an SBDRB length field of FFFF (more than the bounded buffer can ever hold), or one other
+    than the session announced, made the link wait its whole command timeout for bytes that never came,
+    then reopen the port. Now the reply is rejected at once and read again (the MT buffer still holds it)."""
+    ours, theirs = pty_pair
+    got: list[bytes] = []
+    with IridiumEmulator(theirs) as emu:
+        emu.garble_sbdrb.append(length)
+        link = IridiumLink(iridium_config(ours, command_timeout_s=60), got.append)
+        async with running(link):
+            emu.inject_mt(b"\x15ring")
+            await wait_for(lambda: got == [b"\x15ring"])  # well inside the 60 s command timeout
+            assert link.connected and not emu.garble_sbdrb
+
+
 @run_async
 async def test_iridium_stale_lines_from_a_cancelled_command_do_not_answer_the_next(
         pty_pair: tuple[str, str]) -> None:
