@@ -1,4 +1,4 @@
-"""BeiDou RDSS codec against /work/shared/vectors/beidou.json (each case cites its `source`) and fuzz."""
+"""BeiDou RDSS codec against ../shared/vectors/beidou.json (each case cites its `source`) and fuzz."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from drivers.beidou.sentences import (
     xor,
 )
 
-VECTORS = Path("/work/shared/vectors/beidou.json")
+VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "beidou.json"  # beside the repository
 
 
 def vectors(section: str) -> list[dict[str, Any]]:
