@@ -99,7 +99,7 @@ class Runner:
         summary, log_path = d["tmp"] / "summary.json", d["tmp"] / "log.txt"
         summary.unlink(missing_ok=True)
         (d["tmp"] / "heartbeat").unlink(missing_ok=True)
-        before = set(d["artifacts"].iterdir())
+        since = time.time() - 1  # findings are the artifacts (re)written by this run, old names included
         result = Result(name, self.engine)
         started = time.monotonic()
         with log_path.open("wb") as log:
@@ -116,8 +116,8 @@ class Runner:
         elif summary.exists():
             data = json.loads(summary.read_text())
             result.runs, result.seconds = data["runs"], data["seconds"]
-        result.findings = sorted(p for p in set(d["artifacts"].iterdir()) - before
-                                 if p.name.startswith(FINDING_PREFIXES) and p.suffix != ".txt")
+        result.findings = sorted(p for p in d["artifacts"].iterdir() if p.name.startswith(FINDING_PREFIXES)
+                                 and p.suffix != ".txt" and p.stat().st_mtime >= since)
         if proc.returncode not in (0, None) and not result.findings and hang is None:
             result.error = f"worker exited {proc.returncode}: " + " | ".join(log_text.strip().splitlines()[-5:])
         if self.args.coverage and result.ok:
@@ -164,11 +164,13 @@ def _env() -> dict[str, str]:
 
 _STAT = re.compile(r"^stat::(\w+):\s+(\d+)", re.M)
 _STATUS = re.compile(r"cov: (\d+) ft: (\d+) corp: (\d+)/")
+_PROGRESS = re.compile(r"^#(\d+)\s", re.M)
 
 
 def _parse_libfuzzer(log: str, result: Result) -> None:
     stats = {k: int(v) for k, v in _STAT.findall(log)}
-    result.runs = stats.get("number_of_executed_units", 0)
+    progress = _PROGRESS.findall(log)  # a run that ended on a finding may print no final stats
+    result.runs = stats.get("number_of_executed_units", int(progress[-1]) if progress else 0)
     status = _STATUS.findall(log)
     if status:
         edges, features, corpus = status[-1]

@@ -77,6 +77,9 @@ def test_a_crash_is_reported_with_the_input_that_caused_it(tmp_path: Path, capsy
     assert f"--reproduce crashy {data[0]}" in out.err
     assert run.main(["--targets", str(targets), "--reproduce", "crashy", str(data[0])]) != 0
     assert run.main(["--targets", str(targets), "--reproduce", "calm", str(data[0])]) == 0
+    capsys.readouterr()
+    assert fuzz(targets, tmp_path / "work", "--only", "crashy") == 1
+    assert f"FINDING crashy: {data[0]}" in capsys.readouterr().err  # found again: reported again
 
 
 def test_an_input_that_hangs_is_killed_and_kept(tmp_path: Path) -> None:
