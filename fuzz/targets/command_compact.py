@@ -5,20 +5,18 @@ gateway/compact.py, then ``from_compact`` (gateway/commands/envelope.py). Docume
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from gateway import compact
 from gateway.commands.envelope import Envelope, EnvelopeError, encode_compact, from_compact
+from tests.unit.test_commands_codec import VECTOR_KEY as KEY  # docs/commands.md, "Test vector"
 
 NAME = "command_compact"
 COVERS = ("gateway/commands/envelope.py", "gateway/compact.py")
-KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # docs/commands.md, "Test vector"
 ISSUERS = {0: "k0", 1: "county-ops-1", 2**32 - 1: "last"}
 
 
 def seeds() -> list[bytes]:
     commands = [("ping", {}, b""), ("status", {}, b"\x00" * 12), ("read_point", {"point": "dam.level"}, b"\x01\x02"),
-                ("write_point", {"point": "siren.east.coil", "value": True}, bytes(range(12))),
+                ("write_point", {"point": "spillway.gate_setpoint", "value": 1.25}, bytes(range(12))),
                 ("cancel_broadcast", {"id": 7}, b"\xff")]
     out = []
     for i, (cmd, args, nonce) in enumerate(commands):

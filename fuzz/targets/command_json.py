@@ -6,17 +6,13 @@ Seeds: the documented vector of docs/commands.md (signed and unsigned), the othe
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from gateway.commands.envelope import Envelope, EnvelopeError, parse_json
+from tests.unit.test_commands_codec import VECTOR_ENV as VECTOR  # docs/commands.md, "Test vector"
+from tests.unit.test_commands_codec import VECTOR_KEY as KEY
 
 NAME = "command_json"
 COVERS = ("gateway/commands/envelope.py", "gateway/commands/canonical.py")
 MAX_LEN = 20_000  # past MAX_ENVELOPE_BYTES (16 384)
-KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # docs/commands.md, "Test vector"
-VECTOR = Envelope(id=42, gw="res-qingshui-01", iat=1795853523, exp=1795853823,
-                  nonce=bytes.fromhex("000102030405060708090a0b"), kid="county-ops-1", cmd="write_point",
-                  args={"point": "siren.east.coil", "value": True})
 DICTIONARY = [b'"v"', b'"id"', b'"gw"', b'"iat"', b'"exp"', b'"nonce"', b'"kid"', b'"cmd"', b'"args"', b'"sig"',
               b"1e400", b"-0", b"9007199254740993", b'"\\ud800"', b"NaN", b"Infinity"]
 
