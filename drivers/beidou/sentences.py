@@ -106,9 +106,20 @@ def xor(data: bytes) -> int:
     return reduce(lambda a, b: a ^ b, data, 0)
 
 
-def _int(text: str, what: str) -> int:
+# Ids, levels and senders have a handful of digits. A longer run is garbage, and int() refuses
+# text past 4 300 digits with ValueError (CPython's int_max_str_digits), which must not escape.
+MAX_DIGITS = 18
+
+
+def _digits(text: str, what: str) -> str:
     if not text.isdigit() or not text.isascii():
-        raise _FieldError(f"{what} is not a number: {text!r}")
+        raise _FieldError(f"{what} is not a number: {text[:40]!r}")
+    return text
+
+
+def _int(text: str, what: str) -> int:
+    if len(_digits(text, what)) > MAX_DIGITS:
+        raise _FieldError(f"{what} has {len(text)} digits, more than {MAX_DIGITS}")
     return int(text)
 
 
@@ -117,7 +128,10 @@ MAX_WAIT_S = 3600  # no card waits or serves slower than this; a larger figure i
 
 def _seconds(text: str, what: str) -> int:
     """A wait or service interval from the module, capped: a garbled figure must not park the link for years."""
-    return min(_int(text, what), MAX_WAIT_S)
+    significant = _digits(text, what).lstrip("0")
+    if len(significant) > len(str(MAX_WAIT_S)):  # any number of digits: larger than the cap
+        return MAX_WAIT_S
+    return min(int(significant or "0"), MAX_WAIT_S)
 
 
 def _hex(text: str, what: str) -> bytes:
@@ -449,4 +463,6 @@ class StreamDecoder:
             return None
         line = bytes(buf[: end + 1])
         del buf[: end + 1]
+        if len(line) > MAX_TEXT_LINE:  # the same verdict however the line was split into reads
+            return ParseError("line longer than the limit", line[:80])
         return parse_text(line)

@@ -114,21 +114,31 @@ def parse_sbdix(line: str) -> SessionResult | AtParseError:
     return SessionResult(mo, momsn, mt, mtmsn, mt_len, queued)
 
 
-def sbdrb_size(head: bytes) -> int | None:
-    """Total bytes of an SBDRB reply once its 2-byte length is in, else None."""
+def sbdrb_size(head: bytes, announced: int | None = None) -> int | AtParseError | None:
+    """Total bytes of an SBDRB reply once its 2-byte length is in, else None.
+
+    A length no 9602/9603 sends (over MAX_MT), or other than the MT length the session
+    ``announced``, is an AtParseError at once: the reader must never wait for bytes that will
+    not come (FFFF asks for 65 539, more than the bounded ResponseBuffer can hold).
+    """
     if len(head) < 2:
         return None
-    return 2 + int.from_bytes(head[:2], "big") + 2
+    length = int.from_bytes(head[:2], "big")
+    if length > MAX_MT:
+        return AtParseError(f"SBDRB length {length} exceeds {MAX_MT}", bytes(head[:2]))
+    if announced is not None and length != announced:
+        return AtParseError(f"SBDRB length {length}, the session announced {announced}", bytes(head[:2]))
+    return 2 + length + 2
 
 
 def parse_sbdrb(data: bytes) -> bytes | AtParseError:
     """``{u16 length}{payload}{u16 checksum}`` -> payload."""
     size = sbdrb_size(data)
+    if isinstance(size, AtParseError):
+        return size
     if size is None or len(data) != size:
         return AtParseError("SBDRB reply length does not match its length field", data[:80])
     length = size - 4
-    if length > MAX_MT:
-        return AtParseError(f"SBDRB length {length} exceeds {MAX_MT}", data[:80])
     payload = data[2 : 2 + length]
     if checksum(payload) != data[2 + length :]:
         return AtParseError("SBDRB checksum mismatch", data[:80])

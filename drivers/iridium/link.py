@@ -211,7 +211,21 @@ class IridiumLink:
             raise AtCommandError(f"{self.name}: no usable +SBDIX result ({result})")
         return result
 
-    async def _read_mt(self) -> bytes | None:
+    async def _read_mt(self, announced: int) -> bytes | None:
+        """The MT message a session announced (``announced`` bytes long), or None.
+
+        The message stays in the modem's MT buffer until the next session, so a garbled
+        reply is read once more before the message is given up.
+        """
+        for attempt in (1, 2):
+            payload = await self._read_sbdrb(announced)
+            if not isinstance(payload, AtParseError):
+                return payload
+            log.warning("%s: SBDRB reply %d of 2 unusable: %s", self.name, attempt, payload.reason)
+        log.warning("%s: MT message dropped", self.name)
+        return None
+
+    async def _read_sbdrb(self, announced: int) -> bytes | AtParseError:
         deadline = time.monotonic() + self.config.command_timeout_s
         self._drop_stale_lines()
         await self._port.write(b"AT+SBDRB\r")
@@ -221,16 +235,15 @@ class IridiumLink:
             if head is not None:
                 break
             await self._wait_data(deadline)
-        size = sbdrb_size(head)
+        size = sbdrb_size(head, announced)
+        if isinstance(size, AtParseError):  # never wait for a length that cannot come
+            await self._until_ok(deadline)  # the rest of the reply, up to its OK
+            return size
         assert size is not None
         while (rest := self._buf.take(size - 2)) is None:
             await self._wait_data(deadline)
         await self._until_ok(deadline)
-        payload = parse_sbdrb(head + rest)
-        if isinstance(payload, AtParseError):
-            log.warning("%s: MT message dropped: %s", self.name, payload.reason)
-            return None
-        return payload
+        return parse_sbdrb(head + rest)
 
     def _credits(self, nbytes: int) -> int:
         return max(1, math.ceil(nbytes / self.config.bytes_per_credit))
@@ -240,7 +253,7 @@ class IridiumLink:
         for _ in range(self.config.max_mt_per_ring):
             if result.mt_received:
                 self.credits_used += self._credits(result.mt_length)
-                payload = await self._read_mt()
+                payload = await self._read_mt(result.mt_length)
                 if payload is not None:
                     try:
                         self._on_message(payload)

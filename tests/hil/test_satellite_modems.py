@@ -13,7 +13,7 @@ import pytest
 from drivers.beidou.config import BeidouConfig
 from drivers.beidou.link import BeidouLink
 from drivers.beidou.port import MessageTooLarge, SendRefused
-from drivers.beidou.sentences import Dialect
+from drivers.beidou.sentences import Dialect, encode_text
 from drivers.iridium.config import IridiumConfig
 from drivers.iridium.link import IridiumLink
 from gateway.shared import NullProgress, OutboundMessage
@@ -160,6 +160,28 @@ async def test_beidou_without_card_never_connects(pty_pair: tuple[str, str]) -> 
         await asyncio.gather(task, return_exceptions=True)
 
 
+@run_async
+async def test_beidou_sentence_with_thousands_of_digits_does_not_restart_the_link(pty_pair: tuple[str, str]) -> None:
+    """Before: a correctly checksummed $BDICI whose user id had 4 301 digits raised ValueError out of the
+    stream decoder; it escaped BeidouLink.run(), so the link runner restarted the link."""
+    ours, theirs = pty_pair
+    got: list[bytes] = []
+    with BeidouEmulator(theirs, interval_s=1, noise_period_s=None) as emu:
+        link = BeidouLink(beidou_config(ours), got.append)
+        task = asyncio.create_task(link.run(NullProgress()))
+        try:
+            await wait_for(lambda: link.connected or task.done())
+            assert link.connected
+            emu.write(encode_text("BDICI", ["9" * 4301, "1", "2", "3", "60", "3", "N"]))
+            await wait_for(lambda: link.error_count > 0 or task.done())
+            emu.inject(4207733, b"\x15after")
+            await wait_for(lambda: got == [b"\x15after"] or task.done())
+            assert not task.done() and link.connected and got == [b"\x15after"]
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
 # --------------------------------------------------------------------------- Iridium SBD
 
 
@@ -221,6 +243,23 @@ async def test_iridium_mt_by_ring_and_piggy_backed(pty_pair: tuple[str, str]) ->
             await link.send(msg(b"mo", 5))
             assert got == [b"\x15ring\r\n", b"one", b"two"]
             assert emu.delivered == [b"mo"]
+
+
+@pytest.mark.parametrize("length", [0xFFFF, len(b"\x15ring") + 100])
+@run_async
+async def test_iridium_garbled_sbdrb_length_is_rejected_at_once(pty_pair: tuple[str, str], length: int) -> None:
+    """Before: an SBDRB length field of FFFF (more than the bounded buffer can ever hold), or one other
+    than the session announced, made the link wait its whole command timeout for bytes that never came,
+    then reopen the port. Now the reply is rejected at once and read again (the MT buffer still holds it)."""
+    ours, theirs = pty_pair
+    got: list[bytes] = []
+    with IridiumEmulator(theirs) as emu:
+        emu.garble_sbdrb.append(length)
+        link = IridiumLink(iridium_config(ours, command_timeout_s=60), got.append)
+        async with running(link):
+            emu.inject_mt(b"\x15ring")
+            await wait_for(lambda: got == [b"\x15ring"])  # well inside the 60 s command timeout
+            assert link.connected and not emu.garble_sbdrb
 
 
 @run_async

@@ -1,4 +1,4 @@
-"""BeiDou RDSS codec against /work/shared/vectors/beidou.json (each case cites its `source`) and fuzz."""
+"""BeiDou RDSS codec against ../shared/vectors/beidou.json (each case cites its `source`) and fuzz."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from drivers.beidou.sentences import (
     xor,
 )
 
-VECTORS = Path("/work/shared/vectors/beidou.json")
+VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "beidou.json"  # beside the repository
 
 
 def vectors(section: str) -> list[dict[str, Any]]:
@@ -95,6 +95,31 @@ def test_module_waits_and_intervals_are_capped() -> None:
         assert isinstance(card, CardInfo) and card.interval_s == 3600
         icp = parse_text(encode_text("BDICP", ["0166166", *["0"] * 12, remaining, "3"]))
         assert isinstance(icp, CardInfo) and icp.interval_s == 3600
+
+
+LONG = "9" * 4301  # one digit past CPython's int-from-text limit (sys.get_int_max_str_digits)
+
+
+@pytest.mark.parametrize("name,fields", [
+    ("BDICI", [LONG, "1", "2", "3", "60", "3", "N"]),  # user id
+    ("BDICI", ["0166166", "1", "2", "3", "60", LONG, "N"]),  # level
+    ("BDTXR", ["1", LONG, "2", "", "A4CAFE"]),  # sender
+    ("BDTCI", [LONG, "4207733", "2", "070222", "2", "0", "0102FF"]),  # sender
+    ("BDICP", ["0166166", *["0"] * 12, "60", LONG]),  # level
+])
+def test_numeric_field_of_thousands_of_digits_is_a_parse_error(name: str, fields: list[str]) -> None:
+    """Before: a correctly checksummed sentence with a numeric field of 4 301+ digits raised ValueError
+    (int() refuses that many digits) out of parse_text and StreamDecoder.feed, which never raise."""
+    line = encode_text(name, fields)
+    assert isinstance(parse_text(line), ParseError)
+    assert [type(p) for p in StreamDecoder().feed(line)] == [ParseError]
+
+
+def test_waits_of_thousands_of_digits_are_capped() -> None:
+    fb = parse_text(encode_text("BDFKI", ["101500", "TCQ", "N", "1", LONG]))
+    assert isinstance(fb, Feedback) and (fb.outcome, fb.wait_s) == (Outcome.WAIT, 3600)
+    card = parse_text(encode_text("BDICI", ["0166166", "1", "2", "3", LONG, "3", "N"]))
+    assert isinstance(card, CardInfo) and card.interval_s == 3600
 
 
 def test_card_info_vectors() -> None:
@@ -183,6 +208,18 @@ def test_stream_buffer_is_bounded() -> None:
     out = list(dec.feed(b"$BDTXR," + b"A" * (MAX_TEXT_LINE + 10)))
     assert isinstance(out[-1], ParseError)
     assert list(dec.feed(encode_text("BDBSI", ["1"]))) == [Unsolicited("BDBSI")]
+
+
+def test_a_line_longer_than_the_limit_is_refused_however_it_arrives() -> None:
+    """Before: the limit was checked only on what was left after a feed, so a line longer than
+    MAX_TEXT_LINE was parsed when it arrived in one read (or in reads of up to the limit) and
+    dropped when it arrived in smaller pieces."""
+    line = encode_text("BDTXR", ["1", "0166166", "1", "", "AB" * (MAX_TEXT_LINE // 2)])
+    for step in (len(line), MAX_TEXT_LINE, 1000):
+        dec = StreamDecoder()
+        out = [p for i in range(0, len(line), step) for p in dec.feed(line[i : i + step])]
+        assert [type(p) for p in out] == [ParseError] and "longer than the limit" in out[0].reason, step  # type: ignore[union-attr]
+        assert list(dec.feed(encode_text("BDBSI", ["1"]))) == [Unsolicited("BDBSI")]
 
 
 @settings(max_examples=400)

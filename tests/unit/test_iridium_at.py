@@ -1,4 +1,4 @@
-"""Iridium SBD AT codec against /work/shared/vectors/iridium.json (each case cites its `source`) and fuzz."""
+"""Iridium SBD AT codec against ../shared/vectors/iridium.json (each case cites its `source`) and fuzz."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from drivers.iridium.at import (
     MAX_MO,
+    MAX_MT,
     AtParseError,
     ResponseBuffer,
     SessionResult,
@@ -27,7 +28,7 @@ from drivers.iridium.at import (
     sbdwb_command,
 )
 
-VECTORS = Path("/work/shared/vectors/iridium.json")
+VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "iridium.json"  # beside the repository
 
 
 def items() -> list[dict[str, Any]]:
@@ -72,8 +73,29 @@ def test_sbdrb_vector() -> None:
     v = next(i for i in items() if i.get("line") == "+SBDRB response")  # source: ISU AT command reference 8.11
     raw = bytes.fromhex(v["hex"])
     assert sbdrb_size(raw[:2]) == len(raw)
+    assert sbdrb_size(raw[:2], announced=5) == len(raw)
     assert parse_sbdrb(raw) == b"hello"
     assert isinstance(parse_sbdrb(raw[:-1] + b"\x15"), AtParseError)
+
+
+@pytest.mark.parametrize("head", [b"\xff\xff", (MAX_MT + 1).to_bytes(2, "big")])
+def test_sbdrb_length_no_modem_sends_is_rejected_at_once(head: bytes) -> None:
+    """Before: a garbled length field such as FFFF made sbdrb_size ask for 65 539 bytes, which the
+    bounded ResponseBuffer can never hold: the link waited out its command timeout for them."""
+    assert isinstance(sbdrb_size(head), AtParseError)
+    assert isinstance(parse_sbdrb(head + bytes(4)), AtParseError)
+
+
+def test_sbdrb_length_other_than_the_session_announced_is_rejected_at_once() -> None:
+    """Before: a header of 105 after a session announced 5 bytes waited for 100 bytes that never came."""
+    assert isinstance(sbdrb_size(b"\x00\x69", announced=5), AtParseError)
+    assert sbdrb_size(b"\x00\x05", announced=5) == 9
+
+
+@given(st.binary(min_size=2, max_size=2), st.none() | st.integers(0, MAX_MT))
+def test_sbdrb_never_asks_for_more_than_the_buffer_holds(head: bytes, announced: int | None) -> None:
+    size = sbdrb_size(head, announced)
+    assert isinstance(size, AtParseError) or size <= ResponseBuffer.LIMIT
 
 
 @pytest.mark.parametrize(
@@ -109,7 +131,7 @@ def test_response_buffer_lines_then_binary() -> None:
     head = buf.take(2)
     assert head is not None
     size = sbdrb_size(head)
-    assert size is not None
+    assert isinstance(size, int)
     rest = buf.take(size - 2)
     assert rest is not None and parse_sbdrb(head + rest) == b"he\r\no" and buf.next_line() == "OK"
 

@@ -2,7 +2,8 @@
 
 AT, ATE0/ATE1, AT&K0, AT&W0, AT+SBDMTA, AT+CSQ(F), AT+SBDWB (READY, checksum, 60 s timeout
 quirk: no OK after 1), AT+SBDIX(A) with MO failures on demand, AT+SBDRB, AT+SBDD0/1/2,
-ring alerts (SBDRING) when an MT message is injected and alerts are on.
+ring alerts (SBDRING) when an MT message is injected and alerts are on, garbled SBDRB length
+fields on demand (``garble_sbdrb``).
 
     python -m tests.hil.emulators.iridium /dev/pts/N
 """
@@ -39,6 +40,7 @@ class IridiumEmulator(PtyEmulator):
         self.sessions: list[Session] = []
         self.fail_next: collections.deque[int] = collections.deque()  # MO statuses to return
         self.mt_queue: collections.deque[bytes] = collections.deque()
+        self.garble_sbdrb: collections.deque[int] = collections.deque()  # length fields for the next SBDRB replies
         self._line = bytearray()
         self._binary_left = 0  # bytes still expected after READY
         self._binary = bytearray()
@@ -107,7 +109,8 @@ class IridiumEmulator(PtyEmulator):
         elif cmd in ("AT+SBDIX", "AT+SBDIXA"):
             self._session()
         elif cmd == "AT+SBDRB":
-            self.write(len(self.mt_buffer).to_bytes(2, "big") + self.mt_buffer + checksum(self.mt_buffer))
+            length = self.garble_sbdrb.popleft() if self.garble_sbdrb else len(self.mt_buffer)
+            self.write(length.to_bytes(2, "big") + self.mt_buffer + checksum(self.mt_buffer))
             self._reply("OK")
         elif cmd in ("AT+SBDD0", "AT+SBDD1", "AT+SBDD2"):
             if cmd[-1] in "02":
