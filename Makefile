@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(PY) -m gateway.demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check gateway drivers tests bench models
+	$(VENV)/bin/ruff check gateway drivers sim tests bench models
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 # The whole suite: lint, types, unit tests and the virtual-rig HIL tests.
 # pytest exits 5 when it collected nothing; that is a failure here, never green.
 test: $(STAMP)
-	$(VENV)/bin/ruff check gateway drivers tests bench models
+	$(VENV)/bin/ruff check gateway drivers sim tests bench models
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 

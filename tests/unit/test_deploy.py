@@ -328,7 +328,7 @@ def test_install_makes_a_self_signed_status_tls_pair_once_that_the_status_page_s
 
     from gateway.status import StatusConfig
     from gateway.status.config import StatusTls
-    from tests.hil.rig import free_port
+    from sim.support import free_port
     from tests.unit.test_status_server import FakeGateway, Running
 
     (tmp_path / "etc").mkdir()

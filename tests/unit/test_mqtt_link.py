@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from paho.mqtt import client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.mqtt.client import PublishRefused
 from drivers.mqtt.config import MqttLinkConfig
 from drivers.mqtt.link import LinkDown, MqttLink
 from gateway.shared import NullProgress, OutboundMessage
-from tests.hil.rig import Broker, wait_for
+from sim.broker import Broker
+from sim.platform import Platform
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,26 +28,6 @@ def acl_broker(tmp_path: Path) -> Iterator[Broker]:
     broker = Broker(tmp_path / "broker", extra_conf=f"acl_file {acl}\nmax_inflight_messages 2\n").start()
     yield broker
     broker.stop()
-
-
-class Platform:
-    """A paho subscriber playing the platform: records (topic, payload, properties)."""
-
-    def __init__(self, port: int, topic: str) -> None:
-        self.got: list[tuple[str, bytes, Any]] = []
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-        self.client.on_message = lambda _c, _u, m: self.got.append((m.topic, m.payload, m.properties))
-        self.client.on_connect = lambda c, *_a: c.subscribe(topic, qos=1)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        wait_for(self.client.is_connected, 10, "platform connected")
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def config(port: int, **kw: Any) -> MqttLinkConfig:
@@ -94,19 +72,21 @@ async def _send_reply_expiry_window_and_refusal(acl_broker: Broker, platform: Pl
         await asyncio.gather(*(link.send(OutboundMessage("fieldgate/v1/gw-1/telemetry", b'{"n":%d}' % i, (i,)))
                                for i in range(10)))
         await link.publish_reply("reply/7", b'{"ok":true}', expiry_s=90)
-        await until(lambda: any(t.endswith("/reply/7") for t, _p, _pr in platform.got), f"reply: {platform.got}")
-        topic, payload, props = next(g for g in platform.got if g[0].endswith("/reply/7"))
-        assert topic == "fieldgate/v1/gw-1/reply/7" and payload == b'{"ok":true}'
-        assert 0 < props.MessageExpiryInterval <= 90
-        await until(lambda: len([g for g in platform.got if g[0].endswith("/telemetry")]) == 10, "10 messages")
+        await until(lambda: any(m.topic.endswith("/reply/7") for m in platform.snapshot()),
+                    f"reply: {platform.snapshot()}")
+        reply = next(m for m in platform.snapshot() if m.topic.endswith("/reply/7"))
+        assert reply.topic == "fieldgate/v1/gw-1/reply/7" and reply.payload == b'{"ok":true}'
+        assert reply.properties is not None and 0 < reply.properties.MessageExpiryInterval <= 90
+        await until(lambda: len([m for m in platform.snapshot() if m.topic.endswith("/telemetry")]) == 10,
+                    "10 messages")
         # The ACL refuses this topic: PUBACK carries 0x87, the record must not count as delivered.
         with pytest.raises(PublishRefused, match="Not authorized"):
             await link.send(OutboundMessage("elsewhere/gw-1/telemetry", b"{}", (11,)))
         assert link.connected
     finally:
         await running.stop()
-    await until(lambda: any(json.loads(p)["state"] == "offline" for t, p, _ in platform.got
-                            if t == "fieldgate/v1/gw-1/status"), "offline status on a clean stop")
+    await until(lambda: "offline" in [body["state"] for body in platform.on("fieldgate/v1/gw-1/status")],
+                "offline status on a clean stop")
 
 
 async def _commands_queued_while_away_arrive_after_reconnect(acl_broker: Broker, platform: Platform) -> None:
@@ -119,7 +99,7 @@ async def _commands_queued_while_away_arrive_after_reconnect(acl_broker: Broker,
     first = Running(MqttLink(config(acl_broker.port, session_expiry=600), "gw-2", on_command=on_command))
     await asyncio.wait_for(first.link.wait_connected(), 10)
     await first.stop()
-    platform.publish("fieldgate/v1/gw-2/cmd/ping", b"while-away")
+    platform.send_command("gw-2", b"while-away", suffix="ping")
     second_link = MqttLink(config(acl_broker.port, session_expiry=600), "gw-2", on_command=on_command)
     second = Running(second_link)
     try:

@@ -26,8 +26,8 @@ from gateway.journal import AsyncJournal, Journal
 from gateway.satbudget import REJECTED_REPLIES_PER_HOUR, RejectedReplyLimit
 from gateway.satellite import REPLY_QUEUE, SatelliteRunner
 from gateway.shared import EventRecord, NullProgress, OutboundMessage, Progress, RecordClass, SatellitePolicy
-from tests.hil.emulators.base import socat_pair
-from tests.hil.emulators.beidou import BeidouEmulator
+from sim.beidou import BeidouEmulator
+from sim.serial_pty import socat_pair
 
 pytestmark = pytest.mark.timeout(60)
 GATEWAY, PLATFORM_CARD, ISSUER = 42, 1234, 3

@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from gateway.config import load_site
 from gateway.status import StatusConfig, StatusServer
 from gateway.status.config import StatusTls
-from tests.hil.rig import free_port
+from sim.support import free_port
 from tests.unit.test_status_cli import run_cli
 from tests.unit.test_status_server import FakeGateway, Running, users_file
 

@@ -4,7 +4,7 @@ AT, ATE0/ATE1, AT&K0, AT&W0, AT+SBDMTA, AT+CSQ(F), AT+SBDWB (READY, checksum, 60
 quirk: no OK after 1), AT+SBDIX(A) with MO failures on demand, AT+SBDRB, AT+SBDD0/1/2,
 ring alerts (SBDRING) when an MT message is injected and alerts are on.
 
-    python -m tests.hil.emulators.iridium /dev/pts/N
+    python -m sim.iridium /dev/pts/N
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import collections
 from dataclasses import dataclass
 
 from drivers.iridium.at import MAX_MO, MAX_MT, checksum
-from tests.hil.emulators.base import PtyEmulator
+from sim.serial_pty import PtyEmulator
 
 WRITE_TIMEOUT_S = 60.0
 
