@@ -118,7 +118,9 @@ def main() -> int:
     stop.set()
     gateway.stop()
     window = collector.snapshot()[mark:]
-    arrivals = [(r, m.arrived) for m in window if isinstance(m.body, dict) for r in m.body.get("records", [])]
+    # Telemetry only: the health event the gateway sends at start (on <gw>/event) is a record without a value.
+    arrivals = [(r, m.arrived) for m in window if m.topic.endswith("/telemetry") and isinstance(m.body, dict)
+                for r in m.body.get("records", [])]
     latencies = []
     for record, arrived in arrivals:
         t_change = changed_at.get(int(record["value"]))
