@@ -19,17 +19,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from drivers.modbus.simulator import SimServer, SimUnit  # noqa: E402
 from gateway.config import load_site  # noqa: E402
-from tests.hil.rig import Broker, GatewayProcess, free_port, wait_for  # noqa: E402
-from tests.hil.test_safety_daemon import SIREN_COIL, site  # noqa: E402
+from sim.broker import Broker  # noqa: E402
+from sim.gateway_process import GatewayProcess  # noqa: E402
+from sim.modbus import SimServer, SimUnit  # noqa: E402
+from sim.sites import SIREN_COIL, safety_site  # noqa: E402
+from sim.support import free_port, wait_for  # noqa: E402
 
 
 def one_run() -> float:
     tmp = Path(tempfile.mkdtemp(prefix="fg-alarm-"))
     broker = Broker(tmp / "broker")  # never started: the uplink is cut for the whole run
     gauge_port, board_port = free_port(), free_port()
-    config = site(tmp, gauge_port, board_port, broker.port)
+    config = safety_site(tmp, gauge_port, board_port, broker.port)
     text = config.read_text().replace("persistence: {n: 2, m: 3}, ", "").replace("poll_interval: 200ms",
                                                                                  "poll_interval: 100ms")
     config.write_text(text)

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from drivers.broadcast.factory import build_outputs
-from drivers.broadcast.sim_relay_board import SimRelayBoard
 from gateway.alerts.audit import AuditLog
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.subsystem import BroadcastSubsystem
 from gateway.rules.config import RulesConfig
 from gateway.rules.engine import RuleEngine
 from gateway.shared import Quality, Reading
+from sim.relay_board import SimRelayBoard
 
 
 async def run(runs: int, audit_dir: Path) -> dict[str, Any]:

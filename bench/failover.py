@@ -18,22 +18,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from drivers.modbus.simulator import SimServer, SimUnit  # noqa: E402
 from gateway.config import load_site  # noqa: E402
-from tests.hil.emulators.base import socat_pair  # noqa: E402
-from tests.hil.emulators.beidou import BeidouEmulator  # noqa: E402
-from tests.hil.rig import Broker, Collector, GatewayProcess, ack_key_file, free_port, wait_for  # noqa: E402
-from tests.hil.test_failover import site  # noqa: E402
+from sim.beidou import BeidouEmulator  # noqa: E402
+from sim.broker import Broker  # noqa: E402
+from sim.gateway_process import GatewayProcess  # noqa: E402
+from sim.modbus import SimServer, SimUnit  # noqa: E402
+from sim.platform import Platform  # noqa: E402
+from sim.serial_pty import socat_pair  # noqa: E402
+from sim.sites import ack_key_file, failover_site  # noqa: E402
+from sim.support import free_port, wait_for  # noqa: E402
 
 
 def one_run(failover_after: float) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="fg-failover-"))
     broker = Broker(tmp / "broker").start()
-    collector = Collector(broker.port)
+    collector = Platform(broker.port)
     gauge_port = free_port()
     try:
         with socat_pair() as (gateway_end, modem_end), BeidouEmulator(modem_end, interval_s=3) as bd:
-            config = site(tmp, gauge_port, broker.port, gateway_end, ack_key_file(tmp)[0])
+            config = failover_site(tmp, gauge_port, broker.port, gateway_end, ack_key_file(tmp)[0])
             config.write_text(config.read_text().replace("failover_after: 2s", f"failover_after: {failover_after}s"))
             level = load_site(config).buses[0].devices[0].points[0]
             gauge = SimUnit(1)

@@ -25,8 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from drivers.modbus.simulator import SimServer, SimUnit  # noqa: E402
-from tests.hil.rig import Broker, Collector, GatewayProcess, free_port, wait_for  # noqa: E402
+from sim.broker import Broker  # noqa: E402
+from sim.gateway_process import GatewayProcess  # noqa: E402
+from sim.modbus import SimServer, SimUnit  # noqa: E402
+from sim.platform import Platform  # noqa: E402
+from sim.support import free_port, wait_for  # noqa: E402
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -81,7 +84,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="fg-bench-"))
     broker = Broker(tmp / "broker").start()
-    collector = Collector(broker.port)
+    collector = Platform(broker.port)
     units = [SimUnit(1) for _ in range(args.devices)]
     servers = [SimServer([u], port=free_port()).start() for u in units]
     config = site_yaml(tmp, [s.port for s in servers], args.registers, args.poll_ms, broker.port)
@@ -108,22 +111,22 @@ def main() -> int:
     # Measurement window.
     arrivals_before = len(collector.records())
     cpu0, t0 = proc_cpu_seconds(pid), time.time()
-    mark = len(collector.messages)
+    mark = len(collector.snapshot())
     time.sleep(args.seconds)
     cpu1, t1 = proc_cpu_seconds(pid), time.time()
     peak_rss = proc_peak_rss_mb(pid)
     stop.set()
     gateway.stop()
-    with collector._lock:
-        window = collector.messages[mark:]
-    records = [r for _topic, body in window if isinstance(body, dict) for r in body.get("records", [])]
+    window = collector.snapshot()[mark:]
+    # Telemetry only: the health event the gateway sends at start (on <gw>/event) is a record without a value.
+    arrivals = [(r, m.arrived) for m in window if m.topic.endswith("/telemetry") and isinstance(m.body, dict)
+                for r in m.body.get("records", [])]
     latencies = []
-    arrival_times = collector_arrival_times(window)
-    for (record, arrived) in zip(records, arrival_times, strict=False):
+    for record, arrived in arrivals:
         t_change = changed_at.get(int(record["value"]))
         if t_change is not None and arrived >= t_change:
             latencies.append((arrived - t_change) * 1000)
-    delivered = len(records)
+    delivered = len(arrivals)
     result = {
         "benchmark": "ingest",
         "devices": args.devices,
@@ -148,15 +151,6 @@ def main() -> int:
         server.stop()
     broker.stop()
     return 0
-
-
-def collector_arrival_times(window: list[tuple[str, object]]) -> list[float]:
-    """Arrival time of each record in ``window`` (the collector stamps messages, see below)."""
-    out: list[float] = []
-    for _topic, body in window:
-        if isinstance(body, dict):
-            out.extend([body.get("_arrived", 0.0)] * len(body.get("records", [])))
-    return out
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ from gateway.links import LinkRunner  # noqa: E402
 from gateway.profiles import get_profile  # noqa: E402
 from gateway.registry import build_link  # noqa: E402
 from gateway.shared import NullProgress, Quality, Reading, RecordClass  # noqa: E402
-from tests.hil.rig import Broker, wait_for  # noqa: E402
+from sim.broker import Broker  # noqa: E402
+from sim.platform import Message, Platform  # noqa: E402
+from sim.support import wait_for  # noqa: E402
 
 ALL = set(RecordClass)
 SETTINGS = JournalSettings(reserve_bytes=0, max_bytes="4GiB", min_free_bytes=0)
@@ -89,31 +91,22 @@ def bench_append(tmp: Path, n: int, batch: int) -> dict[str, Any]:
 
 
 class Subscriber:
+    """The platform counting records and timing alarms; it keeps no message (a big drain)."""
+
     def __init__(self, port: int) -> None:
         self.records = 0
         self.alarm_latency: list[float] = []
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{os.getpid()}",
-                                  protocol=paho.MQTTv5)
-        self.client.on_connect = lambda c, *_: c.subscribe("#", qos=1)
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        wait_for(self.client.is_connected, 10, "subscriber")
+        self.platform = Platform(port, "#", keep=False, on_message=self._count)
 
-    def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
-        now = time.time()
-        try:
-            body = json.loads(message.payload)
-        except ValueError:
-            return
-        records = body.get("records", []) if isinstance(body, dict) else []
+    def _count(self, message: Message) -> None:
+        records = message.body.get("records", []) if isinstance(message.body, dict) else []
         self.records += len(records)
         if message.topic.endswith("/alarm"):
-            self.alarm_latency += [(now - r["attrs"]["t"]) * 1000 for r in records if "t" in r.get("attrs", {})]
+            self.alarm_latency += [(message.arrived - r["attrs"]["t"]) * 1000 for r in records
+                                   if "t" in r.get("attrs", {})]
 
     def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        self.platform.close()
 
 
 def bench_drain(tmp: Path, broker: Broker, n: int, batch: int, inflight: int) -> dict[str, Any]:
@@ -160,7 +153,9 @@ def bench_drain(tmp: Path, broker: Broker, n: int, batch: int, inflight: int) ->
 
 
 def bench_bare_paho(broker: Broker, n: int, batch: int, inflight: int) -> dict[str, Any]:
-    """The broker's ingest limit for this message size: a bare QoS 1 publisher, same in-flight window."""
+    """The broker's ingest limit for this message size: a bare QoS 1 publisher, same in-flight window.
+
+    Deliberately bare paho (no sim.platform): it is the baseline the link's drain rate is measured against."""
     sub = Subscriber(broker.port)
     payload = json.dumps({"v": 1, "gw": "bench", "records": [
         {**reading(i).to_json(), "seq": i} for i in range(batch)]}).encode()

@@ -53,10 +53,10 @@ from pymodbus.framer import FramerType  # noqa: E402
 
 from drivers.modbus.config import inter_frame_gap  # noqa: E402
 from drivers.modbus.frames import ExceptionReply, FrameError, encode, read_request  # noqa: E402
-from drivers.modbus.linesim import LineSimulator, NoiseRelay  # noqa: E402
 from drivers.modbus.master import Master, NoAnswer  # noqa: E402
-from drivers.modbus.simulator import SimUnit  # noqa: E402
 from drivers.modbus.transport import PortLost, SerialSettings, SerialTransport  # noqa: E402
+from sim.modbus import SimUnit  # noqa: E402
+from sim.rs485 import LineSimulator, NoiseRelay  # noqa: E402
 
 BAUD = 19200
 T35 = inter_frame_gap(BAUD)

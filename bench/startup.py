@@ -2,7 +2,7 @@
 at the broker; then the daemon's idle CPU and RSS.
 
 Uses config/demo.yaml with its ports moved to free ones (a copy in a temporary directory), the
-demo's simulator (``python -m drivers.modbus.simulator COPY --animate``) and mosquitto on loopback.
+demo's simulator (``python -m sim.modbus COPY --animate``) and mosquitto on loopback.
 READY=1 is received on a real ``$NOTIFY_SOCKET`` datagram socket, as systemd would receive it.
 Each run starts from an empty state directory. Prints JSON.
 
@@ -31,7 +31,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.hil.rig import Broker, Collector, free_port, wait_for  # noqa: E402
+from sim.broker import Broker  # noqa: E402
+from sim.platform import Platform  # noqa: E402
+from sim.support import free_port, listening, wait_for  # noqa: E402
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -100,12 +102,6 @@ def demo_copy(tmp: Path, modbus_port: int, broker_port: int) -> Path:
     return path
 
 
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 def start_gateway(config: Path, notify: Path, log: Path) -> tuple[subprocess.Popen[bytes], float]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", NOTIFY_SOCKET=str(notify))
     env.pop("WATCHDOG_USEC", None)
@@ -125,13 +121,11 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
         return proc.wait()
 
 
-def first_arrival(collector: Collector, started: float) -> float | None:
+def first_arrival(collector: Platform, started: float) -> float | None:
     """When the first message carrying a reading sampled by this run reached the subscriber."""
-    with collector._lock:
-        messages = list(collector.messages)
-    arrivals = [body["_arrived"] for _topic, body in messages
-                if isinstance(body, dict) and any(isinstance(r, dict) and r.get("ts", 0) >= started
-                                                  for r in body.get("records", []))]
+    arrivals = [m.arrived for m in collector.snapshot()
+                if isinstance(m.body, dict) and any(isinstance(r, dict) and r.get("ts", 0) >= started
+                                                    for r in m.body.get("records", []))]
     return min(arrivals, default=None)
 
 
@@ -152,10 +146,10 @@ def main() -> int:
     modbus_port = free_port()
     config = demo_copy(tmp, modbus_port, broker.port)
     sim_log = open(tmp / "sim.log", "ab")  # noqa: SIM115 - closed at the end
-    sim = subprocess.Popen([sys.executable, "-m", "drivers.modbus.simulator", str(config), "--animate"],
+    sim = subprocess.Popen([sys.executable, "-m", "sim.modbus", str(config), "--animate"],
                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=sim_log, stderr=sim_log)
     notify = NotifyListener(tmp / "notify.sock")
-    collector = Collector(broker.port)
+    collector = Platform(broker.port)
     ready_s: list[float] = []
     first_reading_s: list[float] = []
     result: dict[str, Any] = {}
@@ -164,8 +158,7 @@ def main() -> int:
         wait_for(lambda: listening(modbus_port), 20, "simulator listening")
         for run in range(args.runs):
             notify.reset()
-            with collector._lock:
-                collector.messages.clear()
+            collector.clear()
             state = tmp / "state"
             if state.exists():
                 subprocess.run(["rm", "-rf", str(state)], check=True)

@@ -126,7 +126,7 @@ def main() -> int:
             print("demo: mosquitto is not installed, so nothing is published.\n"
                   "      Install it with:  sudo apt-get install mosquitto\n"
                   "      The demo still runs: readings are journalled locally and shown below.", flush=True)
-        sim = subprocess.Popen([sys.executable, "-m", "drivers.modbus.simulator", str(CONFIG), "--animate"],
+        sim = subprocess.Popen([sys.executable, "-m", "sim.modbus", str(CONFIG), "--animate"],
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
         try:

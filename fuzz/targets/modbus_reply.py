@@ -29,9 +29,9 @@ from drivers.modbus.frames import (
     response_pdu_length,
     write_request,
 )
-from drivers.modbus.linesim import answer
 from fuzz.seeds import case_folders
 from gateway.config import load_site
+from sim.rs485 import answer
 from tests.unit.test_cases import build_units
 
 NAME = "modbus_reply"

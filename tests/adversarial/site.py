@@ -30,14 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from paho.mqtt import client as paho
 
-from drivers.modbus.simulator import SimServer, SimUnit
 from gateway.alerts.audit import verify_chain
 from gateway.alerts.model import Alert, MsgType, Status
 from gateway.alerts.signing import public_key_text, sign
-from gateway.commands.envelope import Envelope
-from tests.hil.rig import Broker, Collector, GatewayProcess, free_port, radar_gauge_bus, tone, wait_for
+from sim.broker import Broker
+from sim.gateway_process import GatewayProcess
+from sim.modbus import SimServer, SimUnit
+from sim.platform import Platform, signed_command
+from sim.sites import radar_gauge_bus, tone
+from sim.support import free_port, wait_for
 
 GATEWAY_ID = "atk-gw"
 PREFIX = "fieldgate/v1"
@@ -87,7 +89,7 @@ class Speaker:
 class AttackSite:
     tmp: Path
     broker: Broker
-    collector: Collector
+    collector: Platform
     board: SimUnit
     speaker: Speaker
     gateway: GatewayProcess
@@ -125,8 +127,7 @@ class AttackSite:
         return verify_chain(self.tmp / "state" / "audit" / "broadcast.log").ok
 
     def replies(self) -> list[dict[str, Any]]:
-        return [body for topic, body in list(self.collector.messages)
-                if topic.endswith("/reply") and isinstance(body, dict)]
+        return self.collector.replies()
 
     def reply_to(self, command_id: int, timeout: float = 20) -> dict[str, Any]:
         wait_for(lambda: any(r.get("id") == command_id for r in self.replies()), timeout,
@@ -137,20 +138,13 @@ class AttackSite:
 
     def envelope(self, cmd: str, args: dict[str, Any], *, key: Ed25519PrivateKey | None = None) -> tuple[int, bytes]:
         command_id = next(self._ids)
-        now = int(time.time())
-        env = Envelope(id=command_id, gw=GATEWAY_ID, iat=now, exp=now + 300, nonce=command_id.to_bytes(8, "big"),
-                       kid="platform", cmd=cmd, args=args)  # type: ignore[arg-type]
-        return command_id, env.signed(key or self.platform_key).to_bytes()
+        env = signed_command(key or self.platform_key, gateway=GATEWAY_ID, kid="platform", cmd=cmd, args=args,
+                             command_id=command_id)
+        return command_id, env.to_bytes()
 
     def publish(self, payload: bytes, *, qos: int = 1, topic: str = f"{PREFIX}/{GATEWAY_ID}/cmd") -> None:
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-        client.connect("127.0.0.1", self.broker.port)
-        client.loop_start()
-        try:
-            client.publish(topic, payload, qos=qos).wait_for_publish(10)
-        finally:
-            client.loop_stop()
-            client.disconnect()
+        with Platform(self.broker.port, topics=()) as sender:  # its own connection, as an attacker's would be
+            sender.publish(topic, payload, qos=qos)
 
     def command(self, cmd: str, args: dict[str, Any], **kw: Any) -> int:
         command_id, payload = self.envelope(cmd, args, **kw)
@@ -237,7 +231,7 @@ def site_yaml(tmp: Path, *, gauge_port: int, board_port: int, broker_port: int, 
 
 
 @contextlib.contextmanager
-def attack_site(tmp: Path, broker: Broker, collector: Collector, extra: str = "") -> Iterator[AttackSite]:
+def attack_site(tmp: Path, broker: Broker, collector: Platform, extra: str = "") -> Iterator[AttackSite]:
     """The site running, online, past its replay cache's start-up floor; everything torn down after."""
     gauge_port, board_port, speaker = free_port(), free_port(), Speaker()
     platform_key = Ed25519PrivateKey.generate()

@@ -13,16 +13,18 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from paho.mqtt import client as paho
 
 from gateway.alerts.model import Status
+from sim.broker import Broker
+from sim.gateway_process import GatewayProcess
+from sim.platform import Platform
+from sim.support import wait_for
 from tests.adversarial.site import GATEWAY_ID, PREFIX, attack_site
-from tests.hil.rig import Broker, Collector, wait_for
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(180)]
 
 
-def test_one_platform_key_cannot_sound_an_actual_alert(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+def test_one_platform_key_cannot_sound_an_actual_alert(tmp_path: Path, broker: Broker, collector: Platform) -> None:
     """Item 1: trigger_broadcast signed by the platform key, Actual, no (or one) operator signature."""
     with attack_site(tmp_path, broker, collector) as site:
         alert = site.alert("atk-1")
@@ -45,7 +47,7 @@ def test_one_platform_key_cannot_sound_an_actual_alert(tmp_path: Path, broker: B
 
 
 def test_restart_and_reload_do_not_reset_replay_protection_or_rate_limits(
-        tmp_path: Path, broker: Broker, collector: Collector) -> None:
+        tmp_path: Path, broker: Broker, collector: Platform) -> None:
     """Item 4: after a restart (or a reload) the same two-signed request must not sound again."""
     with attack_site(tmp_path, broker, collector) as site:
         alert = site.alert("atk-replay")
@@ -73,7 +75,7 @@ def test_restart_and_reload_do_not_reset_replay_protection_or_rate_limits(
         assert site.audit_chain_ok()
 
 
-def test_write_point_cannot_reach_a_siren_coil(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+def test_write_point_cannot_reach_a_siren_coil(tmp_path: Path, broker: Broker, collector: Platform) -> None:
     """Item 2: a site file that lists the siren's coil in commands.write_points does not run at all."""
     # The relay board polled as a bus unit too, and its coil made writable for write_point.
     extra = """
@@ -92,8 +94,6 @@ def test_write_point_cannot_reach_a_siren_coil(tmp_path: Path, broker: Broker, c
         site.config.write_text(hostile)
         assert site.gateway.stop() == 0
         site.board.writes.clear()
-        from tests.hil.rig import GatewayProcess
-
         site.gateway = GatewayProcess(site.config, tmp_path / "hostile.log").start()
         assert site.gateway.proc is not None
         code = site.gateway.proc.wait(30)
@@ -111,27 +111,20 @@ def test_a_flood_on_the_command_topic_does_not_drop_a_signed_cancel(tmp_path: Pa
     full queue after paho had acknowledged it.
     """
     broker = Broker(tmp_path / "broker", extra_conf="max_queued_messages 100000\n").start()
-    collector = Collector(broker.port)
+    collector = Platform(broker.port)
     with contextlib.ExitStack() as stack:
         stack.callback(broker.stop)
         stack.callback(collector.close)
         site = stack.enter_context(attack_site(tmp_path, broker, collector))
-        flooder = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-        flooder.max_inflight_messages_set(100)
-        flooder.connect("127.0.0.1", broker.port)
-        flooder.loop_start()
-        try:
+        with Platform(broker.port, topics=(), max_inflight=100) as flooder:
             topic = f"{PREFIX}/{GATEWAY_ID}/cmd"
             for _ in range(3000):
-                flooder.publish(topic, b"junk" * 8, qos=0)
-            infos = [flooder.publish(topic, b'{"v":1,"junk":true}', qos=1) for _ in range(1500)]
+                flooder.publish(topic, b"junk" * 8, qos=0, wait=None)
+            infos = [flooder.publish(topic, b'{"v":1,"junk":true}', qos=1, wait=None) for _ in range(1500)]
             cancel_id, cancel = site.envelope("cancel_broadcast", {"alert_id": "whatever"})
-            infos.append(flooder.publish(topic, cancel, qos=1))
+            infos.append(flooder.publish(topic, cancel, qos=1, wait=None))
             for info in infos:
                 info.wait_for_publish(60)
-        finally:
-            flooder.loop_stop()
-            flooder.disconnect()
         reply = site.reply_to(cancel_id, timeout=60)
         assert reply["status"] == "ok" and reply["cmd"] == "cancel_broadcast", reply
         # Junk never dropped silently: a WARNING with the counts, and a metric.
@@ -148,7 +141,7 @@ def test_a_flood_on_the_command_topic_does_not_drop_a_signed_cancel(tmp_path: Pa
         assert status["links"][0]["connected"] is True
 
 
-def test_alert_text_never_becomes_a_tts_option(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+def test_alert_text_never_becomes_a_tts_option(tmp_path: Path, broker: Broker, collector: Platform) -> None:
     """Item 5: TTS text '-f<file>' must not make espeak-ng read that file over the PA."""
     secret = tmp_path / "secret.txt"
     secret.write_text("this is the private key of the county platform " * 30)
@@ -165,15 +158,13 @@ def test_alert_text_never_becomes_a_tts_option(tmp_path: Path, broker: Broker, c
         assert not site.siren_was_switched_on()  # Test never drives the outdoor siren
 
 
-def test_a_split_civil_defence_pattern_does_not_start(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+def test_a_split_civil_defence_pattern_does_not_start(tmp_path: Path, broker: Broker, collector: Platform) -> None:
     """Item 7: the pre-warning 36 s on / 24 s off written as [[18, 0], [18, 24]] is refused at load."""
     with attack_site(tmp_path, broker, collector) as site:
         text = site.config.read_text().replace("flood: {steps: [[2, 1]], repeat: 5}",
                                                "flood: {steps: [[18, 0], [18, 24]], repeat: 3}")
         site.config.write_text(text)
         assert site.gateway.stop() == 0
-        from tests.hil.rig import GatewayProcess
-
         site.gateway = GatewayProcess(site.config, tmp_path / "pattern.log").start()
         assert site.gateway.proc is not None
         assert site.gateway.proc.wait(30) != 0

@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import json
 
-import aiomqtt
 import pytest
 
 from drivers.mqtt.monitor import watch
 from gateway.demo import _show_at_broker
-from tests.hil.rig import Broker
+from sim.broker import Broker
+from sim.platform import Platform
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(60)]
 
@@ -44,18 +44,25 @@ def test_hostile_messages_do_not_end_the_monitor(broker: Broker) -> None:
 
     async def scenario() -> None:
         monitor = asyncio.create_task(watch("127.0.0.1", broker.port, "fieldgate/#", show))
-        async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as platform:
+        platform = await asyncio.to_thread(Platform, broker.port, ())  # publishes only; runs in its own thread
+
+        async def publish(topic: str, payload: bytes) -> None:
+            await asyncio.to_thread(platform.publish, topic, payload)
+
+        try:
             async with asyncio.timeout(20):  # the monitor subscribes: a marker gets through
                 while not markers["hello"].is_set():
-                    await platform.publish("fieldgate/v1/gw/status", b'{"state": "hello"}', qos=1)
+                    await publish("fieldgate/v1/gw/status", b'{"state": "hello"}')
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(markers["hello"].wait(), 0.2)
             for name, payload in HOSTILE.items():
-                await platform.publish(f"fieldgate/v1/gw/{name}", payload, qos=1)
-            await platform.publish("fieldgate/v1/gw/status", b'{"state": "after"}', qos=1)
+                await publish(f"fieldgate/v1/gw/{name}", payload)
+            await publish("fieldgate/v1/gw/status", b'{"state": "after"}')
             after = asyncio.create_task(markers["after"].wait())
             await asyncio.wait([after, monitor], timeout=20, return_when=asyncio.FIRST_COMPLETED)
             after.cancel()
+        finally:
+            platform.close()
         assert not monitor.done(), f"the monitor ended: {monitor.exception()!r}"
         assert markers["after"].is_set(), f"the message after the hostile ones never showed: {shown}"
         monitor.cancel()

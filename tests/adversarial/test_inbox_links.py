@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from sim.broker import Broker
+from sim.platform import Platform
+from sim.support import wait_for
 from tests.adversarial.site import attack_site
-from tests.hil.rig import Broker, Collector, wait_for
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(120)]
 
 
-def test_links_planted_in_the_inbox_redirect_nothing(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+def test_links_planted_in_the_inbox_redirect_nothing(tmp_path: Path, broker: Broker, collector: Platform) -> None:
     victim = tmp_path / "victim.conf"
     victim.write_text("precious\n")
     with attack_site(tmp_path, broker, collector) as site:

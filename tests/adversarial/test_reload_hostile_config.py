@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from paho.mqtt import client as paho
 
-from drivers.modbus.simulator import SimServer, SimUnit
 from gateway.config import load_site
-from tests.hil.rig import Broker, Collector, GatewayProcess, free_port, radar_gauge_bus, wait_for
+from sim.broker import Broker
+from sim.gateway_process import GatewayProcess
+from sim.modbus import SimServer, SimUnit
+from sim.platform import Platform
+from sim.sites import radar_gauge_bus
+from sim.support import free_port, wait_for
 from tests.hil.test_commands_daemon import ops_key, sign
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(180)]
@@ -43,7 +46,7 @@ commands:
 """
 
 
-def test_hostile_reload_keeps_the_running_config(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+def test_hostile_reload_keeps_the_running_config(tmp_path: Path, broker: Broker, collector: Platform) -> None:
     key, public = ops_key(tmp_path)
     gauge_port = free_port()
     config = tmp_path / "site.yaml"
@@ -55,13 +58,6 @@ def test_hostile_reload_keeps_the_running_config(tmp_path: Path, broker: Broker,
     server = SimServer([unit], port=gauge_port).start()
     gateway = GatewayProcess(config, tmp_path / "gateway.log").start()
     assert gateway.proc is not None
-    platform = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    platform.connect("127.0.0.1", broker.port)
-    platform.loop_start()
-
-    def reply_to(command_id: object) -> dict[str, Any] | None:
-        return next((body for topic, body in collector.messages
-                     if topic.endswith("/reply") and isinstance(body, dict) and body.get("id") == command_id), None)
 
     def audit_of(command_id: object) -> list[dict[str, Any]]:
         return [r for r in collector.records("evidence") if r.get("kind") == "command" and r.get("id") == command_id]
@@ -90,11 +86,11 @@ def test_hostile_reload_keeps_the_running_config(tmp_path: Path, broker: Broker,
         # The same file through a signed reload_config: the reply and the audit say what happened.
         command = sign(key, "reload_config", {})
         command_id = json.loads(command)["id"]
-        platform.publish("fieldgate/v1/cmd-gw/cmd/ops", command, qos=1).wait_for_publish(5)
-        wait_for(lambda: reply_to(command_id) is not None or gateway.proc.poll() is not None, 20,
+        collector.send_command("cmd-gw", command, suffix="ops")
+        wait_for(lambda: collector.reply_to(command_id) is not None or gateway.proc.poll() is not None, 20,
                  f"the reply; log:\n{gateway.log()}")
         assert gateway.proc.poll() is None, f"the daemon died on a hostile reload; log:\n{gateway.log()}"
-        reply = reply_to(command_id)
+        reply = collector.reply_to(command_id)
         assert reply is not None and reply["status"] == "failed", reply
         assert REFUSED in reply["detail"] and REASON in reply["detail"], reply
         wait_for(lambda: any(r.get("phase") == "done" for r in audit_of(command_id)), 20, "the audit record")
@@ -105,12 +101,10 @@ def test_hostile_reload_keeps_the_running_config(tmp_path: Path, broker: Broker,
 
         # A good file is still taken by the command: the daemon restarts on it.
         config.write_text(good.replace("dam.level", "dam.level_m"))
-        platform.publish("fieldgate/v1/cmd-gw/cmd/ops", sign(key, "reload_config", {}), qos=1).wait_for_publish(5)
+        collector.send_command("cmd-gw", sign(key, "reload_config", {}), suffix="ops")
         unit.set_point(level, 103.0)
         wait_for(lambda: 103.0 in [r["value"] for r in collector.records() if r["point"] == "dam.level_m"], 30,
                  f"the new config in use; log:\n{gateway.log()}")
     finally:
-        platform.loop_stop()
-        platform.disconnect()
         assert gateway.stop() == 0, gateway.log()
         server.stop()

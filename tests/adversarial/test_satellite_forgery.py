@@ -23,23 +23,18 @@ from pathlib import Path
 import pytest
 
 from drivers.modbus.config import PointConfig
-from drivers.modbus.simulator import SimServer, SimUnit
 from gateway import compact
 from gateway.commands.names import Status
 from gateway.commands.reply import parse_satellite_reply
 from gateway.config import load_site
 from gateway.satbudget import REJECTED_REPLIES_PER_HOUR, REJECTED_REPLY_SHARE
-from tests.hil.emulators.base import socat_pair
-from tests.hil.emulators.beidou import BeidouEmulator
-from tests.hil.rig import (
-    ROOT,
-    GatewayProcess,
-    ack_key_file,
-    free_port,
-    radar_gauge_bus,
-    satellite_section,
-    wait_for,
-)
+from sim.beidou import BeidouEmulator
+from sim.gateway_process import GatewayProcess
+from sim.modbus import SimServer, SimUnit
+from sim.serial_pty import socat_pair
+from sim.sites import ack_key_file, radar_gauge_bus, satellite_section
+from sim.support import free_port, wait_for
+from tests.hil.rig import ROOT
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(150)]
 GATEWAY_NUMBER, PLATFORM_CARD, OTHER_CARD, ISSUER_NUMBER = 42, 1234, 4321, 3

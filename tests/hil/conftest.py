@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.hil.rig import Broker, Collector, RigFile, load_rig
+from sim.broker import Broker
+from sim.platform import Platform
+from sim.serial_pty import socat_pair
+from tests.hil.rig import RigFile, load_rig
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +26,15 @@ def broker(tmp_path: Path, rig: RigFile) -> Iterator[Broker]:
 
 
 @pytest.fixture
-def collector(broker: Broker) -> Iterator[Collector]:
-    c = Collector(broker.port)
+def pty_pair() -> Iterator[tuple[str, str]]:
+    """(driver end, emulator end) of a socat pty pair: a serial line to a modem emulator."""
+    with socat_pair() as pair:
+        yield pair
+
+
+@pytest.fixture
+def collector(broker: Broker) -> Iterator[Platform]:
+    """The platform: subscribed to fieldgate/# with a persistent session, collecting every envelope."""
+    c = Platform(broker.port)
     yield c
     c.close()

@@ -23,7 +23,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from drivers.broadcast.factory import build_outputs
-from drivers.broadcast.sim_relay_board import SimRelayBoard
 from gateway.alerts.audit import AuditLog, verify_chain
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.model import Alert, MsgType, Status
@@ -32,6 +31,7 @@ from gateway.alerts.subsystem import BroadcastSubsystem
 from gateway.rules.config import RulesConfig
 from gateway.rules.engine import RuleEngine
 from gateway.shared import Quality, Reading
+from sim.relay_board import SimRelayBoard
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(60)]
 needs_sox = pytest.mark.skipif(shutil.which("sox") is None, reason="sox not installed")

@@ -9,7 +9,7 @@ import pytest
 
 from drivers.broadcast.audio import AlsaAudio
 from drivers.broadcast.config import AlsaAudioConfig
-from tests.hil.rig import free_port
+from sim.support import free_port
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(60)]
 

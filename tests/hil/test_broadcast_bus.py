@@ -22,13 +22,13 @@ from drivers.broadcast.config import SirenRelayConfig
 from drivers.broadcast.factory import build_outputs
 from drivers.modbus.bus import ModbusBus
 from drivers.modbus.config import ModbusRtuBus
-from drivers.modbus.simulator import SimServer, SimUnit
 from gateway.alerts.audit import AuditLog
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.model import Alert, Status
 from gateway.alerts.signing import public_key_text, sign
 from gateway.alerts.subsystem import BroadcastSubsystem
 from gateway.shared import NullProgress, Quality, Reading
+from sim.modbus import SimServer, SimUnit
 from tests.hil.rig import RigFile, serial_pair
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(90)]

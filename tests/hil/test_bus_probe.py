@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus.simulator import SimServer, SimUnit
 from gateway.app import Gateway
 from gateway.config import load_site_text
 from gateway.shared import Reading
-from tests.hil.rig import free_port
+from sim.modbus import SimServer, SimUnit
+from sim.support import free_port
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(60)]
 

@@ -19,7 +19,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.commands import CommandPlane, Envelope, ReplayCache, load_issuer_keys
-from tests.hil.rig import Broker, Collector, wait_for
+from sim.broker import Broker
+from sim.platform import Platform, signed_command
+from sim.support import wait_for
 from tests.unit.test_commands import GW, INTRUDER_KEY, OPS_KEY, FakeTarget, commands_config
 
 pytestmark = pytest.mark.hil
@@ -77,9 +79,8 @@ async def running(harness: CommandHarness) -> Any:
 
 def signed(cmd: str, args: dict[str, Any], command_id: int, *, iat: float | None = None, ttl: int = 300,
            key: Any = OPS_KEY) -> Envelope:
-    issued = int(time.time() if iat is None else iat)
-    return Envelope(id=command_id, gw=GW, iat=issued, exp=issued + ttl, nonce=command_id.to_bytes(12, "big"),
-                    kid="county-ops-1", cmd=cmd, args=args).signed(key)  # type: ignore[arg-type]
+    return signed_command(key, gateway=GW, kid="county-ops-1", cmd=cmd, args=args, command_id=command_id,
+                          issued_at=iat, ttl=ttl)
 
 
 def test_commands_over_mqtt_good_forged_expired_replayed_unsigned(broker: Broker, tmp_path: Path) -> None:
@@ -88,13 +89,11 @@ def test_commands_over_mqtt_good_forged_expired_replayed_unsigned(broker: Broker
     ReplayCache(cache, max_entries=100, max_clock_skew=60, clock=lambda: time.time() - 3600).close()
     target = FakeTarget()
     audit: list[dict[str, Any]] = []
-    platform = Collector(broker.port, topic=f"{PREFIX}/{GW}/reply")
-
-    def replies() -> list[dict[str, Any]]:
-        return [body for _topic, body in platform.messages if isinstance(body, dict)]
+    platform = Platform(broker.port, f"{PREFIX}/{GW}/reply")
+    replies = platform.replies
 
     async def send(payload: bytes, expect: int, suffix: str = "cmd") -> dict[str, Any]:
-        platform.client.publish(f"{PREFIX}/{GW}/{suffix}", payload, qos=1)
+        platform.publish(f"{PREFIX}/{GW}/{suffix}", payload, qos=1, wait=None)  # the loop must not block here
         await asyncio.to_thread(wait_for, lambda: len(replies()) >= expect, 10, f"reply #{expect}")
         return replies()[expect - 1]
 

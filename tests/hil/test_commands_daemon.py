@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from paho.mqtt import client as paho
 
-from drivers.modbus.simulator import SimServer, SimUnit
-from tests.hil.rig import ROOT, Broker, Collector, GatewayProcess, free_port, wait_for
+from sim.broker import Broker
+from sim.gateway_process import GatewayProcess
+from sim.modbus import SimServer, SimUnit
+from sim.platform import Platform
+from sim.support import free_port, wait_for
+from tests.hil.rig import ROOT
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(120)]
 
@@ -38,7 +41,7 @@ def ops_key(folder: Path) -> tuple[Path, str]:
     return folder / "ops.key", public
 
 
-def test_commands_through_the_daemon(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+def test_commands_through_the_daemon(tmp_path: Path, broker: Broker, collector: Platform) -> None:
     key, public = ops_key(tmp_path)
     port = free_port()
     config = tmp_path / "site.yaml"
@@ -67,18 +70,9 @@ commands:
     unit = SimUnit(1)
     server = SimServer([unit], port=port).start()
     gateway = GatewayProcess(config, tmp_path / "gateway.log").start()
-    platform = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    platform.connect("127.0.0.1", broker.port)
-    platform.loop_start()
 
     def send(payload: bytes) -> None:
-        platform.publish("fieldgate/v1/cmd-gw/cmd/ops", payload, qos=1).wait_for_publish(5)
-
-    def replies() -> list[dict[str, Any]]:
-        return [body for topic, body in collector.messages if topic.endswith("/reply") and isinstance(body, dict)]
-
-    def reply_to(command_id: object) -> dict[str, Any] | None:
-        return next((r for r in replies() if r.get("id") == command_id), None)
+        collector.send_command("cmd-gw", payload, suffix="ops")
 
     try:
         wait_for(lambda: collector.status()[-1:] == ["online"], 20, f"gateway online; log:\n{gateway.log()}")
@@ -88,8 +82,8 @@ commands:
         good = sign(key, "write_point", {"point": "gate.setpoint", "value": 1.25})
         send(good)
         good_id = json.loads(good)["id"]
-        wait_for(lambda: reply_to(good_id) is not None, 20, f"a reply; log:\n{gateway.log()}")
-        reply = reply_to(good_id)
+        wait_for(lambda: collector.reply_to(good_id) is not None, 20, f"a reply; log:\n{gateway.log()}")
+        reply = collector.reply_to(good_id)
         assert reply is not None and reply["status"] == "ok", reply
         assert unit.tables["holding"][5] == 125  # written on the device and verified by read-back
 
@@ -105,19 +99,18 @@ commands:
         for payload in refused.values():
             send(payload)
         ids = {name: json.loads(p)["id"] for name, p in refused.items()}
-        wait_for(lambda: sum(1 for r in replies() if r.get("status") != "ok") >= 4, 20,
-                 f"four refusals; replies so far {replies()}")
+        wait_for(lambda: sum(1 for r in collector.replies() if r.get("status") != "ok") >= 4, 20,
+                 f"four refusals; replies so far {collector.replies()}")
         for name in ("forged", "expired", "unsigned"):
-            answer = reply_to(ids[name])
+            answer = collector.reply_to(ids[name])
             assert answer is not None and answer["status"] == "rejected", (name, answer)
-        assert any(r["status"] == "rejected" and "replay" in str(r.get("reason")) for r in replies()), replies()
+        replies = collector.replies()
+        assert any(r["status"] == "rejected" and "replay" in str(r.get("reason")) for r in replies), replies
         assert unit.tables["holding"][5] == 125, "a refused command reached the device"
         # Every command and its outcome is journalled and reaches the platform as evidence.
         wait_for(lambda: sum(1 for r in collector.records("evidence") if r.get("kind") == "command") >= 5, 20,
                  "command audit records")
     finally:
-        platform.loop_stop()
-        platform.disconnect()
         assert gateway.stop() == 0, gateway.log()
         server.stop()
 

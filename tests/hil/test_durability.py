@@ -26,14 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from paho.mqtt import client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
-from drivers.modbus.simulator import SimServer, SimUnit
 from gateway.journal import Journal
 from gateway.journal_config import JournalSettings
 from gateway.shared import Quality, Reading, RecordClass
-from tests.hil.rig import Broker, Collector, GatewayProcess, free_port, wait_for
+from sim.broker import Broker
+from sim.gateway_process import GatewayProcess
+from sim.modbus import SimServer, SimUnit
+from sim.platform import Message, Platform
+from sim.support import free_port, wait_for
 
 pytestmark = pytest.mark.hil
 
@@ -104,14 +105,10 @@ def journal_rows(path: Path) -> dict[int, str]:
         return {seq: body for seq, body in db.execute("SELECT seq, body FROM records")}
 
 
-def delivered(collector: Collector) -> dict[int, list[dict[str, Any]]]:
-    with collector._lock:
-        messages = list(collector.messages)
+def delivered(collector: Platform) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = {}
-    for _topic, body in messages:
-        if isinstance(body, dict):
-            for record in body.get("records", []):
-                out.setdefault(record["seq"], []).append(record)
+    for record in collector.records(None):
+        out.setdefault(record["seq"], []).append(record)
     return out
 
 
@@ -143,7 +140,7 @@ def test_kill_9_loop_loses_no_committed_reading(tmp_path: Path, broker: Broker) 
         # The loop must have proven something: a good share of the kills hit a gateway that was committing.
         assert kills_while_committing >= KILLS // 4, f"only {kills_while_committing} kills hit a committing gateway"
         broker.start()
-        collector = Collector(broker.port)
+        collector = Platform(broker.port)
         try:
             # A few more kills while the backlog drains: resent records keep their seq.
             for _ in range(3):
@@ -236,7 +233,7 @@ def test_full_disk_drops_telemetry_keeps_alarms_and_runs_on(tmp_path: Path, brok
             gaps = set(range(telemetry[0], telemetry[-1] + 1)) - set(rows)
             assert not gaps, f"telemetry was dropped out of order: {sorted(gaps)[:10]}"
             broker.start()
-            collector = Collector(broker.port)
+            collector = Platform(broker.port)
             try:
                 wait_for(lambda: set(keep) <= set(delivered(collector)), 60, "the alarms at the broker")
                 assert gateway.proc.poll() is None, gateway.log()
@@ -260,30 +257,23 @@ def _dropped(db_path: Path) -> int:
 
 
 class SeqCounter:
-    """A lean platform subscriber for a big drain: only which seqs arrived (a bitmap), not the records."""
+    """A lean platform for a big drain: only which seqs arrived (a bitmap), not the records."""
 
     def __init__(self, port: int, size: int) -> None:
         self.seen = bytearray(size + 1)
         self.count = 0
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"counter-{os.getpid()}",
-                                  protocol=paho.MQTTv5)
-        self.client.on_connect = lambda c, *_: c.subscribe("fieldgate/#", qos=1)
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        wait_for(self.client.is_connected, 10, "counter connected")
+        self.platform = Platform(port, keep=False, on_message=self._count)
 
-    def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            for record in json.loads(message.payload)["records"]:
+    def _count(self, message: Message) -> None:
+        with contextlib.suppress(KeyError, TypeError):
+            for record in message.body["records"]:
                 seq = record["seq"]
                 if 0 < seq < len(self.seen) and not self.seen[seq]:
                     self.seen[seq] = 1
                     self.count += 1
 
     def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        self.platform.close()
 
 
 def rss_kb(pid: int) -> int:

@@ -9,9 +9,13 @@ from pathlib import Path
 import pytest
 
 from drivers.modbus.config import PointConfig
-from drivers.modbus.simulator import SimServer, SimUnit
 from gateway.config import load_site
-from tests.hil.rig import Broker, Collector, GatewayProcess, RigFile, free_port, serial_pair, wait_for
+from sim.broker import Broker
+from sim.gateway_process import GatewayProcess
+from sim.modbus import SimServer, SimUnit
+from sim.platform import Platform
+from sim.support import free_port, wait_for
+from tests.hil.rig import RigFile, serial_pair
 
 pytestmark = pytest.mark.hil
 
@@ -67,7 +71,7 @@ def load_units(config: Path) -> tuple[SimUnit, SimUnit, dict[str, PointConfig]]:
     return gauge, rain, points
 
 
-def expect_values(collector: Collector) -> None:
+def expect_values(collector: Platform) -> None:
     expected = {"res.level": 12.345, "res.temp": -12.3, "res.count": 3_000_000_123, "res.flow": 0.75,
                 "res.gate_open": True, "rain.total": 42.7}
 
@@ -101,7 +105,7 @@ def start_tcp_site(tmp: Path, broker: Broker) -> tuple[SimUnit, dict[str, PointC
     return gauge, points, server, GatewayProcess(config, tmp / "gateway.log").start()
 
 
-def test_modbus_tcp_end_to_end(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+def test_modbus_tcp_end_to_end(tmp_path: Path, broker: Broker, collector: Platform) -> None:
     gauge, points, server, gateway = start_tcp_site(tmp_path, broker)
     try:
         expect_values(collector)
@@ -121,7 +125,7 @@ def test_modbus_tcp_end_to_end(tmp_path: Path, broker: Broker, collector: Collec
     wait_for(lambda: collector.status()[-1:] == ["offline"], 10, "offline status after SIGTERM")
 
 
-def test_modbus_rtu_end_to_end(tmp_path: Path, rig: RigFile, broker: Broker, collector: Collector) -> None:
+def test_modbus_rtu_end_to_end(tmp_path: Path, rig: RigFile, broker: Broker, collector: Platform) -> None:
     with serial_pair(rig) as (gateway_end, device_end):
         bus = f"type: modbus_rtu\n    name: rs485\n    port: {gateway_end}\n    baudrate: 19200"
         config = site_yaml(tmp_path, bus, broker.port)
@@ -135,7 +139,7 @@ def test_modbus_rtu_end_to_end(tmp_path: Path, rig: RigFile, broker: Broker, col
             server.stop()
 
 
-def test_broker_outage_loses_nothing(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+def test_broker_outage_loses_nothing(tmp_path: Path, broker: Broker, collector: Platform) -> None:
     """Stop the broker mid-run; every reading journalled meanwhile arrives after it returns."""
     gauge, points, server, gateway = start_tcp_site(tmp_path, broker)
     outage_values = [20.0 + i * 0.25 for i in range(12)]

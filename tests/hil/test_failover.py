@@ -10,53 +10,26 @@ from pathlib import Path
 import pytest
 
 from drivers.modbus.config import PointConfig
-from drivers.modbus.simulator import SimServer, SimUnit
 from gateway import compact
 from gateway.config import load_site
-from tests.hil.emulators.base import socat_pair
-from tests.hil.emulators.beidou import BeidouEmulator
-from tests.hil.rig import (
-    Broker,
-    Collector,
-    GatewayProcess,
-    ack_key_file,
-    free_port,
-    radar_gauge_bus,
-    satellite_section,
-    wait_for,
-)
+from sim.beidou import BeidouEmulator
+from sim.broker import Broker
+from sim.gateway_process import GatewayProcess
+from sim.modbus import SimServer, SimUnit
+from sim.platform import Platform
+from sim.serial_pty import socat_pair
+from sim.sites import GATEWAY_NUMBER, PLATFORM_CARD, ack_key_file, failover_site
+from sim.support import free_port, wait_for
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(150)]
-GATEWAY_NUMBER, PLATFORM_CARD = 42, 1234
 ALIASES = {1: "dam.level"}
 
 
-def site(tmp: Path, gauge_port: int, broker_port: int, beidou_port: str, key_file: Path) -> Path:
-    path = tmp / "site.yaml"
-    path.write_text(f"""
-gateway: {{id: failover-gw, state_dir: {tmp / 'state'}}}
-buses:
-{radar_gauge_bus(gauge_port, point_extra="report: {deadband: 0.01}")}
-rules:
-  - {{type: threshold, id: level.danger, point: dam.level, above: 152.0, hysteresis: 0.1, severity: severe,
-     message: 水位超过危险水位}}
-{satellite_section(GATEWAY_NUMBER, key_file, "{level.danger: 7}")}
-links:
-  - {{type: mqtt, name: county, host: 127.0.0.1, port: {broker_port}, reconnect_min: 0.2, reconnect_max: 1}}
-  - type: beidou
-    name: bd
-    port: {beidou_port}
-    dest: {PLATFORM_CARD}
-    policy: {{failover_after: 2s, app_ack: true, ack_timeout: 60s}}
-""")
-    return path
-
-
-def test_alarm_by_satellite_then_drain_by_mqtt(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+def test_alarm_by_satellite_then_drain_by_mqtt(tmp_path: Path, broker: Broker, collector: Platform) -> None:
     gauge_port = free_port()
     with socat_pair() as (gateway_end, modem_end), BeidouEmulator(modem_end, interval_s=3, noise_period_s=0.5) as bd:
         key_file, key = ack_key_file(tmp_path)
-        config = site(tmp_path, gauge_port, broker.port, gateway_end, key_file)
+        config = failover_site(tmp_path, gauge_port, broker.port, gateway_end, key_file)
         level = load_site(config).buses[0].devices[0].points[0]
         assert isinstance(level, PointConfig)  # a Modbus point (the site's only bus is modbus_tcp)
         gauge = SimUnit(1)

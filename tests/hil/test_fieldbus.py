@@ -21,10 +21,11 @@ import pytest
 
 from drivers.modbus.bus import DeviceMode, ModbusBus, WriteError
 from drivers.modbus.config import ModbusRtuBus
-from drivers.modbus.linesim import LineSimulator, NoiseRelay
-from drivers.modbus.simulator import SimUnit
 from gateway.shared import NullProgress, Quality, Reading
-from tests.hil.rig import RigFile, wait_for
+from sim.modbus import SimUnit
+from sim.rs485 import LineSimulator, NoiseRelay
+from sim.support import wait_for
+from tests.hil.rig import RigFile
 
 pytestmark = pytest.mark.hil
 

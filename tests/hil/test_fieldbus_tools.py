@@ -8,10 +8,10 @@ import asyncio
 
 import pytest
 
-from drivers.modbus.linesim import LineSimulator
-from drivers.modbus.simulator import SimUnit
 from drivers.modbus.tools import add_subcommands, parse_units
 from drivers.modbus.transport import SerialSettings, SerialTransport
+from sim.modbus import SimUnit
+from sim.rs485 import LineSimulator
 from tests.hil.rig import RigFile, serial_pair
 
 pytestmark = pytest.mark.hil

@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus.simulator import SimServer, SimUnit
 from gateway.config import load_site
-from tests.hil.rig import Broker, Collector, GatewayProcess, free_port, radar_gauge_bus, wait_for
+from sim.broker import Broker
+from sim.gateway_process import GatewayProcess
+from sim.modbus import SimServer, SimUnit
+from sim.platform import Platform
+from sim.sites import radar_gauge_bus
+from sim.support import free_port, wait_for
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(120)]
 
@@ -51,7 +55,7 @@ class NotifySocket:
                    for m in self.drain())
 
 
-def test_notify_reload_and_stop(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+def test_notify_reload_and_stop(tmp_path: Path, broker: Broker, collector: Platform) -> None:
     gauge_port = free_port()
     config = tmp_path / "site.yaml"
     config.write_text(site_text(tmp_path, gauge_port, broker.port))

@@ -11,23 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus.simulator import SimServer, SimUnit
 from gateway import compact
 from gateway.commands.names import Reason, Status
 from gateway.commands.reply import SatelliteReply, parse_satellite_reply
-from tests.hil.emulators.base import socat_pair
-from tests.hil.emulators.beidou import BeidouEmulator
-from tests.hil.rig import (
-    ROOT,
-    Broker,
-    Collector,
-    GatewayProcess,
-    ack_key_file,
-    free_port,
-    radar_gauge_bus,
-    satellite_section,
-    wait_for,
-)
+from sim.beidou import BeidouEmulator
+from sim.broker import Broker
+from sim.gateway_process import GatewayProcess
+from sim.modbus import SimServer, SimUnit
+from sim.platform import Platform
+from sim.serial_pty import socat_pair
+from sim.sites import ack_key_file, radar_gauge_bus, satellite_section
+from sim.support import free_port, wait_for
+from tests.hil.rig import ROOT
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(120)]
 GATEWAY_NUMBER, ISSUER_NUMBER, PLATFORM_CARD = 42, 3, 1234
@@ -67,7 +62,7 @@ def replies(bd: BeidouEmulator) -> list[SatelliteReply]:
     return [parse_satellite_reply(sent.payload) for sent in bd.sent]
 
 
-def test_satellite_command_is_answered_by_satellite(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+def test_satellite_command_is_answered_by_satellite(tmp_path: Path, broker: Broker, collector: Platform) -> None:
     printed = fieldgate("command", "keygen", "--key-id", "ops", "--out", str(tmp_path))
     public = next(line.split("key:", 1)[1].strip() for line in printed.splitlines() if line.strip().startswith("key:"))
     gauge_port = free_port()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -17,9 +17,8 @@ from drivers.beidou.sentences import Dialect, encode_text
 from drivers.iridium.config import IridiumConfig
 from drivers.iridium.link import IridiumLink
 from gateway.shared import NullProgress, OutboundMessage
-from tests.hil.emulators.base import socat_pair
-from tests.hil.emulators.beidou import BeidouEmulator
-from tests.hil.emulators.iridium import IridiumEmulator
+from sim.beidou import BeidouEmulator
+from sim.iridium import IridiumEmulator
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(60)]
 
@@ -32,12 +31,6 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Non
         asyncio.run(fn(*args, **kwargs))
 
     return wrapper
-
-
-@pytest.fixture
-def pty_pair() -> Iterator[tuple[str, str]]:
-    with socat_pair() as pair:
-        yield pair
 
 
 async def wait_for(cond: Callable[[], bool], limit_s: float = 10.0) -> None:

@@ -29,11 +29,13 @@ from typing import Any
 
 import pytest
 
-from drivers.modbus.simulator import SimServer, SimUnit
 from gateway.config import load_site
 from gateway.config.site import SiteConfig
 from gateway.status.auth import set_password
-from tests.hil.rig import Broker, GatewayProcess, free_port, wait_for
+from sim.broker import Broker
+from sim.gateway_process import GatewayProcess
+from sim.modbus import SimServer, SimUnit
+from sim.support import free_port, wait_for
 
 pytestmark = pytest.mark.hil
 

@@ -10,55 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from paho.mqtt import client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.mqtt.config import MqttLinkConfig
 from drivers.mqtt.link import MqttLink
 from gateway.journal import JournalRecord
 from gateway.profiles import get_profile
 from gateway.shared import NullProgress, Quality, Reading, RecordClass
-from tests.hil.rig import Broker, wait_for
+from sim.broker import Broker
+from sim.platform import Platform
+from sim.support import wait_for
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(60)]
 
 
-class FakeThingsboard:
-    """Subscribes to the gateway API topics, keeps them in arrival order, sends RPCs."""
+class FakeThingsboard(Platform):
+    """The platform subscribed to the gateway API topics, in arrival order; it sends RPCs."""
 
     def __init__(self, port: int) -> None:
-        self.seen: list[tuple[str, Any, Any]] = []
-        self._lock = threading.Lock()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *_a: c.subscribe([("v1/gateway/#", 1), ("v1/devices/me/#", 1)])
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        wait_for(self.client.is_connected, 10, "fake ThingsBoard connected")
-
-    def _on_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
-        with self._lock:
-            self.seen.append((message.topic, json.loads(message.payload), message.properties))
-
-    def on(self, topic: str) -> list[Any]:
-        with self._lock:
-            return [body for t, body, _ in self.seen if t == topic]
+        super().__init__(port, ["v1/gateway/#", "v1/devices/me/#"])
 
     def topics(self) -> list[str]:
-        with self._lock:
-            return [t for t, _, _ in self.seen]
+        return [m.topic for m in self.snapshot()]
 
     def rpc(self, body: dict[str, Any]) -> None:
-        self.client.publish("v1/gateway/rpc", json.dumps(body), qos=1).wait_for_publish(10)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        self.publish("v1/gateway/rpc", json.dumps(body))
 
 
 @pytest.fixture
@@ -130,7 +109,8 @@ def test_site_reports_to_thingsboard(broker: Broker, thingsboard: FakeThingsboar
     replies = [b for b in thingsboard.on("v1/gateway/rpc") if b.get("id") == 41]
     assert replies == [{"device": "res-01.siren", "id": 41,
                            "data": {"success": True, "method": "trigger", "point_prefix": "siren"}}]
-    reply_props = [p for t, b, p in thingsboard.seen if t == "v1/gateway/rpc" and b.get("id") == 41]
-    assert 0 < reply_props[-1].MessageExpiryInterval <= 60
+    reply_props = [m.properties for m in thingsboard.snapshot()
+                   if m.topic == "v1/gateway/rpc" and m.body.get("id") == 41]
+    assert reply_props[-1] is not None and 0 < reply_props[-1].MessageExpiryInterval <= 60
     # No fieldgate topics and no retained status: ThingsBoard accepts only its own topics.
     assert all(t.startswith(("v1/gateway/", "v1/devices/me/")) for t in topics)

@@ -9,13 +9,16 @@ from typing import Any
 
 import pytest
 
-from tests.hil.rig import Broker, Collector, GatewayProcess, wait_for
+from sim.broker import Broker
+from sim.gateway_process import GatewayProcess
+from sim.platform import Platform
+from sim.support import wait_for
 from tests.hil.test_vision_video import BASELINE, flame, write_video
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(120)]
 
 
-def test_flame_video_to_broker_with_snapshot(tmp_path: Path, broker: Broker, collector: Collector) -> None:
+def test_flame_video_to_broker_with_snapshot(tmp_path: Path, broker: Broker, collector: Platform) -> None:
     video = write_video(tmp_path / "flame.avi", flame)
     config = tmp_path / "site.yaml"
     config.write_text(f"""

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +14,8 @@ from gateway import compact
 from gateway.ackkey import AckKeyError, ack_key_for_daemon, load_ack_key, parse_ranges
 from gateway.config import ConfigError, load_site_text
 from gateway.config.site import SatelliteSection
+from tests.unit.cli import fieldgate
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = bytes(range(32))
 
 SITE = """\
@@ -32,10 +30,6 @@ satellite:
   gateway_number: 42
   aliases: {1: level}
 """
-
-
-def fieldgate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def key_file(tmp: Path, content: bytes = base64.b64encode(KEY) + b"\n", name: str = "ack.key") -> Path:

@@ -24,12 +24,12 @@ import yaml
 
 from drivers.modbus.bus import ModbusBus
 from drivers.modbus.frames import decode, encode
-from drivers.modbus.linesim import answer
 from drivers.modbus.master import Master
-from drivers.modbus.simulator import SimUnit
 from drivers.modbus.transport import Transport
 from gateway.config import ConfigError, load_site
 from gateway.shared import Quality, Reading
+from sim.modbus import SimUnit
+from sim.rs485 import answer
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gateway.config import ConfigError, load_site, load_site_text
+from tests.unit.cli import fieldgate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,13 +98,11 @@ def test_not_a_mapping_and_missing_file(tmp_path: Path) -> None:
 def test_validate_cli_exit_codes(tmp_path: Path) -> None:
     bad = tmp_path / "site.yaml"
     bad.write_text(GOOD.replace("host: 127.0.0.1\n    devices", "hots: 127.0.0.1\n    devices"))
-    run = subprocess.run([sys.executable, "-m", "gateway.cli", "validate", str(bad)],
-                         capture_output=True, text=True, cwd=ROOT)
+    run = fieldgate("validate", str(bad))
     assert run.returncode == 1
     assert f"{bad}:7:5: buses[0].hots: unknown key 'hots' (did you mean 'host'?)" in run.stderr
     assert "Traceback" not in run.stderr
-    good = subprocess.run([sys.executable, "-m", "gateway.cli", "validate", "config/demo.yaml", "--explain"],
-                          capture_output=True, text=True, cwd=ROOT)
+    good = fieldgate("validate", str(ROOT / "config" / "demo.yaml"), "--explain")
     assert good.returncode == 0, good.stderr
     assert "read holding 0..1" in good.stdout
 
@@ -118,7 +115,7 @@ def test_example_configs_validate(path: Path) -> None:
 def test_schema_command_prints_json_schema() -> None:
     import json
 
-    run = subprocess.run([sys.executable, "-m", "gateway.cli", "schema"], capture_output=True, text=True, cwd=ROOT)
+    run = fieldgate("schema")
     schema = json.loads(run.stdout)
     assert "buses" in schema["properties"]
 
@@ -130,16 +127,14 @@ def test_decode_cli(tmp_path: Path) -> None:
     site.write_text(GOOD + "satellite: {gateway_number: 42, aliases: {1: level}}\n")
     alarm = compact.CompactAlarm(seq=9, time=1_800_000_000, point="level", rule=3, level=3, value=152.5, text="高水位")
     data = compact.encode_alarm(alarm, gateway=42, aliases=compact.AliasTable({1: "level"}))
-    run = subprocess.run([sys.executable, "-m", "gateway.cli", "decode", data.hex(), "--config", str(site)],
-                         capture_output=True, text=True, cwd=ROOT)
+    run = fieldgate("decode", data.hex(), "--config", str(site))
     assert run.returncode == 0, run.stderr
     import json
 
     out = json.loads(run.stdout)
     assert out["kind"] == "alarm" and out["gateway"] == 42 and out["seqs"] == [9]
     assert out["alarm"]["point"] == "level" and out["alarm"]["value"] == 152.5 and out["alarm"]["text"] == "高水位"
-    bad = subprocess.run([sys.executable, "-m", "gateway.cli", "decode", "1122"], capture_output=True, text=True,
-                         cwd=ROOT)
+    bad = fieldgate("decode", "1122")
     assert bad.returncode == 1 and "not a valid compact message" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -148,7 +143,6 @@ def test_validate_warns_about_files_it_cannot_read_here(tmp_path: Path) -> None:
     site.write_text(GOOD + f"""cameras:
   - {{type: camera, name: cam, source: {tmp_path / 'none.avi'}, detector: {{model: {tmp_path / 'gone.yaml'}}}}}
 """)
-    run = subprocess.run([sys.executable, "-m", "gateway.cli", "validate", str(site)], capture_output=True,
-                         text=True, cwd=ROOT)
+    run = fieldgate("validate", str(site))
     assert run.returncode == 0, run.stderr  # warnings: the box may have what the laptop lacks
     assert f"{site}: warning: cameras[0].detector.model: " in run.stdout and "gone.yaml" in run.stdout

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.config import ConfigError, load_site_text
 from gateway.shared import MAX_TOPIC_PREFIX, TOPIC_PREFIX_PATTERN
+from tests.unit.cli import fieldgate
 
-ROOT = Path(__file__).resolve().parents[2]
 HEAD = "gateway: {id: gw, state_dir: /tmp/fieldgate-topics}\n"
 
 
@@ -65,8 +62,7 @@ def test_plain_topic_prefixes_load(prefix: str) -> None:
 
 @pytest.fixture(scope="module")
 def shown_in_schema() -> dict[str, Any]:
-    schema = json.loads(subprocess.run([sys.executable, "-m", "gateway.cli", "schema"], capture_output=True,
-                                       text=True, cwd=ROOT, check=True).stdout)
+    schema = json.loads(fieldgate("schema").stdout)
     shown: dict[str, Any] = schema["$defs"]["MqttLinkConfig"]["properties"]["topic_prefix"]
     return shown
 

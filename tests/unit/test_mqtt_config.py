@@ -14,7 +14,7 @@ from drivers.mqtt import credentials
 from drivers.mqtt.config import MqttLinkConfig, MqttTls
 from drivers.mqtt.credentials import CredentialError, TlsFiles
 from drivers.mqtt.tls import build_context, explain
-from tests.hil.test_mqtt_tls import Pki, make_pki
+from sim.pki import Pki, make_pki
 
 
 @pytest.fixture(scope="module")

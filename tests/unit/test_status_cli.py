@@ -13,7 +13,7 @@ import pytest
 
 from gateway.status import StatusConfig, auth
 from gateway.status.cli import add_subcommands, base_url
-from tests.hil.rig import free_port
+from sim.support import free_port
 from tests.unit.test_status_server import FakeGateway, Running
 
 

@@ -17,7 +17,7 @@ import pytest
 from gateway.status import StatusConfig, StatusServer
 from gateway.status.auth import set_password
 from gateway.status.http import Limits
-from tests.hil.rig import free_port
+from sim.support import free_port
 
 SNAPSHOT: dict[str, Any] = {
     "gateway": {"id": "gw-1", "name": "Test dam", "started": 1_700_000_000.0, "uptime_s": 12.5, "config": "x.yaml"},

@@ -9,8 +9,6 @@ import ipaddress
 import json
 import logging
 import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +21,8 @@ from cryptography.x509.oid import NameOID
 from gateway.config import load_site
 from gateway.status import StatusConfig, StatusServer
 from gateway.status.config import StatusTls
-from tests.hil.rig import free_port
+from sim.support import free_port
+from tests.unit.cli import fieldgate
 from tests.unit.test_status_cli import run_cli
 from tests.unit.test_status_server import FakeGateway, Running, users_file
 
@@ -188,11 +187,9 @@ def test_the_tls_pair_defaults_are_where_install_puts_them() -> None:
 def test_validate_warns_about_a_lan_page_without_tls_and_unreadable_tls_files(tmp_path: Path) -> None:
     site = tmp_path / "site.yaml"
     site.write_text(f"gateway: {{id: gw, state_dir: {tmp_path}}}\nstatus: {{listen: '0.0.0.0:8080'}}\n")
-    run = subprocess.run([sys.executable, "-m", "gateway.cli", "validate", str(site)], capture_output=True,
-                         text=True, cwd=REPO)
+    run = fieldgate("validate", str(site))
     assert run.returncode == 0 and "status: listen 0.0.0.0:8080 without tls" in run.stdout, run.stdout
     site.write_text(f"gateway: {{id: gw, state_dir: {tmp_path}}}\n"
                     f"status: {{listen: '0.0.0.0:8443', tls: {{cert_file: {tmp_path}/none.pem}}}}\n")
-    run = subprocess.run([sys.executable, "-m", "gateway.cli", "validate", str(site)], capture_output=True,
-                         text=True, cwd=REPO)
+    run = fieldgate("validate", str(site))
     assert run.returncode == 0 and f"status: tls.cert_file {tmp_path}/none.pem: No such file" in run.stdout

@@ -6,7 +6,7 @@ request through the device ``action`` hook, which is also where faults are injec
 (a slow unit sleeps, a stuck relay ignores coil writes, an error unit answers with an
 exception code). A unit that is not in the server does not answer at all.
 
-Run standalone: ``python -m drivers.modbus.simulator CONFIG [--bus NAME] [--animate]``
+Run standalone: ``python -m sim.modbus CONFIG [--bus NAME] [--animate]``
 serves every device of a site config's TCP bus with values that drift like a storm.
 """
 
@@ -29,6 +29,7 @@ from pymodbus.simulator.simutils import SimUtils
 
 from drivers.modbus.codec import encode_point
 from drivers.modbus.config import PointConfig
+from sim.support import free_port
 
 log = logging.getLogger("fieldgate.sim")
 
@@ -152,7 +153,7 @@ class SimServer:
                                               baudrate=self.baudrate)
         else:
             if self.port == 0:
-                self.port = _free_port(self.host)
+                self.port = free_port(self.host)
             self._server = ModbusTcpServer(devices, framer=self.framer, address=(self.host, self.port))
         self._stopped = asyncio.Event()
         await self._server.serve_forever(background=True)  # returns once listening
@@ -167,14 +168,6 @@ class SimServer:
             loop.call_soon_threadsafe(stopped.set)
         if self._thread is not None:
             self._thread.join(timeout=5)
-
-
-def _free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _animate(units: dict[int, tuple[SimUnit, list[PointConfig]]], started: float) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import serial
 
 from drivers.modbus.frames import FC_TABLE, FrameError, FramerKind, decode, encode, pack_bits
-from drivers.modbus.simulator import SimUnit
+from sim.modbus import SimUnit
 
 log = logging.getLogger("fieldgate.linesim")
 

@@ -5,7 +5,7 @@ quirk: no OK after 1), AT+SBDIX(A) with MO failures on demand, AT+SBDRB, AT+SBDD
 ring alerts (SBDRING) when an MT message is injected and alerts are on, garbled SBDRB length
 fields on demand (``garble_sbdrb``).
 
-    python -m tests.hil.emulators.iridium /dev/pts/N
+    python -m sim.iridium /dev/pts/N
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import collections
 from dataclasses import dataclass
 
 from drivers.iridium.at import MAX_MO, MAX_MT, checksum
-from tests.hil.emulators.base import PtyEmulator
+from sim.serial_pty import PtyEmulator
 
 WRITE_TIMEOUT_S = 60.0
 

@@ -1,17 +1,18 @@
-"""Virtual rig: a Modbus TCP relay board (coils + discrete inputs) with a "stuck relay" fault.
+"""A Modbus TCP relay board (coils + discrete inputs) with a "stuck relay" fault and a slow mode.
 
-Used by tests/hil and bench/alarm_latency.py. A stuck coil acknowledges writes but keeps its
-state, exactly what a welded or dead relay looks like from the Modbus side.
+Used by tests/hil and bench/alarm_latency.py, served in the caller's event loop. A stuck coil acknowledges
+writes but keeps its state, exactly what a welded or dead relay looks like from the Modbus side.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
+
+from sim.support import free_port
 
 WRITE_COIL_CODES = (5, 15)
 
@@ -20,7 +21,7 @@ class SimRelayBoard:
     def __init__(self, device_id: int = 1, coils: int = 16, host: str = "127.0.0.1", port: int = 0) -> None:
         self.device_id = device_id
         self.host = host
-        self.port = port or _free_port(host)
+        self.port = port or free_port(host)
         self.stuck: set[int] = set()
         self.writes: list[tuple[int, bool]] = []  # (coil, value) as requested, bounded below
         self.delay_s = 0.0  # a slow board: every request waits this long before it is served
@@ -59,9 +60,3 @@ class SimRelayBoard:
 
     async def stop(self) -> None:
         await self.server.shutdown()  # type: ignore[no-untyped-call]
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])

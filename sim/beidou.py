@@ -5,7 +5,7 @@ of its own dialect, refuses a send before the service interval has elapsed with 
 still to wait, refuses oversize payloads, delivers injected incoming messages, and emits
 unsolicited noise ($BDBSI / $BDPWI / $GNRMC and a line with a bad checksum).
 
-    python -m tests.hil.emulators.beidou /dev/pts/N [--dialect 2.1|bds3|4.0] [--interval 60]
+    python -m sim.beidou /dev/pts/N [--dialect 2.1|bds3|4.0] [--interval 60]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from drivers.beidou.sentences import (
     encode_frame,
     encode_text,
 )
-from tests.hil.emulators.base import PtyEmulator
+from sim.serial_pty import PtyEmulator
 
 LEVEL_BITS = {1: 110, 2: 408, 3: 628, 4: 848}
 

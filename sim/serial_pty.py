@@ -1,4 +1,8 @@
-"""A pty-serving emulator thread and a socat pty pair fixture helper."""
+"""A pty-serving emulator thread (the satellite modems' base) and a socat pty pair (a serial line in software).
+
+``python -m sim.beidou PTY`` / ``python -m sim.iridium PTY`` serve one end of a pair from the shell, or a test
+``start()``s/``stop()``s them (a thread). See docs/satellite.md.
+"""
 
 from __future__ import annotations
 
