@@ -167,7 +167,7 @@ async def test_beidou_sentence_with_thousands_of_digits_does_not_restart_the_lin
             assert link.connected
             emu.write(encode_text("BDICI", ["9" * 4301, "1", "2", "3", "60", "3", "N"]))
             await wait_for(lambda: link.error_count > 0 or task.done())
-            emu.inject(4207733, b"\x15after")
+            emu.inject(247718, b"\x15after")  # the platform card (dest): a foreign one is dropped
             await wait_for(lambda: got == [b"\x15after"] or task.done())
             assert not task.done() and link.connected and got == [b"\x15after"]
         finally:
