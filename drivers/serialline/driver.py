@@ -15,7 +15,9 @@ import logging
 import time
 from dataclasses import dataclass
 
-from drivers.modbus.transport import PortLost, SerialSettings, SerialTransport
+from drivers.ports.serialport import SerialTransport
+from drivers.ports.settings import SerialSettings
+from drivers.ports.stream import PortLost
 from drivers.serialline.config import LineDeviceConfig, SerialLineBus
 from drivers.serialline.parse import LineError, decode_line
 from gateway.shared import PointInfo, Progress, Quality, Reading, ReadingSink, now

@@ -12,10 +12,10 @@ import pytest
 
 from drivers.beidou.config import BeidouConfig
 from drivers.beidou.link import BeidouLink
-from drivers.beidou.port import MessageTooLarge, SendRefused
 from drivers.beidou.sentences import Dialect, encode_text
 from drivers.iridium.config import IridiumConfig
 from drivers.iridium.link import IridiumLink
+from drivers.satlink import MessageTooLarge, SendRefused
 from gateway.shared import NullProgress, OutboundMessage
 from sim.beidou import BeidouEmulator
 from sim.iridium import IridiumEmulator
