@@ -57,7 +57,7 @@ class SerialLineDriver:
         cfg = self.config
         backoff = cfg.reconnect_min
         while True:
-            port = SerialTransport(SerialSettings(cfg.port, cfg.baudrate, cfg.parity, cfg.stopbits, cfg.bytesize))
+            port = SerialTransport(SerialSettings.of_bus(cfg))
             try:
                 await port.open()
             except PortLost as exc:
