@@ -7,6 +7,11 @@ import asyncio
 from drivers.ports.stream import PortLost, Transport
 
 
+def _why(exc: Exception, silent: str) -> str:
+    """The error's text, or ``silent`` for one that has none (a timeout)."""
+    return str(exc) or silent
+
+
 class TcpTransport(Transport):
     """A TCP connection (Modbus TCP, or a serial server passing RTU/ASCII frames through)."""
 
@@ -20,11 +25,10 @@ class TcpTransport(Transport):
 
     async def open(self) -> None:
         try:
-            reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.connect_timeout
-            )
+            async with asyncio.timeout(self.connect_timeout):  # not wait_for: 3.11 can swallow a cancel
+                reader, self._writer = await asyncio.open_connection(self.host, self.port)
         except (OSError, TimeoutError) as exc:
-            raise PortLost(f"cannot connect to {self.host}:{self.port}: {exc or 'timeout'}") from None
+            raise PortLost(f"cannot connect to {self.host}:{self.port}: {_why(exc, 'timeout')}") from None
         self._lost = None
         self._buffer.clear()
         self._reader = reader
@@ -46,10 +50,12 @@ class TcpTransport(Transport):
             raise PortLost("not connected")
         try:
             self._writer.write(data)
-            await asyncio.wait_for(self._writer.drain(), self.connect_timeout)
+            async with asyncio.timeout(self.connect_timeout):
+                await self._writer.drain()
         except (OSError, TimeoutError) as exc:
-            self._fail(f"{self.host}:{self.port}: {exc or 'write timeout'}")
-            raise PortLost(str(exc)) from None
+            why = f"{self.host}:{self.port}: {_why(exc, 'write timeout')}"
+            self._fail(why)
+            raise PortLost(why) from None
 
     def close(self) -> None:
         if self._pump is not None:

@@ -290,3 +290,46 @@ def test_tcp_connection_refused_is_a_lost_port() -> None:
             await TcpTransport(host, free, connect_timeout=LIMIT_S).open()
 
     run(body)
+
+
+def test_a_cancel_while_connecting_is_never_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bus being stopped while its TCP connection comes up must stop. Before: open() waited with
+    asyncio.wait_for, which on Python 3.11 returns the connection when the cancel lands in the step the
+    connection completes: the cancel was lost and the bus ran on (the daemon's stop path waits for it)."""
+    real_open_connection = asyncio.open_connection
+    connected = asyncio.Event()
+
+    async def connect_then_signal(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        pair = await real_open_connection(host, port)
+        connected.set()  # the test's cancel runs in the very next step
+        return pair
+
+    monkeypatch.setattr(asyncio, "open_connection", connect_then_signal)
+
+    async def body() -> None:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        host, tcp_port = server.sockets[0].getsockname()[:2]
+        port = TcpTransport(host, tcp_port, connect_timeout=LIMIT_S)
+        async with server:
+            opening = asyncio.create_task(port.open())
+            await connected.wait()
+            cancel_taken = opening.cancel()  # False: open() had already returned, nothing to cancel
+            await asyncio.gather(opening, return_exceptions=True)
+            port.close()
+            assert opening.cancelled() == cancel_taken
+
+    run(body)
+
+
+def test_tcp_connect_timeout_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def never(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(asyncio, "open_connection", never)
+
+    async def body() -> None:
+        with pytest.raises(PortLost, match=r"cannot connect to 192\.0\.2\.1:502: timeout"):
+            await TcpTransport("192.0.2.1", 502, connect_timeout=0.01).open()
+
+    run(body)
