@@ -46,6 +46,7 @@ class SerialTransport(Transport):
         self._serial: serial.Serial | None = None
         self._fd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._write_ready: asyncio.Future[None] | None = None  # a write waiting for the kernel's buffer
 
     async def open(self) -> None:
         s = self.settings
@@ -119,8 +120,7 @@ class SerialTransport(Transport):
         except BlockingIOError:
             sent = 0
         except OSError as exc:
-            self._lose(f"{self.settings.port}: {exc}")
-            raise PortLost(str(exc)) from None
+            raise self._lost_on_write(exc) from None
         if sent < len(data):
             await self._write_rest(fd, memoryview(data)[sent:])
 
@@ -130,27 +130,34 @@ class SerialTransport(Transport):
         try:
             async with asyncio.timeout(self.settings.write_timeout):
                 while rest:
-                    ready: asyncio.Future[None] = loop.create_future()
+                    self._write_ready = ready = loop.create_future()
                     loop.add_writer(fd, _wake, ready)
                     try:
                         await ready
                     finally:
+                        self._write_ready = None
                         loop.remove_writer(fd)
+                    if self._fd != fd:  # closed meanwhile: the number may already name another file
+                        raise PortLost(f"{self.settings.port}: closed while writing")
                     try:
                         rest = rest[os.write(fd, rest):]
                     except BlockingIOError:
                         continue
         except TimeoutError:
             # A line that takes nothing for seconds (a wedged adapter, flow control stuck off) is lost.
-            why = f"{self.settings.port}: write timed out after {self.settings.write_timeout:g} s"
-            self._lose(why)
-            raise PortLost(why) from None
+            raise self._lost_on_write(f"write timed out after {self.settings.write_timeout:g} s") from None
         except OSError as exc:
-            self._lose(f"{self.settings.port}: {exc}")
-            raise PortLost(str(exc)) from None
+            raise self._lost_on_write(exc) from None
+
+    def _lost_on_write(self, cause: object) -> PortLost:
+        why = f"{self.settings.port}: {cause}"
+        self._lose(why)
+        return PortLost(why)
 
     def close(self) -> None:
         self._detach()
+        if self._write_ready is not None:
+            _wake(self._write_ready)  # the waiting write sees the port closed, not a timeout
         if self._serial is not None:
             with contextlib.suppress(serial.SerialException, OSError):
                 self._serial.close()

@@ -333,3 +333,18 @@ def test_tcp_connect_timeout_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
             await TcpTransport("192.0.2.1", 502, connect_timeout=0.01).open()
 
     run(body)
+
+
+def test_closing_the_port_ends_a_waiting_write_at_once(pty: tuple[int, str]) -> None:
+    _device, path = pty  # nobody reads the device end
+
+    async def body() -> None:
+        port = SerialTransport(SerialSettings(path, 115200, write_timeout=LIMIT_S * 10))
+        await port.open()
+        sending = asyncio.create_task(port.send(bytes(1 << 20)))
+        await asyncio.sleep(0)
+        port.close()  # a link shutting down while its modem's line is stuck
+        with pytest.raises(PortLost, match="closed while writing"):
+            await sending
+
+    run(body)
