@@ -29,8 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from drivers.modbus.bus import ModbusBus  # noqa: E402
 from drivers.modbus.codec import device_blocks  # noqa: E402
-from drivers.modbus.config import ModbusRtuBus, bits_per_char  # noqa: E402
+from drivers.modbus.config import ModbusRtuBus  # noqa: E402
 from drivers.modbus.tools import RTU_READ_REQUEST_BYTES, reply_bytes, wire_seconds  # noqa: E402
+from drivers.ports.settings import bits_per_char  # noqa: E402
 from gateway.config.loader import load_site_text  # noqa: E402
 from gateway.shared import NullProgress, Reading  # noqa: E402
 from sim.modbus import SimUnit  # noqa: E402

@@ -1,5 +1,5 @@
 """Modbus RTU master stacks side by side: our own master (drivers/modbus/master.py over
-drivers/modbus/transport.py) against pymodbus's AsyncModbusSerialClient (RTU framer, retries=0,
+drivers/ports/serialport.py) against pymodbus's AsyncModbusSerialClient (RTU framer, retries=0,
 the same per-request timeout), on the same virtual lines and the same seeded faults.
 
 Every scenario runs the same fixed list of read transactions through each stack:
@@ -54,7 +54,9 @@ from pymodbus.framer import FramerType  # noqa: E402
 from drivers.modbus.config import inter_frame_gap  # noqa: E402
 from drivers.modbus.frames import ExceptionReply, FrameError, encode, read_request  # noqa: E402
 from drivers.modbus.master import Master, NoAnswer  # noqa: E402
-from drivers.modbus.transport import PortLost, SerialSettings, SerialTransport  # noqa: E402
+from drivers.ports.serialport import SerialTransport  # noqa: E402
+from drivers.ports.settings import SerialSettings  # noqa: E402
+from drivers.ports.stream import PortLost  # noqa: E402
 from sim.modbus import SimUnit  # noqa: E402
 from sim.rs485 import LineSimulator, NoiseRelay  # noqa: E402
 

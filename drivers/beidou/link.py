@@ -17,14 +17,6 @@ import time
 from collections.abc import Callable
 
 from drivers.beidou.config import BeidouConfig
-from drivers.beidou.port import (
-    AsyncSerialPort,
-    LinkNotReady,
-    MessageTooLarge,
-    PortClosed,
-    SendRefused,
-    SendTimeout,
-)
 from drivers.beidou.sentences import (
     CardInfo,
     Dialect,
@@ -37,6 +29,10 @@ from drivers.beidou.sentences import (
     card_query,
     send_command,
 )
+from drivers.ports.serialport import SerialTransport
+from drivers.ports.settings import SerialSettings
+from drivers.ports.stream import PortLost
+from drivers.satlink import LinkNotReady, MessageTooLarge, SendRefused, SendTimeout
 from gateway.shared import OutboundMessage, Progress
 
 log = logging.getLogger(__name__)
@@ -63,7 +59,7 @@ class BeidouLink:
         self.config = config
         self._on_message = on_message
         self._clock = clock
-        self._port = AsyncSerialPort(config.port, config.baud)
+        self._port = SerialTransport(SerialSettings(config.port, config.baud))
         self._decoder = StreamDecoder()
         self._card: CardInfo | None = None
         self._dialect: Dialect | None = None
@@ -113,7 +109,7 @@ class BeidouLink:
         """Own the port forever: (re)open, probe, read. Never returns normally."""
         while True:
             try:
-                self._port.open()
+                await self._port.open()
                 reader = asyncio.create_task(self._read_loop(progress), name=f"{self.name}-reader")
                 try:
                     await self._start_up()
@@ -123,12 +119,12 @@ class BeidouLink:
                         self.name, self._dialect, self._card.user_id if self._card else "?",
                         self.interval_s, self.max_bytes,
                     )
-                    await reader  # returns only by raising PortClosed
+                    await reader  # returns only by raising PortLost
                 finally:
                     self._connected = False
                     reader.cancel()
                     await asyncio.gather(reader, return_exceptions=True)
-            except (PortClosed, LinkNotReady) as exc:
+            except (PortLost, LinkNotReady) as exc:
                 log.warning("%s: %s; retrying in %.0f s", self.name, exc, self.config.reopen_delay_s)
             finally:
                 self._port.close()
@@ -152,7 +148,7 @@ class BeidouLink:
         loop = asyncio.get_running_loop()
         self._card_wait = loop.create_future()
         try:
-            await self._port.write(card_query(dialect))
+            await self._port.send(card_query(dialect))
             async with asyncio.timeout(self.config.probe_timeout_s):  # not wait_for: 3.11 can swallow a cancel
                 card = await self._card_wait
         except TimeoutError:
@@ -247,12 +243,12 @@ class BeidouLink:
         )
         self._feedback_wait = asyncio.get_running_loop().create_future()
         try:
-            await self._port.write(frame)
+            await self._port.send(frame)
             async with asyncio.timeout(self.config.feedback_timeout_s):  # not wait_for: 3.11 can swallow a cancel
                 return await self._feedback_wait
         except TimeoutError:
             raise SendTimeout(f"{self.name}: no feedback within {self.config.feedback_timeout_s} s") from None
-        except PortClosed as exc:
+        except PortLost as exc:
             raise LinkNotReady(f"{self.name}: {exc}") from exc
         finally:
             self._feedback_wait = None

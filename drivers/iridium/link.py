@@ -16,14 +16,6 @@ import random
 import time
 from collections.abc import Callable
 
-from drivers.beidou.port import (
-    AsyncSerialPort,
-    LinkNotReady,
-    MessageTooLarge,
-    PortClosed,
-    SendRefused,
-    SendTimeout,
-)
 from drivers.iridium.at import (
     AtParseError,
     ResponseBuffer,
@@ -39,6 +31,10 @@ from drivers.iridium.at import (
     sbdwb_command,
 )
 from drivers.iridium.config import IridiumConfig
+from drivers.ports.serialport import SerialTransport
+from drivers.ports.settings import SerialSettings
+from drivers.ports.stream import PortLost
+from drivers.satlink import LinkNotReady, MessageTooLarge, SendRefused, SendTimeout
 from gateway.shared import OutboundMessage, Progress
 
 log = logging.getLogger(__name__)
@@ -60,7 +56,7 @@ class IridiumLink:
         self.config = config
         self._on_message = on_message
         self._rng = rng or random.Random()
-        self._port = AsyncSerialPort(config.port, config.baud)
+        self._port = SerialTransport(SerialSettings(config.port, config.baud))
         self._buf = ResponseBuffer()
         self._data = asyncio.Event()
         self._ring = asyncio.Event()
@@ -84,7 +80,7 @@ class IridiumLink:
         """Own the modem forever: (re)open, initialise, answer rings. Never returns normally."""
         while True:
             try:
-                self._port.open()
+                await self._port.open()
                 self._buf = ResponseBuffer()
                 reader = asyncio.create_task(self._read_loop(progress), name=f"{self.name}-reader")
                 try:
@@ -99,12 +95,12 @@ class IridiumLink:
                             self._ring.clear()
                             await self._answer_ring()
                         progress.beat()
-                    await reader  # raises PortClosed
+                    await reader  # raises PortLost
                 finally:
                     self._connected = False
                     reader.cancel()
                     await asyncio.gather(reader, return_exceptions=True)
-            except (PortClosed, LinkNotReady, SendTimeout, SendRefused) as exc:
+            except (PortLost, LinkNotReady, SendTimeout, SendRefused) as exc:
                 log.warning("%s: %s; reopening in %.0f s", self.name, exc, self.config.reopen_delay_s)
             finally:
                 self._port.close()
@@ -177,7 +173,7 @@ class IridiumLink:
     async def _at(self, command: str, timeout_s: float | None = None) -> list[str]:
         deadline = time.monotonic() + (timeout_s or self.config.command_timeout_s)
         self._drop_stale_lines()
-        await self._port.write(command.encode("ascii") + b"\r")
+        await self._port.send(command.encode("ascii") + b"\r")
         return [ln for ln in await self._until_ok(deadline) if ln != command]  # echo before ATE0
 
     # ----------------------------------------------------------------- SBD steps
@@ -185,11 +181,11 @@ class IridiumLink:
     async def _write_mo(self, payload: bytes) -> None:
         deadline = time.monotonic() + self.config.command_timeout_s
         self._drop_stale_lines()
-        await self._port.write(sbdwb_command(len(payload)))
+        await self._port.send(sbdwb_command(len(payload)))
         line = await self._line(deadline)
         if line != "READY":
             raise AtCommandError(f"{self.name}: SBDWB answered {line!r} instead of READY")
-        await self._port.write(sbdwb_body(payload))
+        await self._port.send(sbdwb_body(payload))
         result = parse_write_result(await self._line(deadline))
         if result is WriteResult.TIMEOUT:  # no OK follows a 1
             raise SendTimeout(f"{self.name}: SBDWB transfer timed out")
@@ -202,7 +198,7 @@ class IridiumLink:
         command = "AT+SBDIXA" if answer_ring else "AT+SBDIX"
         deadline = time.monotonic() + self.config.session_timeout_s
         self._drop_stale_lines()
-        await self._port.write(command.encode() + b"\r")
+        await self._port.send(command.encode() + b"\r")
         result: SessionResult | AtParseError | None = None
         for line in await self._until_ok(deadline):
             if line.startswith("+SBDIX"):
@@ -228,7 +224,7 @@ class IridiumLink:
     async def _read_sbdrb(self, announced: int) -> bytes | AtParseError:
         deadline = time.monotonic() + self.config.command_timeout_s
         self._drop_stale_lines()
-        await self._port.write(b"AT+SBDRB\r")
+        await self._port.send(b"AT+SBDRB\r")
         while True:
             self._buf.skip_blank()
             head = self._buf.take(2)
@@ -290,7 +286,7 @@ class IridiumLink:
         async with self._lock:
             try:
                 await self._send_locked(message)
-            except PortClosed as exc:
+            except PortLost as exc:
                 raise LinkNotReady(f"{self.name}: {exc}") from exc
 
     async def _send_locked(self, message: OutboundMessage) -> None:

@@ -25,13 +25,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import serial.rs485
-
 from drivers.modbus.codec import Block, OutOfRange, decode_point, device_blocks, encode_point
 from drivers.modbus.config import DeviceConfig, ModbusRtuBus, ModbusTcpBus, PointConfig, inter_frame_gap
 from drivers.modbus.frames import ExceptionReply, FrameError, read_request, write_request
 from drivers.modbus.master import Master, NoAnswer
-from drivers.modbus.transport import PortLost, SerialSettings, SerialTransport, TcpTransport, Transport
+from drivers.ports.serialport import SerialTransport
+from drivers.ports.settings import SerialSettings
+from drivers.ports.stream import PortLost, Transport
+from drivers.ports.tcp import TcpTransport
 from gateway.shared import PointInfo, Progress, Quality, Reading, ReadingSink, Value, now
 
 log = logging.getLogger("fieldgate.modbus")
@@ -159,16 +160,8 @@ class ModbusBus:
             timeout = max(d.timeout for d in cfg.devices)
             transport: Transport = TcpTransport(cfg.host, cfg.port, connect_timeout=max(2.0, timeout))
             return Master(transport, cfg.framer, gap=0.0)
-        rs485 = None
-        if cfg.rs485 is not None:
-            o = cfg.rs485
-            rs485 = serial.rs485.RS485Settings(
-                rts_level_for_tx=o.rts_level_for_tx, rts_level_for_rx=o.rts_level_for_rx,
-                loopback=o.loopback, delay_before_tx=o.delay_before_tx, delay_before_rx=o.delay_before_rx,
-            )
-        settings = SerialSettings(cfg.port, cfg.baudrate, cfg.parity, cfg.stopbits, cfg.bytesize, rs485)
         gap = inter_frame_gap(cfg.baudrate, cfg.bytesize, cfg.parity, cfg.stopbits) + cfg.frame_gap_margin
-        return Master(SerialTransport(settings), cfg.framer, gap=gap)
+        return Master(SerialTransport(SerialSettings.of_bus(cfg)), cfg.framer, gap=gap)
 
     async def run(self, sink: ReadingSink, progress: Progress) -> None:
         backoff = self.config.reconnect_min

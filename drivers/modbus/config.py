@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from drivers.ports.settings import RS485Options, char_time
 from gateway.shared import ReportPolicy, Seconds, StrictModel
 
 DataType = Literal[
@@ -136,16 +137,6 @@ class ModbusTcpBus(_BusBase):
     )
 
 
-class RS485Options(StrictModel):
-    """Kernel RS-485 half-duplex driving (TIOCSRS485); ignored with a log line where unsupported."""
-
-    rts_level_for_tx: bool = True
-    rts_level_for_rx: bool = False
-    delay_before_tx: Seconds | None = None
-    delay_before_rx: Seconds | None = None
-    loopback: bool = False
-
-
 class ModbusRtuBus(_BusBase):
     """An RS-485 (or RS-232) serial line with one or more units on it."""
 
@@ -168,13 +159,8 @@ class ModbusRtuBus(_BusBase):
         return self
 
 
-def bits_per_char(bytesize: int, parity: str, stopbits: int) -> int:
-    """Bits one character occupies on the wire: start + data + parity + stop."""
-    return 1 + bytesize + (0 if parity == "N" else 1) + stopbits
-
-
 def inter_frame_gap(baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1) -> float:
     """Modbus RTU t3.5 in seconds; the spec fixes it at 1.75 ms above 19200 baud."""
     if baudrate > 19200:
         return 0.00175
-    return 3.5 * bits_per_char(bytesize, parity, stopbits) / baudrate
+    return 3.5 * char_time(baudrate, bytesize, parity, stopbits)

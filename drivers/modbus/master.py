@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 
 from drivers.modbus.frames import FrameError, FramerKind, decode, encode, parse_response
-from drivers.modbus.transport import Transport
+from drivers.ports.stream import Transport
 
 log = logging.getLogger("fieldgate.modbus")
 

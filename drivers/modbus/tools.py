@@ -14,10 +14,13 @@ import sys
 from typing import Any
 
 from drivers.modbus.codec import decode_raw, device_blocks, registers_to_bytes
-from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus, bits_per_char, inter_frame_gap
+from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus, inter_frame_gap
 from drivers.modbus.frames import ExceptionReply, FrameError, FramerKind, read_request
 from drivers.modbus.master import Master, NoAnswer
-from drivers.modbus.transport import PortBusy, PortLost, SerialSettings, SerialTransport, TcpTransport, Transport
+from drivers.ports.serialport import SerialTransport
+from drivers.ports.settings import SerialSettings, char_time
+from drivers.ports.stream import PortBusy, PortLost, Transport
+from drivers.ports.tcp import TcpTransport
 
 ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 RTU_READ_REQUEST_BYTES = 8  # unit, function, address(2), count(2), CRC(2)
@@ -71,7 +74,7 @@ def reply_bytes(table: str, count: int) -> int:
 
 def wire_seconds(table: str, count: int, bus: ModbusRtuBus) -> float:
     """Line time of one RTU read: both frames at the baud rate plus two inter-frame gaps."""
-    char = bits_per_char(bus.bytesize, bus.parity, bus.stopbits) / bus.baudrate
+    char = char_time(bus.baudrate, bus.bytesize, bus.parity, bus.stopbits)
     gap = inter_frame_gap(bus.baudrate, bus.bytesize, bus.parity, bus.stopbits) + bus.frame_gap_margin
     return (RTU_READ_REQUEST_BYTES + reply_bytes(table, count)) * char + 2 * gap
 

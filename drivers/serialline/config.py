@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from drivers.modbus.config import RS485Options
+from drivers.ports.settings import RS485Options
 from gateway.shared import ReportPolicy, Seconds, StrictModel
 
 

@@ -15,7 +15,9 @@ import logging
 import time
 from dataclasses import dataclass
 
-from drivers.modbus.transport import PortLost, SerialSettings, SerialTransport
+from drivers.ports.serialport import SerialTransport
+from drivers.ports.settings import SerialSettings
+from drivers.ports.stream import PortLost
 from drivers.serialline.config import LineDeviceConfig, SerialLineBus
 from drivers.serialline.parse import LineError, decode_line
 from gateway.shared import PointInfo, Progress, Quality, Reading, ReadingSink, now
@@ -55,7 +57,7 @@ class SerialLineDriver:
         cfg = self.config
         backoff = cfg.reconnect_min
         while True:
-            port = SerialTransport(SerialSettings(cfg.port, cfg.baudrate, cfg.parity, cfg.stopbits, cfg.bytesize))
+            port = SerialTransport(SerialSettings.of_bus(cfg))
             try:
                 await port.open()
             except PortLost as exc:

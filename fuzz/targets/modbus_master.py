@@ -15,7 +15,7 @@ from collections import deque
 
 from drivers.modbus.frames import ExceptionReply, FrameError, encode
 from drivers.modbus.master import Master, NoAnswer
-from drivers.modbus.transport import PortLost, Transport
+from drivers.ports.stream import PortLost, Transport
 from fuzz.targets.modbus_reply import FRAMINGS, SCENARIOS, repaired  # the decoding cases' requests
 
 NAME = "modbus_master"

@@ -9,7 +9,8 @@ import asyncio
 import pytest
 
 from drivers.modbus.tools import add_subcommands, parse_units
-from drivers.modbus.transport import SerialSettings, SerialTransport
+from drivers.ports.serialport import SerialTransport
+from drivers.ports.settings import SerialSettings
 from sim.modbus import SimUnit
 from sim.rs485 import LineSimulator
 from tests.hil.rig import RigFile, serial_pair

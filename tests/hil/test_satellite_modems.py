@@ -12,10 +12,10 @@ import pytest
 
 from drivers.beidou.config import BeidouConfig
 from drivers.beidou.link import BeidouLink
-from drivers.beidou.port import MessageTooLarge, SendRefused
 from drivers.beidou.sentences import Dialect, encode_text
 from drivers.iridium.config import IridiumConfig
 from drivers.iridium.link import IridiumLink
+from drivers.satlink import MessageTooLarge, SendRefused
 from gateway.shared import NullProgress, OutboundMessage
 from sim.beidou import BeidouEmulator
 from sim.iridium import IridiumEmulator
@@ -167,7 +167,7 @@ async def test_beidou_sentence_with_thousands_of_digits_does_not_restart_the_lin
             assert link.connected
             emu.write(encode_text("BDICI", ["9" * 4301, "1", "2", "3", "60", "3", "N"]))
             await wait_for(lambda: link.error_count > 0 or task.done())
-            emu.inject(247718, b"\x15after")  # from the platform card (dest)
+            emu.inject(247718, b"\x15after")  # the platform card (dest): a foreign one is dropped
             await wait_for(lambda: got == [b"\x15after"] or task.done())
             assert not task.done() and link.connected and got == [b"\x15after"]
         finally:

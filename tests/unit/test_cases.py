@@ -25,7 +25,7 @@ import yaml
 from drivers.modbus.bus import ModbusBus
 from drivers.modbus.frames import decode, encode
 from drivers.modbus.master import Master
-from drivers.modbus.transport import Transport
+from drivers.ports.stream import Transport
 from gateway.config import ConfigError, load_site
 from gateway.shared import Quality, Reading
 from sim.modbus import SimUnit

@@ -26,7 +26,7 @@ from drivers.modbus.frames import (
     write_request,
 )
 from drivers.modbus.master import Master, NoAnswer
-from drivers.modbus.transport import Transport
+from drivers.ports.stream import Transport
 
 # Published RTU frames with their CRC, unit 0x11. Sources: the Modicon Modbus Protocol Reference Guide
 # PI-MBUS-300 rev. J (read holding registers 0x006B x3: "11 03 00 6B 00 03 76 87") and the worked

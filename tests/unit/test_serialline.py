@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
 import pytest
+import serial
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from drivers.serialline.config import LineDeviceConfig, SerialLineBus
+from drivers.serialline.driver import SerialLineDriver
 from drivers.serialline.parse import LineError, decode_line, nmea_checksum, strip_nmea
-from gateway.shared import Quality
+from gateway.shared import NullProgress, Quality, Reading
 
 # The GGA/RMC example pair reproduced in many NMEA 0183 tutorials, with their published checksums.
 GGA = "$GPGGA,092750.000,5321.6802,N,00630.3372,W,1,8,1.03,61.7,M,55.2,M,,*76"
@@ -107,3 +111,39 @@ def test_line_cannot_mix_poll_and_stream() -> None:
     with pytest.raises(ValidationError, match="do not mix"):
         SerialLineBus.model_validate({"type": "serial_line", "name": "l", "port": "/dev/null", "devices": [
             wind().model_dump(), {**wind().model_dump(), "name": "b", "mode": "poll", "request": "?"}]})
+
+
+def test_a_line_drives_its_rs485_transceiver_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: `rs485:` of a serial_line bus was accepted and documented, but the driver opened the port
+    without it: on a half-duplex adapter that needs the kernel to switch direction, nothing was received."""
+    device, ours = os.openpty()
+    asked: list[serial.rs485.RS485Settings | None] = []
+    # A pty has no RS-485 mode: record what the kernel would be asked instead of asking it.
+    monkeypatch.setattr(serial.Serial, "_set_rs485_mode", lambda _self, settings: asked.append(settings))
+    bus = SerialLineBus.model_validate({
+        "type": "serial_line", "name": "l", "port": os.ttyname(ours), "devices": [wind().model_dump()],
+        "rs485": {"rts_level_for_tx": False, "rts_level_for_rx": True, "delay_before_tx": "5ms"},
+    })
+    readings: asyncio.Queue[Reading] = asyncio.Queue()
+
+    async def body() -> None:
+        driver = SerialLineDriver(bus)
+        task = asyncio.create_task(driver.run(readings.put, NullProgress()))
+        try:
+            async with asyncio.timeout(10):
+                while not driver.connected:  # noqa: ASYNC110 - the driver sets a flag, no event to await
+                    await asyncio.sleep(0.01)
+                os.write(device, mwv("270", "3") + b"\n")
+                while (await readings.get()).quality is not Quality.GOOD:  # the port is open and read
+                    pass
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    try:
+        asyncio.run(body())
+    finally:
+        os.close(device)
+        os.close(ours)
+    assert len(asked) == 1 and asked[0] is not None
+    assert (asked[0].rts_level_for_tx, asked[0].rts_level_for_rx, asked[0].delay_before_tx) == (False, True, 0.005)
