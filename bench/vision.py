@@ -45,9 +45,9 @@ def yolov8n_manifest(tmp: Path, size: int) -> Path:
     from drivers.onnx.synthetic import yolov8n_sized_model
 
     tmp.mkdir(parents=True, exist_ok=True)
-    model = yolov8n_sized_model(tmp / "yolov8n_sized.onnx", size=size)
-    classes = [{"name": "fire", "role": "fire"}, {"name": "smoke", "role": "smoke"}] + [
-        {"name": f"class{i}", "role": "ignore"} for i in range(2, 80)]
+    names = ["fire", "smoke"] + [f"class{i}" for i in range(2, 80)]
+    model = yolov8n_sized_model(tmp / "yolov8n_sized.onnx", size=size, names=names)  # the manifest must match
+    classes = [{"name": n, "role": n if n in ("fire", "smoke") else "ignore"} for n in names]
     (tmp / "yolov8n_sized.yaml").write_text(json.dumps({
         "file": model.name, "sha256": hashlib.sha256(model.read_bytes()).hexdigest(), "layout": "yolov8",
         "input": {"width": size, "height": size}, "classes": classes,

@@ -3,11 +3,14 @@
 * ``constant_output_model``: ignores its image and returns a fixed tensor, so a decoder can be
   checked against known boxes through a real onnxruntime session.
 * ``yolov8n_sized_model``: random-weight convolutions with roughly YOLOv8n's compute and its
-  [1, 4+nc, N] output, for honest benchmark figures without redistributing any weights.
+  [1, 4+nc, N] output, for honest benchmark figures without redistributing any weights. Its
+  metadata carries what an Ultralytics export writes (``names``, ``task``, ``imgsz``, ``stride``),
+  so start-time checks meet a model that describes itself the way a real one does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +56,21 @@ def constant_output_model(
     return _save(graph, path, metadata)
 
 
-def yolov8n_sized_model(path: Path, size: int = 320, num_classes: int = 80, seed: int = 0) -> Path:
-    """A conv stack with about YOLOv8n's FLOPs per pixel and a [1, 4+nc, N] output over strides 8/16/32."""
+def ultralytics_metadata(names: Sequence[str], size: int) -> dict[str, str]:
+    """The metadata keys an Ultralytics ONNX export writes that the start-time checks read."""
+    return {"names": str(dict(enumerate(names))), "task": "detect", "imgsz": str([size, size]), "stride": "32",
+            "batch": "1", "description": "random-weight stand-in (fieldgate tests), not a trained model"}
+
+
+def yolov8n_sized_model(
+    path: Path, size: int = 320, num_classes: int = 80, seed: int = 0, names: Sequence[str] | None = None
+) -> Path:
+    """A conv stack with about YOLOv8n's FLOPs per pixel and a [1, 4+nc, N] output over strides 8/16/32.
+
+    ``names`` (index order) sets the class count and the metadata names; default ``class0..``."""
+    if names is not None:
+        num_classes = len(names)
+    names = list(names) if names is not None else [f"class{i}" for i in range(num_classes)]
     rng = np.random.default_rng(seed)
     inits: list[onnx.TensorProto] = []
     nodes: list[onnx.NodeProto] = []
@@ -102,4 +118,4 @@ def yolov8n_sized_model(path: Path, size: int = 320, num_classes: int = 80, seed
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4 + num_classes, n])],
         initializer=inits,
     )
-    return _save(graph, path, {"names": str({i: f"class{i}" for i in range(num_classes)})})
+    return _save(graph, path, ultralytics_metadata(names, size))

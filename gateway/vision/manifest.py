@@ -52,6 +52,11 @@ class Manifest(StrictModel):
     classes: list[ClassSpec] | None = Field(
         default=None, description="class index order; omitted -> read 'names' from the model metadata"
     )
+    classes_by: Literal["index", "name"] = Field(
+        default="index",
+        description="index: 'classes' is the model's index order and must equal its 'names' metadata; "
+        "name: each entry is matched to the model's index by name (gateway/vision/modelcheck.py)",
+    )
     thresholds: RoleThresholds = Field(default_factory=RoleThresholds)
     nms_iou: float = Field(default=0.45, gt=0, le=1)
     max_detections: int = Field(default=100, ge=1, le=1000)

@@ -68,20 +68,20 @@ class WorkerResult:
 
 def _child(conn: Connection, spec: WorkerSpec, shm_name: str, slot_bytes: int) -> None:
     """Worker process entry point (module level so the spawn start method can import it)."""
-    from gateway.vision.backend import open_backend
     from gateway.vision.detector import Detector
-    from gateway.vision.manifest import load_manifest
+    from gateway.vision.modelcheck import open_checked
 
     try:
-        loaded = load_manifest(spec.manifest)
-        backend = open_backend(spec.backend, loaded.model_path, spec.threads, spec.graph_optimization)
+        # The manifest is checked against the model (shape, class names, input size) before any frame.
+        loaded, backend, checked = open_checked(spec.manifest, spec.backend, spec.threads, spec.graph_optimization)
         detector = Detector(loaded, backend)
     except Exception as e:
         conn.send(("fatal", f"{type(e).__name__}: {e}"))
         return
     shm = SharedMemory(name=shm_name)
     try:
-        conn.send(("ready", {"roles": detector.roles, "layout": detector.layout, "backend": backend.name}))
+        conn.send(("ready", {"roles": detector.roles, "layout": detector.layout, "backend": backend.name,
+                             "warnings": checked.warnings, "notes": checked.notes}))
         _ChildPipeline(conn, detector, shm, slot_bytes, canvases=min(2, spec.slots)).serve(spec.overlap)
     finally:
         shm.close()
