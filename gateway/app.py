@@ -62,8 +62,8 @@ from gateway.shared import (
 )
 from gateway.status import StatusServer
 from gateway.view import build_snapshot
+from gateway.vision.camerafault import CameraGuard
 from gateway.vision.events import DetectionEvent
-from gateway.vision.pipeline import run_camera
 
 log = logging.getLogger("fieldgate")
 
@@ -113,6 +113,7 @@ class Gateway:
         self.counters: dict[str, Any] = {"points_read": 0, "alarms_raised": 0, "readings_by_quality": {}}
         self._background: set[asyncio.Task[Any]] = set()
         self.latest_snapshot: dict[str, Any] | None = None
+        self.cameras: list[CameraGuard] = []  # built when the cameras start
         self.control = GatewayControl(self)
         self.commands: CommandPlane | None = None
         self._loop_states = loop_states or list
@@ -180,6 +181,10 @@ class Gateway:
         key = str(fault.get("output") or "broadcast")
         log.error("broadcast fault: %s", fault)
         await self._commit_now(RecordClass.ALARM, EventRecord("fault", key, fault, now()))
+
+    async def _journal_camera_fault(self, fault: dict[str, Any]) -> None:
+        """A camera's model configuration fault (or its clearing): a fault alarm upstream, never a siren."""
+        await self._commit_now(RecordClass.ALARM, EventRecord("fault", str(fault["camera"]), fault, now()))
 
     async def _commit_now(self, cls: RecordClass, record: Reading | EventRecord) -> None:
         """Alarms and evidence: durable before anything acts upstream. A full journal must not stop the
@@ -315,10 +320,9 @@ class Gateway:
         if self.config.status is not None:
             server = StatusServer(self.config.status, self.control)
             tasks.append(tg.create_task(supervise("status page", server.run)))
-        tasks.extend(
-            tg.create_task(supervise(f"camera {cam.name}", partial(
-                run_camera, cam, self.on_detection, progress(f"vision {cam.name}", 60.0))))
-            for cam in self.config.cameras)
+        self.cameras = [CameraGuard(cam, self.on_detection, progress(f"vision {cam.name}", 60.0),
+                                    self._journal_camera_fault) for cam in self.config.cameras]
+        tasks.extend(tg.create_task(supervise(f"camera {guard.cfg.name}", guard.run)) for guard in self.cameras)
         return tasks
 
     # ---- what the status page and `fieldgate status` show -------------------------------

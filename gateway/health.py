@@ -81,7 +81,8 @@ def _number(value: Any) -> float | int | None:
 def health_message(snapshot: Mapping[str, Any], disk_path: str | os.PathLike[str],
                    *, thermal_dir: Path = THERMAL_DIR, clock: Any = time.time) -> dict[str, Any]:
     """``{"ts", "uptime_s", "backlog", "oldest_age_s", "drops", "links": {name: 0|1}, "devices_online",
-    "devices_total", "alarms", "overdue": [...], "cpu_temp_c", "disk_free_mb", "disk_free_pct"}``.
+    "devices_total", "alarms", "overdue": [...], "cpu_temp_c", "disk_free_mb", "disk_free_pct",
+    "cameras": {name: 0|1}}`` (only with cameras; 0 while its model is refused as a configuration fault).
 
     ``disk_path`` is where the journal lives (the state directory): the disk that fills up.
     """
@@ -106,4 +107,8 @@ def health_message(snapshot: Mapping[str, Any], disk_path: str | os.PathLike[str
         "disk_free_mb": None if free is None else free[0] // (1024 * 1024),
         "disk_free_pct": None if free is None else free[1],
     }
+    cameras = {str(c.get("name")): int(c.get("state") != "failed") for c in _dicts(snapshot.get("cameras"))
+               if c.get("name")}
+    if cameras:  # a site without cameras pays nothing for them (the message may travel by satellite)
+        message["cameras"] = cameras
     return message

@@ -54,6 +54,7 @@ def build_snapshot(gw: Gateway) -> dict[str, Any]:
         "alarms": gw.rules.active_alarms(),
         "evidence": list(gw.evidence),
         "snapshot": gw.latest_snapshot,
+        "cameras": [guard.health.to_json() for guard in gw.cameras],
         "counters": dict(gw.counters),
     }
 

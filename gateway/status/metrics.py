@@ -120,6 +120,7 @@ def render_metrics(snapshot: Mapping[str, Any]) -> str:
     _links(reg, _dicts(snapshot.get("links")))
     _alarms(reg, _dicts(snapshot.get("alarms")), counters)
     _loops(reg, _dicts(snapshot.get("loops")))
+    _cameras(reg, _dicts(snapshot.get("cameras")))
     _other_counters(reg, counters)
     return reg.render()
 
@@ -225,6 +226,13 @@ def _loops(reg: Registry, loops: list[Mapping[str, Any]]) -> None:
     for loop in loops:
         if loop.get("name"):
             overdue.add(bool(loop.get("overdue")), loop=str(loop["name"]))
+
+
+def _cameras(reg: Registry, cameras: list[Mapping[str, Any]]) -> None:
+    failed = reg.family("camera_failed", "gauge", "1 while a camera's model is refused (configuration fault)")
+    for camera in cameras:
+        if camera.get("name"):
+            failed.add(camera.get("state") == "failed", camera=str(camera["name"]))
 
 
 _KNOWN_COUNTERS = {"points_read", "errors_by_device", "alarms_raised"}

@@ -86,6 +86,10 @@ def render_summary(snapshot: Mapping[str, Any]) -> str:
     if evidence:
         lines.append(f"broadcast evidence (latest {min(5, len(evidence))} of {len(evidence)})")
         lines += [f"  {dict(e)}"[:200] for e in evidence[-5:]]
+    for camera in _dicts(snapshot.get("cameras")):
+        state = str(camera.get("state", "?"))
+        fault = f": {camera.get('fault')}" if camera.get("fault") else ""
+        lines.append(f"camera {camera.get('name', '?')}: {'FAILED' if state == 'failed' else state}{fault}"[:300])
     snap = snapshot.get("snapshot")
     if isinstance(snap, Mapping) and snap.get("path"):
         lines.append(f"camera snapshot: {snap.get('camera', '')} {fmt_time(snap.get('ts'))} {snap.get('path')}")

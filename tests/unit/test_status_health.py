@@ -35,6 +35,8 @@ def test_message_from_a_full_snapshot(tmp_path: Path) -> None:
                    "links": {"county": 1, "sat": 0}, "devices_online": 2, "devices_total": 3, "alarms": 1,
                    "overdue": ["bus rtu"], "cpu_temp_c": 54.3}
     assert len(json.dumps(msg)) < 400  # compact
+    snapshot["cameras"] = [{"name": "ridge", "state": "failed"}, {"name": "valley", "state": "running"}]
+    assert health_message(snapshot, tmp_path, thermal_dir=thermal)["cameras"] == {"ridge": 0, "valley": 1}
 
 
 def test_absent_facts_are_null_not_invented(tmp_path: Path) -> None:
