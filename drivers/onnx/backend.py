@@ -21,6 +21,13 @@ GRAPH_OPT = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
 
+INTERPOLATION = {
+    "linear": cv2.INTER_LINEAR,
+    "area": cv2.INTER_AREA,
+    "nearest": cv2.INTER_NEAREST,
+    "cubic": cv2.INTER_CUBIC,
+}
+
 
 class ModelLoadError(RuntimeError):
     """The model file cannot be loaded or has an input the pipeline cannot feed."""
@@ -76,10 +83,15 @@ class OnnxBackend:
         return [np.asarray(o) for o in outputs]
 
     @staticmethod
-    def resize(image: npt.NDArray[np.uint8], width: int, height: int) -> npt.NDArray[np.uint8]:
-        shrinking = width < image.shape[1] or height < image.shape[0]
-        interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        return np.asarray(cv2.resize(image, (width, height), interpolation=interp), np.uint8)
+    def resize(
+        image: npt.NDArray[np.uint8], width: int, height: int, interpolation: str = "linear"
+    ) -> npt.NDArray[np.uint8]:
+        """Resize with the filter the model was trained with (manifest input.resize; Ultralytics: linear)."""
+        try:
+            flag = INTERPOLATION[interpolation]
+        except KeyError:
+            raise ValueError(f"unknown interpolation {interpolation!r}; one of {sorted(INTERPOLATION)}") from None
+        return np.asarray(cv2.resize(image, (width, height), interpolation=flag), np.uint8)
 
     @staticmethod
     def split(image: npt.NDArray[np.uint8], planes: list[npt.NDArray[np.uint8]]) -> None:

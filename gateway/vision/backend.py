@@ -28,8 +28,11 @@ class Backend(Protocol):
 
     def run(self, blob: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]: ...
 
-    # Resize lives on the backend: an NPU box can do it in hardware (Rockchip RGA).
-    def resize(self, image: npt.NDArray[np.uint8], width: int, height: int) -> npt.NDArray[np.uint8]: ...
+    # Resize lives on the backend: an NPU box can do it in hardware (Rockchip RGA). ``interpolation`` is
+    # the manifest's input.resize ("linear", "area", "nearest", "cubic").
+    def resize(
+        self, image: npt.NDArray[np.uint8], width: int, height: int, interpolation: str = "linear"
+    ) -> npt.NDArray[np.uint8]: ...
 
 
 class BackendError(RuntimeError):

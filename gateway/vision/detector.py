@@ -7,6 +7,8 @@ prepare frame k+1 while the backend runs frame k.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import numpy.typing as npt
 
@@ -17,6 +19,7 @@ from gateway.vision.letterbox import (
     BlobCanvas,
     Image,
     Letterbox,
+    Resize,
     Split,
     letterbox_params,
     numpy_split,
@@ -53,6 +56,7 @@ class Detector:
         self.rgb = m.input.color == "rgb"
         self.scale = m.input.scale
         self.pad_value = m.input.pad_value
+        self._resize: Resize = partial(backend.resize, interpolation=m.input.resize)  # as the model was trained
         self.layout: Layout | None = None if m.layout == "auto" else m.layout
         if self.layout is None and backend.output_shapes and all(
             isinstance(d, int) for d in backend.output_shapes[0]
@@ -72,7 +76,7 @@ class Detector:
         """Letterbox ``image`` (HxWx3 BGR uint8) into ``canvas.blob``; the geometry ``finish`` needs."""
         h, w = image.shape[:2]
         lb = letterbox_params(w, h, self.width, self.height)
-        canvas.fill(image, lb, self.backend.resize, self._split)
+        canvas.fill(image, lb, self._resize, self._split)
         return lb
 
     def detect(self, image: Image) -> Detections:

@@ -20,6 +20,8 @@ from gateway.shared import StrictModel
 from gateway.vision.decode import Layout
 
 Role = Literal["fire", "smoke", "ignore"]
+# How a frame is resized into the model input; the backend maps each name to its own filter.
+Interpolation = Literal["linear", "area", "nearest", "cubic"]
 
 
 class ManifestError(ValueError):
@@ -34,7 +36,12 @@ class ClassSpec(StrictModel):
 class InputSpec(StrictModel):
     width: int = Field(ge=16, le=4096)
     height: int = Field(ge=16, le=4096)
-    color: Literal["rgb", "bgr"] = "rgb"
+    # Defaults are what Ultralytics' own predictor feeds an exported model (LetterBox: cv2.INTER_LINEAR,
+    # RGB): thresholds tuned in the trainer's tools then hold here. Set them if your exporter differs.
+    color: Literal["rgb", "bgr"] = Field(default="rgb", description="channel order the model was trained on")
+    resize: Interpolation = Field(
+        default="linear", description="resize filter the training/prediction pipeline used (linear = bilinear)"
+    )
     scale: float = Field(default=1 / 255.0, gt=0, description="pixel value multiplier (1/255 -> 0..1)")
     pad_value: int = Field(default=114, ge=0, le=255, description="letterbox border grey level")
 
