@@ -1,4 +1,4 @@
-"""`fieldgate` command line: run, validate, schema."""
+"""`fieldgate` command line: run, validate, schema (and the subcommands of the modules it names)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     ack_commands(sub)
     status_commands(sub)
     modbus_tools(sub)
+    from gateway.vision.modelcli import add_subcommands as model_commands  # argparse only; numpy on use
+
+    model_commands(sub)
 
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
