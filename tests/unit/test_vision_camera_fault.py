@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("cv2")
 
+from drivers.onnx.synthetic import yolov8n_sized_model
 from gateway.app import Gateway
 from gateway.config import load_site_text
 from gateway.health import health_message
@@ -22,9 +23,7 @@ from gateway.shared import RecordClass
 from gateway.status.metrics import render_metrics
 from gateway.status.summary import render_summary
 from gateway.vision import camerafault
-
-REPO = Path(__file__).resolve().parents[2]
-BASELINE = REPO / "models" / "baseline-fire-smoke.yaml"
+from gateway.vision.manifest import sha256_file
 
 
 def cameras(gateway: Gateway) -> dict[str, dict[str, Any]]:
@@ -35,11 +34,13 @@ def test_a_bad_manifest_is_one_fault_alarm_and_waits_for_the_file(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(camerafault, "CHANGE_POLL_S", 0.2)
-    good = BASELINE.read_text().replace("file: baseline-fire-smoke.onnx",
-                                        f"file: {REPO / 'models' / 'baseline-fire-smoke.onnx'}")
-    sha = next(line.split()[1] for line in good.splitlines() if line.startswith("sha256:"))
+    # The YOLOv8 stand-in trained-as {0: smoke, 1: fire}, and a manifest in the README's old order.
+    model = yolov8n_sized_model(tmp_path / "smoke-fire.onnx", size=64, names=["smoke", "fire"])
+    wrong_order = (f"file: {model.name}\nsha256: '{sha256_file(model)}'\nlayout: yolov8\n"
+                   "input: {width: 64, height: 64}\nclasses: [{name: fire, role: fire}, {name: smoke, role: smoke}]\n"
+                   "licence: test\nprovenance: test\n")
     manifest = tmp_path / "model.yaml"
-    manifest.write_text(good.replace(sha, "a" * 64))
+    manifest.write_text(wrong_order)
     site = load_site_text(f"""
 gateway: {{id: gw, state_dir: {tmp_path / 'state'}}}
 cameras:
@@ -77,13 +78,13 @@ cameras:
             errors = errors_about_the_camera()
             assert len(errors) == 1, [r.getMessage() for r in errors]
             assert errors[0].exc_info is None and "\n" not in errors[0].getMessage()
-            assert "does not match its manifest" in errors[0].getMessage()
+            assert "the model's names are ['smoke', 'fire']" in errors[0].getMessage()
             assert "configuration fault" in errors[0].getMessage()
             seen["failed"] = cameras(gateway)["ridge"]
             seen["health"] = health_message(gateway.snapshot(), tmp_path)
             seen["summary"] = render_summary(gateway.snapshot())
             seen["metrics"] = render_metrics(gateway.snapshot())
-            manifest.write_text(good)
+            manifest.write_text(wrong_order + "classes_by: name\n")  # the operator's fix
             await until(lambda: cameras(gateway)["ridge"]["state"] == "running", 60)
         finally:
             stop.set()
@@ -92,9 +93,9 @@ cameras:
     with caplog.at_level(logging.INFO):
         asyncio.run(scenario())
     assert len(errors_about_the_camera()) == 1
-    assert seen["failed"]["state"] == "failed" and "does not match" in seen["failed"]["fault"]
+    assert seen["failed"]["state"] == "failed" and "classes_by: name" in seen["failed"]["fault"]
     assert seen["health"]["cameras"] == {"ridge": 0}
-    assert "camera ridge: FAILED: ManifestError: model" in seen["summary"]
+    assert "camera ridge: FAILED: ModelCheckError: model manifest" in seen["summary"]
     assert 'fieldgate_camera_failed{camera="ridge"} 1' in seen["metrics"]
     faults = [body for cls, body in committed if cls is RecordClass.ALARM and body["kind"] == "fault"]
     assert all(f["key"] == "ridge" for f in faults)
