@@ -128,11 +128,11 @@ class Capacity:
             self._drop_event_if_due()
         self.store.counts[cls] -= len(seqs)
         log.warning("journal: dropped %d oldest %s records (%s), up to seq %d",
-                    len(seqs), cls.name.lower(), reason, seqs[-1])
+                    len(seqs), cls.label, reason, seqs[-1])
         return len(seqs)
 
     def count_drop(self, reason: str, cls: RecordClass, n: int, persist: bool = True) -> None:
-        key = f"{reason}/{cls.name.lower()}"
+        key = f"{reason}/{cls.label}"
         self.dropped[key] = self.dropped.get(key, 0) + n
         self._unreported[key] = self._unreported.get(key, 0) + n
         if persist:

@@ -165,7 +165,7 @@ class Journal:
             by_class[cls_name] = by_class.get(cls_name, 0) + n
         return {
             "records": self.depth(),
-            "by_class": {cls.name.lower(): n for cls, n in self.counts.items()},
+            "by_class": {cls.label: n for cls, n in self.counts.items()},
             "bytes": self.store.used_bytes(),
             "limit_bytes": self.capacity.limit(),
             "oldest_age_s": None if first is None else round(now - first, 1),

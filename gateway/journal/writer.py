@@ -59,7 +59,7 @@ class AsyncJournal:
         """Commit one record now (fsync'd) and return its seq. Raises ``JournalFull`` if it cannot."""
         seqs = await self.call(self.journal.append, [(cls, reading)])
         if not seqs:
-            raise JournalFull(f"{cls.name.lower()} record of {reading.point} was not stored (disk full)")
+            raise JournalFull(f"{cls.label} record of {reading.point} was not stored (disk full)")
         self._notify()
         return seqs[0]
 
