@@ -36,8 +36,11 @@ from paho.mqtt import client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from drivers.mqtt.config import MqttLinkConfig  # noqa: E402
-from gateway.journal import AsyncJournal, Journal  # noqa: E402
-from gateway.journal_config import JournalSettings  # noqa: E402
+from gateway.journal import (  # noqa: E402
+    AsyncJournal,
+    Journal,
+    JournalSettings,
+)
 from gateway.links import LinkRunner  # noqa: E402
 from gateway.profiles import get_profile  # noqa: E402
 from gateway.registry import build_link  # noqa: E402

@@ -73,8 +73,9 @@ def setup_logging(verbose: bool) -> None:
     from gateway import logsetup
 
     logsetup.setup_logging(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("pymodbus", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.CRITICAL if not verbose else logging.DEBUG)
+    quiet = logging.CRITICAL if not verbose else logging.DEBUG  # libraries that chatter at INFO
+    logging.getLogger("pymodbus").setLevel(quiet)
+    logging.getLogger("asyncio").setLevel(quiet)
 
 
 def _load(path: str) -> SiteConfig | None:

@@ -4,7 +4,8 @@ Code logs context with ``extra=``, e.g.
 ``log.warning("no answer", extra={"device": "pump-3", "point": "level"})``. Under systemd
 those become journal fields (``DEVICE=pump-3 POINT=level``) that a technician can filter on
 (``journalctl -u fieldgate DEVICE=pump-3``); on a terminal they are appended as
-``key=value`` pairs: ``WARNING gateway.poll: no answer device=pump-3 point=level``.
+``key=value`` pairs: ``WARNING fieldgate.modbus: no answer device=pump-3 point=level``.
+Logger names follow one scheme, listed in docs/logging.md.
 """
 
 from __future__ import annotations

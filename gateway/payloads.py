@@ -15,14 +15,8 @@ ENVELOPE_VERSION = 1
 # configurable as journal.historical_after (docs/durability.md).
 HISTORICAL_AFTER = 30.0
 
-TOPIC_KIND = {
-    RecordClass.ALARM: "alarm",
-    RecordClass.EVIDENCE: "evidence",
-    RecordClass.EVENT: "event",
-    RecordClass.STATE: "telemetry",
-    RecordClass.TELEMETRY: "telemetry",
-    RecordClass.BULK: "bulk",
-}
+# The topic a class goes to is named after it; state changes share the telemetry topic.
+TOPIC_KIND = {cls: (RecordClass.TELEMETRY if cls is RecordClass.STATE else cls).label for cls in RecordClass}
 
 
 class FieldgateProfile:

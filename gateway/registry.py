@@ -16,15 +16,6 @@ from drivers.serialline.config import SerialLineBus
 from gateway.profiles import PayloadProfile
 from gateway.shared import BusDriver, Link, RecordClass
 
-CLASS_NAMES = {
-    "alarm": RecordClass.ALARM,
-    "evidence": RecordClass.EVIDENCE,
-    "event": RecordClass.EVENT,
-    "state": RecordClass.STATE,
-    "telemetry": RecordClass.TELEMETRY,
-    "bulk": RecordClass.BULK,
-}
-
 
 def build_bus(config: ModbusTcpBus | ModbusRtuBus | SerialLineBus) -> BusDriver:
     # Imported here so that validating a config never needs the hardware libraries loaded.
@@ -57,7 +48,7 @@ def build_satellite_link(config: BeidouConfig | IridiumConfig, on_message: Calla
 
 def link_classes(config: MqttLinkConfig | BeidouConfig | IridiumConfig) -> set[RecordClass]:
     names = config.classes if isinstance(config, MqttLinkConfig) else config.policy.classes
-    return {CLASS_NAMES[name] for name in names}
+    return {RecordClass.named(name) for name in names}
 
 
 class SatelliteLink(Link, Protocol):

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, cast, get_args
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -101,6 +101,13 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 # Free text sent to a platform (ThingsBoard device names and types, client ids): no control characters.
 PlainText = Annotated[str, Field(pattern=PLAIN_TEXT_PATTERN)]
 
+# The journal classes by the names YAML (`classes:`), stats and logs use: RecordClass's names in
+# lower case (RecordClass.label), spelled here once; tests/unit/test_names_defined_once.py keeps the two in step.
+RecordClassName = Literal["alarm", "evidence", "event", "state", "telemetry", "bulk"]
+RECORD_CLASS_NAMES: tuple[RecordClassName, ...] = get_args(RecordClassName)
+# The payload profiles a link may use (profile:); gateway/profiles/ implements each.
+PayloadProfileName = Literal["fieldgate", "thingsboard"]
+
 
 class ReportPolicy(StrictModel):
     """Report-by-exception for one point (owned by gateway/report.py, configured beside the point)."""
@@ -121,7 +128,7 @@ class ReportPolicy(StrictModel):
 class SatellitePolicy(StrictModel):
     """How a satellite link is scheduled (owned by gateway/satellite.py, configured on the link)."""
 
-    classes: list[Literal["alarm", "evidence", "event", "state", "telemetry", "bulk"]] = Field(
+    classes: list[RecordClassName] = Field(
         default=["alarm"], description="journal classes it carries; bulk (snapshots) never fits a satellite message")
     failover_after: Seconds = Field(default=60.0, description="every primary link down this long → send")
     budget_bytes_per_hour: int | None = Field(default=None, ge=1)
@@ -162,6 +169,18 @@ class RecordClass(enum.IntEnum):
     STATE = 3
     TELEMETRY = 4
     BULK = 5
+
+    @property
+    def label(self) -> RecordClassName:
+        """The class's name in YAML, stats and logs: "alarm" … "bulk"."""
+        return cast(RecordClassName, self.name.lower())
+
+    @classmethod
+    def named(cls, label: str) -> RecordClass:
+        """The class called ``label`` ("alarm" … "bulk"); KeyError for any other name."""
+        if label not in RECORD_CLASS_NAMES:
+            raise KeyError(label)
+        return cls[label.upper()]
 
 
 Value = float | int | bool | str | None

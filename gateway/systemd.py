@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fieldgate.systemd")
 
 # systemd reads one notification datagram into a buffer of PIPE_BUF bytes and drops longer ones.
 MAX_DATAGRAM = 4096

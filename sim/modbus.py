@@ -31,7 +31,7 @@ from drivers.modbus.codec import encode_point
 from drivers.modbus.config import PointConfig
 from sim.support import free_port
 
-log = logging.getLogger("fieldgate.sim")
+log = logging.getLogger("fieldgate.sim.modbus")
 
 TABLES = ("coil", "discrete", "holding", "input")
 _FC_TABLE = {1: "coil", 5: "coil", 15: "coil", 2: "discrete", 3: "holding", 6: "holding", 16: "holding",

@@ -26,7 +26,7 @@ import serial
 from drivers.modbus.frames import FC_TABLE, FrameError, FramerKind, decode, encode, pack_bits
 from sim.modbus import SimUnit
 
-log = logging.getLogger("fieldgate.linesim")
+log = logging.getLogger("fieldgate.sim.rs485")
 
 QUIET = 0.02  # seconds of silence that end a partial frame on a pty (there is no baud-rate timing)
 

@@ -35,7 +35,7 @@ from drivers.ports.stream import PortLost
 from drivers.satlink import LinkNotReady, MessageTooLarge, SendRefused, SendTimeout
 from gateway.shared import OutboundMessage, Progress
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fieldgate.beidou")
 
 # Data bytes per message by communication level, unencrypted, mixed mode (protocols.md §1b):
 # (bits - 8-bit 0xA4 marker) // 8.

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fieldgate.camera")
 
 
 @dataclass(frozen=True, slots=True)

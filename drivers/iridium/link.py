@@ -37,7 +37,7 @@ from drivers.ports.stream import PortLost
 from drivers.satlink import LinkNotReady, MessageTooLarge, SendRefused, SendTimeout
 from gateway.shared import OutboundMessage, Progress
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fieldgate.iridium")
 
 
 class AtCommandError(SendRefused):

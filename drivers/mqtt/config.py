@@ -14,7 +14,16 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.shared import Name, PlainText, Seconds, StrictModel, TopicPrefix
+from gateway.shared import (
+    RECORD_CLASS_NAMES,
+    Name,
+    PayloadProfileName,
+    PlainText,
+    RecordClassName,
+    Seconds,
+    StrictModel,
+    TopicPrefix,
+)
 
 # A systemd credential name: a plain file name inside $CREDENTIALS_DIRECTORY, never a path.
 CREDENTIAL_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,254}$"
@@ -104,7 +113,7 @@ class MqttLinkConfig(StrictModel):
     )
     tls: MqttTls | None = None
     keepalive: Seconds = Field(default=30.0, ge=5, le=65535)
-    profile: Literal["fieldgate", "thingsboard"] = Field(default="fieldgate", description="payload profile")
+    profile: PayloadProfileName = Field(default="fieldgate", description="payload profile")
     thingsboard: ThingsboardOptions = Field(default_factory=ThingsboardOptions)
     topic_prefix: TopicPrefix = Field(default="fieldgate/v1", description="topics are <prefix>/<gateway id>/<kind>")
     max_inflight: int = Field(default=8, ge=1, le=100, description="QoS 1 messages awaiting PUBACK")
@@ -116,8 +125,8 @@ class MqttLinkConfig(StrictModel):
     reply_expiry: Seconds = Field(default=300.0, le=0xFFFFFFFF, description="default expiry of command replies")
     reconnect_min: Seconds = Field(default=1.0, gt=0)
     reconnect_max: Seconds = Field(default=60.0, gt=0)
-    classes: list[Literal["alarm", "evidence", "event", "state", "telemetry", "bulk"]] = Field(
-        default=["alarm", "evidence", "event", "state", "telemetry", "bulk"],
+    classes: list[RecordClassName] = Field(
+        default=list(RECORD_CLASS_NAMES),
         description="journal classes this link carries",
     )
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import aiomqtt
 
-log = logging.getLogger("fieldgate.monitor")
+log = logging.getLogger("fieldgate.mqtt.monitor")
 
 # Our own envelopes stay far below this (a batch of 200 readings is ~30 KiB); larger ones are not decoded.
 MAX_DECODED_BYTES = 256 * 1024

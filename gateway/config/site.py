@@ -16,7 +16,7 @@ from drivers.serialline.config import SerialLineBus
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.interlock import check_bus_boards, check_site_plan, check_write_points
 from gateway.commands import CommandsConfig
-from gateway.journal_config import JournalSettings
+from gateway.journal import JournalSettings
 from gateway.rules import RulesConfig
 from gateway.shared import ConfigPath, Name, PlacedConfigError, Seconds, StrictModel
 from gateway.status import StatusConfig

@@ -8,20 +8,23 @@ messages, reply topics).
 
 from __future__ import annotations
 
+from typing import get_args
+
 from drivers.mqtt.config import MqttLinkConfig
 from gateway.profiles.base import InboundCommand, PayloadProfile
 from gateway.profiles.fieldgate import FieldgateSessionProfile
 from gateway.profiles.thingsboard import ThingsboardProfile
+from gateway.shared import PayloadProfileName
 
-PROFILES = ("fieldgate", "thingsboard")
+PROFILES: tuple[PayloadProfileName, ...] = get_args(PayloadProfileName)
 
 
 def get_profile(name: str, gateway_id: str, config: MqttLinkConfig,
                 historical_after: float = 30.0) -> PayloadProfile:
     """The profile object for one link; ``name`` is normally ``config.profile``."""
-    if name == "fieldgate":
+    if name == FieldgateSessionProfile.name:
         return FieldgateSessionProfile(gateway_id, config.topic_prefix, historical_after)
-    if name == "thingsboard":
+    if name == ThingsboardProfile.name:
         return ThingsboardProfile(gateway_id, config.thingsboard)
     raise ValueError(f"unknown payload profile '{name}'; known: {', '.join(PROFILES)}")
 

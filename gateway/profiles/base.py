@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from gateway.journal import JournalRecord
-from gateway.shared import OutboundMessage
+from gateway.shared import OutboundMessage, PayloadProfileName
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,8 @@ class InboundCommand:
 class PayloadProfile(Protocol):
     """Encodes journal records for one link and describes its MQTT session (drivers/mqtt/session.py)."""
 
-    name: str
+    @property
+    def name(self) -> PayloadProfileName: ...
 
     def encode(self, records: Sequence[JournalRecord], now: float | None = None) -> list[OutboundMessage]: ...
 

@@ -13,14 +13,14 @@ from typing import Any
 
 from gateway.payloads import ENVELOPE_VERSION, FieldgateProfile
 from gateway.profiles.base import InboundCommand
-from gateway.shared import OutboundMessage
+from gateway.shared import OutboundMessage, PayloadProfileName
 
 # Larger command payloads are dropped unread (a signed command is a few hundred bytes).
 MAX_COMMAND_BYTES = 64 * 1024
 
 
 class FieldgateSessionProfile(FieldgateProfile):
-    name = "fieldgate"
+    name: PayloadProfileName = "fieldgate"
     version = ENVELOPE_VERSION
 
     def status_topic(self) -> str | None:

@@ -29,7 +29,7 @@ from typing import Any
 from drivers.mqtt.config import ThingsboardOptions
 from gateway.journal import JournalRecord
 from gateway.profiles.base import InboundCommand
-from gateway.shared import OutboundMessage, RecordClass
+from gateway.shared import OutboundMessage, PayloadProfileName, RecordClass
 
 log = logging.getLogger("fieldgate.profiles.thingsboard")
 
@@ -56,7 +56,7 @@ def _ms(seconds: Any) -> int:
 
 
 class ThingsboardProfile:
-    name = "thingsboard"
+    name: PayloadProfileName = "thingsboard"
 
     def __init__(self, gateway_id: str, options: ThingsboardOptions) -> None:
         self.gateway_id = gateway_id
@@ -114,7 +114,7 @@ class ThingsboardProfile:
                     self._units_sent.add((device, key))
                     attributes.setdefault(device, {})[f"{key}_unit"] = unit
             else:
-                kind = str(body.get("kind") or RecordClass(record.cls).name.lower())
+                kind = str(body.get("kind") or RecordClass(record.cls).label)
                 own.append({"ts": _ms(body.get("ts", record.created)),
                             "values": {kind: {**body, "seq": record.seq}}})
                 own_seqs.append(record.seq)

@@ -28,7 +28,7 @@ from gateway.vision.temporal import Confirmer, Observation
 from gateway.vision.tiling import TileSweep
 from gateway.vision.worker import DetectorWorker, WorkerSpec
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fieldgate.vision")
 GRAY_WIDTH = 320  # motion/flicker measures run on a grey copy this wide
 OnEvent = Callable[[DetectionEvent], Awaitable[None]]
 

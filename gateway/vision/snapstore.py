@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gateway.fsutil import ensure_dir, write_atomic
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fieldgate.vision")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 

@@ -38,7 +38,7 @@ from gateway.vision.letterbox import BlobCanvas, Letterbox
 if TYPE_CHECKING:
     from gateway.vision.detector import Detector
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fieldgate.vision")
 
 
 class WorkerError(RuntimeError):

@@ -27,8 +27,7 @@ from typing import Any
 
 import pytest
 
-from gateway.journal import Journal
-from gateway.journal_config import JournalSettings
+from gateway.journal import Journal, JournalSettings
 from gateway.shared import Quality, Reading, RecordClass
 from sim.broker import Broker
 from sim.gateway_process import GatewayProcess
@@ -337,7 +336,7 @@ BUILD_BACKLOG = r"""
 import json, sys, time
 from pathlib import Path
 from gateway.journal import Journal
-from gateway.journal_config import JournalSettings
+from gateway.journal import JournalSettings
 from gateway.shared import Quality, Reading, RecordClass
 
 def rss():

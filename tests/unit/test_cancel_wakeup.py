@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway import compact
-from gateway.journal import AsyncJournal, Journal
-from gateway.journal_config import JournalSettings
+from gateway.journal import AsyncJournal, Journal, JournalSettings
 from gateway.links import LinkRunner
 from gateway.payloads import FieldgateProfile
 from gateway.satellite import SatelliteRunner

@@ -22,8 +22,7 @@ from gateway.alerts.audit import AuditLog
 from gateway.alerts.inbox import InboxWatcher
 from gateway.commands.replay import ReplayCache
 from gateway.fsutil import LinkRefused, prepare_database, write_atomic
-from gateway.journal import Journal
-from gateway.journal_config import JournalSettings
+from gateway.journal import Journal, JournalSettings
 
 
 @pytest.fixture

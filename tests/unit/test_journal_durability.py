@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateway.journal import Journal, JournalFull, JournalUnavailable
-from gateway.journal_config import JournalSettings
+from gateway.journal import Journal, JournalFull, JournalSettings, JournalUnavailable
 from gateway.shared import Quality, Reading, RecordClass
 
 ALL = set(RecordClass)

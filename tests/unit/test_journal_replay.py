@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gateway.journal import AsyncJournal, Journal
-from gateway.journal_config import JournalSettings
+from gateway.journal import AsyncJournal, Journal, JournalSettings
 from gateway.links import LinkRunner
 from gateway.payloads import FieldgateProfile
 from gateway.shared import NullProgress, OutboundMessage, Progress, Quality, Reading, RecordClass

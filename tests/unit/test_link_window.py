@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.app import supervise
-from gateway.journal import AsyncJournal, Journal, JournalRecord
-from gateway.journal_config import JournalSettings
+from gateway.journal import AsyncJournal, Journal, JournalRecord, JournalSettings
 from gateway.links import LinkRunner
 from gateway.payloads import FieldgateProfile
 from gateway.shared import NullProgress, OutboundMessage, Progress, Quality, Reading, RecordClass

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway import compact
-from gateway.journal import AsyncJournal, Journal
-from gateway.journal_config import JournalSettings
+from gateway.journal import AsyncJournal, Journal, JournalSettings
 from gateway.satellite import SatelliteRunner
 from gateway.shared import EventRecord, NullProgress, OutboundMessage, Progress, RecordClass, SatellitePolicy
 

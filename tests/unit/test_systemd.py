@@ -196,7 +196,7 @@ def test_unreachable_socket_is_reported_once_not_raised(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     notifier = Notifier(str(tmp_path / "nobody-listens.sock"))
-    with caplog.at_level(logging.DEBUG, logger="gateway.systemd"):
+    with caplog.at_level(logging.DEBUG, logger="fieldgate.systemd"):
         assert [notifier.watchdog() for _ in range(5)] == [False] * 5
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "nobody-listens.sock" in warnings[0].getMessage()
@@ -328,7 +328,7 @@ def test_without_watchdog_hung_loops_are_still_reported(
     supervisor.register("vision", deadline_s=1.0)
     assert supervisor.tick()
     clock.now += 2.0
-    with caplog.at_level(logging.ERROR, logger="gateway.systemd"):
+    with caplog.at_level(logging.ERROR, logger="fieldgate.systemd"):
         assert not supervisor.tick()
     (status,) = listener.drain()
     assert status["STATUS"].startswith("HUNG: vision")

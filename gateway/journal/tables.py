@@ -1,0 +1,230 @@
+"""The journal's SQLite tables: records, one ``pending`` row per link that owes a record, meta.
+
+One connection, used only from the journal's thread. Knows how rows are written, read,
+acknowledged and deleted; what to drop and when is ``capacity.py``'s business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+
+from gateway.journal.files import JournalFiles
+from gateway.journal.records import MAX_SEQ, JournalRecord
+from gateway.shared import Journalable, RecordClass
+
+log = logging.getLogger("fieldgate.journal")
+
+SEQ_BLOCK = 10_000  # sequence numbers reserved (fsync'd to <journal>.seq) ahead of use
+_CHUNK = 500  # seqs per DELETE ... IN (...) statement
+
+
+class RecordStore:
+    def __init__(self, db: sqlite3.Connection, links: dict[str, set[RecordClass]], files: JournalFiles) -> None:
+        self.db = db
+        self.links = links
+        self.files = files
+        self.counts: dict[RecordClass, int] = dict.fromkeys(RecordClass, 0)
+        self.page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+        self._synchronous = ""
+        self.last = self.last_seq()  # highest seq handed out
+        self.reserved = files.read_reserved()
+        if self.reserved < self.last:
+            self._reserve(self.last + SEQ_BLOCK)
+        self._recount()
+        self._release_unconfigured_links()
+
+    def _reserve(self, upto: int) -> None:
+        self.files.write_reserved(upto)
+        self.reserved = upto
+
+    def reserve_for(self, n: int) -> None:
+        """Make sure the next ``n`` seqs are durably reserved before they are used."""
+        if self.last + n + 1 > self.reserved:
+            self._reserve(self.last + n + SEQ_BLOCK)
+
+    def _recount(self) -> None:
+        self.counts = dict.fromkeys(RecordClass, 0)
+        for cls, n in self.db.execute("SELECT cls, count(*) FROM records GROUP BY cls"):
+            self.counts[RecordClass(cls)] = int(n)
+
+    def _release_unconfigured_links(self) -> None:
+        # A link removed from the config would otherwise pin its records forever.
+        known = list(self.links)
+        marks = ",".join("?" * len(known)) or "''"
+        stale = self.db.execute(f"SELECT count(*) FROM pending WHERE link NOT IN ({marks})", known).fetchone()[0]
+        if stale:
+            log.warning("journal: %d pending rows for links no longer configured are released", stale)
+            with self.tx(durable=False):
+                self.db.execute(f"DELETE FROM pending WHERE link NOT IN ({marks})", known)
+                self.db.execute("DELETE FROM records WHERE NOT EXISTS "
+                                "(SELECT 1 FROM pending p WHERE p.seq = records.seq)")
+                self._recount()
+
+    @contextlib.contextmanager
+    def tx(self, durable: bool) -> Iterator[None]:
+        """One transaction; ``durable`` commits with synchronous=FULL (the WAL is fsync'd)."""
+        mode = "FULL" if durable else "NORMAL"
+        if mode != self._synchronous:
+            self.db.execute(f"PRAGMA synchronous={mode}")
+            self._synchronous = mode
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+            raise
+
+    # ----- writing -----------------------------------------------------------------------------
+
+    def insert(self, items: Sequence[tuple[RecordClass, Journalable]], created: float) -> list[int]:
+        """Inside a transaction: the records and their pending rows; returns their seqs."""
+        seqs: list[int] = []
+        pending: list[tuple[str, int, int]] = []
+        for cls, reading in items:
+            body = json.dumps(reading.to_json(), separators=(",", ":"))
+            cursor = self.db.execute(
+                "INSERT INTO records (cls, point, created, body) VALUES (?, ?, ?, ?)",
+                (int(cls), reading.point, created, body),
+            )
+            seq = int(cursor.lastrowid or 0)
+            seqs.append(seq)
+            pending.extend((link, int(cls), seq) for link, classes in self.links.items() if cls in classes)
+        self.db.executemany("INSERT INTO pending (link, cls, seq) VALUES (?, ?, ?)", pending)
+        # A record no link carries is not kept (nobody would ever acknowledge it).
+        orphans = [(s,) for (cls, _), s in zip(items, seqs, strict=True)
+                   if not any(cls in c for c in self.links.values())]
+        if orphans:
+            self.db.executemany("DELETE FROM records WHERE seq = ?", orphans)
+        return seqs
+
+    def accounted(self, items: Sequence[tuple[RecordClass, Journalable]], seqs: list[int]) -> None:
+        """Once ``insert`` committed: the last seq and the per-class counts."""
+        if seqs:
+            self.last = max(self.last, seqs[-1])
+        for cls, _ in items:
+            if any(cls in c for c in self.links.values()):
+                self.counts[cls] += 1
+
+    def delete(self, seqs: list[int]) -> None:
+        """Inside a transaction: the records and every pending row of them."""
+        for start in range(0, len(seqs), _CHUNK):
+            chunk = seqs[start:start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            self.db.execute(f"DELETE FROM pending WHERE seq IN ({marks})", chunk)
+            self.db.execute(f"DELETE FROM records WHERE seq IN ({marks})", chunk)
+
+    def ack(self, link: str, seqs: Sequence[int]) -> None:
+        """``link``'s pending rows for ``seqs`` go, then the records no link owes any more."""
+        with self.tx(durable=False):
+            for start in range(0, len(seqs), _CHUNK):
+                chunk = list(seqs[start:start + _CHUNK])
+                marks = ",".join("?" * len(chunk))
+                self.db.execute(f"DELETE FROM pending WHERE link = ? AND seq IN ({marks})", [link, *chunk])
+                gone = self.db.execute(
+                    f"DELETE FROM records WHERE seq IN ({marks}) AND NOT EXISTS "
+                    f"(SELECT 1 FROM pending p WHERE p.seq = records.seq) RETURNING cls", chunk).fetchall()
+                for (cls,) in gone:
+                    self.counts[RecordClass(cls)] -= 1
+
+    def set_meta(self, key: str, value: int) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def meta_counters(self, prefix: str) -> dict[str, int]:
+        rows = self.db.execute("SELECT key, value FROM meta WHERE key LIKE ?", (prefix + "%",))
+        return {key.removeprefix(prefix): int(value) for key, value in rows}
+
+    def meta_int(self, key: str) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    # ----- reading -----------------------------------------------------------------------------
+
+    def owed(self, link: str, cls: RecordClass, after: int, upto: int, limit: int) -> list[JournalRecord]:
+        """What ``link`` still owes of class ``cls`` with after < seq <= upto, oldest first."""
+        if limit <= 0:
+            return []
+        rows = self.db.execute(
+            "SELECT r.seq, r.cls, r.body, r.created FROM pending p JOIN records r ON r.seq = p.seq "
+            "WHERE p.link = ? AND p.cls = ? AND p.seq > ? AND p.seq <= ? ORDER BY p.seq LIMIT ?",
+            (link, int(cls), after, upto, limit),
+        ).fetchall()
+        return [JournalRecord(seq, RecordClass(c), json.loads(body), created) for seq, c, body, created in rows]
+
+    def pending(self, link: str, limit: int, exclude: Iterable[int] = ()) -> list[JournalRecord]:
+        """Priority order (alarm first), oldest first within a class, of what ``link`` owes."""
+        skip = set(exclude)
+        out: list[JournalRecord] = []
+        for cls in RecordClass:
+            for record in self.owed(link, cls, 0, MAX_SEQ, limit - len(out) + len(skip)):
+                if record.seq not in skip:
+                    out.append(record)
+            if len(out) >= limit:
+                break
+        return out[:limit]
+
+    def oldest(self, cls: RecordClass, limit: int, before: float | None = None) -> list[int]:
+        """Seqs of the ``limit`` oldest records of ``cls`` (only those created before ``before``)."""
+        query = "SELECT seq FROM records WHERE cls = ?" + (" AND created < ?" if before is not None else "")
+        args: tuple[object, ...] = (int(cls), before) if before is not None else (int(cls),)
+        return [seq for (seq,) in self.db.execute(query + " ORDER BY seq LIMIT ?", (*args, limit))]
+
+    def oldest_created(self, cls: RecordClass | None = None) -> float | None:
+        """When the oldest record (of ``cls``) was taken."""
+        if cls is None:
+            row = self.db.execute("SELECT created FROM records ORDER BY seq LIMIT 1").fetchone()
+        else:
+            row = self.db.execute("SELECT created FROM records WHERE cls = ? ORDER BY seq LIMIT 1",
+                                  (int(cls),)).fetchone()
+        return None if row is None else float(row[0])
+
+    def oldest_owed_created(self, link: str) -> float | None:
+        """When the oldest record ``link`` owes was taken."""
+        oldest: float | None = None
+        for cls in RecordClass:
+            row = self.db.execute(
+                "SELECT r.created FROM pending p JOIN records r ON r.seq = p.seq "
+                "WHERE p.link = ? AND p.cls = ? ORDER BY p.seq LIMIT 1", (link, int(cls))).fetchone()
+            if row is not None:
+                oldest = row[0] if oldest is None else min(oldest, row[0])
+        return oldest
+
+    def telemetry_after(self, seq: int, limit: int) -> list[tuple[int, str, float]]:
+        """(seq, point, created) of the telemetry records after ``seq``, oldest first."""
+        return self.db.execute(
+            "SELECT seq, point, created FROM records WHERE cls = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (int(RecordClass.TELEMETRY), seq, limit)).fetchall()
+
+    def depth(self, link: str | None = None) -> int:
+        if link is None:
+            return sum(self.counts.values())
+        return int(self.db.execute("SELECT count(*) FROM pending WHERE link = ?", (link,)).fetchone()[0])
+
+    def last_seq(self) -> int:
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+        return int(row[0]) if row else 0
+
+    # ----- size --------------------------------------------------------------------------------
+
+    def used_bytes(self) -> int:
+        pages = int(self.db.execute("PRAGMA page_count").fetchone()[0])
+        free = int(self.db.execute("PRAGMA freelist_count").fetchone()[0])
+        return (pages - free) * self.page_size
+
+    def file_bytes(self) -> int:
+        return int(self.db.execute("PRAGMA page_count").fetchone()[0]) * self.page_size
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.checkpoint()
+        self.db.close()
