@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from gateway.vision.events import DetectionEvent
     from gateway.vision.pipeline import CameraStats
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fieldgate.vision")
 CHANGE_POLL_S = 5.0  # how often a failed camera looks at its manifest and model file
 FaultSink = Callable[[dict[str, Any]], Awaitable[None]]
 
