@@ -32,6 +32,7 @@ class Sent:
     dest: int
     payload: bytes  # without the mixed-mode marker
     at: float
+    category: int | None = None  # 4.0: the $TXSQ information category byte as the host wrote it
 
 
 class BeidouEmulator(PtyEmulator):
@@ -120,7 +121,8 @@ class BeidouEmulator(PtyEmulator):
             content = bytes.fromhex(fields[1])
             bits = int.from_bytes(content[4:6], "big")
             data = content[7 : 7 + (bits + 7) // 8]
-            self._send(int.from_bytes(content[1:4], "big"), data.hex(), content[0] == 0x46)
+            # 0x46 and 0x42 both occur for code and mixed messages (docs/satellite.md §3): the marker tells
+            self._send(int.from_bytes(content[1:4], "big"), data.hex(), True, category=content[0])
         # anything else (other dialects' queries included) is ignored, as modules do
 
     def _card_v21(self) -> None:
@@ -142,7 +144,7 @@ class BeidouEmulator(PtyEmulator):
                    + bytes([self.level, 0]) + b"\x00\x00")
         self.write(encode_frame("ICXX", self.card_id if self.has_card else 0, content))
 
-    def _send(self, dest: int, content_hex: str, mixed: bool) -> None:
+    def _send(self, dest: int, content_hex: str, mixed: bool, *, category: int | None = None) -> None:
         now = time.monotonic()
         try:
             data = bytes.fromhex(content_hex)
@@ -160,7 +162,7 @@ class BeidouEmulator(PtyEmulator):
             self._feedback(False, 0, "oversize")
         else:
             self._last_send = now
-            self.sent.append(Sent(dest, data, now))
+            self.sent.append(Sent(dest, data, now, category))
             self._feedback(True, self.interval_s, "")
 
     def _feedback(self, ok: bool, wait_s: int, why: str) -> None:

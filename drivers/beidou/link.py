@@ -239,7 +239,7 @@ class BeidouLink:
             raise LinkNotReady(f"{self.name}: not connected")
         frame = send_command(
             self._dialect, self._card.user_id, self.config.dest, payload,
-            Encoding(self.config.encoding), freq_point=self.config.freq_point,
+            Encoding(self.config.encoding), freq_point=self.config.freq_point, category=self.config.info_category,
         )
         self._feedback_wait = asyncio.get_running_loop().create_future()
         try:

@@ -380,10 +380,22 @@ def card_query(dialect: Dialect) -> bytes:
     return encode_frame("ICJC", 0, b"\x00")
 
 
+# The 4.0 ``$TXSQ`` information category byte. Public frames disagree and modules differ: a user card's
+# plain (code) message to another card is published with 0x46, a command receiver's with 0x42 (both in
+# the cnblogs chen1880 11422145 capture), and code in the wild sends 0x46 for code and mixed alike. So
+# it is a per-link setting (``info_category``) whose default is 0x46. The text dialects have no such
+# byte: 2.1 ``$CCTXA`` sends "1" (normal, not express), BDS-3 ``$CCTCQ`` has no category at all.
+DEFAULT_TXSQ_CATEGORY = 0x46
+DEFAULT_CATEGORY: dict[Dialect, int | None] = {
+    Dialect.V40: DEFAULT_TXSQ_CATEGORY, Dialect.V21: None, Dialect.BDS3: None}
+
+
 def send_command(
-    dialect: Dialect, own: int, dest: int, payload: bytes, encoding: Encoding, *, freq_point: int = 2
+    dialect: Dialect, own: int, dest: int, payload: bytes, encoding: Encoding, *, freq_point: int = 2,
+    category: int | None = None,
 ) -> bytes:
-    """The send sentence/frame for ``payload`` in ``dialect``."""
+    """The send sentence/frame for ``payload`` in ``dialect``; ``category`` is the 4.0 information
+    category byte (None: the dialect's default, :data:`DEFAULT_CATEGORY`; ignored by the text dialects)."""
     data = (bytes([MIXED_MARKER]) + payload) if encoding is Encoding.MIXED else payload
     if dialect is Dialect.V21:
         kind = "2" if encoding is Encoding.MIXED else "1"
@@ -392,7 +404,9 @@ def send_command(
         kind = "3" if encoding is Encoding.MIXED else "2"
         # dest, frequency point, inbound ack 1 = none, type, content, repeat 0 = once
         return encode_text("CCTCQ", [f"{dest:07d}", str(freq_point), "1", kind, data.hex().upper(), "0"])
-    category = 0x46 if encoding is Encoding.MIXED else 0x42
+    category = DEFAULT_TXSQ_CATEGORY if category is None else category
+    if not 0 <= category <= 0xFF:
+        raise ValueError(f"information category {category} is not a byte")
     bits = (8 * len(data)).to_bytes(2, "big")
     content = bytes([category]) + dest.to_bytes(3, "big") + bits + b"\x00" + data  # ack flag 0
     return encode_frame("TXSQ", own, content)
