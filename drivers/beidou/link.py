@@ -133,6 +133,7 @@ class BeidouLink:
             await asyncio.sleep(self.config.reopen_delay_s)
 
     async def _start_up(self) -> None:
+        self._decoder.dialect = None  # a new module may sit on the port: probe without prejudice
         order = _PROBE_ORDER if self.config.dialect == "auto" else (Dialect(self.config.dialect),)
         for dialect in order:
             card = await self._query_card(dialect)
@@ -141,6 +142,7 @@ class BeidouLink:
             if not card.present:
                 raise LinkNotReady(f"{self.name}: module answers ({dialect}) but reports no card")
             self._dialect, self._card = dialect, card
+            self._decoder.dialect = dialect  # from now on sentences are read as this dialect writes them
             return
         raise LinkNotReady(f"{self.name}: no answer to the card query in dialect(s) {[str(d) for d in order]}")
 

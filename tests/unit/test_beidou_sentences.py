@@ -85,6 +85,25 @@ def test_bds3_fki_reason_no_card() -> None:
     assert isinstance(wait, Feedback) and (wait.outcome, wait.wait_s) == (Outcome.WAIT, 37)
 
 
+def test_bds3_fki_with_a_sixth_field_is_read_by_dialect_not_by_field_count() -> None:
+    """Before: a BDS-3 $BDFKI with six fields fell into the 2.1 branch (chosen by len == 5) and came back
+    as the misleading ParseError "wait time is not mmss: '0'"; a stream decoder that knows the dialect
+    reads it as BDS-3 whatever the count."""
+    six = encode_text("BDFKI", ["083012", "TCQ", "Y", "0", "0", "1"])
+    expected = Feedback(Dialect.BDS3, "TCQ", Outcome.ACCEPTED, 0, "ok")
+    assert parse_text(six) == expected
+    assert parse_text(six, Dialect.BDS3) == expected
+    assert list(StreamDecoder(Dialect.BDS3).feed(six)) == [expected]
+    wait = parse_text(encode_text("BDFKI", ["083012.00", "TCQ", "N", "1", "37", "2"]))
+    assert isinstance(wait, Feedback) and (wait.dialect, wait.outcome, wait.wait_s) == (Dialect.BDS3, Outcome.WAIT, 37)
+    # a 2.1 module's line with an extra field stays 2.1, and a known 2.1 dialect reads it so
+    v21 = encode_text("BDFKI", ["TXA", "Y", "Y", "0", "0040", "1"])
+    assert parse_text(v21) == parse_text(v21, Dialect.V21) == Feedback(Dialect.V21, "TXA", Outcome.ACCEPTED, 40, "ok")
+    # read as the wrong dialect it is an error that names the dialect, not a silent misreading
+    wrong = parse_text(six, Dialect.V21)
+    assert isinstance(wrong, ParseError) and "2.1" in wrong.reason
+
+
 def test_module_waits_and_intervals_are_capped() -> None:
     """Before: a BDS-3 "remaining" or a card frequency of any size was taken as is: 99999999 s parked the
     link for years, and a 400-digit figure raised OverflowError out of send() / run() (float())."""
