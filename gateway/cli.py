@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.alerts.cli import add_subcommands as alert_commands
     from gateway.commands.cli import add_subcommands as command_commands
     from gateway.rules.cli import add_subcommands as rules_commands
+    from gateway.satcentre.cli import add_subcommands as centre_commands
     from gateway.status.cli import add_subcommands as status_commands
 
     rules_commands(sub)
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ack_commands(sub)
     status_commands(sub)
     modbus_tools(sub)
+    centre_commands(sub)
 
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
