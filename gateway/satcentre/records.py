@@ -63,7 +63,8 @@ def alarm_record(gateway: Gateway, message: compact.CompactMessage, now: float) 
         record = {"kind": "alarm", "key": rule, "ts": float(alarm.time),
                   "transition": "cleared" if cleared else "raised", "rule": rule,
                   "severity": _SEVERITY.get(alarm.level, str(alarm.level)),
-                  "points": {alarm.point: {"value": json_value(alarm.value), "q": alarm.quality.value}}}
+                  "points": {alarm.point: {"value": json_value(alarm.value), "q": alarm.quality.value,
+                                           "ts": float(alarm.time)}}}
         if alarm.text:
             record["message"] = alarm.text
         kind = "alarm"

@@ -69,8 +69,8 @@ def test_an_alarm_is_published_as_the_gateway_would_then_acked_after_the_puback(
     assert publication is not None and publication.topic == f"fieldgate/v1/{GW}/alarm" and publication.seqs == (41,)
     assert body(bridge) == {"v": 1, "gw": GW, "records": [{
         "kind": "alarm", "key": "level.danger", "ts": float(NOW), "transition": "raised", "rule": "level.danger",
-        "severity": "severe", "points": {"dam.level": {"value": 152.5, "q": "good"}}, "message": "水位超过危险水位",
-        "seq": 41, "via": "beidou"}]}
+        "severity": "severe", "points": {"dam.level": {"value": 152.5, "q": "good", "ts": float(NOW)}},
+        "message": "水位超过危险水位", "seq": 41, "via": "beidou"}]}
     assert bridge.next_send(77) is None  # nothing is ACKed before the broker has it
     bridge.on_incoming(CARD, alarm(41))  # the gateway resent it meanwhile: not queued twice
     assert bridge.unpublished == 1 and bridge.counters["duplicates"] == 1
