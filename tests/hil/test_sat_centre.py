@@ -25,33 +25,12 @@ from sim.gateway_process import GatewayProcess
 from sim.modbus import SimServer, SimUnit
 from sim.platform import Platform
 from sim.serial_pty import socat_pair
-from sim.sites import ack_key_file, radar_gauge_bus, satellite_section
+from sim.sites import PLATFORM_CARD, ack_key_file, failover_site
 from sim.support import free_port, listening, wait_for
 from tests.hil.rig import ROOT
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(180)]
-GATEWAY_NUMBER, GATEWAY_CARD, CENTRE_CARD = 42, 166166, 247718
-
-
-def gateway_site(tmp: Path, gauge_port: int, uplink_port: int, beidou_port: str, key_file: Path) -> Path:
-    path = tmp / "site.yaml"
-    path.write_text(f"""
-gateway: {{id: sat-centre-gw, state_dir: {tmp / 'state'}}}
-buses:
-{radar_gauge_bus(gauge_port, point_extra="report: {deadband: 0.01}")}
-rules:
-  - {{type: threshold, id: level.danger, point: dam.level, above: 152.0, hysteresis: 0.1, severity: severe,
-     message: 水位超过危险水位}}
-{satellite_section(GATEWAY_NUMBER, key_file, "{level.danger: 7}")}
-links:
-  - {{type: mqtt, name: county, host: 127.0.0.1, port: {uplink_port}, reconnect_min: 0.2, reconnect_max: 1}}
-  - type: beidou
-    name: bd
-    port: {beidou_port}
-    dest: {CENTRE_CARD}
-    policy: {{failover_after: 2s, app_ack: true, ack_timeout: 60s}}
-""")
-    return path
+GATEWAY_CARD, CENTRE_CARD = 166166, PLATFORM_CARD  # the failover site's gateway sends to the platform's card
 
 
 def centre_config(tmp: Path, receiver_port: str, broker_port: int, site: Path, key_file: Path, dialect: str) -> Path:
@@ -116,7 +95,7 @@ def test_alarm_by_satellite_through_the_centre_bridge_then_the_uplink_returns(
             BeidouEmulator(receiver_end, dialect=centre_dialect, card_id=CENTRE_CARD, interval_s=1,
                            noise_period_s=0.5, subordinates=frozenset({GATEWAY_CARD})) as receiver:
         sky.join(module, receiver)
-        site = gateway_site(tmp_path, gauge_port, uplink_port, gateway_end, key_file)
+        site = failover_site(tmp_path, gauge_port, uplink_port, gateway_end, key_file)  # MQTT: nothing there yet
         level = load_site(site).buses[0].devices[0].points[0]
         assert isinstance(level, PointConfig)
         gauge = SimUnit(1)
