@@ -198,3 +198,16 @@ def test_a_gateways_own_site_file_gives_its_aliases_units_and_prefix(tmp_path: P
     assert gateway.rules_by_alias[2] == "level.danger" and gateway.base == "fieldgate/v1/res-qingshui-01"
     ran = fieldgate("sat-centre", str(path), "--check")
     assert ran.returncode == 0 and "166166 -> res-qingshui-01 (1001)" in ran.stdout, ran.stderr
+
+
+def test_what_the_bridge_publishes_validates_against_the_payload_schema(centre: Centre) -> None:
+    from tests.unit.test_profiles_fieldgate import SCHEMA, validate
+
+    bridge = Bridge(centre, clock=lambda: NOW)
+    readings = [Reading("dam.level", 23.417, Quality.GOOD, NOW, seq=10),
+                Reading("rain.total", None, Quality.COMM_FAIL, NOW + 1, seq=11)]
+    bridge.on_incoming(CARD, compact.encode_readings(readings, gateway=NUMBER, aliases=ALIASES))
+    bridge.on_incoming(CARD, alarm(12))
+    while (publication := bridge.next_publication()) is not None:
+        validate(json.loads(publication.payload), SCHEMA)
+        bridge.published(publication)
