@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.alerts.cli import add_subcommands as alert_commands
     from gateway.commands.cli import add_subcommands as command_commands
     from gateway.rules.cli import add_subcommands as rules_commands
+    from gateway.satcentre.cli import add_subcommands as centre_commands
     from gateway.status.cli import add_subcommands as status_commands
 
     rules_commands(sub)
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.vision.modelcli import add_subcommands as model_commands  # argparse only; numpy on use
 
     model_commands(sub)
+    centre_commands(sub)
 
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -138,7 +140,7 @@ def _local_checks(config: SiteConfig, path: str) -> list[str]:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from gateway import compact
+    from gateway import compact, compactview
 
     aliases: dict[int, str] = {}
     if args.config:
@@ -151,7 +153,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
             with open(args.file, "rb") as handle:
                 data = handle.read(4096)
         elif args.message:
-            data = bytes.fromhex(args.message.replace(" ", "").replace(":", ""))
+            data = compactview.parse_hex(args.message)
         else:
             print("decode: give the message as hex, or --file", file=sys.stderr)
             return 2
@@ -166,21 +168,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     mac = _ack_mac_check(message, args.ack_key_file)
     if mac is None:
         return 2
-    out = {
-        "kind": message.kind.name.lower(), "gateway": message.gateway, "base_time": message.base_time,
-        "seqs": list(message.seqs), "readings": [r.to_json() for r in message.readings],
-    }
-    if message.alarm is not None:
-        alarm = message.alarm
-        out["alarm"] = {"seq": alarm.seq, "time": alarm.time, "point": alarm.point, "rule": alarm.rule,
-                        "level": alarm.level, "value": alarm.value, "quality": alarm.quality.value,
-                        "text": alarm.text, "ref_seq": alarm.ref_seq}
-    if message.acked:
-        out["acked"] = [list(r) for r in message.acked]
-        out["mac"] = mac
-    if message.command:
-        out["command_bytes"] = len(message.command)
-    print(json.dumps(out, ensure_ascii=False, indent=2))
+    print(compactview.dumps(compactview.message_json(message, ack_mac=mac or None), indent=2))
     return 0
 
 

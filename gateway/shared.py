@@ -9,7 +9,9 @@ small protocols through which drivers hand data to the core.
 from __future__ import annotations
 
 import enum
+import math
 import re
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -331,3 +333,28 @@ class Link(Protocol):
     async def run(self, progress: Progress) -> None: ...
 
     async def send(self, message: OutboundMessage) -> None: ...
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def float32_decimal(x: float) -> float:
+    """The shortest decimal that reads back as the same float32 as ``x`` (131.27000427246094 -> 131.27).
+
+    A float32 register holds about 7 significant digits; widened to a double it shows digits the
+    device never measured, and the compact satellite codec would have to carry all 8 bytes of them.
+    Both sides use this one rule (the Modbus decoder, the compact F32 form), so a value reads the same
+    whichever way it travelled. Non-finite values and values beyond float32's range are returned as is.
+    """
+    if not math.isfinite(x) or abs(x) > FLOAT32_MAX:
+        return x
+    packed = struct.pack(">f", x)
+    f32 = struct.unpack(">f", packed)[0]  # x rounded to float32 (5e-324 is 0.0): its digits, not x's
+    for digits in range(1, 10):  # 9 significant digits always round-trip a float32
+        candidate = float(f"{f32:.{digits}g}")
+        try:
+            if struct.pack(">f", candidate) == packed:
+                return candidate
+        except OverflowError:  # rounded up past float32's largest value
+            continue
+    return x

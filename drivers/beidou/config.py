@@ -24,6 +24,11 @@ class BeidouConfig(StrictModel):
     encoding: Literal["code", "mixed"] = Field(
         "mixed", description="mixed = 0xA4 marker + payload; the 77-byte level-3 budget assumes it"
     )
+    info_category: int | None = Field(
+        None, ge=0, le=255,
+        description="4.0 $TXSQ information category byte; default per dialect: 0x46 for 4.0 (the text dialects "
+                    "have none); some modules and command receivers expect 0x42 (docs/satellite.md §3)",
+    )
     max_bytes: int | None = Field(
         None, ge=1, le=1750, description="payload limit; default from the card's communication level"
     )

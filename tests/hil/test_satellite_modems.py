@@ -82,6 +82,18 @@ async def test_beidou_probe_send_and_receive(pty_pair: tuple[str, str], dialect:
             assert link.connected
 
 
+@pytest.mark.parametrize("configured,written", [(None, 0x46), (0x42, 0x42)])
+@run_async
+async def test_beidou_40_writes_the_links_information_category(pty_pair: tuple[str, str], configured: int | None,
+                                                                written: int) -> None:
+    ours, theirs = pty_pair
+    with BeidouEmulator(theirs, dialect=Dialect.V40, interval_s=1, noise_period_s=None) as emu:
+        link = BeidouLink(beidou_config(ours, encoding="code", info_category=configured), lambda _b: None)
+        async with running(link):
+            await link.send(msg(b"\x12alarm", 7))
+            assert [(s.payload, s.category) for s in emu.sent] == [(b"\x12alarm", written)]
+
+
 @run_async
 async def test_beidou_takes_messages_from_the_listed_platform_cards_only(pty_pair: tuple[str, str],
                                                                         caplog: pytest.LogCaptureFixture) -> None:
