@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     decode.set_defaults(handler=cmd_decode)
 
     from drivers.modbus.tools import add_subcommands as modbus_tools
+    from drivers.sl651.cli import add_subcommands as sl651_commands
     from gateway.ackkey import add_subcommands as ack_commands
     from gateway.alerts.cli import add_subcommands as alert_commands
     from gateway.commands.cli import add_subcommands as command_commands
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ack_commands(sub)
     status_commands(sub)
     modbus_tools(sub)
+    sl651_commands(sub)
 
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
