@@ -125,7 +125,7 @@ def _local_checks(config: SiteConfig, path: str) -> list[str]:
             found.extend(f"links[{i}] ({link.name}): {problem}" for problem in problems(link))
     if config.status is not None:
         found.extend(f"status: {problem}" for problem in status_warnings(config.status))
-    if any(not isinstance(link, MqttLinkConfig) for link in config.links):
+    if any(link.type in ("beidou", "iridium") for link in config.links):
         from gateway.ackkey import AckKeyError, load_ack_key
 
         try:

@@ -192,11 +192,21 @@ class Centre:
         self.counts: dict[str, int] = {"frames": 0, "published": 0, "duplicates": 0, "rejected": 0,
                                        "unconfirmed": 0, "keepalives": 0}
         self.server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> asyncio.Server:
         host, port = split_address(self.config.listen, 5005)
         self.server = await asyncio.start_server(self._connection, host, port, limit=READ_CHUNK * 4)
         return self.server
+
+    async def stop(self) -> None:
+        """Stop accepting and end every station's connection (Server.close leaves them open in 3.11)."""
+        if self.server is not None:
+            self.server.close()
+            for writer in list(self._open):
+                writer.close()
+            await self.server.wait_closed()
+            self.server = None
 
     def _reject(self, peer: str, why: str) -> None:
         self.counts["rejected"] += 1
@@ -210,6 +220,7 @@ class Centre:
             writer.close()
             return
         self.connections += 1
+        self._open.add(writer)
         frames, reassembler = FrameReader(), Reassembler(max_messages=8, max_bytes=1 << 20)
         try:
             while True:
@@ -233,6 +244,7 @@ class Centre:
             log.info("sl651-centre: %s: connection ended: %s", peer, exc)
         finally:
             self.connections -= 1
+            self._open.discard(writer)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
