@@ -63,6 +63,7 @@ class CentreConfig(StrictModel):
     publish_timeout: Seconds = Field(default=10.0, gt=0, description="no PUBACK by then: no confirmation")
     idle_timeout: Seconds = Field(default=1200.0, gt=0, description="close a connection silent this long")
     max_connections: int = Field(default=10_000, ge=1)
+    max_inflight: int = Field(default=200, ge=1, le=65535, description="QoS 1 publishes awaiting PUBACK (paho: 20)")
 
 
 def split_address(text: str, default_port: int) -> tuple[str, int]:
@@ -152,7 +153,8 @@ class Publisher:
         while True:
             try:
                 client = FieldgateClient(hostname=self.host, port=self.port, identifier=self.client_id,
-                                         protocol=paho.MQTTv5, keepalive=30, max_queued_outgoing_messages=1000)
+                                         protocol=paho.MQTTv5, keepalive=30, max_queued_outgoing_messages=1000,
+                                         max_inflight_messages=self.config.max_inflight)
                 async with client:
                     self._client = client
                     self._up.set()
