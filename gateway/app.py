@@ -24,6 +24,7 @@ from drivers.beidou.config import BeidouConfig
 from drivers.broadcast.busboard import BusLike, CoilWriter
 from drivers.iridium.config import IridiumConfig
 from drivers.mqtt.config import MqttLinkConfig
+from drivers.sl651.config import Sl651LinkConfig
 from gateway.ackkey import ack_key_for_daemon
 from gateway.alerts.audit import AuditLog
 from gateway.alerts.inbox import InboxWatcher
@@ -43,6 +44,7 @@ from gateway.registry import (
     build_link,
     build_outputs,
     build_satellite_link,
+    build_sl651_link,
     link_classes,
 )
 from gateway.report import ReportFilter
@@ -93,8 +95,12 @@ class Gateway:
         self.runners: list[LinkRunner] = []
         self.satellites: list[tuple[SatelliteLink, BeidouConfig | IridiumConfig]] = [
             (build_satellite_link(link, partial(self._on_satellite_message, link.name)), link)
-            for link in config.links if not isinstance(link, MqttLinkConfig)
+            for link in config.links if isinstance(link, BeidouConfig | IridiumConfig)
         ]
+        # SL 651 links report to flood-control centres, not to the platform: not primaries for the satellite
+        # failover, no command plane; each has its own runner and journal cursor.
+        self.sl651_links = [(*build_sl651_link(link), link) for link in config.links
+                            if isinstance(link, Sl651LinkConfig)]
         self.satellite_runners: dict[str, SatelliteRunner] = {}
         self.journal = AsyncJournal(
             Journal(config.journal_path, {link.name: link_classes(link) for link in config.links}, config.journal),
@@ -290,6 +296,16 @@ class Gateway:
                 f"link {link.name}", partial(link.run, progress(f"link {link.name}", deadline)))))
             tasks.append(tg.create_task(supervise(
                 f"sender {link.name}", partial(runner.run, progress(f"sender {link.name}", deadline)))))
+        for sl651, sl651_profile, sl651_cfg in self.sl651_links:
+            runner = LinkRunner(sl651, self.journal, sl651_profile, batch=sl651_cfg.batch_records,
+                                max_inflight=sl651_cfg.max_inflight,
+                                replay_rate=self.config.journal.replay_rate_for(sl651.name))
+            self.runners.append(runner)
+            deadline = sl651_cfg.confirm_timeout * (1 + sl651_cfg.resends) + 120.0
+            tasks.append(tg.create_task(supervise(
+                f"link {sl651.name}", partial(sl651.run, progress(f"link {sl651.name}", deadline)))))
+            tasks.append(tg.create_task(supervise(
+                f"sender {sl651.name}", partial(runner.run, progress(f"sender {sl651.name}", deadline)))))
         base = Path(self.config_path).parent if self.config_path else Path.cwd()
         ack_key = ack_key_for_daemon(self.config.satellite, base) if self.satellites else None
         for sat, sat_cfg in self.satellites:

@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     decode.set_defaults(handler=cmd_decode)
 
     from drivers.modbus.tools import add_subcommands as modbus_tools
+    from drivers.sl651.cli import add_subcommands as sl651_commands
     from gateway.ackkey import add_subcommands as ack_commands
     from gateway.alerts.cli import add_subcommands as alert_commands
     from gateway.commands.cli import add_subcommands as command_commands
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model_commands(sub)
     centre_commands(sub)
+    sl651_commands(sub)
 
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -129,7 +131,7 @@ def _local_checks(config: SiteConfig, path: str) -> list[str]:
             found.extend(f"links[{i}] ({link.name}): {problem}" for problem in problems(link))
     if config.status is not None:
         found.extend(f"status: {problem}" for problem in status_warnings(config.status))
-    if any(not isinstance(link, MqttLinkConfig) for link in config.links):
+    if any(link.type in ("beidou", "iridium") for link in config.links):
         from gateway.ackkey import AckKeyError, load_ack_key
 
         try:

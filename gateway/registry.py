@@ -13,6 +13,8 @@ from drivers.iridium.config import IridiumConfig
 from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
 from drivers.mqtt.config import MqttLinkConfig
 from drivers.serialline.config import SerialLineBus
+from drivers.sl651.config import Sl651LinkConfig
+from gateway.links import Profile
 from gateway.profiles import PayloadProfile
 from gateway.shared import BusDriver, Link, RecordClass
 
@@ -46,8 +48,15 @@ def build_satellite_link(config: BeidouConfig | IridiumConfig, on_message: Calla
     return IridiumLink(config, on_message)
 
 
-def link_classes(config: MqttLinkConfig | BeidouConfig | IridiumConfig) -> set[RecordClass]:
-    names = config.classes if isinstance(config, MqttLinkConfig) else config.policy.classes
+def build_sl651_link(config: Sl651LinkConfig) -> tuple[Link, Profile]:
+    """The box as an SL 651 station of one centre, and how journal records become its reports."""
+    from drivers.sl651.link import Sl651Link, Sl651Profile
+
+    return Sl651Link(config), Sl651Profile(config)
+
+
+def link_classes(config: MqttLinkConfig | BeidouConfig | IridiumConfig | Sl651LinkConfig) -> set[RecordClass]:
+    names = config.classes if isinstance(config, MqttLinkConfig | Sl651LinkConfig) else config.policy.classes
     return {RecordClass.named(name) for name in names}
 
 

@@ -13,6 +13,7 @@ from drivers.iridium.config import IridiumConfig
 from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
 from drivers.mqtt.config import CREDENTIAL_NAME, MqttLinkConfig
 from drivers.serialline.config import SerialLineBus
+from drivers.sl651.config import Sl651LinkConfig
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.interlock import check_bus_boards, check_site_plan, check_write_points
 from gateway.commands import CommandsConfig
@@ -24,7 +25,8 @@ from gateway.status import StatusConfig
 # Each driver owns its config model; the site config only lists them. A new driver
 # adds its model to one of these unions and nothing else changes here.
 BusConfig = Annotated[ModbusTcpBus | ModbusRtuBus | SerialLineBus, Field(discriminator="type")]
-LinkConfig = Annotated[MqttLinkConfig | BeidouConfig | IridiumConfig, Field(discriminator="type")]
+LinkConfig = Annotated[MqttLinkConfig | BeidouConfig | IridiumConfig | Sl651LinkConfig, Field(discriminator="type")]
+SATELLITE_TYPES = ("beidou", "iridium")
 
 
 class GatewaySection(StrictModel):
@@ -88,7 +90,12 @@ class SiteConfig(StrictModel):
         for alias, point in self.satellite.aliases.items():
             if point not in known:
                 raise ValueError(f"satellite alias {alias}: unknown point '{point}'")
-        if any(link.type != "mqtt" for link in self.links) and not self.satellite.aliases:
+        for link in self.links:
+            if isinstance(link, Sl651LinkConfig):
+                for point in link.points:
+                    if point not in known:
+                        raise ValueError(f"link {link.name}: points: unknown point '{point}'")
+        if any(link.type in SATELLITE_TYPES for link in self.links) and not self.satellite.aliases:
             raise ValueError("a satellite link needs satellite.aliases (point numbers agreed with the platform)")
         _check_ack_key(self.links, self.satellite)
         return self
@@ -120,13 +127,14 @@ def _unique(what: str, names: list[str]) -> None:
         seen.add(name)
 
 
-def _check_ack_key(links: list[MqttLinkConfig | BeidouConfig | IridiumConfig], satellite: SatelliteSection) -> None:
+def _check_ack_key(links: list[MqttLinkConfig | BeidouConfig | IridiumConfig | Sl651LinkConfig],
+                   satellite: SatelliteSection) -> None:
     """A satellite link that waits for the platform's ACK must be able to tell a genuine one."""
     if satellite.has_ack_key:
         return
     problems: list[tuple[ConfigPath, str]] = [
         (("links", i), "policy.app_ack (on by default) needs satellite.ack_key_file or satellite.ack_key_credential: "
          "the key the platform's ACKs are checked with (docs/satellite.md §1.4)")
-        for i, link in enumerate(links) if not isinstance(link, MqttLinkConfig) and link.policy.app_ack]
+        for i, link in enumerate(links) if isinstance(link, BeidouConfig | IridiumConfig) and link.policy.app_ack]
     if problems:
         raise PlacedConfigError(problems)
