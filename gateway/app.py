@@ -18,11 +18,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from drivers.beidou.config import BeidouConfig
-from drivers.broadcast.busboard import BusLike, CoilWriter
-from drivers.iridium.config import IridiumConfig
 from drivers.mqtt.config import MqttLinkConfig
 from gateway.ackkey import ack_key_for_daemon
 from gateway.alerts.audit import AuditLog
@@ -32,13 +29,13 @@ from gateway.commands import CommandKeyError, CommandPlane, ReplayCache, Reply, 
 from gateway.compact import AliasTable, CompactDecodeError, CompactMessage, MessageKind
 from gateway.compact import decode as decode_compact
 from gateway.config.site import SiteConfig
+from gateway.contracts import BusDriver
 from gateway.control import GatewayControl
 from gateway.health import health_message
 from gateway.journal import AsyncJournal, Journal, JournalFull
 from gateway.links import LinkRunner
-from gateway.profiles import PayloadProfile, get_profile
+from gateway.profiles import get_profile
 from gateway.registry import (
-    SatelliteLink,
     build_bus,
     build_link,
     build_outputs,
@@ -50,9 +47,7 @@ from gateway.rules import RuleEngine
 from gateway.rules.engine import AlarmTransition
 from gateway.satellite import SatelliteRunner
 from gateway.shared import (
-    BusDriver,
     EventRecord,
-    Link,
     NullProgress,
     Progress,
     Quality,
@@ -60,6 +55,7 @@ from gateway.shared import (
     RecordClass,
     now,
 )
+from gateway.state import PrimarySlot, SatelliteSlot
 from gateway.status import StatusServer
 from gateway.view import build_snapshot
 from gateway.vision.events import DetectionEvent
@@ -81,21 +77,19 @@ class Gateway:
         self.config = config
         self.config_path = config_path
         gateway_id = config.gateway.id
-        self.mqtt_configs = [link for link in config.links if isinstance(link, MqttLinkConfig)]
-        self.profiles: dict[str, PayloadProfile] = {
-            link.name: get_profile(link.profile, gateway_id, link, config.journal.historical_after)
-            for link in self.mqtt_configs}
         self.buses: list[BusDriver] = [build_bus(bus) for bus in config.buses]
-        self.links: list[Link] = [
-            build_link(link, gateway_id, self.profiles[link.name], on_command=partial(self._on_mqtt_command, link.name),
-                       screen=partial(self._screen_command, link.name))
-            for link in self.mqtt_configs]
-        self.runners: list[LinkRunner] = []
-        self.satellites: list[tuple[SatelliteLink, BeidouConfig | IridiumConfig]] = [
-            (build_satellite_link(link, partial(self._on_satellite_message, link.name)), link)
-            for link in config.links if not isinstance(link, MqttLinkConfig)
-        ]
-        self.satellite_runners: dict[str, SatelliteRunner] = {}
+        self.primaries: list[PrimarySlot] = []
+        self.satellites: list[SatelliteSlot] = []
+        for link_config in config.links:
+            if isinstance(link_config, MqttLinkConfig):
+                profile = get_profile(link_config.profile, gateway_id, link_config, config.journal.historical_after)
+                link = build_link(link_config, gateway_id, profile,
+                                  on_command=partial(self._on_mqtt_command, link_config.name),
+                                  screen=partial(self._screen_command, link_config.name))
+                self.primaries.append(PrimarySlot(link, link_config, profile))
+            else:
+                sat = build_satellite_link(link_config, partial(self._on_satellite_message, link_config.name))
+                self.satellites.append(SatelliteSlot(sat, link_config))
         self.journal = AsyncJournal(
             Journal(config.journal_path, {link.name: link_classes(link) for link in config.links}, config.journal),
             queue_size=config.journal.queue,
@@ -233,11 +227,9 @@ class Gateway:
         progress = self._progress_factory
         self._start_command_plane()
         if self.config.broadcast.outputs:
-            writers = {bus.name: CoilWriter.for_bus(cast(BusLike, bus)) for bus in self.buses
-                       if hasattr(bus, "write_point")}
             self.broadcast = BroadcastSubsystem(
                 self.config.broadcast, AuditLog(self.config.audit_path),
-                build_outputs(self.config.broadcast.outputs, coil_writers=writers),
+                build_outputs(self.config.broadcast.outputs, self.buses, self.config.buses),
                 on_evidence=self._journal_evidence, on_fault_alarm=self._journal_fault)
         try:
             async with asyncio.TaskGroup() as tg:
@@ -246,7 +238,7 @@ class Gateway:
                 bus_tasks = [
                     tg.create_task(supervise(
                         f"bus {bus.name}", partial(bus.run, self.ingest, progress(f"bus {bus.name}",
-                                                                                  _bus_deadline(bus)))))
+                                                                                  bus.stall_deadline))))
                     for bus in self.buses
                 ]
                 self.ready.set()
@@ -257,9 +249,8 @@ class Gateway:
                 await _cancel(bus_tasks)
                 await self.journal.flush()
                 writer.cancel()
-                for link in self.links:
-                    if hasattr(link, "announce_offline_on_stop"):
-                        link.announce_offline_on_stop = not self.reloading
+                for slot in self.primaries:
+                    slot.link.announce_offline_on_stop = not self.reloading
                 await _cancel(services)
                 await _cancel(list(self._background))
         finally:
@@ -275,11 +266,11 @@ class Gateway:
         """Each link's own loop (connect, reconnect) and the runner that feeds it from the journal."""
         progress = self._progress_factory
         tasks = []
-        for link, cfg in zip(self.links, self.mqtt_configs, strict=True):
-            runner = LinkRunner(link, self.journal, self.profiles[link.name],
-                                batch=cfg.batch_records, max_inflight=cfg.max_inflight,
-                                replay_rate=self.config.journal.replay_rate_for(link.name))
-            self.runners.append(runner)
+        for slot in self.primaries:
+            link, cfg = slot.link, slot.config
+            runner = slot.runner = LinkRunner(link, self.journal, slot.profile,
+                                              batch=cfg.batch_records, max_inflight=cfg.max_inflight,
+                                              replay_rate=self.config.journal.replay_rate_for(link.name))
             deadline = cfg.reconnect_max + 60.0
             tasks.append(tg.create_task(supervise(
                 f"link {link.name}", partial(link.run, progress(f"link {link.name}", deadline)))))
@@ -287,14 +278,14 @@ class Gateway:
                 f"sender {link.name}", partial(runner.run, progress(f"sender {link.name}", deadline)))))
         base = Path(self.config_path).parent if self.config_path else Path.cwd()
         ack_key = ack_key_for_daemon(self.config.satellite, base) if self.satellites else None
-        for sat, sat_cfg in self.satellites:
-            sat_runner = SatelliteRunner(
-                sat, self.journal, self.links, sat_cfg.policy,
+        for sat_slot in self.satellites:
+            sat, sat_cfg = sat_slot.link, sat_slot.config
+            sat_runner = sat_slot.runner = SatelliteRunner(
+                sat, self.journal, [slot.link for slot in self.primaries], sat_cfg.policy,
                 gateway_number=self.config.satellite.gateway_number,
                 aliases=AliasTable(self.config.satellite.aliases),
                 rule_aliases=self.config.satellite.rule_aliases, max_bytes=sat.max_bytes,
                 state_dir=self.config.gateway.state_dir, ack_key=ack_key)
-            self.satellite_runners[sat.name] = sat_runner
             deadline = sat_cfg.policy.send_timeout + 120.0
             tasks.append(tg.create_task(supervise(
                 f"link {sat.name}", partial(sat.run, progress(f"link {sat.name}", deadline)))))
@@ -326,11 +317,20 @@ class Gateway:
     def snapshot(self) -> dict[str, Any]:
         return build_snapshot(self)
 
+    def loop_states(self) -> list[dict[str, Any]]:
+        return self._loop_states()
+
+    def _primary(self, name: str) -> PrimarySlot:
+        return next(slot for slot in self.primaries if slot.link.name == name)
+
+    def _satellite_runner(self, name: str) -> SatelliteRunner | None:
+        return next((slot.runner for slot in self.satellites if slot.link.name == name), None)
+
     def _screen_command(self, link_name: str, topic: str, payload: bytes) -> bool:
         """Is this a command signed by one of our issuers? Asked by the link as each message is read."""
         if self.commands is None:
             return False
-        profile = self.profiles[link_name]
+        profile = self._primary(link_name).profile
         if profile.name != "fieldgate":
             inbound = profile.decode_command(topic, payload)
             if inbound is None:
@@ -342,7 +342,7 @@ class Gateway:
         if self.commands is None:
             log.warning("command on %s ignored: the command plane is not running (see the start-up log)", topic)
             return
-        profile = self.profiles[link_name]
+        profile = self._primary(link_name).profile
         inbound = None
         if profile.name != "fieldgate":
             # Other platforms' RPCs carry our signed envelope as their params; unsigned ones are refused.
@@ -365,22 +365,20 @@ class Gateway:
         await self._publish_reply(link_name, await run(), inbound)
 
     async def _publish_reply(self, link_name: str, reply: Reply, inbound: Any) -> None:
-        profile = self.profiles[link_name]
-        suffix, body = ("reply", reply.payload()) if inbound is None else profile.encode_reply(inbound, reply.to_json())
-        link = next(link for link in self.links if link.name == link_name)
-        publish = getattr(link, "publish_reply", None)
-        if publish is not None:
-            try:
-                await publish(suffix, body)
-            except Exception as exc:  # the outcome is journalled (audit) even if the reply is lost
-                log.warning("reply to command %s not published: %s", reply.id, exc)
+        slot = self._primary(link_name)
+        suffix, body = ("reply", reply.payload()) if inbound is None else slot.profile.encode_reply(inbound,
+                                                                                                   reply.to_json())
+        try:
+            await slot.link.publish_reply(suffix, body)
+        except Exception as exc:  # the outcome is journalled (audit) even if the reply is lost
+            log.warning("reply to command %s not published: %s", reply.id, exc)
 
     async def _on_satellite_command(self, link_name: str, message: CompactMessage) -> None:
         if self.commands is None:
             log.warning("satellite %s: command ignored: the command plane is not running", link_name)
             return
         reply = await self.commands.handle_compact(message, via=link_name)
-        runner = self.satellite_runners.get(link_name)
+        runner = self._satellite_runner(link_name)
         queued = runner is not None and runner.queue_reply(reply, message)
         log.info("satellite %s: command %s → %s (reply %s)", link_name, reply.id, reply.status,
                  "queued for the satellite" if queued else "only in the journal's audit record")
@@ -413,7 +411,7 @@ class Gateway:
             log.warning("satellite %s: undecodable incoming message (%d bytes): %s", link_name, len(data), exc,
                         extra={"link": link_name})
             return
-        runner = self.satellite_runners.get(link_name)
+        runner = self._satellite_runner(link_name)
         if message.kind is MessageKind.ACK and runner is not None:
             self._spawn(runner.handle_incoming(message))
         elif message.kind is MessageKind.COMMAND:
@@ -424,14 +422,6 @@ class Gateway:
 
     async def action(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         return await self.control.action(name, args)
-
-
-def _bus_deadline(bus: BusDriver) -> float:
-    """How long a healthy bus may go without progress: its slowest cycle plus every timeout, with margin."""
-    devices = getattr(getattr(bus, "config", None), "devices", [])
-    worst = float(sum(d.timeout * (d.retries + 1) * 4 for d in devices))
-    slowest = float(max((d.poll_interval for d in devices), default=0.0))
-    return max(60.0, 2 * (slowest + worst))
 
 
 async def supervise(name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from drivers.beidou.config import BeidouConfig
-from drivers.broadcast.base import BroadcastOutput
-from drivers.broadcast.busboard import CoilWriter
 from drivers.broadcast.config import OutputConfig
 from drivers.iridium.config import IridiumConfig
 from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
 from drivers.mqtt.config import MqttLinkConfig
 from drivers.serialline.config import SerialLineBus
+from gateway.alerts.contract import BroadcastOutput
+from gateway.contracts import BusDriver, PrimaryLink, SatelliteLink
 from gateway.profiles import PayloadProfile
-from gateway.shared import BusDriver, Link, RecordClass
+from gateway.shared import RecordClass
 
 CLASS_NAMES = {
     "alarm": RecordClass.ALARM,
@@ -39,7 +38,7 @@ def build_bus(config: ModbusTcpBus | ModbusRtuBus | SerialLineBus) -> BusDriver:
 
 def build_link(config: MqttLinkConfig, gateway_id: str, profile: PayloadProfile,
                on_command: Callable[[str, bytes], Awaitable[None]] | None = None,
-               screen: Callable[[str, bytes], bool] | None = None) -> Link:
+               screen: Callable[[str, bytes], bool] | None = None) -> PrimaryLink:
     from drivers.mqtt.link import MqttLink
 
     return MqttLink(config, gateway_id, session=profile, on_command=on_command, screen=screen)
@@ -60,13 +59,8 @@ def link_classes(config: MqttLinkConfig | BeidouConfig | IridiumConfig) -> set[R
     return {CLASS_NAMES[name] for name in names}
 
 
-class SatelliteLink(Link, Protocol):
-    @property
-    def max_bytes(self) -> int: ...
-
-
-def build_outputs(configs: Mapping[str, OutputConfig],
-                  coil_writers: Mapping[str, CoilWriter] | None = None) -> dict[str, BroadcastOutput]:
+def build_outputs(configs: Mapping[str, OutputConfig], buses: Sequence[BusDriver],
+                  bus_configs: Sequence[object]) -> dict[str, BroadcastOutput]:
     from drivers.broadcast.factory import build_outputs as build
 
-    return build(configs, coil_writers)
+    return build(configs, buses, bus_configs)

@@ -7,10 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from gateway.alerts.contract import HARD_MAX_ACTIVATION_S
 from gateway.shared import Seconds, StrictModel
 
-# A relay output held on longer than this is a wiring or config mistake, not a warning.
-HARD_MAX_ACTIVATION_S = 900.0
 # Settings of a board's own Modbus master; meaningless (and misleading) for a board on a bus.
 _OWN_MASTER_FIELDS = frozenset({"host", "port", "serial_port", "baudrate", "parity", "stopbits", "device_id"})
 # A write routed through a bus waits for the transaction in progress and for the writes queued

@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from drivers.broadcast.config import HARD_MAX_ACTIVATION_S, OutputConfig, SirenRelayConfig
+from drivers.broadcast.config import OutputConfig, SirenRelayConfig
+from gateway.alerts.contract import HARD_MAX_ACTIVATION_S
 from gateway.alerts.model import CapSeverity, Category, Urgency
 from gateway.shared import Seconds, StrictModel
 

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivers.broadcast.base import Activation, Cadence
 from drivers.broadcast.busboard import board_units, bus_board_problems
 from drivers.broadcast.config import SirenRelayConfig
 from gateway.alerts.audit import History
 from gateway.alerts.config import BroadcastConfig
+from gateway.alerts.contract import Activation, Cadence
 from gateway.alerts.model import Alert, MsgType, Origin, Status
 from gateway.alerts.signing import MAX_FUTURE_SKEW_S, Keyring, OperatorSignature, SignatureRefused
+from gateway.contracts import BusSettings
 from gateway.rules.config import FAULT_RULE_TYPES, RulesConfig
 from gateway.rules.engine import AlarmClass, AlarmTransition
 from gateway.shared import ConfigPath, PlacedConfigError
@@ -73,13 +74,13 @@ def check_write_points(write_points: Sequence[str], broadcast: BroadcastConfig, 
         raise PlacedConfigError(problems)
 
 
-def point_owners(broadcast: BroadcastConfig, buses: Sequence[Any]) -> dict[str, list[str]]:
+def point_owners(broadcast: BroadcastConfig, buses: Sequence[BusSettings]) -> dict[str, list[str]]:
     """Point id -> the broadcast outputs whose relay board is the unit the point belongs to."""
     units = board_units(broadcast.outputs, buses)
     owners: dict[str, list[str]] = {}
     for bus in buses:
-        for device in getattr(bus, "devices", []):
-            outputs = units.get((bus.name, getattr(device, "unit_id", -1)))
+        for device in bus.devices:
+            outputs = units.get((bus.name, device.unit_id)) if device.unit_id is not None else None
             if outputs:
                 for point in device.points:
                     owners[point.id] = sorted(set(outputs))

@@ -9,27 +9,13 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Protocol
 
-import numpy as np
-import numpy.typing as npt
+from gateway.contracts import Backend
 
 BACKENDS: dict[str, str] = {
     "onnxruntime": "drivers.onnx.backend:OnnxBackend",
     # Reserved: an RKNN (Rockchip NPU) or OpenVINO backend is a module exposing the same members.
 }
-
-
-class Backend(Protocol):
-    name: str
-    input_hw: tuple[int, int] | None  # fixed model input (height, width), None if dynamic
-    output_shapes: list[list[Any]]
-    metadata: dict[str, str]
-
-    def run(self, blob: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]: ...
-
-    # Resize lives on the backend: an NPU box can do it in hardware (Rockchip RGA).
-    def resize(self, image: npt.NDArray[np.uint8], width: int, height: int) -> npt.NDArray[np.uint8]: ...
 
 
 class BackendError(RuntimeError):
