@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m gateway.demo
+	$(PY) -m sim.demo
 
 $(FUZZ_STAMP): pyproject.toml | $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,vision,fuzz]'

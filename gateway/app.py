@@ -20,7 +20,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from drivers.mqtt.config import MqttLinkConfig
 from gateway.ackkey import ack_key_for_daemon
 from gateway.alerts.audit import AuditLog
 from gateway.alerts.inbox import InboxWatcher
@@ -29,7 +28,7 @@ from gateway.commands import CommandKeyError, CommandPlane, ReplayCache, Reply, 
 from gateway.compact import AliasTable, CompactDecodeError, CompactMessage, MessageKind
 from gateway.compact import decode as decode_compact
 from gateway.config.site import SiteConfig
-from gateway.contracts import BusDriver
+from gateway.contracts import BusDriver, LinkWiring
 from gateway.control import GatewayControl
 from gateway.health import health_message
 from gateway.journal import AsyncJournal, Journal, JournalFull
@@ -41,6 +40,8 @@ from gateway.registry import (
     build_outputs,
     build_satellite_link,
     link_classes,
+    primary_links,
+    satellite_links,
 )
 from gateway.report import ReportFilter
 from gateway.rules import RuleEngine
@@ -80,16 +81,15 @@ class Gateway:
         self.buses: list[BusDriver] = [build_bus(bus) for bus in config.buses]
         self.primaries: list[PrimarySlot] = []
         self.satellites: list[SatelliteSlot] = []
-        for link_config in config.links:
-            if isinstance(link_config, MqttLinkConfig):
-                profile = get_profile(link_config.profile, gateway_id, link_config, config.journal.historical_after)
-                link = build_link(link_config, gateway_id, profile,
-                                  on_command=partial(self._on_mqtt_command, link_config.name),
-                                  screen=partial(self._screen_command, link_config.name))
-                self.primaries.append(PrimarySlot(link, link_config, profile))
-            else:
-                sat = build_satellite_link(link_config, partial(self._on_satellite_message, link_config.name))
-                self.satellites.append(SatelliteSlot(sat, link_config))
+        for link_config in primary_links(config.links):
+            profile = get_profile(link_config.profile, gateway_id, link_config, config.journal.historical_after)
+            link = build_link(link_config, LinkWiring(gateway_id, profile,
+                                                      on_command=partial(self._on_mqtt_command, link_config.name),
+                                                      screen=partial(self._screen_command, link_config.name)))
+            self.primaries.append(PrimarySlot(link, link_config, profile))
+        for sat_config in satellite_links(config.links):
+            sat = build_satellite_link(sat_config, partial(self._on_satellite_message, sat_config.name))
+            self.satellites.append(SatelliteSlot(sat, sat_config))
         self.journal = AsyncJournal(
             Journal(config.journal_path, {link.name: link_classes(link) for link in config.links}, config.journal),
             queue_size=config.journal.queue,

@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     decode.add_argument("--ack-key-file", help="an ACK: check its MAC with this gateway's ACK key")
     decode.set_defaults(handler=cmd_decode)
 
-    from drivers.modbus.tools import add_subcommands as modbus_tools
     from gateway.ackkey import add_subcommands as ack_commands
     from gateway.alerts.cli import add_subcommands as alert_commands
     from gateway.commands.cli import add_subcommands as command_commands
+    from gateway.registry import add_tool_subcommands
     from gateway.rules.cli import add_subcommands as rules_commands
     from gateway.status.cli import add_subcommands as status_commands
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     command_commands(sub)
     ack_commands(sub)
     status_commands(sub)
-    modbus_tools(sub)
+    add_tool_subcommands(sub)
 
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -94,10 +94,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for warning in _local_checks(config, args.config):
         print(f"{args.config}: warning: {warning}")
     if args.explain:
-        from drivers.modbus.tools import explain
+        from gateway.registry import explain_bus
 
         for bus in config.buses:
-            print("\n".join(explain(bus)))
+            print("\n".join(explain_bus(bus)))
     return 0
 
 
@@ -107,8 +107,7 @@ def _local_checks(config: SiteConfig, path: str) -> list[str]:
     Warnings, not errors: a technician often validates on a laptop a file meant for the box, where
     /opt/fieldgate/models and the systemd credentials exist. The daemon checks them again at start.
     """
-    from drivers.mqtt.config import MqttLinkConfig
-    from drivers.mqtt.credentials import problems
+    from gateway.registry import link_problems, satellite_links
     from gateway.status.config import status_warnings
     from gateway.vision.manifest import ManifestError, load_manifest
 
@@ -119,11 +118,10 @@ def _local_checks(config: SiteConfig, path: str) -> list[str]:
         except ManifestError as exc:
             found.append(f"cameras[{i}].detector.model: {exc}")
     for i, link in enumerate(config.links):
-        if isinstance(link, MqttLinkConfig):
-            found.extend(f"links[{i}] ({link.name}): {problem}" for problem in problems(link))
+        found.extend(f"links[{i}] ({link.name}): {problem}" for problem in link_problems(link))
     if config.status is not None:
         found.extend(f"status: {problem}" for problem in status_warnings(config.status))
-    if any(not isinstance(link, MqttLinkConfig) for link in config.links):
+    if satellite_links(config.links):
         from gateway.ackkey import AckKeyError, load_ack_key
 
         try:

@@ -10,15 +10,18 @@ else from the core, so drivers may import it (docs/architecture.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway.shared import OutboundMessage, PointInfo, Progress, ReadingSink, Value
+from gateway.shared import OutboundMessage, PointInfo, Progress, ReadingSink, SatellitePolicy, Value
 
 if TYPE_CHECKING:  # numpy comes with the vision extra; the protocols only name its types
     import numpy as np
     import numpy.typing as npt
+
+    from gateway.profiles.options import ThingsboardOptions
 
 
 # ---- buses ------------------------------------------------------------------------------------------
@@ -174,6 +177,62 @@ class SatelliteLink(Uplink, Protocol):
         ...
 
 
+class PrimaryLinkSettings(Protocol):
+    """What the core reads of a primary link's config section (``links:``, drivers/mqtt/config.py)."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def classes(self) -> Sequence[str]:
+        """The journal classes it carries (alarm, evidence, ...)."""
+        ...
+
+    @property
+    def profile(self) -> str: ...
+
+    @property
+    def topic_prefix(self) -> str: ...
+
+    @property
+    def thingsboard(self) -> ThingsboardOptions: ...
+
+    @property
+    def batch_records(self) -> int: ...
+
+    @property
+    def max_inflight(self) -> int: ...
+
+    @property
+    def reconnect_max(self) -> float: ...
+
+
+class SatelliteLinkSettings(Protocol):
+    """What the core reads of a satellite link's config section (drivers/beidou, drivers/iridium)."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def policy(self) -> SatellitePolicy: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LinkWiring:
+    """What the core hands a primary link when it builds one."""
+
+    gateway_id: str
+    session: Any  # the link's payload profile (gateway/profiles): topics, subscriptions, will, replies
+    on_command: Callable[[str, bytes], Awaitable[None]] | None = None  # (topic, payload) of a command message
+    screen: Callable[[str, bytes], bool] | None = None  # is this message a command of ours? asked as it is read
+
+
 # ---- cameras and inference --------------------------------------------------------------------------
 
 
@@ -208,10 +267,9 @@ Box = tuple[float, float, float, float, str, float]  # x1, y1, x2, y2, role, sco
 
 
 class CameraDriver(Protocol):
-    """Frames in, pictures out: what the vision pipeline uses of the camera driver."""
+    """Frames in, pictures out: what the vision pipeline uses of the camera driver (built for one camera)."""
 
-    def open(self, source: str, *, lossless: bool, stall_timeout: float, reconnect_min: float,
-             reconnect_max: float) -> FrameSource: ...
+    def open(self) -> FrameSource: ...
 
     def to_gray_small(self, image: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.uint8]: ...
 

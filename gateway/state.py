@@ -13,45 +13,13 @@ from typing import Any, Protocol
 
 from gateway.alerts.subsystem import BroadcastSubsystem
 from gateway.config.site import SiteConfig
-from gateway.contracts import BusDriver, PrimaryLink, SatelliteLink
+from gateway.contracts import BusDriver, PrimaryLink, PrimaryLinkSettings, SatelliteLink, SatelliteLinkSettings
 from gateway.journal import AsyncJournal
 from gateway.links import LinkRunner
 from gateway.profiles import PayloadProfile
 from gateway.rules import RuleEngine
 from gateway.satellite import SatelliteRunner
-from gateway.shared import Reading, SatellitePolicy
-
-
-class PrimaryLinkSettings(Protocol):
-    """What the core reads of a primary link's config section (drivers/mqtt/config.py)."""
-
-    @property
-    def type(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def batch_records(self) -> int: ...
-
-    @property
-    def max_inflight(self) -> int: ...
-
-    @property
-    def reconnect_max(self) -> float: ...
-
-
-class SatelliteLinkSettings(Protocol):
-    """What the core reads of a satellite link's config section (drivers/beidou, drivers/iridium)."""
-
-    @property
-    def type(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def policy(self) -> SatellitePolicy: ...
+from gateway.shared import Reading
 
 
 @dataclass(slots=True)

@@ -105,6 +105,10 @@ class SirenRelayConfig(RelayCoilConfig):
     max_activation_s: Seconds = Field(default=180.0, gt=0, le=HARD_MAX_ACTIVATION_S)
     board_auto_off: BoardAutoOffConfig | None = None
 
+    @property
+    def is_siren(self) -> bool:
+        return True
+
     @model_validator(mode="after")
     def _bus_needs_board_auto_off(self) -> SirenRelayConfig:
         if self.board.transport == "bus" and self.board_auto_off is None:
@@ -154,6 +158,10 @@ class AlsaAudioConfig(StrictModel):
     work_dir: str = "/var/lib/fieldgate/tts"
     max_activation_s: Seconds = Field(default=300.0, gt=0, le=HARD_MAX_ACTIVATION_S)
 
+    @property
+    def is_siren(self) -> bool:
+        return False
+
     @field_validator("player")
     @classmethod
     def _player_takes_files(cls, value: list[str]) -> list[str]:
@@ -172,6 +180,10 @@ class RtpMulticastConfig(StrictModel):
     max_activation_s: Seconds = Field(default=300.0, gt=0, le=HARD_MAX_ACTIVATION_S)
     tts: TtsConfig = Field(default_factory=TtsConfig)
     work_dir: str = "/var/lib/fieldgate/tts"
+
+    @property
+    def is_siren(self) -> bool:
+        return False
 
     @field_validator("group", "interface")
     @classmethod
@@ -193,6 +205,10 @@ class HttpTriggerConfig(StrictModel):
     cancel_body: str | None = None
     timeout_s: Seconds = Field(default=3.0, gt=0, le=30)
     outdoor: bool = True
+
+    @property
+    def is_siren(self) -> bool:
+        return False
 
 
 OutputConfig = Annotated[

@@ -44,9 +44,7 @@ def build_outputs(configs: Mapping[str, OutputConfig], buses: Sequence[BusDriver
                   bus_configs: Sequence[Any] = ()) -> dict[str, BroadcastOutput]:
     """The outputs of ``broadcast.outputs``; a relay board on a bus (``transport: bus``) writes through the
     running bus of that name (``buses``), whose points are looked up in its config section (``bus_configs``)."""
-    sections = {section.name: section for section in bus_configs}
-    writers = {bus.name: CoilWriter(sections[bus.name], bus.write_point, partial(_connected, bus))
-               for bus in buses if bus.writable and bus.name in sections}
+    writers = coil_writers(buses, bus_configs)
     outputs: dict[str, BroadcastOutput] = {}
     for name, cfg in configs.items():
         try:
@@ -54,6 +52,13 @@ def build_outputs(configs: Mapping[str, OutputConfig], buses: Sequence[BusDriver
         except ValueError as exc:
             raise ValueError(f"broadcast output '{name}': {exc}") from exc
     return outputs
+
+
+def coil_writers(buses: Sequence[BusDriver], bus_configs: Sequence[Any]) -> dict[str, CoilWriter]:
+    """The route of relay boards on each writable running bus, with the points of its config section."""
+    sections = {section.name: section for section in bus_configs}
+    return {bus.name: CoilWriter(sections[bus.name], bus.write_point, partial(_connected, bus))
+            for bus in buses if bus.writable and bus.name in sections}
 
 
 def _connected(bus: BusDriver) -> bool:

@@ -92,6 +92,23 @@ class BroadcastOutput(Protocol):
     async def close(self) -> None: ...
 
 
+class OutputSettings(Protocol):
+    """What the interlock reads of an output's config section (``broadcast.outputs``)."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def outdoor(self) -> bool:
+        """Outdoor sirens and speakers never sound for Test alerts."""
+        ...
+
+    @property
+    def is_siren(self) -> bool:
+        """A siren sounds a cadence and plays no clips; anything else is a speaker."""
+        ...
+
+
 class ReportsInResults:
     """For outputs whose every fault shows in the result of the call that met it (nothing runs on after
     ``activate`` returns): the fault listener is never called."""

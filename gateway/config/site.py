@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from drivers.beidou.config import BeidouConfig
-from drivers.camera.config import CameraConfig
-from drivers.iridium.config import IridiumConfig
-from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
-from drivers.mqtt.config import CREDENTIAL_NAME, MqttLinkConfig
-from drivers.serialline.config import SerialLineBus
+from drivers.mqtt.config import CREDENTIAL_NAME
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.interlock import check_bus_boards, check_site_plan, check_write_points
 from gateway.commands import CommandsConfig
 from gateway.journal_config import JournalSettings
+from gateway.registry import BusConfig, CameraSection, LinkConfig, satellite_links
 from gateway.rules import RulesConfig
 from gateway.shared import ConfigPath, Name, PlacedConfigError, Seconds, StrictModel
 from gateway.status import StatusConfig
 
-# Each driver owns its config model; the site config only lists them. A new driver
-# adds its model to one of these unions and nothing else changes here.
-BusConfig = Annotated[ModbusTcpBus | ModbusRtuBus | SerialLineBus, Field(discriminator="type")]
-LinkConfig = Annotated[MqttLinkConfig | BeidouConfig | IridiumConfig, Field(discriminator="type")]
+# Each driver owns its config model; the site config lists them through the unions gateway/registry.py
+# derives from its table, so a new driver changes nothing here.
 
 
 class GatewaySection(StrictModel):
@@ -65,7 +58,7 @@ class SiteConfig(StrictModel):
     commands: CommandsConfig = Field(default_factory=CommandsConfig, description="signed commands (docs/commands.md)")
     status: StatusConfig | None = Field(default=None, description="status page and metrics (docs/status.md)")
     health_interval: Seconds = Field(default=300.0, ge=10, description="how often the health message goes upstream")
-    cameras: list[CameraConfig] = Field(default_factory=list, description="smoke/fire detection (docs/vision.md)")
+    cameras: list[CameraSection] = Field(default_factory=list, description="smoke/fire detection (docs/vision.md)")
     rules: RulesConfig = Field(default_factory=RulesConfig, description="local alarm rules (docs/rules.md)")
     broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig,
                                        description="emergency broadcast outputs and interlock (docs/broadcast.md)")
@@ -88,7 +81,7 @@ class SiteConfig(StrictModel):
         for alias, point in self.satellite.aliases.items():
             if point not in known:
                 raise ValueError(f"satellite alias {alias}: unknown point '{point}'")
-        if any(link.type != "mqtt" for link in self.links) and not self.satellite.aliases:
+        if satellite_links(self.links) and not self.satellite.aliases:
             raise ValueError("a satellite link needs satellite.aliases (point numbers agreed with the platform)")
         _check_ack_key(self.links, self.satellite)
         return self
@@ -120,13 +113,13 @@ def _unique(what: str, names: list[str]) -> None:
         seen.add(name)
 
 
-def _check_ack_key(links: list[MqttLinkConfig | BeidouConfig | IridiumConfig], satellite: SatelliteSection) -> None:
+def _check_ack_key(links: list[LinkConfig], satellite: SatelliteSection) -> None:
     """A satellite link that waits for the platform's ACK must be able to tell a genuine one."""
     if satellite.has_ack_key:
         return
     problems: list[tuple[ConfigPath, str]] = [
         (("links", i), "policy.app_ack (on by default) needs satellite.ack_key_file or satellite.ack_key_credential: "
          "the key the platform's ACKs are checked with (docs/satellite.md §1.4)")
-        for i, link in enumerate(links) if not isinstance(link, MqttLinkConfig) and link.policy.app_ack]
+        for i, link in enumerate(links) for sat in satellite_links([link]) if sat.policy.app_ack]
     if problems:
         raise PlacedConfigError(problems)

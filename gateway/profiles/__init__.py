@@ -8,15 +8,27 @@ messages, reply topics).
 
 from __future__ import annotations
 
-from drivers.mqtt.config import MqttLinkConfig
+from typing import Protocol
+
 from gateway.profiles.base import InboundCommand, PayloadProfile
 from gateway.profiles.fieldgate import FieldgateSessionProfile
+from gateway.profiles.options import ThingsboardOptions
 from gateway.profiles.thingsboard import ThingsboardProfile
 
 PROFILES = ("fieldgate", "thingsboard")
 
 
-def get_profile(name: str, gateway_id: str, config: MqttLinkConfig,
+class ProfileSettings(Protocol):
+    """What a profile reads of its link's config section (drivers/mqtt/config.py)."""
+
+    @property
+    def topic_prefix(self) -> str: ...
+
+    @property
+    def thingsboard(self) -> ThingsboardOptions: ...
+
+
+def get_profile(name: str, gateway_id: str, config: ProfileSettings,
                 historical_after: float = 30.0) -> PayloadProfile:
     """The profile object for one link; ``name`` is normally ``config.profile``."""
     if name == "fieldgate":
