@@ -3,9 +3,10 @@
 Each row says which config section type (the driver's own model, ``type: Literal[...]``) a driver
 takes, the role it plays (bus, primary link, satellite link, camera, broadcast output, inference
 backend) and the factory in the driver's package that builds it. The site config's unions are
-derived from this table, so adding a driver touches its own folder, its import and its row here
-(docs/architecture.md, "How to add a driver"). Factories import their hardware libraries only when
-called: validating a config never loads pymodbus, aiomqtt or OpenCV.
+derived from this table, so adding a driver touches its own folder, one import line and its row
+here (docs/architecture.md, "How to add a driver"; tests/unit/test_add_a_driver.py does it).
+Factories import their hardware libraries only when called: validating a config never loads
+pymodbus, aiomqtt or OpenCV.
 
 Statically (mypy) a config section is seen through its role's settings protocol; at run time it is
 one of the table's models, picked by pydantic on the ``type`` key.
@@ -19,21 +20,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeAlias, TypeVar, U
 
 from pydantic import Field
 
-import drivers.beidou
-import drivers.broadcast
-import drivers.camera
-import drivers.iridium
-import drivers.modbus
-import drivers.mqtt
+import drivers.beidou.config
+import drivers.broadcast.config
+import drivers.camera.config
+import drivers.iridium.config
+import drivers.modbus.config
+import drivers.mqtt.config
 import drivers.onnx
-import drivers.serialline
-from drivers.beidou.config import BeidouConfig
-from drivers.broadcast.config import AlsaAudioConfig, HttpTriggerConfig, RtpMulticastConfig, SirenRelayConfig
-from drivers.camera.config import CameraConfig
-from drivers.iridium.config import IridiumConfig
-from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
-from drivers.mqtt.config import MqttLinkConfig
-from drivers.serialline.config import SerialLineBus
+import drivers.serialline.config
 from gateway.alerts.contract import BroadcastOutput, OutputSettings
 from gateway.contracts import (
     BackendFactory,
@@ -91,17 +85,17 @@ class InferenceBackend:
 Driver = Bus[Any] | PrimaryLinkDriver[Any] | SatelliteLinkDriver[Any] | Camera[Any] | Output[Any] | InferenceBackend
 
 DRIVERS: tuple[Driver, ...] = (
-    Bus(ModbusTcpBus, drivers.modbus.build_bus),
-    Bus(ModbusRtuBus, drivers.modbus.build_bus),
-    Bus(SerialLineBus, drivers.serialline.build_bus),
-    PrimaryLinkDriver(MqttLinkConfig, drivers.mqtt.build_link),
-    SatelliteLinkDriver(BeidouConfig, drivers.beidou.build_link),
-    SatelliteLinkDriver(IridiumConfig, drivers.iridium.build_link),
-    Camera(CameraConfig, drivers.camera.build_camera),
-    Output(SirenRelayConfig, drivers.broadcast.build_output),
-    Output(AlsaAudioConfig, drivers.broadcast.build_output),
-    Output(RtpMulticastConfig, drivers.broadcast.build_output),
-    Output(HttpTriggerConfig, drivers.broadcast.build_output),
+    Bus(drivers.modbus.config.ModbusTcpBus, drivers.modbus.build_bus),
+    Bus(drivers.modbus.config.ModbusRtuBus, drivers.modbus.build_bus),
+    Bus(drivers.serialline.config.SerialLineBus, drivers.serialline.build_bus),
+    PrimaryLinkDriver(drivers.mqtt.config.MqttLinkConfig, drivers.mqtt.build_link),
+    SatelliteLinkDriver(drivers.beidou.config.BeidouConfig, drivers.beidou.build_link),
+    SatelliteLinkDriver(drivers.iridium.config.IridiumConfig, drivers.iridium.build_link),
+    Camera(drivers.camera.config.CameraConfig, drivers.camera.build_camera),
+    Output(drivers.broadcast.config.SirenRelayConfig, drivers.broadcast.build_output),
+    Output(drivers.broadcast.config.AlsaAudioConfig, drivers.broadcast.build_output),
+    Output(drivers.broadcast.config.RtpMulticastConfig, drivers.broadcast.build_output),
+    Output(drivers.broadcast.config.HttpTriggerConfig, drivers.broadcast.build_output),
     InferenceBackend("onnxruntime", drivers.onnx.load_backend),  # rknn / openvino: reserved
 )
 
@@ -233,4 +227,4 @@ def link_problems(config: LinkConfig) -> list[str]:
     """Files a link's config names that this machine cannot read (TLS material, login files)."""
     from drivers.mqtt.credentials import problems
 
-    return problems(config) if isinstance(config, MqttLinkConfig) else []
+    return problems(config) if isinstance(config, drivers.mqtt.config.MqttLinkConfig) else []
