@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from drivers.sl651.centre import CentreConfig, envelope
+from centre.sl651 import CentreConfig, envelope
 from drivers.sl651.message import decode, observations
 from sim.broker import Broker
 from sim.platform import Platform

@@ -43,13 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     decode.add_argument("--ack-key-file", help="an ACK: check its MAC with this gateway's ACK key")
     decode.set_defaults(handler=cmd_decode)
 
-    from drivers.modbus.tools import add_subcommands as modbus_tools
-    from drivers.sl651.cli import add_subcommands as sl651_commands
+    from centre.cli import add_subcommands as centre_commands
     from gateway.ackkey import add_subcommands as ack_commands
     from gateway.alerts.cli import add_subcommands as alert_commands
     from gateway.commands.cli import add_subcommands as command_commands
+    from gateway.registry import add_tool_subcommands
     from gateway.rules.cli import add_subcommands as rules_commands
-    from gateway.satcentre.cli import add_subcommands as centre_commands
     from gateway.status.cli import add_subcommands as status_commands
 
     rules_commands(sub)
@@ -57,12 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     command_commands(sub)
     ack_commands(sub)
     status_commands(sub)
-    modbus_tools(sub)
+    add_tool_subcommands(sub)
     from gateway.vision.modelcli import add_subcommands as model_commands  # argparse only; numpy on use
 
     model_commands(sub)
     centre_commands(sub)
-    sl651_commands(sub)
 
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -102,10 +100,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for warning in _local_checks(config, args.config):
         print(f"{args.config}: warning: {warning}")
     if args.explain:
-        from drivers.modbus.tools import explain
+        from gateway.registry import explain_bus
 
         for bus in config.buses:
-            print("\n".join(explain(bus)))
+            print("\n".join(explain_bus(bus)))
     return 0
 
 
@@ -115,8 +113,7 @@ def _local_checks(config: SiteConfig, path: str) -> list[str]:
     Warnings, not errors: a technician often validates on a laptop a file meant for the box, where
     /opt/fieldgate/models and the systemd credentials exist. The daemon checks them again at start.
     """
-    from drivers.mqtt.config import MqttLinkConfig
-    from drivers.mqtt.credentials import problems
+    from gateway.registry import link_problems, satellite_links
     from gateway.status.config import status_warnings
     from gateway.vision.manifest import ManifestError, load_manifest
 
@@ -127,11 +124,10 @@ def _local_checks(config: SiteConfig, path: str) -> list[str]:
         except ManifestError as exc:
             found.append(f"cameras[{i}].detector.model: {exc}")
     for i, link in enumerate(config.links):
-        if isinstance(link, MqttLinkConfig):
-            found.extend(f"links[{i}] ({link.name}): {problem}" for problem in problems(link))
+        found.extend(f"links[{i}] ({link.name}): {problem}" for problem in link_problems(link))
     if config.status is not None:
         found.extend(f"status: {problem}" for problem in status_warnings(config.status))
-    if any(link.type in ("beidou", "iridium") for link in config.links):
+    if satellite_links(config.links):
         from gateway.ackkey import AckKeyError, load_ack_key
 
         try:

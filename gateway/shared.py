@@ -3,7 +3,8 @@
 This is the only gateway module a driver may import (see docs/architecture.md).
 It holds the reading that flows down the data path, the record classes the
 journal orders by, the base model every config section derives from, and the
-small protocols through which drivers hand data to the core.
+small protocols through which drivers hand data to the core. What the core uses of a driver object
+(a bus, a link, a camera) is in ``gateway.contracts``.
 """
 
 from __future__ import annotations
@@ -301,18 +302,6 @@ class NullProgress:
         return None
 
 
-class BusDriver(Protocol):
-    """A field bus (one serial port or one TCP endpoint) and the one task that owns it."""
-
-    name: str
-
-    def points(self) -> list[PointInfo]: ...
-
-    async def run(self, sink: ReadingSink, progress: Progress) -> None:
-        """Poll forever, handing every sample (good or not) to ``sink``. Never returns normally."""
-        ...
-
-
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
     """What a link is asked to carry: one or more journal records, already encoded."""
@@ -320,19 +309,6 @@ class OutboundMessage:
     topic: str
     payload: bytes
     seqs: tuple[int, ...]
-
-
-class Link(Protocol):
-    """An uplink. ``send`` returns once the far side acknowledged (e.g. MQTT PUBACK)."""
-
-    name: str
-
-    @property
-    def connected(self) -> bool: ...
-
-    async def run(self, progress: Progress) -> None: ...
-
-    async def send(self, message: OutboundMessage) -> None: ...
 
 
 FLOAT32_MAX = 3.4028234663852886e38

@@ -59,7 +59,7 @@ class BeidouLink:
         self.name = config.name
         self.config = config
         self._on_message = on_message
-        # A centre's command receiver (gateway/satcentre) takes every card's message with its sender;
+        # A centre's command receiver (centre/satellite) takes every card's message with its sender;
         # then no sender filter applies here (the bridge maps cards to gateways itself).
         self._on_incoming = on_incoming
         self._clock = clock

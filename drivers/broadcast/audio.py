@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from drivers.broadcast import tts
-from drivers.broadcast.base import Activation, OutputResult, OutputState, RelayError, wav_path_ok
+from drivers.broadcast.base import OutputState, RelayError, wav_path_ok
 from drivers.broadcast.busboard import CoilWriter
 from drivers.broadcast.config import AlsaAudioConfig
 from drivers.broadcast.relay import make_relay
+from gateway.alerts.contract import Activation, OutputResult, ReportsInResults
 
 
 async def _finish(proc: asyncio.subprocess.Process) -> tuple[bytes, int]:
@@ -26,7 +27,7 @@ async def _finish(proc: asyncio.subprocess.Process) -> tuple[bytes, int]:
     return kept, await proc.wait()
 
 
-class AlsaAudio:
+class AlsaAudio(ReportsInResults):
     kind = "audio"
 
     def __init__(self, name: str, config: AlsaAudioConfig,

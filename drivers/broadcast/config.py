@@ -7,10 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from gateway.alerts.contract import HARD_MAX_ACTIVATION_S
 from gateway.shared import Seconds, StrictModel
 
-# A relay output held on longer than this is a wiring or config mistake, not a warning.
-HARD_MAX_ACTIVATION_S = 900.0
 # Settings of a board's own Modbus master; meaningless (and misleading) for a board on a bus.
 _OWN_MASTER_FIELDS = frozenset({"host", "port", "serial_port", "baudrate", "parity", "stopbits", "device_id"})
 # A write routed through a bus waits for the transaction in progress and for the writes queued
@@ -106,6 +105,10 @@ class SirenRelayConfig(RelayCoilConfig):
     max_activation_s: Seconds = Field(default=180.0, gt=0, le=HARD_MAX_ACTIVATION_S)
     board_auto_off: BoardAutoOffConfig | None = None
 
+    @property
+    def is_siren(self) -> bool:
+        return True
+
     @model_validator(mode="after")
     def _bus_needs_board_auto_off(self) -> SirenRelayConfig:
         if self.board.transport == "bus" and self.board_auto_off is None:
@@ -155,6 +158,10 @@ class AlsaAudioConfig(StrictModel):
     work_dir: str = "/var/lib/fieldgate/tts"
     max_activation_s: Seconds = Field(default=300.0, gt=0, le=HARD_MAX_ACTIVATION_S)
 
+    @property
+    def is_siren(self) -> bool:
+        return False
+
     @field_validator("player")
     @classmethod
     def _player_takes_files(cls, value: list[str]) -> list[str]:
@@ -173,6 +180,10 @@ class RtpMulticastConfig(StrictModel):
     max_activation_s: Seconds = Field(default=300.0, gt=0, le=HARD_MAX_ACTIVATION_S)
     tts: TtsConfig = Field(default_factory=TtsConfig)
     work_dir: str = "/var/lib/fieldgate/tts"
+
+    @property
+    def is_siren(self) -> bool:
+        return False
 
     @field_validator("group", "interface")
     @classmethod
@@ -194,6 +205,10 @@ class HttpTriggerConfig(StrictModel):
     cancel_body: str | None = None
     timeout_s: Seconds = Field(default=3.0, gt=0, le=30)
     outdoor: bool = True
+
+    @property
+    def is_siren(self) -> bool:
+        return False
 
 
 OutputConfig = Annotated[

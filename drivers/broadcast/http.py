@@ -8,8 +8,9 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from drivers.broadcast.base import Activation, OutputResult, OutputState
+from drivers.broadcast.base import OutputState
 from drivers.broadcast.config import HttpTriggerConfig
+from gateway.alerts.contract import Activation, OutputResult, ReportsInResults
 
 _MAX_BODY = 4096  # we only keep the start of a reply, for evidence
 
@@ -20,7 +21,7 @@ def _fill(template: str, values: dict[str, str], quote: bool) -> str:
     return template
 
 
-class HttpTrigger:
+class HttpTrigger(ReportsInResults):
     kind = "http"
 
     def __init__(self, name: str, config: HttpTriggerConfig) -> None:

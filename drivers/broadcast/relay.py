@@ -109,5 +109,5 @@ def make_relay(config: RelayCoilConfig, coil_writers: Mapping[str, CoilWriter] |
     writer = (coil_writers or {}).get(str(config.board.bus))
     if writer is None:
         raise ValueError(f"relay board on bus '{config.board.bus}': the daemon gave no coil writer for that bus "
-                         "(build_outputs(..., coil_writers={bus_name: CoilWriter.for_bus(bus)}))")
+                         "(build_outputs(..., buses=..., bus_configs=...))")
     return BusRelayCoil(config, writer, auto_off)

@@ -36,10 +36,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from drivers.broadcast.base import Activation, Cadence, FaultListener, OutputResult, OutputState, RelayError
+from drivers.broadcast.base import OutputState, RelayError
 from drivers.broadcast.busboard import CoilWriter
 from drivers.broadcast.config import SirenRelayConfig
 from drivers.broadcast.relay import make_relay
+from gateway.alerts.contract import Activation, Cadence, FaultListener, OutputResult
 
 log = logging.getLogger("fieldgate.broadcast")
 

@@ -74,6 +74,14 @@ class IridiumLink:
     def max_bytes(self) -> int:
         return self.config.max_bytes
 
+    @property
+    def interval_s(self) -> float:
+        return 0.0  # SBD has no service interval: the next send may follow at once
+
+    @property
+    def foreign_count(self) -> None:
+        return None  # the gateway's own IMEI receives only what the platform sends to it
+
     # ----------------------------------------------------------------- run
 
     async def run(self, progress: Progress) -> None:

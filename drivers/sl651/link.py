@@ -126,9 +126,20 @@ class Sl651Link:
         self._last_sent = 0.0
         self.counts = {"reports": 0, "confirmed": 0, "resends": 0, "keepalives": 0, "answers": 0, "shrunk": 0}
 
+        self.encoder = Sl651Profile(config)  # how the link runner turns journal records into its messages
+
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def window(self) -> int:
+        return 0  # no limit of its own: the runner's max_inflight holds the windows awaiting reports
+
+    @property
+    def stall_deadline(self) -> float:
+        # A report may wait for every resend's confirmation before the loop moves on.
+        return self.config.confirm_timeout * (1 + self.config.resends) + 120.0
 
     # ---- the link runner's side ------------------------------------------------------------------
 

@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from drivers.broadcast.config import HARD_MAX_ACTIVATION_S, OutputConfig, SirenRelayConfig
+from gateway.alerts.contract import HARD_MAX_ACTIVATION_S
 from gateway.alerts.model import CapSeverity, Category, Urgency
+from gateway.registry import OutputConfig
 from gateway.shared import Seconds, StrictModel
 
 Name = str
@@ -199,7 +200,7 @@ class BroadcastConfig(StrictModel):
             for pattern in (sp.actual, sp.exercise, sp.test):
                 if pattern is not None and pattern not in self.patterns:
                     raise ValueError(f"status_patterns: unknown pattern '{pattern}'")
-        has_siren = any(isinstance(o, SirenRelayConfig) for o in self.outputs.values())
+        has_siren = any(o.is_siren for o in self.outputs.values())
         if has_siren and self.status_patterns is None:
             raise ValueError("sirens are configured: status_patterns (actual, exercise) is required")
         if self.outputs and (self.announce is None or self.all_clear_clip is None):
@@ -207,4 +208,4 @@ class BroadcastConfig(StrictModel):
         return self
 
     def output_kind(self, name: str) -> str:
-        return "siren" if isinstance(self.outputs[name], SirenRelayConfig) else "speaker"
+        return "siren" if self.outputs[name].is_siren else "speaker"

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivers.broadcast.base import Activation, Cadence
-from drivers.broadcast.busboard import board_units, bus_board_problems
-from drivers.broadcast.config import SirenRelayConfig
 from gateway.alerts.audit import History
 from gateway.alerts.config import BroadcastConfig
+from gateway.alerts.contract import Activation, Cadence
 from gateway.alerts.model import Alert, MsgType, Origin, Status
 from gateway.alerts.signing import MAX_FUTURE_SKEW_S, Keyring, OperatorSignature, SignatureRefused
+from gateway.contracts import BusSettings
+from gateway.registry import relay_board_problems, relay_board_units
 from gateway.rules.config import FAULT_RULE_TYPES, RulesConfig
 from gateway.rules.engine import AlarmClass, AlarmTransition
 from gateway.shared import ConfigPath, PlacedConfigError
@@ -47,7 +47,7 @@ def check_bus_boards(broadcast: BroadcastConfig, buses: Sequence[Any]) -> None:
     A ``board: {transport: bus}`` relay needs its coil (and auto-off register) configured as
     points of that bus's unit; a board with its own master must not open a bus's port.
     """
-    problems = bus_board_problems(broadcast.outputs, buses)
+    problems = relay_board_problems(broadcast.outputs, buses)
     if problems:
         raise ValueError("; ".join(problems))
 
@@ -73,13 +73,13 @@ def check_write_points(write_points: Sequence[str], broadcast: BroadcastConfig, 
         raise PlacedConfigError(problems)
 
 
-def point_owners(broadcast: BroadcastConfig, buses: Sequence[Any]) -> dict[str, list[str]]:
+def point_owners(broadcast: BroadcastConfig, buses: Sequence[BusSettings]) -> dict[str, list[str]]:
     """Point id -> the broadcast outputs whose relay board is the unit the point belongs to."""
-    units = board_units(broadcast.outputs, buses)
+    units = relay_board_units(broadcast.outputs, buses)
     owners: dict[str, list[str]] = {}
     for bus in buses:
-        for device in getattr(bus, "devices", []):
-            outputs = units.get((bus.name, getattr(device, "unit_id", -1)))
+        for device in bus.devices:
+            outputs = units.get((bus.name, device.unit_id)) if device.unit_id is not None else None
             if outputs:
                 for point in device.points:
                     owners[point.id] = sorted(set(outputs))
@@ -280,7 +280,7 @@ class Interlock:
         for output, zones in zones_of.items():
             spec = config.outputs[output]
             cadence = None
-            if isinstance(spec, SirenRelayConfig):
+            if spec.is_siren:
                 if alert.status is Status.TEST and spec.outdoor:
                     skipped[output] = "Test never drives an outdoor siren"
                     continue
@@ -295,8 +295,8 @@ class Interlock:
                 alert_id=alert.identifier,
                 status=alert.status.value,
                 zones=tuple(zones),
-                clips=tuple(Path(c) for c in clips) if not isinstance(spec, SirenRelayConfig) else (),
-                tts_text=alert.tts if not isinstance(spec, SirenRelayConfig) else None,
+                clips=tuple(Path(c) for c in clips) if not spec.is_siren else (),
+                tts_text=alert.tts if not spec.is_siren else None,
                 cadence=cadence,
                 max_activation_s=config.max_activation_s,
             )

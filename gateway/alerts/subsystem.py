@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from drivers.broadcast.base import Activation, BroadcastOutput, OutputResult
 from gateway.alerts.audit import AuditLog
 from gateway.alerts.config import AutomaticTrigger, BroadcastConfig
+from gateway.alerts.contract import Activation, BroadcastOutput, OutputResult
 from gateway.alerts.interlock import HISTORY_S, Decision, Interlock
 from gateway.alerts.model import Alert, MsgType, Origin, Status
 from gateway.alerts.signing import OperatorSignature
@@ -54,9 +54,7 @@ class BroadcastSubsystem:
         self._reports: set[asyncio.Task[None]] = set()
         for output in self.outputs.values():
             # Outputs that work on after activate() (the siren's cadence) report faults and recoveries here.
-            attach = getattr(output, "set_fault_listener", None)
-            if attach is not None:
-                attach(self._on_output_report)
+            output.set_fault_listener(self._on_output_report)
 
     # ---- sources ----
 

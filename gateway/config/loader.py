@@ -10,17 +10,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from gateway.config.errors import ConfigError
 from gateway.config.site import SiteConfig
 from gateway.config.yamlmarks import ConfigSyntaxError, Mark, MarkedDocument, Path_, load_marked, parse_marked
 from gateway.shared import PlacedConfigError
-
-
-class ConfigError(Exception):
-    """The config is not usable. ``lines`` are ready to print, one problem each."""
-
-    def __init__(self, lines: list[str]) -> None:
-        self.lines = lines
-        super().__init__("\n".join(lines))
 
 
 def load_site(path: str | Path) -> SiteConfig:

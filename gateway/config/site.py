@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from drivers.beidou.config import BeidouConfig
-from drivers.camera.config import CameraConfig
-from drivers.iridium.config import IridiumConfig
-from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
-from drivers.mqtt.config import CREDENTIAL_NAME, MqttLinkConfig
-from drivers.serialline.config import SerialLineBus
-from drivers.sl651.config import Sl651LinkConfig
+from drivers.mqtt.config import CREDENTIAL_NAME
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.interlock import check_bus_boards, check_site_plan, check_write_points
 from gateway.commands import CommandsConfig
 from gateway.journal import JournalSettings
+from gateway.registry import BusConfig, CameraSection, LinkConfig, report_links, satellite_links
 from gateway.rules import RulesConfig
 from gateway.shared import ConfigPath, Name, PlacedConfigError, Seconds, StrictModel
 from gateway.status import StatusConfig
 
-# Each driver owns its config model; the site config only lists them. A new driver
-# adds its model to one of these unions and nothing else changes here.
-BusConfig = Annotated[ModbusTcpBus | ModbusRtuBus | SerialLineBus, Field(discriminator="type")]
-LinkConfig = Annotated[MqttLinkConfig | BeidouConfig | IridiumConfig | Sl651LinkConfig, Field(discriminator="type")]
-SATELLITE_TYPES = ("beidou", "iridium")
+# Each driver owns its config model; the site config lists them through the unions gateway/registry.py
+# derives from its table, so a new driver changes nothing here.
 
 
 class GatewaySection(StrictModel):
@@ -67,7 +58,7 @@ class SiteConfig(StrictModel):
     commands: CommandsConfig = Field(default_factory=CommandsConfig, description="signed commands (docs/commands.md)")
     status: StatusConfig | None = Field(default=None, description="status page and metrics (docs/status.md)")
     health_interval: Seconds = Field(default=300.0, ge=10, description="how often the health message goes upstream")
-    cameras: list[CameraConfig] = Field(default_factory=list, description="smoke/fire detection (docs/vision.md)")
+    cameras: list[CameraSection] = Field(default_factory=list, description="smoke/fire detection (docs/vision.md)")
     rules: RulesConfig = Field(default_factory=RulesConfig, description="local alarm rules (docs/rules.md)")
     broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig,
                                        description="emergency broadcast outputs and interlock (docs/broadcast.md)")
@@ -90,12 +81,11 @@ class SiteConfig(StrictModel):
         for alias, point in self.satellite.aliases.items():
             if point not in known:
                 raise ValueError(f"satellite alias {alias}: unknown point '{point}'")
-        for link in self.links:
-            if isinstance(link, Sl651LinkConfig):
-                for point in link.points:
-                    if point not in known:
-                        raise ValueError(f"link {link.name}: points: unknown point '{point}'")
-        if any(link.type in SATELLITE_TYPES for link in self.links) and not self.satellite.aliases:
+        for link in report_links(self.links):
+            for point in link.points:
+                if point not in known:
+                    raise ValueError(f"link {link.name}: points: unknown point '{point}'")
+        if satellite_links(self.links) and not self.satellite.aliases:
             raise ValueError("a satellite link needs satellite.aliases (point numbers agreed with the platform)")
         _check_ack_key(self.links, self.satellite)
         return self
@@ -127,14 +117,13 @@ def _unique(what: str, names: list[str]) -> None:
         seen.add(name)
 
 
-def _check_ack_key(links: list[MqttLinkConfig | BeidouConfig | IridiumConfig | Sl651LinkConfig],
-                   satellite: SatelliteSection) -> None:
+def _check_ack_key(links: list[LinkConfig], satellite: SatelliteSection) -> None:
     """A satellite link that waits for the platform's ACK must be able to tell a genuine one."""
     if satellite.has_ack_key:
         return
     problems: list[tuple[ConfigPath, str]] = [
         (("links", i), "policy.app_ack (on by default) needs satellite.ack_key_file or satellite.ack_key_credential: "
          "the key the platform's ACKs are checked with (docs/satellite.md §1.4)")
-        for i, link in enumerate(links) if isinstance(link, BeidouConfig | IridiumConfig) and link.policy.app_ack]
+        for i, link in enumerate(links) for sat in satellite_links([link]) if sat.policy.app_ack]
     if problems:
         raise PlacedConfigError(problems)

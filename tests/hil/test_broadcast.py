@@ -315,9 +315,9 @@ async def test_stuck_relay_gives_fault_and_fault_alarm(rig: Rig) -> None:
 async def test_siren_auto_off_even_when_event_loop_is_blocked(rig: Rig) -> None:
     import time
 
-    from drivers.broadcast.base import Activation, Cadence
     from drivers.broadcast.config import SirenRelayConfig
     from drivers.broadcast.siren import SirenRelay
+    from gateway.alerts.contract import Activation, Cadence
 
     cfg = SirenRelayConfig.model_validate({"type": "modbus_relay_siren", "coil": 5, "max_activation_s": 0.5,
                                            "board": {"host": rig.board.host, "port": rig.board.port}})
@@ -399,7 +399,7 @@ async def test_siren_whose_activate_timed_out_still_stops_at_its_limit(rig: Rig)
     Before: the ON went out from the worker thread but the cadence and the backstop were never started
     (the coroutine that would start them was cancelled), so the siren sounded until someone cancelled.
     """
-    from drivers.broadcast.base import Activation, Cadence
+    from gateway.alerts.contract import Activation, Cadence
 
     siren = _short_siren(rig, 6, 1.0)
     rig.board.delay_s = 0.3
@@ -416,7 +416,7 @@ async def test_siren_whose_activate_timed_out_still_stops_at_its_limit(rig: Rig)
 @rig_test
 async def test_siren_off_that_fails_at_the_limit_is_retried_until_confirmed(rig: Rig) -> None:
     """Before: the cadence's final OFF and the backstop's OFF were each tried once; both lost, the siren stayed ON."""
-    from drivers.broadcast.base import Activation, Cadence
+    from gateway.alerts.contract import Activation, Cadence
 
     siren = _short_siren(rig, 7, 0.5)
     result = await siren.activate(Activation("x", "Actual", ("dam",), cadence=Cadence("long", ((5.0, 1.0),), 3)))
@@ -432,7 +432,7 @@ async def test_siren_off_that_fails_at_the_limit_is_retried_until_confirmed(rig:
 @rig_test
 async def test_siren_off_that_fails_on_cancel_is_retried_until_confirmed(rig: Rig) -> None:
     """Before: deactivate() cancelled the backstop, tried OFF once, and a lost OFF left the siren ON for good."""
-    from drivers.broadcast.base import Activation, Cadence
+    from gateway.alerts.contract import Activation, Cadence
 
     siren = _short_siren(rig, 8, 60.0)
     result = await siren.activate(Activation("x", "Actual", ("dam",), cadence=Cadence("long", ((30.0, 1.0),), 3)))
@@ -448,9 +448,9 @@ async def test_siren_off_that_fails_on_cancel_is_retried_until_confirmed(rig: Ri
 @rig_test
 async def test_siren_deactivate_without_readback_reports_an_unreachable_board(rig: Rig) -> None:
     """Before: with readback: none, an OFF that raised was reported as a successful deactivate."""
-    from drivers.broadcast.base import Activation, Cadence
     from drivers.broadcast.config import SirenRelayConfig
     from drivers.broadcast.siren import SirenRelay
+    from gateway.alerts.contract import Activation, Cadence
 
     cfg = SirenRelayConfig.model_validate({"type": "modbus_relay_siren", "coil": 9, "max_activation_s": 60,
                                            "readback": "none",

@@ -77,7 +77,7 @@ class Line:
         self.keys = {name: Ed25519PrivateKey.generate() for name in ("zhang", "li")}
         self.config = broadcast_config(tmp, self.keys, steps)
         self.audit = AuditLog(self.config.audit_path)
-        self.outputs = build_outputs(self.config.outputs, coil_writers={bus.name: CoilWriter.for_bus(bus)})
+        self.outputs = build_outputs(self.config.outputs, buses=[bus], bus_configs=[bus.config])
         self.subsystem = BroadcastSubsystem(self.config, self.audit, self.outputs, on_fault_alarm=self._fault)
 
     async def sink(self, reading: Reading) -> None:
@@ -181,8 +181,8 @@ def test_blocked_loop_delays_the_bus_off_until_it_resumes(tmp_path: Path, rig: R
     """The documented limit of the bus route: the backstop's OFF waits for the loop, then goes out."""
     import time
 
-    from drivers.broadcast.base import Activation, Cadence
     from drivers.broadcast.siren import SirenRelay
+    from gateway.alerts.contract import Activation, Cadence
 
     async def body() -> None:
         async with line(tmp_path, rig, [[0.6, 0.4]]) as ln:

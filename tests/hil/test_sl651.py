@@ -1,5 +1,5 @@
 """The gateway side end to end on the virtual rig: journal → link runner → ``sl651`` link → TCP → the receiver
-(drivers/sl651/centre.py) → mosquitto → the platform. Values equal end to end; the centre down for a while,
+(centre/sl651.py) → mosquitto → the platform. Values equal end to end; the centre down for a while,
 then back: the backlog arrives, in order. The link runs on a fast clock (one minute per second) so that the
 5-minute marks of the timed report come in seconds; everything else is real (sockets, SQLite, the broker)."""
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from drivers.sl651.centre import Centre, CentreConfig, Publisher
+from centre.sl651 import Centre, CentreConfig, Publisher
 from drivers.sl651.config import Sl651LinkConfig
 from drivers.sl651.link import Sl651Link, Sl651Profile
 from drivers.sl651.message import decode

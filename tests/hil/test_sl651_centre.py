@@ -1,4 +1,4 @@
-"""The SL 651 receiver (drivers/sl651/centre.py) on the virtual rig: stations → TCP → receiver → mosquitto →
+"""The SL 651 receiver (centre/sl651.py) on the virtual rig: stations → TCP → receiver → mosquitto →
 the platform. Public vectors (../shared/vectors/sl651.json, each with its `source`) replayed as a station's
 conversation; malformed frames, duplicates, a broker outage, M3 with a lost packet; the CLI as a process."""
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from drivers.sl651.centre import Centre, CentreConfig, Publisher
+from centre.sl651 import Centre, CentreConfig, Publisher
 from drivers.sl651.frame import EOT, ESC, ETB, ETX, NAK, Direction, Frame, decode_frame, encode_frame
 from drivers.sl651.message import decode
 from sim.broker import Broker

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from drivers.broadcast.base import Activation, OutputResult
 from gateway.alerts.audit import AuditLog
 from gateway.alerts.config import BroadcastConfig
+from gateway.alerts.contract import Activation, OutputResult, ReportsInResults
 from gateway.alerts.subsystem import BroadcastSubsystem
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class Output:
+class Output(ReportsInResults):
     kind = "siren"
     outdoor = True
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from drivers.broadcast.base import Activation, OutputResult
 from gateway.alerts.audit import AuditLog
 from gateway.alerts.config import BroadcastConfig
+from gateway.alerts.contract import Activation, OutputResult, ReportsInResults
 from gateway.alerts.interlock import Interlock, required_signatures
 from gateway.alerts.model import Alert, MsgType, Status
 from gateway.alerts.signing import OperatorSignature, public_key_text, sign
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(60)
 OPERATORS = {name: Ed25519PrivateKey.generate() for name in ("zhang", "li")}
 
 
-class Output:
+class Output(ReportsInResults):
     kind = "speaker"
     outdoor = False
 

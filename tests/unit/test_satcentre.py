@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from centre.satellite.bridge import Bridge
+from centre.satellite.config import Centre, load_centre
 from gateway import compact
 from gateway.commands.names import Reason, Status
 from gateway.commands.reply import Reply
 from gateway.config import ConfigError
-from gateway.satcentre.bridge import Bridge
-from gateway.satcentre.config import Centre, load_centre
 from gateway.shared import Quality, Reading
 from tests.unit.cli import fieldgate
 

@@ -96,6 +96,7 @@ def test_the_gateway_refuses_at_run_time_what_the_loader_would_refuse() -> None:
 
     class Bus:
         name = "line1"
+        writable = True
 
         def points(self) -> list[Any]:
             return [SimpleNamespace(id="siren.coil"), SimpleNamespace(id="dam.level")]

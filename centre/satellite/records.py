@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from centre.satellite.config import Gateway
 from gateway import compact
 from gateway.compactview import dumps, json_value
-from gateway.satcentre.config import Gateway
 from gateway.satellite import SEVERITY_LEVEL
 from gateway.shared import Reading
 

@@ -347,7 +347,7 @@ async def serve(config: CentreConfig, ready: asyncio.Event | None = None) -> Non
 
 
 def main(args: argparse.Namespace) -> int:
-    from gateway.config.loader import ConfigError
+    from gateway.config.errors import ConfigError
     from gateway.config.yamlmarks import ConfigSyntaxError
 
     try:

@@ -18,8 +18,8 @@ def add_subcommands(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from centre.satellite.config import load_centre
     from gateway.config import ConfigError
-    from gateway.satcentre.config import load_centre
 
     try:
         centre = load_centre(args.config)
@@ -32,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{args.config}: ok — receiver {centre.config.receiver.port}, broker {centre.config.broker.host}:"
               f"{centre.config.broker.port}, cards {cards}")
         return 0
-    from gateway.satcentre.service import CentreService
+    from centre.satellite.service import CentreService
 
     asyncio.run(CentreService(centre).run())
     return 0

@@ -17,7 +17,8 @@ from pydantic import Field, model_validator
 from drivers.beidou.config import BeidouConfig
 from gateway import compact
 from gateway.ackkey import AckKeyError, load_ack_key
-from gateway.config.loader import ConfigError, load_site, validate_document
+from gateway.config.errors import ConfigError
+from gateway.config.loader import load_site, validate_document
 from gateway.config.yamlmarks import ConfigSyntaxError, load_marked
 from gateway.payloads import HISTORICAL_AFTER
 from gateway.shared import ConfigPath, Name, PlacedConfigError, StrictModel, TopicPrefix

@@ -17,9 +17,9 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from centre.satellite.config import Centre, Gateway
+from centre.satellite.records import Publication, alarm_record, envelope, reading_record, reply_publication
 from gateway import compact
-from gateway.satcentre.config import Centre, Gateway
-from gateway.satcentre.records import Publication, alarm_record, envelope, reading_record, reply_publication
 
 log = logging.getLogger("fieldgate.satcentre")
 

@@ -21,13 +21,13 @@ from paho.mqtt import client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from centre.satellite.bridge import Bridge
+from centre.satellite.config import Centre
+from centre.satellite.records import Publication
 from drivers.beidou.link import BeidouLink
 from drivers.beidou.sentences import Incoming
 from drivers.mqtt.client import FieldgateClient
 from drivers.satlink import SatLinkError
-from gateway.satcentre.bridge import Bridge
-from gateway.satcentre.config import Centre
-from gateway.satcentre.records import Publication
 from gateway.shared import NullProgress, OutboundMessage
 
 log = logging.getLogger("fieldgate.satcentre")

@@ -5,6 +5,6 @@ card's messages; this bridge maps each card to its gateway, decodes the compact 
 gateway's aliases, publishes it to MQTT in the fieldgate envelope (same topics, same seqs, plus
 ``"via": "beidou"``), and once the broker has it sends the gateway its authenticated compact ACK.
 
-Never imported by the gateway daemon: ``gateway/cli.py`` imports only ``satcentre.cli`` to add the
+Never imported by the gateway daemon: ``gateway/cli.py`` imports only ``centre.cli`` to add the
 sub-command, and that imports the rest when the command runs.
 """
