@@ -12,7 +12,7 @@ from gateway.shared import Seconds, StrictModel
 # A relay output held on longer than this is a wiring or config mistake, not a warning.
 HARD_MAX_ACTIVATION_S = 900.0
 # Settings of a board's own Modbus master; meaningless (and misleading) for a board on a bus.
-_OWN_MASTER_FIELDS = frozenset({"host", "port", "serial_port", "baudrate", "parity", "stopbits", "device_id"})
+_OWN_MASTER_FIELDS = frozenset({"host", "port", "serial_port", "baud", "parity", "stopbits", "device_id"})
 # A write routed through a bus waits for the transaction in progress and for the writes queued
 # before it (each bounded by the bus's device timeouts); beyond this the relay reports unreachable.
 BUS_WRITE_WAIT_S = 5.0
@@ -31,7 +31,7 @@ class ModbusBoardConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(default=502, ge=1, le=65535)
     serial_port: str | None = None
-    baudrate: int = Field(default=9600, ge=1200, le=115200)
+    baud: int = Field(default=9600, ge=1200, le=115200)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     device_id: int = Field(default=1, ge=0, le=247)

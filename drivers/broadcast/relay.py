@@ -28,7 +28,7 @@ def _make_client(board: ModbusBoardConfig) -> Any:
         return ModbusTcpClient(board.host, port=board.port, timeout=board.timeout, retries=0)
     return ModbusSerialClient(
         str(board.serial_port),
-        baudrate=board.baudrate,
+        baudrate=board.baud,
         parity=board.parity,
         stopbits=board.stopbits,
         timeout=board.timeout,

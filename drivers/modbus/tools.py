@@ -62,7 +62,7 @@ def _explain_modbus(bus: ModbusRtuBus | ModbusTcpBus) -> list[str]:
             seconds = sum(wire_seconds(b.table, b.count, bus) for b in blocks)
             busy_per_second += seconds / max(device.poll_interval, 1e-3)
     if isinstance(bus, ModbusRtuBus):
-        lines.append(f"  line use at {bus.baudrate} baud: {100 * busy_per_second:.1f}% "
+        lines.append(f"  line use at {bus.baud} baud: {100 * busy_per_second:.1f}% "
                      "(request + reply + inter-frame gaps, no reply latency)")
     return lines
 
@@ -74,8 +74,8 @@ def reply_bytes(table: str, count: int) -> int:
 
 def wire_seconds(table: str, count: int, bus: ModbusRtuBus) -> float:
     """Line time of one RTU read: both frames at the baud rate plus two inter-frame gaps."""
-    char = char_time(bus.baudrate, bus.bytesize, bus.parity, bus.stopbits)
-    gap = inter_frame_gap(bus.baudrate, bus.bytesize, bus.parity, bus.stopbits) + bus.frame_gap_margin
+    char = char_time(bus.baud, bus.bytesize, bus.parity, bus.stopbits)
+    gap = inter_frame_gap(bus.baud, bus.bytesize, bus.parity, bus.stopbits) + bus.frame_gap_margin
     return (RTU_READ_REQUEST_BYTES + reply_bytes(table, count)) * char + 2 * gap
 
 

@@ -37,7 +37,7 @@ SIREN_COIL, AUTO_OFF_REG = 0, 5
 
 def bus_config(port: str) -> ModbusRtuBus:
     return ModbusRtuBus.model_validate({
-        "type": "modbus_rtu", "name": "line1", "port": port, "baudrate": 38400,
+        "type": "modbus_rtu", "name": "line1", "port": port, "baud": 38400,
         "devices": [
             {"name": "radar", "unit_id": 1, "poll_interval": 0.2, "timeout": 0.3, "retries": 0,
              "points": [{"id": "dam.level", "address": 0, "type": "uint16", "scale": 0.01, "unit": "m"}]},
@@ -98,7 +98,7 @@ class Line:
 @contextlib.asynccontextmanager
 async def line(tmp: Path, rig: RigFile, steps: list[list[float]]) -> AsyncIterator[Line]:
     with serial_pair(rig) as (gateway_end, device_end):
-        server = SimServer([SimUnit(1), SimUnit(2)], serial_port=device_end, baudrate=38400, framer="rtu").start()
+        server = SimServer([SimUnit(1), SimUnit(2)], serial_port=device_end, baud=38400, framer="rtu").start()
         server.unit(1).set_registers("holding", 0, [14950])
         bus = ModbusBus(bus_config(gateway_end))
         the_line = Line(tmp, server, bus, steps)
