@@ -220,7 +220,7 @@ class BusRelayCoil:
 
         if self._auto_off_point is None:
             raise RelayError("board_auto_off: no register point resolved for this relay")
-        value = min(auto_off.max_value, max(1, math.ceil(seconds / auto_off.unit_s)))
+        value = min(auto_off.max_value, max(1, math.ceil(seconds / auto_off.time_unit)))
         what = f"write auto-off register {auto_off.register_address} via bus '{self.writer.name}'"
         try:
             self._run(what, self._auto_off_point, value, True)

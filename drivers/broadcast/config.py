@@ -68,12 +68,12 @@ class BoardAutoOffConfig(StrictModel):
     """Board-side dead-man: a holding register that makes the board drop the relay by itself.
 
     Many RS-485 relay boards have a "flash"/interlock/watchdog register; the address and unit
-    are board-specific (read the board manual). The gateway writes ceil(max_activation / unit_s)
+    are board-specific (read the board manual). The gateway writes ceil(max_activation / time_unit)
     there before switching the relay on, so the relay drops even if the gateway dies.
     """
 
     register_address: int = Field(ge=0, le=65535)
-    unit_s: float = Field(default=0.1, gt=0)
+    time_unit: Seconds = Field(default=0.1, gt=0, description="the time one count of the register stands for")
     max_value: int = Field(default=65535, ge=1, le=65535)
 
 
@@ -103,7 +103,7 @@ class RelayCoilConfig(StrictModel):
 class SirenRelayConfig(RelayCoilConfig):
     type: Literal["modbus_relay_siren"]
     outdoor: bool = True
-    max_activation_s: Seconds = Field(default=180.0, gt=0, le=HARD_MAX_ACTIVATION_S)
+    max_activation: Seconds = Field(default=180.0, gt=0, le=HARD_MAX_ACTIVATION_S)
     board_auto_off: BoardAutoOffConfig | None = None
 
     @model_validator(mode="after")
@@ -118,7 +118,7 @@ class SirenRelayConfig(RelayCoilConfig):
 
 
 class AmplifierConfig(RelayCoilConfig):
-    warmup_s: Seconds = Field(default=0.5, le=10)
+    warmup: Seconds = Field(default=0.5, le=10)
 
 
 class TtsConfig(StrictModel):
@@ -128,7 +128,7 @@ class TtsConfig(StrictModel):
     command: list[str] = Field(
         default_factory=lambda: ["espeak-ng", "-v", "cmn", "-s", "140", "-w", "{out}", "--", "{text}"], min_length=1
     )
-    timeout_s: Seconds = Field(default=20.0, gt=0)
+    timeout: Seconds = Field(default=20.0, gt=0)
     max_chars: int = Field(default=200, ge=1, le=2000)
 
     @field_validator("command")
@@ -153,7 +153,7 @@ class AlsaAudioConfig(StrictModel):
     amplifier: AmplifierConfig | None = None
     tts: TtsConfig = Field(default_factory=TtsConfig)
     work_dir: str = "/var/lib/fieldgate/tts"
-    max_activation_s: Seconds = Field(default=300.0, gt=0, le=HARD_MAX_ACTIVATION_S)
+    max_activation: Seconds = Field(default=300.0, gt=0, le=HARD_MAX_ACTIVATION_S)
 
     @field_validator("player")
     @classmethod
@@ -170,7 +170,7 @@ class RtpMulticastConfig(StrictModel):
     ttl: int = Field(default=4, ge=1, le=255)
     interface: str | None = Field(default=None, description="IPv4 address of the interface to send from")
     outdoor: bool = True
-    max_activation_s: Seconds = Field(default=300.0, gt=0, le=HARD_MAX_ACTIVATION_S)
+    max_activation: Seconds = Field(default=300.0, gt=0, le=HARD_MAX_ACTIVATION_S)
     tts: TtsConfig = Field(default_factory=TtsConfig)
     work_dir: str = "/var/lib/fieldgate/tts"
 
@@ -192,7 +192,7 @@ class HttpTriggerConfig(StrictModel):
     cancel_url: str | None = Field(default=None, pattern=r"^https?://")
     cancel_method: Literal["GET", "POST", "PUT", "DELETE"] = "POST"
     cancel_body: str | None = None
-    timeout_s: Seconds = Field(default=3.0, gt=0, le=30)
+    timeout: Seconds = Field(default=3.0, gt=0, le=30)
     outdoor: bool = True
 
 

@@ -92,7 +92,7 @@ class RelayCoil:
         return self.read_back()
 
     def arm_board_auto_off(self, auto_off: BoardAutoOffConfig, seconds: float) -> None:
-        value = min(auto_off.max_value, max(1, math.ceil(seconds / auto_off.unit_s)))
+        value = min(auto_off.max_value, max(1, math.ceil(seconds / auto_off.time_unit)))
         at = auto_off.register_address
         self._call(f"write auto-off register {at}", "write_register", at, value)
 

@@ -21,6 +21,7 @@ from drivers.ports.serialport import SerialTransport
 from drivers.ports.settings import SerialSettings, char_time
 from drivers.ports.stream import PortBusy, PortLost, Transport
 from drivers.ports.tcp import TcpTransport
+from gateway.shared import parse_duration
 
 ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 RTU_READ_REQUEST_BYTES = 8  # unit, function, address(2), count(2), CRC(2)
@@ -98,7 +99,7 @@ def add_subcommands(subparsers: Any) -> None:
     scan.add_argument("--bauds", default="9600,19200,4800,38400,115200")
     scan.add_argument("--parities", default="N,E")
     scan.add_argument("--units", default="1-247", help="e.g. 1-247 or 1,2,10-20")
-    scan.add_argument("--timeout", type=float, default=0.1, help="seconds to wait per unit id")
+    scan.add_argument("--timeout", type=parse_duration, default=0.1, help="wait per unit id (100ms)")
     scan.add_argument("--table", choices=("holding", "input", "coil", "discrete"), default="holding")
     scan.add_argument("--address", type=int, default=0)
     scan.set_defaults(handler=cmd_scan)
@@ -112,7 +113,7 @@ def _connection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baud", type=int, default=9600)
     parser.add_argument("--parity", choices=("N", "E", "O"), default="N")
     parser.add_argument("--stopbits", type=int, choices=(1, 2), default=1)
-    parser.add_argument("--timeout", type=float, default=1.0)
+    parser.add_argument("--timeout", type=parse_duration, default=1.0, help="wait per request (1s)")
 
 
 def parse_units(text: str) -> list[int]:

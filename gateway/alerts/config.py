@@ -61,7 +61,7 @@ def reserved_pattern_problem(steps: list[tuple[float, float]], repeat: int) -> s
 
 
 class PatternConfig(StrictModel):
-    steps: list[tuple[float, float]] = Field(min_length=1, max_length=32, description="[on_s, off_s] pairs")
+    steps: list[tuple[Seconds, Seconds]] = Field(min_length=1, max_length=32, description="[on, off] pairs")
     repeat: int = Field(default=1, ge=1, le=1000)
 
     @field_validator("steps")
@@ -69,7 +69,7 @@ class PatternConfig(StrictModel):
     def _positive(cls, steps: list[tuple[float, float]]) -> list[tuple[float, float]]:
         for on_s, off_s in steps:
             if on_s <= 0 or off_s < 0 or on_s > 600 or off_s > 600:
-                raise ValueError("each step needs 0 < on_s <= 600 and 0 <= off_s <= 600")
+                raise ValueError("each step needs 0 < on <= 600 s and 0 <= off <= 600 s")
         return steps
 
     @model_validator(mode="after")
@@ -126,7 +126,7 @@ class ExerciseWindow(StrictModel):
 
 
 class RateLimitConfig(StrictModel):
-    min_interval_s: Seconds = Field(default=300.0, description="per zone, between two activations")
+    min_interval: Seconds = Field(default=300.0, description="per zone, between two activations")
     max_per_hour: int = Field(default=6, ge=1, le=60)
 
 
@@ -142,7 +142,7 @@ class AutomaticTrigger(StrictModel):
     urgency: Urgency = "Immediate"
     severity: CapSeverity = "Severe"
     status: Literal["Actual", "Exercise"] = "Actual"
-    expires_s: Seconds = Field(default=3600.0, gt=0)
+    expires: Seconds = Field(default=3600.0, gt=0)
 
 
 class BroadcastConfig(StrictModel):
@@ -156,14 +156,14 @@ class BroadcastConfig(StrictModel):
     all_clear_clip: Name | None = None
     exercise_windows: list[ExerciseWindow] = Field(default_factory=list, max_length=100)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
-    max_activation_s: Seconds = Field(default=180.0, gt=0, le=HARD_MAX_ACTIVATION_S)
+    max_activation: Seconds = Field(default=180.0, gt=0, le=HARD_MAX_ACTIVATION_S)
     operators: dict[Name, str] = Field(default_factory=dict, description="operator -> base64 Ed25519 public key")
-    two_person_window_s: Seconds = Field(default=600.0, gt=0, le=3600)
-    max_clock_skew_s: Seconds = Field(default=300.0, description="refuse alerts 'sent' further in the future")
+    two_person_window: Seconds = Field(default=600.0, gt=0, le=3600)
+    max_clock_skew: Seconds = Field(default=300.0, description="refuse alerts 'sent' further in the future")
     automatic: list[AutomaticTrigger] = Field(default_factory=list)
     audit_path: str = "/var/lib/fieldgate/audit/broadcast.log"
     inbox_dir: str = "/var/lib/fieldgate/alerts/inbox"
-    output_timeout_s: Seconds = Field(default=10.0, gt=0, le=120)
+    output_timeout: Seconds = Field(default=10.0, gt=0, le=120)
 
     @field_validator("operators")
     @classmethod

@@ -16,10 +16,10 @@ FAULT_QUALITIES = (Quality.COMM_FAIL, Quality.BAD_FRAME, Quality.DEVICE_ERROR)
 
 
 class Persistence(StrictModel):
-    """How long a condition must hold before the alarm is raised: continuously for ``for_s``,
+    """How long a condition must hold before the alarm is raised: continuously for ``duration``,
     or in ``n`` of the last ``m`` samples (e.g. 3 of 5 camera frames). Both may be given."""
 
-    for_s: Seconds | None = None
+    duration: Seconds | None = None
     n: int | None = Field(default=None, ge=1, le=100)
     m: int | None = Field(default=None, ge=1, le=100)
 
@@ -41,7 +41,7 @@ class ThresholdCondition(StrictModel):
     above: float | None = Field(default=None, description="raise at value >= above")
     below: float | None = Field(default=None, description="raise at value <= below")
     hysteresis: float = Field(default=0.0, ge=0, description="clear once back past the level by this")
-    within_s: Seconds = Field(default=300.0, description="in all_of/any_of: older values are unknown")
+    within: Seconds = Field(default=300.0, description="in all_of/any_of: older values are unknown")
 
     @model_validator(mode="after")
     def _one_side(self) -> ThresholdCondition:
@@ -55,8 +55,8 @@ class RateCondition(StrictModel):
     point: PointId
     rise_per_min: float | None = Field(default=None, gt=0)
     fall_per_min: float | None = Field(default=None, gt=0)
-    window_s: Seconds = Field(default=300.0, gt=0, le=86400)
-    within_s: Seconds = 300.0
+    window: Seconds = Field(default=300.0, gt=0, le=86400)
+    within: Seconds = 300.0
 
     @model_validator(mode="after")
     def _one_side(self) -> RateCondition:
@@ -72,7 +72,7 @@ class DetectionCondition(StrictModel):
     point: PointId
     min_confidence: float = Field(default=0.5, ge=0, le=1)
     require_confirmed: bool = Field(default=True, description="only detections with attrs.confirmed true")
-    hold_s: Seconds = Field(default=60.0, gt=0, description="a detection counts this long after it is seen")
+    hold: Seconds = Field(default=60.0, gt=0, description="a detection counts this long after it is seen")
 
 
 Condition = Annotated[ThresholdCondition | RateCondition | DetectionCondition, Field(discriminator="type")]
@@ -113,11 +113,11 @@ class AnyOfRule(_RuleCommon):
 
 
 class StaleRule(_RuleCommon):
-    """Fault alarm: no good value for ``max_age_s``. Never drives a broadcast."""
+    """Fault alarm: no good value for ``max_age``. Never drives a broadcast."""
 
     type: Literal["stale"]
     point: PointId
-    max_age_s: Seconds = Field(gt=0)
+    max_age: Seconds = Field(gt=0)
     severity: Severity = "minor"
 
 
