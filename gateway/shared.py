@@ -38,10 +38,12 @@ ConfigPath = tuple[str | int, ...]
 
 
 class PlacedConfigError(ValueError):
-    """Config problems found across sections, each at the path of the value at fault.
+    """Config problems found across fields or sections, each at the path of the value at fault.
 
-    Raised from a model validator of the site config with paths from the document root
-    (``("commands", "write_points", 0)``); the loader prints each as ``file:line:column``.
+    Raised from a model validator with paths from that model (from the site config's,
+    ``("commands", "write_points", 0)`` is the document root's); the loader prints each as
+    ``file:line:column`` of the value. A check collects every problem and raises once, so the
+    technician sees all of them, not the first.
     """
 
     def __init__(self, problems: list[tuple[ConfigPath, str]]) -> None:

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from drivers.broadcast.config import HARD_MAX_ACTIVATION_S, OutputConfig, SirenRelayConfig
 from gateway.alerts.model import CapSeverity, Category, Urgency
-from gateway.shared import Seconds, StrictModel
+from gateway.shared import ConfigPath, PlacedConfigError, Seconds, StrictModel
 
 Name = str
 
@@ -179,31 +179,33 @@ class BroadcastConfig(StrictModel):
 
     @model_validator(mode="after")
     def _references(self) -> BroadcastConfig:
-        for zone, spec in self.zones.items():
-            for output in spec.outputs:
-                if output not in self.outputs:
-                    raise ValueError(f"zone {zone}: unknown output '{output}'")
-        clip_refs = [("all_clear_clip", self.all_clear_clip)]
+        """Names used across the section; every problem at the name at fault, all raised at once."""
+        problems: list[tuple[ConfigPath, str]] = [
+            (("zones", zone, "outputs", i), f"unknown output '{output}'")
+            for zone, spec in self.zones.items() for i, output in enumerate(spec.outputs) if output not in self.outputs]
+        clip_refs: list[tuple[ConfigPath, str | None]] = [(("all_clear_clip",), self.all_clear_clip)]
         if self.announce:
-            clip_refs += [("announce.exercise", self.announce.exercise), ("announce.test", self.announce.test)]
-        for entry in self.automatic:
-            clip_refs += [(f"automatic[{entry.rule}]", clip) for clip in entry.clips]
-            for zone in entry.zones:
-                if zone not in self.zones:
-                    raise ValueError(f"automatic[{entry.rule}]: unknown zone '{zone}'")
-        for where, clip in clip_refs:
-            if clip is not None and clip not in self.clips:
-                raise ValueError(f"{where}: unknown clip '{clip}'")
+            clip_refs += [(("announce", "exercise"), self.announce.exercise),
+                          (("announce", "test"), self.announce.test)]
+        for n, entry in enumerate(self.automatic):
+            clip_refs += [(("automatic", n, "clips", i), clip) for i, clip in enumerate(entry.clips)]
+            problems += [(("automatic", n, "zones", i), f"unknown zone '{zone}'")
+                         for i, zone in enumerate(entry.zones) if zone not in self.zones]
+        problems += [(path, f"unknown clip '{clip}'") for path, clip in clip_refs
+                     if clip is not None and clip not in self.clips]
         if self.status_patterns:
             sp = self.status_patterns
-            for pattern in (sp.actual, sp.exercise, sp.test):
-                if pattern is not None and pattern not in self.patterns:
-                    raise ValueError(f"status_patterns: unknown pattern '{pattern}'")
+            problems += [(("status_patterns", role), f"unknown pattern '{pattern}'")
+                         for role, pattern in (("actual", sp.actual), ("exercise", sp.exercise), ("test", sp.test))
+                         if pattern is not None and pattern not in self.patterns]
         has_siren = any(isinstance(o, SirenRelayConfig) for o in self.outputs.values())
         if has_siren and self.status_patterns is None:
-            raise ValueError("sirens are configured: status_patterns (actual, exercise) is required")
+            problems.append(((), "sirens are configured: status_patterns (actual, exercise) is required"))
         if self.outputs and (self.announce is None or self.all_clear_clip is None):
-            raise ValueError("outputs are configured: announce (exercise/test clips) and all_clear_clip are required")
+            problems.append(((), "outputs are configured: announce (exercise/test clips) and all_clear_clip "
+                                 "are required"))
+        if problems:
+            raise PlacedConfigError(problems)
         return self
 
     def output_kind(self, name: str) -> str:

@@ -32,13 +32,17 @@ _SEEN_IDS = 10_000  # replay protection memory, bounded
 def check_site_plan(rules: RulesConfig, broadcast: BroadcastConfig) -> None:
     """Cross-section check for the site config: plan entries name existing process rules."""
     by_id = rules.by_id()
-    for entry in broadcast.automatic:
+    problems: list[tuple[ConfigPath, str]] = []
+    for index, entry in enumerate(broadcast.automatic):
         rule = by_id.get(entry.rule)
+        where: ConfigPath = ("broadcast", "automatic", index, "rule")
         if rule is None:
-            raise ValueError(f"broadcast.automatic: unknown rule '{entry.rule}'")
-        if rule.type in FAULT_RULE_TYPES:
-            raise ValueError(f"broadcast.automatic: rule '{entry.rule}' is a {rule.type} fault rule; "
-                             "a fault alarm never drives a broadcast")
+            problems.append((where, f"unknown rule '{entry.rule}'"))
+        elif rule.type in FAULT_RULE_TYPES:
+            problems.append((where, f"rule '{entry.rule}' is a {rule.type} fault rule; "
+                             "a fault alarm never drives a broadcast"))
+    if problems:
+        raise PlacedConfigError(problems)
 
 
 def check_bus_boards(broadcast: BroadcastConfig, buses: Sequence[Any]) -> None:
@@ -49,7 +53,7 @@ def check_bus_boards(broadcast: BroadcastConfig, buses: Sequence[Any]) -> None:
     """
     problems = bus_board_problems(broadcast.outputs, buses)
     if problems:
-        raise ValueError("; ".join(problems))
+        raise PlacedConfigError([(("broadcast", "outputs", *path), message) for path, message in problems])
 
 
 def check_write_points(write_points: Sequence[str], broadcast: BroadcastConfig, buses: Sequence[Any]) -> None:

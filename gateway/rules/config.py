@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.shared import Quality, Seconds, StrictModel
+from gateway.shared import ConfigPath, PlacedConfigError, Quality, Seconds, StrictModel
 
 Severity = Literal["minor", "moderate", "severe", "extreme"]  # CAP 1.2 severities, lower-cased
 PointId = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -150,11 +150,15 @@ class RulesConfig(StrictModel):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> RulesConfig:
-        seen: set[str] = set()
-        for rule in self.rules:
-            if rule.id in seen:
-                raise ValueError(f"rule id '{rule.id}' is used twice")
-            seen.add(rule.id)
+        first: dict[str, int] = {}
+        problems: list[tuple[ConfigPath, str]] = []
+        for index, rule in enumerate(self.rules):
+            if rule.id in first:
+                problems.append((("rules", index, "id"),
+                                 f"rule id '{rule.id}' is used twice (first at rules[{first[rule.id]}])"))
+            first.setdefault(rule.id, index)
+        if problems:
+            raise PlacedConfigError(problems)
         return self
 
     def by_id(self) -> dict[str, Rule]:
