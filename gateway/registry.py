@@ -44,7 +44,7 @@ from gateway.contracts import (
     SatelliteLink,
     SatelliteLinkSettings,
 )
-from gateway.shared import RecordClass
+from gateway.shared import ConfigPath, RecordClass
 from gateway.vision.config import VisionSettings
 
 C = TypeVar("C")
@@ -208,8 +208,9 @@ def relay_board_units(outputs: Mapping[str, OutputConfig],
     return drivers.broadcast.board_units(outputs, buses)
 
 
-def relay_board_problems(outputs: Mapping[str, OutputConfig], buses: Sequence[BusConfig]) -> list[str]:
-    """Relay boards against the buses that own the lines, one message per problem."""
+def relay_board_problems(outputs: Mapping[str, OutputConfig],
+                         buses: Sequence[BusConfig]) -> list[tuple[ConfigPath, str]]:
+    """Relay boards against the buses that own the lines: each problem at its path below ``broadcast.outputs``."""
     return drivers.broadcast.board_problems(outputs, buses)
 
 

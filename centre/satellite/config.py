@@ -21,7 +21,7 @@ from gateway.config.errors import ConfigError
 from gateway.config.loader import load_site, validate_document
 from gateway.config.yamlmarks import ConfigSyntaxError, load_marked
 from gateway.payloads import HISTORICAL_AFTER
-from gateway.shared import ConfigPath, Name, PlacedConfigError, StrictModel, TopicPrefix
+from gateway.shared import ConfigPath, Name, PlacedConfigError, Seconds, StrictModel, TopicPrefix
 
 CardId = int
 
@@ -35,26 +35,26 @@ class ReceiverConfig(StrictModel):
     encoding: Literal["code", "mixed"] = Field("mixed", description="how ACKs and commands are sent")
     info_category: int | None = Field(None, ge=0, le=255, description="4.0 $TXSQ category (default 0x46)")
     max_bytes: int | None = Field(None, ge=1, le=1750, description="default from the receiver's card level")
-    interval_s: float | None = Field(None, gt=0, le=3600, description="default read from the receiver's card")
-    probe_timeout_s: float = Field(2.0, gt=0, le=30)
-    feedback_timeout_s: float = Field(10.0, gt=0, le=120)
-    reopen_delay_s: float = Field(5.0, gt=0, le=600)
+    interval: Seconds | None = Field(None, gt=0, le=3600, description="default read from the receiver's card")
+    probe_timeout: Seconds = Field(2.0, gt=0, le=30)
+    feedback_timeout: Seconds = Field(10.0, gt=0, le=120)
+    reopen_delay: Seconds = Field(5.0, gt=0, le=600)
 
     def link_config(self) -> BeidouConfig:
         """The gateway driver's config for this receiver (dest is per message; 0 is never used)."""
         return BeidouConfig(type="beidou", name="receiver", port=self.port, baud=self.baud, dialect=self.dialect,
                             dest=0, encoding=self.encoding, info_category=self.info_category,
-                            max_bytes=self.max_bytes, interval_s=self.interval_s,
-                            probe_timeout_s=self.probe_timeout_s, feedback_timeout_s=self.feedback_timeout_s,
-                            reopen_delay_s=self.reopen_delay_s)
+                            max_bytes=self.max_bytes, interval=self.interval,
+                            probe_timeout=self.probe_timeout, feedback_timeout=self.feedback_timeout,
+                            reopen_delay=self.reopen_delay)
 
 
 class BrokerConfig(StrictModel):
     host: str = Field(min_length=1)
     port: int = Field(1883, gt=0, lt=65536)
     client_id: Name = Field("fieldgate-satcentre", description="one per bridge: several receivers, several ids")
-    keepalive_s: int = Field(30, ge=5, le=3600)
-    reconnect_s: float = Field(2.0, gt=0, le=300)
+    keepalive: Seconds = Field(30, ge=5, le=3600)
+    reconnect: Seconds = Field(2.0, gt=0, le=300)
 
 
 class GatewayEntry(StrictModel):
@@ -117,7 +117,7 @@ class Gateway:
     issuers: Mapping[int, str]  # issuer number -> key id
     topic_prefix: str
     ack_key: bytes
-    historical_after: float = HISTORICAL_AFTER
+    historical_after: Seconds = HISTORICAL_AFTER
     base: str = field(init=False)
 
     def __post_init__(self) -> None:

@@ -69,7 +69,7 @@ class CentreService:
                 props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = 3600  # commands queued for the bridge survive a short restart
                 async with FieldgateClient(hostname=broker.host, port=broker.port, identifier=broker.client_id,
-                                           protocol=paho.MQTTv5, keepalive=broker.keepalive_s, clean_start=False,
+                                           protocol=paho.MQTTv5, keepalive=int(broker.keepalive), clean_start=False,
                                            properties=props) as client:
                     log.info("%s: broker connected", self.centre.config.name)
                     for base in self._by_base:
@@ -79,8 +79,8 @@ class CentreService:
                         tasks.create_task(self._command_loop(client))
             except* aiomqtt.MqttError as group:
                 log.warning("%s: broker: %s; %d messages wait; retrying in %.0f s", self.centre.config.name,
-                            group.exceptions[0], self.bridge.unpublished, broker.reconnect_s)
-            await asyncio.sleep(broker.reconnect_s)
+                            group.exceptions[0], self.bridge.unpublished, broker.reconnect)
+            await asyncio.sleep(broker.reconnect)
 
     async def _publish_loop(self, client: FieldgateClient) -> None:
         while True:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from gateway.shared import Name, SatellitePolicy, StrictModel
+from gateway.shared import Name, SatellitePolicy, Seconds, StrictModel
 
 
 class BeidouConfig(StrictModel):
@@ -32,14 +32,14 @@ class BeidouConfig(StrictModel):
     max_bytes: int | None = Field(
         None, ge=1, le=1750, description="payload limit; default from the card's communication level"
     )
-    interval_s: float | None = Field(
-        None, gt=0, le=3600, description="service interval; default read from the card"
+    interval: Annotated[Seconds, Field(gt=0, le=3600)] | None = Field(
+        None, description="service interval; default read from the card"
     )
     freq_point: int = Field(2, ge=1, le=5, description="BDS-3 $CCTCQ frequency point")
-    probe_timeout_s: float = Field(2.0, gt=0, le=30)
-    feedback_timeout_s: float = Field(10.0, gt=0, le=120)
+    probe_timeout: Seconds = Field(2.0, gt=0, le=30)
+    feedback_timeout: Seconds = Field(10.0, gt=0, le=120)
     max_wait_retries: int = Field(3, ge=0, le=10, description="resends after 'frequency not reached'")
-    reopen_delay_s: float = Field(5.0, gt=0, le=600)
+    reopen_delay: Seconds = Field(5.0, gt=0, le=600)
     policy: SatellitePolicy = Field(
         default_factory=SatellitePolicy, description="fallback scheduling (gateway/satellite.py)"
     )

@@ -101,8 +101,8 @@ class BeidouLink:
 
     @property
     def interval_s(self) -> float:
-        if self.config.interval_s is not None:
-            return self.config.interval_s
+        if self.config.interval is not None:
+            return self.config.interval
         if self._card is not None and self._card.interval_s > 0:
             return float(self._card.interval_s)
         return DEFAULT_INTERVAL_S
@@ -129,12 +129,12 @@ class BeidouLink:
                     reader.cancel()
                     await asyncio.gather(reader, return_exceptions=True)
             except (PortLost, LinkNotReady) as exc:
-                log.warning("%s: %s; retrying in %.0f s", self.name, exc, self.config.reopen_delay_s)
+                log.warning("%s: %s; retrying in %.0f s", self.name, exc, self.config.reopen_delay)
             finally:
                 self._port.close()
                 self._fail_waiters(LinkNotReady(f"{self.name}: port closed"))
             progress.beat()
-            await asyncio.sleep(self.config.reopen_delay_s)
+            await asyncio.sleep(self.config.reopen_delay)
 
     async def _start_up(self) -> None:
         self._decoder.dialect = None  # a new module may sit on the port: probe without prejudice
@@ -155,7 +155,7 @@ class BeidouLink:
         self._card_wait = loop.create_future()
         try:
             await self._port.send(card_query(dialect))
-            async with asyncio.timeout(self.config.probe_timeout_s):  # not wait_for: 3.11 can swallow a cancel
+            async with asyncio.timeout(self.config.probe_timeout):  # not wait_for: 3.11 can swallow a cancel
                 card = await self._card_wait
         except TimeoutError:
             return None
@@ -255,10 +255,10 @@ class BeidouLink:
         self._feedback_wait = asyncio.get_running_loop().create_future()
         try:
             await self._port.send(frame)
-            async with asyncio.timeout(self.config.feedback_timeout_s):  # not wait_for: 3.11 can swallow a cancel
+            async with asyncio.timeout(self.config.feedback_timeout):  # not wait_for: 3.11 can swallow a cancel
                 return await self._feedback_wait
         except TimeoutError:
-            raise SendTimeout(f"{self.name}: no feedback within {self.config.feedback_timeout_s} s") from None
+            raise SendTimeout(f"{self.name}: no feedback within {self.config.feedback_timeout} s") from None
         except PortLost as exc:
             raise LinkNotReady(f"{self.name}: {exc}") from exc
         finally:

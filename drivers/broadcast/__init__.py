@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from gateway.shared import ConfigPath
+
 if TYPE_CHECKING:
     from drivers.broadcast.busboard import CoilWriter
     from drivers.broadcast.config import OutputConfig
@@ -35,7 +37,8 @@ def board_units(outputs: Mapping[str, object], buses: Sequence[Any]) -> dict[tup
     return units(outputs, buses)
 
 
-def board_problems(outputs: Mapping[str, object], buses: Sequence[Any]) -> list[str]:
+def board_problems(outputs: Mapping[str, object], buses: Sequence[Any]) -> list[tuple[ConfigPath, str]]:
+    """Every relay-board problem at its path below ``broadcast.outputs``."""
     from drivers.broadcast.busboard import bus_board_problems
 
     return bus_board_problems(outputs, buses)

@@ -91,7 +91,7 @@ class AlsaAudio(ReportsInResults):
                 await asyncio.to_thread(self._amp_off_quietly)
                 return self._result("activate", False, "amplifier_readback_mismatch")
             assert self.config.amplifier is not None
-            await asyncio.sleep(self.config.amplifier.warmup_s)
+            await asyncio.sleep(self.config.amplifier.warmup)
         argv = self._argv(files)
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -126,7 +126,7 @@ class AlsaAudio(ReportsInResults):
         return argv
 
     async def _supervise(self, proc: asyncio.subprocess.Process, limit: float) -> None:
-        limit = min(limit, self.config.max_activation_s)
+        limit = min(limit, self.config.max_activation)
         try:
             stderr, code = await asyncio.wait_for(_finish(proc), limit)
             self._last = {"exit": code}

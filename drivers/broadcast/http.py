@@ -38,7 +38,7 @@ class HttpTrigger(ReportsInResults):
         data = body.encode() if body is not None else None
         request = urllib.request.Request(url, data=data, method=method, headers=dict(self.config.headers))
         try:
-            with urllib.request.urlopen(request, timeout=self.config.timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
                 return int(response.status), response.read(_MAX_BODY)
         except urllib.error.HTTPError as exc:
             return int(exc.code), exc.read(_MAX_BODY) if exc.fp else b""

@@ -28,7 +28,7 @@ def _make_client(board: ModbusBoardConfig) -> Any:
         return ModbusTcpClient(board.host, port=board.port, timeout=board.timeout, retries=0)
     return ModbusSerialClient(
         str(board.serial_port),
-        baudrate=board.baudrate,
+        baudrate=board.baud,
         parity=board.parity,
         stopbits=board.stopbits,
         timeout=board.timeout,
@@ -92,7 +92,7 @@ class RelayCoil:
         return self.read_back()
 
     def arm_board_auto_off(self, auto_off: BoardAutoOffConfig, seconds: float) -> None:
-        value = min(auto_off.max_value, max(1, math.ceil(seconds / auto_off.unit_s)))
+        value = min(auto_off.max_value, max(1, math.ceil(seconds / auto_off.time_unit)))
         at = auto_off.register_address
         self._call(f"write auto-off register {at}", "write_register", at, value)
 

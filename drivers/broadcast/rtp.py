@@ -76,7 +76,7 @@ class RtpMulticast(ReportsInResults):
         return self._result("prepare", fault is None, fault, seconds=round(len(pcm) / g711.SAMPLE_RATE, 2))
 
     def _encode(self, files: list[Path], max_s: float) -> bytes:
-        limit = min(max_s, self.config.max_activation_s)
+        limit = min(max_s, self.config.max_activation)
         out = bytearray()
         for path in files:
             remaining = limit - len(out) / g711.SAMPLE_RATE

@@ -105,7 +105,7 @@ class SirenRelay:
         cadence = activation.cadence
         if cadence is None or not cadence.steps:
             return self._result("activate", False, "no_cadence")
-        limit = min(self.config.max_activation_s, activation.max_activation_s, cadence.duration_s)
+        limit = min(self.config.max_activation, activation.max_activation_s, cadence.duration_s)
         # One worker thread does the whole start; if our caller gives up, the thread still finishes it.
         return await asyncio.to_thread(self._activate_sync, activation, cadence, limit)
 

@@ -177,7 +177,7 @@ class ModbusBus:
             timeout = max(d.timeout for d in cfg.devices)
             transport: Transport = TcpTransport(cfg.host, cfg.port, connect_timeout=max(2.0, timeout))
             return Master(transport, cfg.framer, gap=0.0)
-        gap = inter_frame_gap(cfg.baudrate, cfg.bytesize, cfg.parity, cfg.stopbits) + cfg.frame_gap_margin
+        gap = inter_frame_gap(cfg.baud, cfg.bytesize, cfg.parity, cfg.stopbits) + cfg.frame_gap_margin
         return Master(SerialTransport(SerialSettings.of_bus(cfg)), cfg.framer, gap=gap)
 
     async def run(self, sink: ReadingSink, progress: Progress) -> None:

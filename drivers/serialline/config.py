@@ -81,7 +81,7 @@ class SerialLineBus(StrictModel):
     type: Literal["serial_line"]
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     port: str
-    baudrate: int = Field(default=9600, gt=0)
+    baud: int = Field(default=9600, gt=0)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8

@@ -24,6 +24,7 @@ from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.model import Alert, Status
 from gateway.alerts.signing import Keyring, OperatorSignature, public_key_text, sign
 from gateway.fsutil import SECRET, create_exclusive
+from gateway.shared import parse_duration
 
 _COLOUR = {Status.ACTUAL: "\033[1;41;97m", Status.EXERCISE: "\033[1;43;30m", Status.TEST: "\033[1;46;30m"}
 
@@ -79,7 +80,7 @@ def _draft(args: argparse.Namespace) -> int:
     alert = Alert(
         identifier=args.identifier or f"{args.sender}.{int(time.time())}", sender=args.sender, sent=sent,
         status=Status(args.status), event=args.event, areas=tuple(args.zone), resources=tuple(args.clip),
-        tts=args.tts, expires=sent + dt.timedelta(seconds=args.expires_s), source="manual",
+        tts=args.tts, expires=sent + dt.timedelta(seconds=args.expires), source="manual",
     )
     _save_request(Path(args.out), alert, [])
     print(_banner(alert))
@@ -109,7 +110,7 @@ def _verify(args: argparse.Namespace) -> int:
     alert, signatures = _load_request(Path(args.request))
     config = _broadcast_config(Path(args.config))
     good, problems = Keyring(config.operators).verified_signers(
-        alert, signatures, config.two_person_window_s, time.time())
+        alert, signatures, config.two_person_window, time.time())
     required = 2 if alert.status is Status.ACTUAL else 1
     print(_banner(alert))
     print(f"valid signers: {', '.join(good) or 'none'}; required {required}")
@@ -172,7 +173,7 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--tts")
     p.add_argument("--sender", default="operator")
     p.add_argument("--identifier")
-    p.add_argument("--expires-s", type=float, default=3600)
+    p.add_argument("--expires", type=parse_duration, default=3600.0, help="e.g. 30m or 1h (default 1h)")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=_guarded(_draft))
 

@@ -32,13 +32,17 @@ _SEEN_IDS = 10_000  # replay protection memory, bounded
 def check_site_plan(rules: RulesConfig, broadcast: BroadcastConfig) -> None:
     """Cross-section check for the site config: plan entries name existing process rules."""
     by_id = rules.by_id()
-    for entry in broadcast.automatic:
+    problems: list[tuple[ConfigPath, str]] = []
+    for index, entry in enumerate(broadcast.automatic):
         rule = by_id.get(entry.rule)
+        where: ConfigPath = ("broadcast", "automatic", index, "rule")
         if rule is None:
-            raise ValueError(f"broadcast.automatic: unknown rule '{entry.rule}'")
-        if rule.type in FAULT_RULE_TYPES:
-            raise ValueError(f"broadcast.automatic: rule '{entry.rule}' is a {rule.type} fault rule; "
-                             "a fault alarm never drives a broadcast")
+            problems.append((where, f"unknown rule '{entry.rule}'"))
+        elif rule.type in FAULT_RULE_TYPES:
+            problems.append((where, f"rule '{entry.rule}' is a {rule.type} fault rule; "
+                             "a fault alarm never drives a broadcast"))
+    if problems:
+        raise PlacedConfigError(problems)
 
 
 def check_bus_boards(broadcast: BroadcastConfig, buses: Sequence[Any]) -> None:
@@ -49,7 +53,7 @@ def check_bus_boards(broadcast: BroadcastConfig, buses: Sequence[Any]) -> None:
     """
     problems = relay_board_problems(broadcast.outputs, buses)
     if problems:
-        raise ValueError("; ".join(problems))
+        raise PlacedConfigError([(("broadcast", "outputs", *path), message) for path, message in problems])
 
 
 def check_write_points(write_points: Sequence[str], broadcast: BroadcastConfig, buses: Sequence[Any]) -> None:
@@ -97,7 +101,7 @@ class Decision:
 
 
 # How far back the interlock's memory reaches after a restart or reload: the rate limits look one hour
-# back, and a signed request can be replayed only while its signatures are fresh (two_person_window_s
+# back, and a signed request can be replayed only while its signatures are fresh (two_person_window
 # <= 1 h, plus the future skew a signature may have).
 HISTORY_S = 3600.0 + MAX_FUTURE_SKEW_S
 
@@ -115,8 +119,8 @@ def required_signatures(alert: Alert) -> int:
 
 
 class ZoneRateLimiter:
-    def __init__(self, min_interval_s: float, max_per_hour: int) -> None:
-        self.min_interval_s = min_interval_s
+    def __init__(self, min_interval: float, max_per_hour: int) -> None:
+        self.min_interval = min_interval
         self.max_per_hour = max_per_hour
         self._times: dict[str, collections.deque[float]] = {}
         self._stopped: dict[str, float] = {}  # zone -> when its outputs were last stopped by a cancel
@@ -126,7 +130,7 @@ class ZoneRateLimiter:
 
         The minimum interval is waived for an alert from people (operators' signatures) once the
         zone's last activation was cancelled: otherwise a cancel given by mistake, or by a stolen
-        platform key, would keep the operators from sounding the zone again for ``min_interval_s``.
+        platform key, would keep the operators from sounding the zone again for ``min_interval``.
         The hourly cap always holds.
         """
         for zone in zones:
@@ -134,8 +138,8 @@ class ZoneRateLimiter:
             if not times:
                 continue
             waived = by_people and self._stopped.get(zone, float("-inf")) >= times[-1]
-            if now - times[-1] < self.min_interval_s and not waived:
-                return f"zone {zone}: last activation {now - times[-1]:.0f} s ago (< {self.min_interval_s:.0f} s)"
+            if now - times[-1] < self.min_interval and not waived:
+                return f"zone {zone}: last activation {now - times[-1]:.0f} s ago (< {self.min_interval:.0f} s)"
             if sum(1 for t in times if now - t < 3600) >= self.max_per_hour:
                 return f"zone {zone}: {self.max_per_hour} activations in the last hour"
         return None
@@ -153,7 +157,7 @@ class Interlock:
     def __init__(self, config: BroadcastConfig) -> None:
         self.config = config
         self.keyring = Keyring(config.operators)
-        self.limiter = ZoneRateLimiter(config.rate_limit.min_interval_s, config.rate_limit.max_per_hour)
+        self.limiter = ZoneRateLimiter(config.rate_limit.min_interval, config.rate_limit.max_per_hour)
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._plan = {entry.rule: entry for entry in config.automatic}
         # Alerts from people sent before this is refused: the history before it is unknown (see restore).
@@ -210,7 +214,7 @@ class Interlock:
                                    f"({dt.datetime.fromtimestamp(self.known_since, dt.UTC):%Y-%m-%d %H:%M:%S} UTC); "
                                    "it may have been played already: issue a new alert")
                 signers = tuple(self.keyring.require(alert, signatures, required_signatures(alert),
-                                                     self.config.two_person_window_s, now))
+                                                     self.config.two_person_window, now))
             if alert.msg_type is not MsgType.CANCEL:
                 self._status_window(alert, now)
                 limited = self.limiter.problem(alert.areas, now, by_people=origin != "rule")
@@ -235,7 +239,7 @@ class Interlock:
             raise _Refused(f"duplicate identifier {alert.identifier} (replay)")
         if alert.expires is not None and alert.expires.timestamp() <= now:
             raise _Refused("alert has expired")
-        if alert.sent.timestamp() > now + self.config.max_clock_skew_s:
+        if alert.sent.timestamp() > now + self.config.max_clock_skew:
             raise _Refused("alert 'sent' lies in the future beyond the allowed clock skew")
         unknown = [zone for zone in alert.areas if zone not in self.config.zones]
         if unknown:
@@ -298,7 +302,7 @@ class Interlock:
                 clips=tuple(Path(c) for c in clips) if not spec.is_siren else (),
                 tts_text=alert.tts if not spec.is_siren else None,
                 cadence=cadence,
-                max_activation_s=config.max_activation_s,
+                max_activation_s=config.max_activation,
             )
         return activations, skipped
 

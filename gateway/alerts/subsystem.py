@@ -127,7 +127,7 @@ class BroadcastSubsystem:
             await asyncio.gather(*self._reports, return_exceptions=True)
 
     async def _close_one(self, name: str, output: BroadcastOutput) -> None:
-        limit = 2 * self.config.output_timeout_s  # a deactivation and the close itself
+        limit = 2 * self.config.output_timeout  # a deactivation and the close itself
         try:
             async with asyncio.timeout(limit):
                 await output.close()
@@ -167,7 +167,7 @@ class BroadcastSubsystem:
             severity=entry.severity,
             certainty="Observed",
             areas=tuple(entry.zones),
-            expires=sent + dt.timedelta(seconds=entry.expires_s),
+            expires=sent + dt.timedelta(seconds=entry.expires),
             resources=tuple(entry.clips),
             tts=tts,
             source="rule",
@@ -193,7 +193,7 @@ class BroadcastSubsystem:
 
     async def _guard(self, name: str, action: str, call: Awaitable[OutputResult]) -> OutputResult:
         try:
-            async with asyncio.timeout(self.config.output_timeout_s):
+            async with asyncio.timeout(self.config.output_timeout):
                 return await call
         except TimeoutError:
             return OutputResult(name, action, False, "timeout")
@@ -233,7 +233,7 @@ class BroadcastSubsystem:
                     speakers.setdefault(name, []).append(zone)
         activations = {
             name: Activation(alert_id=f"{alert_id}.all-clear", status=status.value, zones=tuple(z),
-                             clips=tuple(Path(f) for f in files), max_activation_s=self.config.max_activation_s)
+                             clips=tuple(Path(f) for f in files), max_activation_s=self.config.max_activation)
             for name, z in speakers.items()
         }
         return await self._dispatch(f"{alert_id}.all-clear", activations)

@@ -36,8 +36,8 @@ GATEWAY_CARD, CENTRE_CARD = 166166, PLATFORM_CARD  # the failover site's gateway
 def centre_config(tmp: Path, receiver_port: str, broker_port: int, site: Path, key_file: Path, dialect: str) -> Path:
     path = tmp / "centre.yaml"
     path.write_text(f"""
-receiver: {{port: {receiver_port}, dialect: "{dialect}", probe_timeout_s: 0.5}}
-broker: {{host: 127.0.0.1, port: {broker_port}, reconnect_s: 0.5}}
+receiver: {{port: {receiver_port}, dialect: "{dialect}", probe_timeout: 500ms}}
+broker: {{host: 127.0.0.1, port: {broker_port}, reconnect: 500ms}}
 gateways:
   - {{card: {GATEWAY_CARD}, site: {site}, ack_key_file: {key_file}}}
 """)
