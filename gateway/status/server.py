@@ -21,6 +21,8 @@ from urllib.parse import parse_qs
 
 from pydantic import ValidationError
 
+from gateway import i18n
+from gateway.i18n.operator import describe_evidence
 from gateway.status import auth, metrics, page
 from gateway.status.config import StatusConfig, StatusTls
 from gateway.status.connection import address, read_request, write
@@ -209,8 +211,14 @@ class StatusServer:
 
     # -- read-only routes ------------------------------------------------------------------------
 
-    async def _index(self, _request: Request) -> Response:
-        return Response(HTTPStatus.OK, page.INDEX_HTML.encode(), "text/html; charset=utf-8")
+    def language(self, request: Request) -> str:
+        """The site file's status.language, else the best match of the browser's Accept-Language."""
+        return i18n.choose_for_page(self.config.language, request.header("accept-language"))
+
+    async def _index(self, request: Request) -> Response:
+        language = self.language(request)
+        return Response(HTTPStatus.OK, page.index_html(language).encode(), "text/html; charset=utf-8",
+                        {"Content-Language": i18n.html_lang(language), "Vary": "Accept-Language"})
 
     async def _js(self, _request: Request) -> Response:
         return Response(HTTPStatus.OK, page.APP_JS.encode(), "text/javascript; charset=utf-8")
@@ -223,6 +231,10 @@ class StatusServer:
         user = self.sessions.user(request.cookie(COOKIE))
         snapshot["session"] = {"user": user, "login": self.config.users_file is not None,
                                "actions": sorted(ACTIONS)}
+        evidence = snapshot.get("evidence")
+        if isinstance(evidence, list):
+            with i18n.speaking(self.language(request)):
+                snapshot["evidence_text"] = [describe_evidence(e) if isinstance(e, dict) else "" for e in evidence]
         return json_response(HTTPStatus.OK, snapshot)
 
     async def _metrics(self, _request: Request) -> Response:
