@@ -34,6 +34,7 @@ from gateway.compact import decode as decode_compact
 from gateway.config.site import SiteConfig
 from gateway.control import GatewayControl
 from gateway.health import health_message
+from gateway.history import attach_history
 from gateway.journal import AsyncJournal, Journal, JournalFull
 from gateway.links import LinkRunner
 from gateway.profiles import PayloadProfile, get_profile
@@ -118,6 +119,7 @@ class Gateway:
         self._loop_states = loop_states or list
         self.journal_stats: dict[str, Any] = {}
         self.reloading = False  # set by the daemon before a stop that a new gateway follows at once
+        self.history = attach_history(self)  # the status page's trends: a reading observer, not the journal
 
     # ---- the data path -------------------------------------------------------------------
 
@@ -140,6 +142,8 @@ class Gateway:
             self.counters["alarms_raised"] += 1
         log.warning("alarm %s %s (rule %s, severity %s)", transition.alarm_id, transition.kind.value,
                     transition.rule_id, transition.severity, extra={"alarm_id": transition.alarm_id})
+        if self.history is not None:
+            self.history.on_transition(transition)
         body = transition.to_json()
         body["transition"] = body.pop("kind")  # raised / acknowledged / cleared
         record = EventRecord("alarm", transition.rule_id, body, transition.time)
@@ -312,6 +316,8 @@ class Gateway:
         if self.broadcast is not None:
             inbox = InboxWatcher(self.config.broadcast, self.broadcast, inbox_dir=self.config.inbox_path)
             tasks.append(tg.create_task(supervise("alert inbox", partial(inbox.run, progress("alert inbox", 60.0)))))
+        if self.history is not None:
+            tasks.append(tg.create_task(supervise("history", self.history.run)))
         if self.config.status is not None:
             server = StatusServer(self.config.status, self.control)
             tasks.append(tg.create_task(supervise("status page", server.run)))

@@ -16,6 +16,7 @@ from drivers.serialline.config import SerialLineBus
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.interlock import check_bus_boards, check_site_plan, check_write_points
 from gateway.commands import CommandsConfig
+from gateway.history.config import HistoryConfig
 from gateway.journal_config import JournalSettings
 from gateway.rules import RulesConfig
 from gateway.shared import ConfigPath, Name, PlacedConfigError, Seconds, StrictModel
@@ -67,6 +68,7 @@ class SiteConfig(StrictModel):
     health_interval: Seconds = Field(default=300.0, ge=10, description="how often the health message goes upstream")
     cameras: list[CameraConfig] = Field(default_factory=list, description="smoke/fire detection (docs/vision.md)")
     rules: RulesConfig = Field(default_factory=RulesConfig, description="local alarm rules (docs/rules.md)")
+    history: HistoryConfig = Field(default_factory=HistoryConfig, description="trend charts (docs/status.md)")
     broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig,
                                        description="emergency broadcast outputs and interlock (docs/broadcast.md)")
 

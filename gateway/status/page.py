@@ -35,6 +35,14 @@ _INDEX_TEMPLATE = string.Template("""<!doctype html>
 <section id="points-section"><h2>$points</h2>
   <table id="points"><thead><tr><th>$point</th><th>$value</th><th>$unit</th><th>$quality</th><th>$age</th></tr>
   </thead><tbody></tbody></table></section>
+<section id="trend-section"><h2>$trends</h2>
+  <div class="controls"><select id="trend-point" aria-label="$point"></select>
+  <button type="button" class="span" data-span="1h">$last_hour</button>
+  <button type="button" class="span" data-span="24h">$last_day</button></div>
+  <div id="trend"><p class="note">$no_trend</p></div></section>
+<section id="alarm-history-section"><h2>$alarm_history</h2>
+  <table id="alarm-history"><thead><tr><th>$time</th><th>$alarm</th><th>$event</th><th>$by</th><th>$severity</th>
+  </tr></thead><tbody></tbody></table></section>
 <section id="devices-section"><h2>$devices</h2>
   <table id="devices"><thead><tr><th>$bus</th><th>$device</th><th>$unit</th><th>$state</th><th>$polls</th>
   <th>$errors</th></tr></thead><tbody></tbody></table></section>
@@ -50,7 +58,12 @@ _INDEX_TEMPLATE = string.Template("""<!doctype html>
 <section id="camera-section"><h2>$camera</h2>
   <div id="camera-empty">$no_snapshot</div>
   <figure id="camera" hidden><div id="frame"><img id="snapshot" alt="$snapshot_alt"></div>
-  <figcaption id="camera-caption"></figcaption></figure></section>
+  <figcaption id="camera-caption"></figcaption></figure>
+  <div id="camview" hidden><h3>$camera_view</h3>
+    <div class="controls"><select id="camview-camera" aria-label="$camera"></select>
+    <button id="camview-refresh" type="button">$refresh_frame</button>
+    <button id="camview-test" type="button" hidden>$test_detector</button></div>
+    <div id="camview-frame"></div><p id="camview-note" class="note"></p></div></section>
 <section id="actions-section"><h2>$technician</h2>
   <p id="logins-off" hidden>$logins_off</p>
   <form id="login-form"><input id="login-user" autocomplete="username" placeholder="$user" required>
@@ -102,6 +115,12 @@ td.value { font-variant-numeric: tabular-nums; font-weight: 600; }
 .box span { position: absolute; top: -1.4em; left: -2px; background: #ff1744; color: #fff; font-size: 11px;
   padding: 0 .3em; white-space: nowrap; }
 code.raw { color: #6b7280; font-size: 11px; word-break: break-all; }
+#trend svg, #camview-frame svg { max-width: 100%; height: auto; }
+.controls { display: flex; gap: .5em; align-items: center; margin-bottom: .5em; }
+button.span.chosen { font-weight: 700; }
+#points tbody tr { cursor: pointer; }
+.note { color: #6b7280; }
+td.kind.raised { color: #c62828; font-weight: 600; } td.kind.cleared { color: #1f8a3b; }
 pre { white-space: pre-wrap; word-break: break-all; max-height: 20em; overflow: auto; }
 """
 
@@ -155,6 +174,73 @@ function fillRows(tableId, rows, cells) {
   return body;
 }
 
+let trendPoint = null;
+let trendSpan = '1h';
+let rounds = 0;
+function fillTrendPoints(points) {
+  const select = $('trend-point');
+  const names = points.map((p) => String(p.point));
+  const shown = Array.from(select.options).map((o) => o.value);
+  if (names.join('\n') !== shown.join('\n')) {
+    select.replaceChildren(...names.map((n) => { const o = el('option', n); o.value = n; return o; }));
+  }
+  if (trendPoint === null && names.length) trendPoint = names[0];
+  if (trendPoint !== null) select.value = trendPoint;
+}
+async function loadTrend() {
+  if (trendPoint === null) return;
+  document.querySelectorAll('button.span').forEach((b) => b.classList.toggle('chosen', b.dataset.span === trendSpan));
+  try {
+    const r = await fetch('/trend.svg?point=' + encodeURIComponent(trendPoint) + '&span=' + trendSpan,
+                          {cache: 'no-store', credentials: 'same-origin'});
+    if (!r.ok) { $('trend').replaceChildren(el('p', w('no_trend_here'), 'note')); return; }
+    // The server drew the SVG and escaped every text in it; it is parsed as XML, never as HTML.
+    const svg = new DOMParser().parseFromString(await r.text(), 'image/svg+xml').documentElement;
+    if (svg.nodeName === 'svg') $('trend').replaceChildren(document.importNode(svg, true));
+  } catch (e) { /* the next round tries again */ }
+}
+async function loadAlarmHistory() {
+  try {
+    const r = await fetch('/api/alarm-history', {cache: 'no-store', credentials: 'same-origin'});
+    if (!r.ok) return;
+    const rows = list((await r.json()).alarms);
+    fillRows('alarm-history', rows, (a) => [
+      [fmtTime(a.ts), 'time'], [a.alarm_id, 'name'], [label('tr_', a.kind), 'kind ' + String(a.kind)],
+      [a.by || w('by_rules'), 'by'], [a.severity, 'severity']]);
+  } catch (e) { /* the next round tries again */ }
+}
+
+let cameras = [];
+async function loadSvg(url, target) {
+  const r = await fetch(url, {cache: 'no-store', credentials: 'same-origin'});
+  if (!r.ok) return false;
+  // Drawn and escaped by the server; parsed as XML, never as HTML.
+  const svg = new DOMParser().parseFromString(await r.text(), 'image/svg+xml').documentElement;
+  if (svg.nodeName !== 'svg') return false;
+  target.replaceChildren(document.importNode(svg, true));
+  return true;
+}
+async function loadCameras() {
+  try {
+    const r = await fetch('/api/cameras', {cache: 'no-store', credentials: 'same-origin'});
+    cameras = r.ok ? list((await r.json()).cameras) : [];
+  } catch (e) { cameras = []; }
+  $('camview').hidden = cameras.length === 0;
+  const select = $('camview-camera');
+  const names = cameras.map((c) => String(c.name));
+  if (names.join('\n') !== Array.from(select.options).map((o) => o.value).join('\n')) {
+    select.replaceChildren(...names.map((n) => { const o = el('option', n); o.value = n; return o; }));
+    if (names.length) refreshCamera();
+  }
+}
+async function refreshCamera() {
+  const name = $('camview-camera').value;
+  if (!name) return;
+  const shown = await loadSvg('/camera.svg?camera=' + encodeURIComponent(name), $('camview-frame'));
+  const cam = cameras.find((c) => c.name === name) || {};
+  $('camview-note').textContent = shown ? w('frame_age', {age: fmtAge(cam.age_s)}) : w('no_frame');
+}
+
 function render(s) {
   const gw = s.gateway || {};
   $('title').textContent = (gw.name || gw.id || 'fieldgate') + (gw.id && gw.name ? ' (' + gw.id + ')' : '');
@@ -170,6 +256,8 @@ function render(s) {
     [p.point, 'name'], [fmtValue(p.value), 'value'], [p.unit || '', 'unit'],
     [quality(p.q), 'q ' + (p.q === 'good' ? 'good' : 'bad')], [fmtAge(p.age_s), 'age']]);
   list(s.points).forEach((p, i) => { points.rows[i].dataset.point = String(p.point); });
+  fillTrendPoints(list(s.points));
+  if (rounds++ % 8 === 0) { loadTrend(); loadAlarmHistory(); }
 
   // Each cell's first class names its column (tests and user styles rely on it), the second its state.
   fillRows('devices', list(s.devices), (d) => [
@@ -243,6 +331,7 @@ function renderSession(session) {
   $('logins-off').hidden = session.login !== false;
   $('session').hidden = !user;
   $('session-user').textContent = user ? w('logged_in_as', {user}) : '';
+  $('camview-test').hidden = !user;
 }
 
 async function refresh() {
@@ -281,6 +370,25 @@ document.addEventListener('DOMContentLoaded', () => {
     $('login-password').value = '';
     showResult(ok, ok ? {logged_in: data.user} : data);
     renderSession(ok ? {user: data.user} : {});
+  });
+  $('camview-camera').addEventListener('change', refreshCamera);
+  $('camview-refresh').addEventListener('click', async () => { await loadCameras(); refreshCamera(); });
+  $('camview-test').addEventListener('click', async () => {
+    const [ok, data] = await post('/api/action/detect', {camera: $('camview-camera').value});
+    showResult(ok, data);
+    if (ok) {
+      await refreshCamera();
+      $('camview-note').textContent = w('tested', {count: data.result.counts, total: data.result.detections.length});
+    }
+  });
+  loadCameras();
+  $('trend-point').addEventListener('change', (ev) => { trendPoint = ev.target.value; loadTrend(); });
+  document.querySelectorAll('button.span').forEach((b) => b.addEventListener('click', () => {
+    trendSpan = b.dataset.span; loadTrend();
+  }));
+  $('points').addEventListener('click', (ev) => {
+    const row = ev.target.closest('tr');
+    if (row && row.dataset.point) { trendPoint = row.dataset.point; $('trend-point').value = trendPoint; loadTrend(); }
   });
   $('logout').addEventListener('click', async () => { await post('/logout', {}); renderSession({}); });
   $('probe-form').addEventListener('submit', async (ev) => {

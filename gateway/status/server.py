@@ -28,6 +28,7 @@ from gateway.status.config import StatusConfig, StatusTls
 from gateway.status.connection import address, read_request, write
 from gateway.status.guard import ConnectionSlots, HostAllowList, Slot, check_origin
 from gateway.status.http import ClientGone, HttpError, Limits, Request, RequestParser, Response, error_bytes
+from gateway.status.techroutes import TechRoutes, TechSources, sources_of
 from gateway.status.view import ACTIONS, StatusView, json_safe, overdue_loops
 
 log = logging.getLogger("fieldgate.status")
@@ -70,7 +71,8 @@ def server_tls_context(tls: StatusTls) -> ssl.SSLContext:
 
 
 class StatusServer:
-    def __init__(self, config: StatusConfig, view: StatusView, limits: Limits | None = None) -> None:
+    def __init__(self, config: StatusConfig, view: StatusView, limits: Limits | None = None,
+                 tech: TechSources | None = None) -> None:
         self.config = config
         self.view = view
         self.limits = limits or Limits()
@@ -91,6 +93,8 @@ class StatusServer:
             "/snapshot.jpg": self._snapshot,
         }
         self._post: dict[str, Handler] = {"/login": self._login, "/logout": self._logout}
+        self.tech = TechRoutes(tech or sources_of(view), self.language, json_response)
+        self._get.update(self.tech.get_routes())
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -316,7 +320,9 @@ class StatusServer:
         async with self._action_lock:
             log.warning("status action %s by %s from %s: %s", name, user, request.client, args)
             try:
-                result = await asyncio.wait_for(self.view.action(name, args), ACTION_TIMEOUT_S)
+                handler = self.tech.actions.get(name)
+                running = handler(args, user) if handler is not None else self.view.action(name, args)
+                result = await asyncio.wait_for(running, ACTION_TIMEOUT_S)
             except (ValueError, LookupError) as exc:
                 return error_json(HTTPStatus.BAD_REQUEST, str(exc) or type(exc).__name__)
             except TimeoutError:

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from drivers.camera.config import CameraConfig
+from gateway.camview import TAP
 from gateway.shared import Progress
 from gateway.vision.events import Box, DetectionEvent
 from gateway.vision.manifest import load_manifest
@@ -139,6 +140,7 @@ async def run_camera(
             ]
             for ob in observations:
                 stats.raw[ob.role] = stats.raw.get(ob.role, 0) + 1
+            TAP.offer(cfg.name, frame.t, frame.image, observations)  # the status page's camera view
             h, w = frame.image.shape[:2]
             gray = snapshot.to_gray_small(frame.image, GRAY_WIDTH)
             measure = _Motion(gray, prev_gray, gray.shape[1] / w)
@@ -152,6 +154,7 @@ async def run_camera(
     finally:
         grabber.stop()
         worker.close()
+        TAP.forget(cfg.name)
 
 
 def _with_snapshots(
