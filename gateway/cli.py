@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.ackkey import add_subcommands as ack_commands
     from gateway.alerts.cli import add_subcommands as alert_commands
     from gateway.commands.cli import add_subcommands as command_commands
+    from gateway.commission.cli import add_subcommands as commission_commands
     from gateway.rules.cli import add_subcommands as rules_commands
     from gateway.status.cli import add_subcommands as status_commands
 
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     command_commands(sub)
     ack_commands(sub)
     status_commands(sub)
+    commission_commands(sub)
     modbus_tools(sub)
 
     args = parser.parse_args(argv)

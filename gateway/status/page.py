@@ -78,7 +78,10 @@ _INDEX_TEMPLATE = string.Template("""<!doctype html>
     <input id="probe-address" type="number" min="0" max="65535" placeholder="$address" required>
     <input id="probe-count" type="number" min="1" max="125" value="1" required>
     <button type="submit">$read</button></form>
-  <p><button id="selftest" type="button">$selftest</button></p></div>
+  <p><button id="selftest" type="button">$selftest</button></p>
+  <form id="commission-form"><h3>$commission</h3>
+    <textarea id="commission-request" rows="3" placeholder="$commission_request"></textarea>
+    <button type="submit">$commission_run</button> <span id="commission-links"></span></form></div>
   <pre id="action-result"></pre>
 </section>
 </main>
@@ -121,6 +124,7 @@ button.span.chosen { font-weight: 700; }
 #points tbody tr { cursor: pointer; }
 .note { color: #6b7280; }
 td.kind.raised { color: #c62828; font-weight: 600; } td.kind.cleared { color: #1f8a3b; }
+#commission-request { width: 100%; font: 12px monospace; }
 pre { white-space: pre-wrap; word-break: break-all; max-height: 20em; overflow: auto; }
 """
 
@@ -370,6 +374,25 @@ document.addEventListener('DOMContentLoaded', () => {
     $('login-password').value = '';
     showResult(ok, ok ? {logged_in: data.user} : data);
     renderSession(ok ? {user: data.user} : {});
+  });
+  $('commission-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const text = $('commission-request').value.trim();
+    let request;
+    try { request = text ? JSON.parse(text) : undefined; } catch (e) { showResult(false, {error: e.message}); return; }
+    $('commission-links').textContent = w('commission_running');
+    const [ok, data] = await post('/api/action/commission', request ? {request} : {});
+    showResult(ok, data);
+    const links = $('commission-links');
+    links.replaceChildren();
+    if (ok) {
+      for (const kind of ['html', 'pdf']) {
+        const a = el('a', kind.toUpperCase());
+        a.href = '/commission-report?name=' + encodeURIComponent(data.result[kind]);
+        links.append(a, ' ');
+      }
+      links.append(el('span', data.result.passed ? w('passed') : w('not_passed'), data.result.passed ? 'good' : 'bad'));
+    }
   });
   $('camview-camera').addEventListener('change', refreshCamera);
   $('camview-refresh').addEventListener('click', async () => { await loadCameras(); refreshCamera(); });

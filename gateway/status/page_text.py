@@ -65,6 +65,10 @@ def page_words() -> dict[str, str]:
         "camera_view": _("Camera view: aim and masks"),
         "refresh_frame": _("Refresh frame"),
         "test_detector": _("Test the detector on this frame"),
+        "commission": _("Commissioning"),
+        "commission_request": _("Optional: a signed Test request (JSON from fieldgate alert draft --status Test + "
+                                "sign) to sound the outputs through the interlock"),
+        "commission_run": _("Run the commissioning check"),
         "logins_off": _("Logins are off on this box: set status.users_file in the site file (docs/status.md)."),
     }
 
@@ -107,6 +111,9 @@ def script_words() -> dict[str, str]:
         "frame_age": _("frame taken {age} ago"),
         "no_frame": _("No frame from this camera yet."),
         "tested": _("{count} of {total} detections would count (before temporal confirmation)."),
+        "commission_running": _("running… (up to a minute)"),
+        "passed": _("PASSED"),
+        "not_passed": _("NOT PASSED"),
         "sec": _("{n} s"),
         "min": _("{n} min"),
         "hour": _("{n} h"),

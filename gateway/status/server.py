@@ -321,7 +321,8 @@ class StatusServer:
             log.warning("status action %s by %s from %s: %s", name, user, request.client, args)
             try:
                 handler = self.tech.actions.get(name)
-                running = handler(args, user) if handler is not None else self.view.action(name, args)
+                running = (handler(args, user, self.language(request)) if handler is not None
+                           else self.view.action(name, args))
                 result = await asyncio.wait_for(running, ACTION_TIMEOUT_S)
             except (ValueError, LookupError) as exc:
                 return error_json(HTTPStatus.BAD_REQUEST, str(exc) or type(exc).__name__)

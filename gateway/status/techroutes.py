@@ -9,6 +9,7 @@ in a path or in markup unescaped.
 from __future__ import annotations
 
 import asyncio
+import re
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ from gateway.history.service import HistoryService
 from gateway.i18n import speaking
 from gateway.status.http import Request, Response
 
+REPORT_NAME = re.compile(r"commission-[A-Za-z0-9_.-]{1,80}-\d{8}T\d{6}Z\.(html|pdf)")
 SPANS = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0}
 MAX_ALARM_ROWS = 200
 
@@ -59,13 +61,14 @@ class TechRoutes:
         self.language = language
         self.json = json_response
 
-        self.actions: dict[str, Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]] = {
-            "detect": self.detect}
+        self.actions: dict[str, Callable[[dict[str, Any], str, str], Awaitable[dict[str, Any]]]] = {
+            "detect": self.detect, "commission": self.commission}
 
     def get_routes(self) -> dict[str, Handler]:
         return {"/trend.svg": self.trend, "/api/trend-points": self.trend_points,
                 "/api/alarm-history": self.alarm_history, "/api/cameras": self.cameras,
-                "/camera.svg": self.camera_svg, "/camera.jpg": self.camera_jpg}
+                "/camera.svg": self.camera_svg, "/camera.jpg": self.camera_jpg,
+                "/commission-report": self.commission_report}
 
     def _history(self) -> HistoryService:
         if self.sources.history is None:
@@ -163,7 +166,7 @@ class TechRoutes:
             return Response.text(HTTPStatus.NOT_FOUND, f"{exc}\n")
         return Response(HTTPStatus.OK, await asyncio.to_thread(_jpeg, held), "image/jpeg")
 
-    async def detect(self, args: dict[str, Any], user: str) -> dict[str, Any]:
+    async def detect(self, args: dict[str, Any], user: str, _language: str) -> dict[str, Any]:
         camera = self._camera_configs().get(str(args.get("camera")))
         if camera is None:
             raise LookupError(f"no camera named '{args.get('camera')}'")
@@ -177,6 +180,45 @@ class TechRoutes:
         result.update({"camera": camera.name, "t": held.t, "by": user})
         TAP.probes[camera.name] = result
         return result
+
+    # -- commissioning ---------------------------------------------------------------------------
+
+    async def commission(self, args: dict[str, Any], user: str, language: str) -> dict[str, Any]:
+        from gateway.alerts.model import Alert
+        from gateway.alerts.signing import OperatorSignature
+        from gateway.commission import commission
+
+        gateway = self.sources.gateway
+        if gateway is None or not hasattr(gateway, "broadcast"):
+            raise LookupError("commissioning needs the running gateway")
+        request = None
+        body = args.get("request")
+        if body is not None:
+            try:
+                request = (Alert.model_validate(body.get("alert")),
+                           [OperatorSignature.model_validate(s) for s in body.get("signatures", [])])
+            except (ValueError, AttributeError) as exc:
+                raise ValueError(f"bad Test request: {exc}") from None
+        outcome = await commission(gateway, by=f"{user} (status page)", wait_s=float(args.get("wait_s", 20.0)),
+                                   request=request, language=language)
+        outcome["html"], outcome["pdf"] = Path(outcome["html"]).name, Path(outcome["pdf"]).name
+        return outcome
+
+    async def commission_report(self, request: Request) -> Response:
+        """A report this gateway wrote (the name only, checked; never a path from the request)."""
+        from gateway.commission import report_dir
+
+        name = _arg(request, "name")
+        gateway = self.sources.gateway
+        if gateway is None or not REPORT_NAME.fullmatch(name):
+            return Response.text(HTTPStatus.NOT_FOUND, "no such report\n")
+        path = report_dir(gateway) / name
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError:
+            return Response.text(HTTPStatus.NOT_FOUND, "no such report\n")
+        kind = "application/pdf" if name.endswith(".pdf") else "text/html; charset=utf-8"
+        return Response(HTTPStatus.OK, data, kind, {"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 def _jpeg(held: HeldFrame, max_width: int = 1280) -> bytes:
