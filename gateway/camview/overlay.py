@@ -11,6 +11,8 @@ from xml.sax.saxutils import escape, quoteattr
 from drivers.camera.config import CameraConfig, Polygon
 from gateway.i18n import _
 
+MAX_TESTED_DRAWN = 12
+LABELLED = 3
 ROLE_COLOUR = {"fire": "#ff1744", "smoke": "#90a4ae", "flame_out": "#ff9100"}
 
 
@@ -27,8 +29,9 @@ def _box(box: Sequence[Any], cls: str, dashed: bool, text: str) -> str:
     dash = ' stroke-dasharray="8 5"' if dashed else ""
     return (f'<g class="{cls}" data-role={quoteattr(role)}><rect x="{x1:.1f}" y="{y1:.1f}" width="{x2 - x1:.1f}" '
             f'height="{y2 - y1:.1f}" fill="none" stroke="{colour}" stroke-width="3"{dash}/>'
-            f'<text x="{x1 + 2:.1f}" y="{max(y1 - 4, 12):.1f}" font-size="14" fill="{colour}" stroke="#000" '
-            f'stroke-width="0.4">{escape(text)}</text></g>')
+            + (f'<text x="{x1 + 2:.1f}" y="{max(y1 - 4, 12):.1f}" font-size="14" fill="{colour}" stroke="#000" '
+               f'stroke-width="0.4">{escape(text)}</text>' if text else f"<title>{escape(str(box[4]))}</title>")
+            + "</g>")
 
 
 def render_camera(camera: CameraConfig, size: tuple[int, int], image_url: str,
@@ -44,10 +47,12 @@ def render_camera(camera: CameraConfig, size: tuple[int, int], image_url: str,
     out += [_polygon(p, w, h, "expected-flame", "#ff9100", "#ff9100", _("expected flame"))
             for p in camera.expected_flames]
     out += [_box(d, "detection", False, f"{d[4]} {float(d[5]):.2f}") for d in detections]
-    for d in (probe or {}).get("detections", []):
-        verdict = {"counts": _("would count"), "outside_roi": _("outside the ROI"), "excluded": _("excluded"),
-                   "expected_flame": _("expected flame"), "below_threshold": _("below threshold")}
-        text = f"{d['role']} {float(d['score']):.2f} — {verdict.get(d['verdict'], d['verdict'])}"
-        out.append(_box([*d["box"], d["role"]], f"tested {d['verdict']}", True, text))
+    verdicts = {"counts": _("would count"), "outside_roi": _("outside the ROI"), "excluded": _("excluded"),
+                "expected_flame": _("expected flame"), "below_threshold": _("below threshold")}
+    tested = sorted((probe or {}).get("detections", []), key=lambda d: -float(d["score"]))[:MAX_TESTED_DRAWN]
+    for rank, d in enumerate(tested):
+        text = f"{d['role']} {float(d['score']):.2f} — {verdicts.get(d['verdict'], d['verdict'])}"
+        # Overlapping candidates crowd the frame: the best few are labelled, the rest drawn only.
+        out.append(_box([*d["box"], d["role"]], f"tested {d['verdict']}", True, text if rank < LABELLED else ""))
     out.append("</svg>")
     return "".join(out)

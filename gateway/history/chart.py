@@ -81,6 +81,9 @@ def render_trend(point: str, unit: str, start: float, end: float, step: int, buc
         coords = " ".join(f"{x(t + step / 2):.1f},{y(v):.1f}" for t, v in segment)
         out.append(f'<polyline class="trend" points="{coords}" fill="none" stroke="#1565c0" stroke-width="2" '
                    f'data-values="{" ".join(_fmt(v) for _t, v in segment)}"/>')
+        if len(segment) == 1:  # a lone minute: a line of one point is invisible
+            lone_t, lone_v = segment[0]
+            out.append(f'<circle cx="{x(lone_t + step / 2):.1f}" cy="{y(lone_v):.1f}" r="3" fill="#1565c0"/>')
     for threshold in thresholds:
         colour = SEVERITY_COLOUR.get(threshold.severity, "#c62828")
         label = (_("above {level} ({rule})") if threshold.side == "above" else _("below {level} ({rule})")).format(

@@ -118,7 +118,8 @@ td.value { font-variant-numeric: tabular-nums; font-weight: 600; }
 .box span { position: absolute; top: -1.4em; left: -2px; background: #ff1744; color: #fff; font-size: 11px;
   padding: 0 .3em; white-space: nowrap; }
 code.raw { color: #6b7280; font-size: 11px; word-break: break-all; }
-#trend svg, #camview-frame svg { max-width: 100%; height: auto; }
+#trend svg, #camview-frame svg { width: 100%; height: auto; }
+#trend-section { grid-column: 1 / -1; } #trend svg { max-width: 1100px; }
 .controls { display: flex; gap: .5em; align-items: center; margin-bottom: .5em; }
 button.span.chosen { font-weight: 700; }
 #points tbody tr { cursor: pointer; }
@@ -180,6 +181,13 @@ function fillRows(tableId, rows, cells) {
 
 let trendPoint = null;
 let trendSpan = '1h';
+let trendDefault = null;
+async function loadTrendDefault() {
+  try {
+    const r = await fetch('/api/trend-points', {cache: 'no-store', credentials: 'same-origin'});
+    if (r.ok) trendDefault = (await r.json()).default;
+  } catch (e) { /* the first point then */ }
+}
 let rounds = 0;
 function fillTrendPoints(points) {
   const select = $('trend-point');
@@ -188,7 +196,7 @@ function fillTrendPoints(points) {
   if (names.join('\n') !== shown.join('\n')) {
     select.replaceChildren(...names.map((n) => { const o = el('option', n); o.value = n; return o; }));
   }
-  if (trendPoint === null && names.length) trendPoint = names[0];
+  if (trendPoint === null && names.length) trendPoint = names.includes(trendDefault) ? trendDefault : names[0];
   if (trendPoint !== null) select.value = trendPoint;
 }
 async function loadTrend() {
@@ -405,6 +413,7 @@ document.addEventListener('DOMContentLoaded', () => {
     }
   });
   loadCameras();
+  const ready = loadTrendDefault();
   $('trend-point').addEventListener('change', (ev) => { trendPoint = ev.target.value; loadTrend(); });
   document.querySelectorAll('button.span').forEach((b) => b.addEventListener('click', () => {
     trendSpan = b.dataset.span; loadTrend();
@@ -424,6 +433,6 @@ document.addEventListener('DOMContentLoaded', () => {
     if (!confirm(w('confirm_selftest'))) return;
     showResult(...await post('/api/action/selftest', {}));
   });
-  refresh();
+  ready.finally(refresh);
 });
 """

@@ -111,7 +111,10 @@ class TechRoutes:
             history = self._history()
         except LookupError as exc:
             return self.json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
-        return self.json(HTTPStatus.OK, {"points": sorted(self._known_points(history)), "spans": list(SPANS)})
+        points = sorted(self._known_points(history))
+        # The first point a rule watches is what a technician is sent to look at (the water level, not a relay).
+        default = next((p for p in points if p in history.thresholds), points[0] if points else None)
+        return self.json(HTTPStatus.OK, {"points": points, "default": default, "spans": list(SPANS)})
 
     async def alarm_history(self, _request: Request) -> Response:
         try:
