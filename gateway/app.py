@@ -27,6 +27,7 @@ from gateway.config.site import SiteConfig
 from gateway.contracts import BusDriver, LinkWiring, ReportLink, ReportLinkSettings
 from gateway.control import GatewayControl
 from gateway.datapath import Background, DataPath, ReadingObserver
+from gateway.history import attach_history
 from gateway.journal import AsyncJournal, Journal
 from gateway.links import LinkRunner
 from gateway.profiles import get_profile
@@ -98,6 +99,7 @@ class Gateway:
                                  rules or RuleEngine(config.rules),  # carried over by a reload that kept the rules
                                  self._background)
         self.cameras: list[CameraGuard] = []  # built when the cameras start
+        self.history = attach_history(config, self.datapath)  # the status page's trends: an observer, not the journal
         self.control = GatewayControl(self)
 
     # ---- what the status view and the command target read (GatewayState) -----------------
@@ -237,6 +239,8 @@ class Gateway:
         if self.broadcast is not None:
             inbox = InboxWatcher(self.config.broadcast, self.broadcast, inbox_dir=self.config.inbox_path)
             tasks.append(tg.create_task(supervise("alert inbox", partial(inbox.run, progress("alert inbox", 60.0)))))
+        if self.history is not None:
+            tasks.append(tg.create_task(supervise("history", self.history.run)))
         if self.config.status is not None:
             server = StatusServer(self.config.status, self.control)
             tasks.append(tg.create_task(supervise("status page", server.run)))

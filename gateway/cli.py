@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway import i18n
 from gateway.config import ConfigError, SiteConfig, load_site
 
 if TYPE_CHECKING:
@@ -22,6 +23,9 @@ Handler = Callable[[argparse.Namespace], int]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fieldgate", description="Field gateway for emergency telemetry")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--lang", choices=i18n.SETTINGS,
+                        help="language of messages for people (en, zh-CN); default: the site file's "
+                        "status.language, else LANGUAGE/LC_ALL/LANG")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the gateway on a site config")
@@ -47,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.ackkey import add_subcommands as ack_commands
     from gateway.alerts.cli import add_subcommands as alert_commands
     from gateway.commands.cli import add_subcommands as command_commands
+    from gateway.commission.cli import add_subcommands as commission_commands
     from gateway.registry import add_tool_subcommands
     from gateway.rules.cli import add_subcommands as rules_commands
     from gateway.status.cli import add_subcommands as status_commands
@@ -61,14 +66,19 @@ def main(argv: list[str] | None = None) -> int:
 
     model_commands(sub)
     centre_commands(sub)
+    commission_commands(sub)
 
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     handler: Handler = args.handler
+    config_arg = getattr(args, "config", None)
+    token = i18n.use(i18n.choose(args.lang, i18n.site_setting(config_arg if isinstance(config_arg, str) else None)))
     try:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    finally:
+        i18n.reset(token)
 
 
 def setup_logging(verbose: bool) -> None:
@@ -94,11 +104,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     points = sum(len(d.points) for b in config.buses for d in b.devices)
-    print(f"{args.config}: ok — gateway {config.gateway.id}, {len(config.buses)} buses, {points} points, "
-          f"{len(config.cameras)} cameras, {len(config.rules.rules)} rules, "
-          f"{len(config.broadcast.outputs)} broadcast outputs, {len(config.links)} links")
+    print(i18n._("{file}: ok — gateway {gateway}, {buses} buses, {points} points, {cameras} cameras, {rules} rules, "
+                 "{outputs} broadcast outputs, {links} links").format(
+        file=args.config, gateway=config.gateway.id, buses=len(config.buses), points=points,
+        cameras=len(config.cameras), rules=len(config.rules.rules), outputs=len(config.broadcast.outputs),
+        links=len(config.links)))
     for warning in _local_checks(config, args.config):
-        print(f"{args.config}: warning: {warning}")
+        print(i18n._("{file}: warning: {warning}").format(file=args.config, warning=warning))
     if args.explain:
         from gateway.registry import explain_bus
 

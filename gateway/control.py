@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gateway.alerts.interlock import point_owners
 from gateway.commands import CommandFailed
 from gateway.shared import Value
 from gateway.state import GatewayState
+
+if TYPE_CHECKING:
+    from gateway.alerts.model import Alert
+    from gateway.alerts.signing import OperatorSignature
 
 log = logging.getLogger("fieldgate.control")
 
@@ -24,6 +29,19 @@ class GatewayControl:
 
     def snapshot(self) -> dict[str, Any]:
         return self.gateway.snapshot()
+
+    async def commission(self, *, by: str, wait_s: float, request: tuple[Alert, list[OperatorSignature]] | None,
+                         language: str) -> dict[str, Any]:
+        """The status page's commissioning action (gateway/commission): loaded only when a technician runs it."""
+        from gateway.commission import commission
+
+        return await commission(self.gateway, by=by, wait_s=wait_s, request=request, language=language)
+
+    def commission_reports(self) -> Path:
+        """Where this gateway's commissioning reports are written."""
+        from gateway.commission import report_dir
+
+        return report_dir(self.gateway)
 
     async def read_point(self, point_id: str) -> dict[str, Any]:
         reading = self.gateway.latest.get(point_id)

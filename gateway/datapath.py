@@ -53,6 +53,7 @@ class DataPath:
         self.rules = rules
         self.broadcast: BroadcastSubsystem | None = None  # set when the gateway starts with outputs
         self.observers: list[ReadingObserver] = []
+        self.transition_observers: list[Callable[[AlarmTransition], None]] = []  # the trend history's alarm periods
         self.latest: dict[str, Reading] = {}  # one entry per point: bounded by the config
         self.evidence: deque[dict[str, Any]] = deque(maxlen=50)
         self.counters: dict[str, Any] = {"points_read": 0, "alarms_raised": 0, "readings_by_quality": {}}
@@ -79,6 +80,8 @@ class DataPath:
             self.counters["alarms_raised"] += 1
         log.warning("alarm %s %s (rule %s, severity %s)", transition.alarm_id, transition.kind.value,
                     transition.rule_id, transition.severity, extra={"alarm_id": transition.alarm_id})
+        for observe in self.transition_observers:
+            observe(transition)
         body = transition.to_json()
         body["transition"] = body.pop("kind")  # raised / acknowledged / cleared
         record = EventRecord("alarm", transition.rule_id, body, transition.time)

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.alerts.subsystem import BroadcastSubsystem
 from gateway.config.site import SiteConfig
-from gateway.contracts import BusDriver, PrimaryLink, PrimaryLinkSettings, SatelliteLink, SatelliteLinkSettings
+from gateway.contracts import (
+    BusDriver,
+    PrimaryLink,
+    PrimaryLinkSettings,
+    ReportLink,
+    ReportLinkSettings,
+    SatelliteLink,
+    SatelliteLinkSettings,
+)
 from gateway.journal import AsyncJournal
 from gateway.links import LinkRunner
 from gateway.profiles import PayloadProfile
@@ -90,6 +98,11 @@ class GatewayState(Protocol):
     def loop_states(self) -> list[dict[str, Any]]: ...
 
     def snapshot(self) -> dict[str, Any]: ...
+
+    @property
+    def report_links(self) -> Sequence[tuple[ReportLink, ReportLinkSettings]]:
+        """Links that report to third parties (SL 651 centres), each with its config section."""
+        ...
 
     @property
     def cameras(self) -> Sequence[CameraGuard]:

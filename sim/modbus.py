@@ -177,7 +177,9 @@ def _animate(units: dict[int, tuple[SimUnit, list[PointConfig]]], started: float
         for point in points:
             base = (point.valid_min or 0.0) + ((point.valid_max or 100.0) - (point.valid_min or 0.0)) * 0.4
             span = ((point.valid_max or 100.0) - (point.valid_min or 0.0)) * 0.05
-            if point.table in ("coil", "discrete") or point.type == "bool":
+            if point.table == "coil" or (point.table == "holding" and "auto_off" in point.id):
+                continue  # written by the gateway (a relay, its auto-off timer): the simulator only keeps them
+            if point.table == "discrete" or point.type == "bool":
                 value: float = float(int(t / 30) % 2)
             elif "total" in point.id:
                 value = round(t * 0.05, 1)

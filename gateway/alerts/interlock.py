@@ -21,6 +21,7 @@ from gateway.alerts.contract import Activation, Cadence
 from gateway.alerts.model import Alert, MsgType, Origin, Status
 from gateway.alerts.signing import MAX_FUTURE_SKEW_S, Keyring, OperatorSignature, SignatureRefused
 from gateway.contracts import BusSettings
+from gateway.i18n import N_
 from gateway.registry import relay_board_problems, relay_board_units
 from gateway.rules.config import FAULT_RULE_TYPES, RulesConfig
 from gateway.rules.engine import AlarmClass, AlarmTransition
@@ -208,7 +209,7 @@ class Interlock:
                 # decision and carries operators' signatures over this alert: a platform key proves only
                 # that the platform sent the request, never that two operators decided it.
                 if alert.source == "rule":
-                    raise _Refused("an alert claiming source 'rule' arrived from outside the rule engine")
+                    raise _Refused(N_("an alert claiming source 'rule' arrived from outside the rule engine"))
                 if alert.sent.timestamp() < int(self.known_since):
                     raise _Refused("alert sent before this gateway's broadcast history begins "
                                    f"({dt.datetime.fromtimestamp(self.known_since, dt.UTC):%Y-%m-%d %H:%M:%S} UTC); "
@@ -224,13 +225,13 @@ class Interlock:
             return Decision(False, str(exc), signers=signers)
         self._remember(alert.identifier)
         if alert.msg_type is MsgType.CANCEL:
-            return Decision(True, "cancel", signers=signers, claimed=True)
+            return Decision(True, N_("cancel"), signers=signers, claimed=True)
         activations, skipped = self.plan_outputs(alert)
         if not activations:
             return Decision(False, "no output may sound for this alert: " + "; ".join(
                 f"{k}: {v}" for k, v in skipped.items()), skipped=skipped, signers=signers, claimed=True)
         self.limiter.commit(alert.areas, now)
-        return Decision(True, "accepted", activations, skipped, signers, claimed=True)
+        return Decision(True, N_("accepted"), activations, skipped, signers, claimed=True)
 
     def _common(self, alert: Alert, now: float) -> None:
         if alert.status in (Status.DRAFT, Status.SYSTEM):
@@ -238,9 +239,9 @@ class Interlock:
         if alert.identifier in self._seen:
             raise _Refused(f"duplicate identifier {alert.identifier} (replay)")
         if alert.expires is not None and alert.expires.timestamp() <= now:
-            raise _Refused("alert has expired")
+            raise _Refused(N_("alert has expired"))
         if alert.sent.timestamp() > now + self.config.max_clock_skew:
-            raise _Refused("alert 'sent' lies in the future beyond the allowed clock skew")
+            raise _Refused(N_("alert 'sent' lies in the future beyond the allowed clock skew"))
         unknown = [zone for zone in alert.areas if zone not in self.config.zones]
         if unknown:
             raise _Refused(f"unknown zone(s): {', '.join(unknown)}")
@@ -250,21 +251,21 @@ class Interlock:
 
     def _automatic(self, alert: Alert, alarm: AlarmTransition | None) -> None:
         if alarm is None or alert.rule_id is None or alert.rule_id not in self._plan:
-            raise _Refused("automatic trigger from a rule that is not in the site plan")
+            raise _Refused(N_("automatic trigger from a rule that is not in the site plan"))
         if alarm.alarm_class is not AlarmClass.PROCESS:
-            raise _Refused("a fault alarm (stale / comm-fail / read-back) never triggers a broadcast")
+            raise _Refused(N_("a fault alarm (stale / comm-fail / read-back) never triggers a broadcast"))
         if not alarm.trusted:
-            raise _Refused("the alarm rests on a reading whose quality is not good")
+            raise _Refused(N_("the alarm rests on a reading whose quality is not good"))
         entry = self._plan[alert.rule_id]
         if not set(alert.areas) <= set(entry.zones):
-            raise _Refused("automatic alert reaches beyond the zones the site plan allows")
+            raise _Refused(N_("automatic alert reaches beyond the zones the site plan allows"))
 
     def _status_window(self, alert: Alert, now: float) -> None:
         if alert.status is not Status.EXERCISE:
             return
         moment = dt.datetime.fromtimestamp(now, dt.UTC)
         if not any(w.start <= moment < w.end for w in self.config.exercise_windows):
-            raise _Refused("Exercise alerts sound only inside a scheduled exercise window")
+            raise _Refused(N_("Exercise alerts sound only inside a scheduled exercise window"))
 
     def _remember(self, identifier: str) -> None:
         self._seen[identifier] = None
@@ -286,14 +287,14 @@ class Interlock:
             cadence = None
             if spec.is_siren:
                 if alert.status is Status.TEST and spec.outdoor:
-                    skipped[output] = "Test never drives an outdoor siren"
+                    skipped[output] = N_("Test never drives an outdoor siren")
                     continue
                 cadence = self._cadence(alert.status)
                 if cadence is None:
                     skipped[output] = f"no siren pattern for status {alert.status.value}"
                     continue
             elif not clips and not alert.tts:
-                skipped[output] = "no clip for a speaker"
+                skipped[output] = N_("no clip for a speaker")
                 continue
             activations[output] = Activation(
                 alert_id=alert.identifier,

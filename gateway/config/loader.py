@@ -21,6 +21,8 @@ from gateway.config.yamlmarks import (
     load_marked,
     parse_marked,
 )
+from gateway.i18n import _
+from gateway.i18n.validation import pydantic_message
 from gateway.shared import PlacedConfigError
 
 
@@ -124,21 +126,22 @@ def _message(
     kind = error["type"]
     where = dotted(path)
     if kind == "missing":
-        return f"{where}: missing required key '{leftover}'"
+        return _("{where}: missing required key '{key}'").format(where=where, key=leftover)
     if kind == "extra_forbidden":
         key = str(path[-1]) if path else "?"
         allowed = _allowed_keys(model, doc.data, path[:-1])
         hint = _did_you_mean(key, allowed)
-        return f"{where}: unknown key '{key}'{hint}"
+        return _("{where}: unknown key '{key}'").format(where=where, key=key) + hint
     if kind == "union_tag_invalid":
         ctx = error.get("ctx", {})
         tag = str(ctx.get("tag", "?"))
         expected = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",") if t.strip()]
         hint = _did_you_mean(tag, expected)
-        return f"{dotted((*path, 'type'))}: unknown type '{tag}'{hint} (known: {', '.join(expected)})"
+        return (_("{where}: unknown type '{tag}'").format(where=dotted((*path, "type")), tag=tag) + hint
+                + " " + _("(known: {names})").format(names=", ".join(expected)))
     if kind == "union_tag_not_found":
-        return f"{where}: missing required key 'type'"
-    text = str(error["msg"])
+        return _("{where}: missing required key '{key}'").format(where=where, key="type")
+    text = pydantic_message(kind, error.get("ctx")) or str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         text = text.removeprefix(prefix)
     return f"{where}: {text}" if where else text
@@ -146,7 +149,7 @@ def _message(
 
 def _did_you_mean(word: str, candidates: list[str]) -> str:
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return " " + _("(did you mean '{name}'?)").format(name=close[0]) if close else ""
 
 
 def _allowed_keys(model: type[BaseModel], data: Any, path: Path_) -> list[str]:

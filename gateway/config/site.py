@@ -12,6 +12,7 @@ from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.interlock import check_bus_boards, check_site_plan, check_write_points
 from gateway.commands import CommandsConfig
 from gateway.config.yamlmarks import dotted
+from gateway.history.config import HistoryConfig
 from gateway.journal import JournalSettings
 from gateway.registry import BusConfig, CameraSection, LinkConfig, report_links, satellite_links
 from gateway.rules import RulesConfig
@@ -62,6 +63,7 @@ class SiteConfig(StrictModel):
     health_interval: Seconds = Field(default=300.0, ge=10, description="how often the health message goes upstream")
     cameras: list[CameraSection] = Field(default_factory=list, description="smoke/fire detection (docs/vision.md)")
     rules: RulesConfig = Field(default_factory=RulesConfig, description="local alarm rules (docs/rules.md)")
+    history: HistoryConfig = Field(default_factory=HistoryConfig, description="trend charts (docs/status.md)")
     broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig,
                                        description="emergency broadcast outputs and interlock (docs/broadcast.md)")
 

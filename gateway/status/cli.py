@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from gateway.i18n import _
 from gateway.shared import parse_duration
 from gateway.status import auth
 from gateway.status.config import StatusConfig, split_listen
@@ -98,7 +99,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         snapshot = fetch_status(base, args.timeout, cafile)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        print(f"fieldgate status: no answer from {base}: {reason}", file=sys.stderr)
+        print(_("fieldgate status: no answer from {url}: {reason}").format(url=base, reason=reason), file=sys.stderr)
         return 1
     snapshot.pop("session", None)
     print(json.dumps(snapshot, indent=2) if args.json else render_summary(snapshot))

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from gateway.camview import TAP
 from gateway.contracts import CameraDriver
 from gateway.registry import build_camera
 from gateway.shared import Progress
@@ -137,6 +138,7 @@ async def run_camera(
             ]
             for ob in observations:
                 stats.raw[ob.role] = stats.raw.get(ob.role, 0) + 1
+            TAP.offer(cfg.name, frame.t, frame.image, observations)  # the status page's camera view
             h, w = frame.image.shape[:2]
             gray = camera.to_gray_small(frame.image, GRAY_WIDTH)
             measure = _Motion(gray, prev_gray, gray.shape[1] / w)
@@ -150,6 +152,7 @@ async def run_camera(
     finally:
         grabber.stop()
         worker.close()
+        TAP.forget(cfg.name)
 
 
 def _with_snapshots(
