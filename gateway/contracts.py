@@ -31,6 +31,14 @@ class PointSettings(Protocol):
     @property
     def id(self) -> str: ...
 
+    @property
+    def valid_min(self) -> float | None:
+        """Below this a reading is out of range (commissioning's plausibility check); None: no bound."""
+        ...
+
+    @property
+    def valid_max(self) -> float | None: ...
+
 
 class DeviceSettings(Protocol):
     """What the core reads of a device in a bus's config section (the relay-board guard)."""

@@ -71,7 +71,7 @@ async def check_devices(gw: GatewayState, wait_s: float) -> list[Check]:
             found.append(check("devices", subject, False, N_("answers with quality {quality}"),
                                quality=reading.quality.value))
             continue
-        low, high = getattr(point, "valid_min", None), getattr(point, "valid_max", None)
+        low, high = point.valid_min, point.valid_max
         inside = not isinstance(value, int | float) or (
             (low is None or value >= low) and (high is None or value <= high))
         if not inside:

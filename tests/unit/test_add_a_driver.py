@@ -30,6 +30,8 @@ from gateway.shared import Seconds, StrictModel
 
 class CounterPoint(StrictModel):
     id: str
+    valid_min: float | None = None
+    valid_max: float | None = None
 
 
 class CounterDevice(StrictModel):
