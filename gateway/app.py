@@ -63,7 +63,6 @@ from gateway.shared import (
 from gateway.status import StatusServer
 from gateway.view import build_snapshot
 from gateway.vision.events import DetectionEvent
-from gateway.vision.pipeline import run_camera
 
 log = logging.getLogger("fieldgate")
 
@@ -315,6 +314,10 @@ class Gateway:
         if self.config.status is not None:
             server = StatusServer(self.config.status, self.control)
             tasks.append(tg.create_task(supervise("status page", server.run)))
+        if self.config.cameras:
+            # The vision extra (numpy, OpenCV, ONNX Runtime): loaded only by a site with cameras, whose
+            # config already failed to load without it (gateway/config/extras.py).
+            from gateway.vision.pipeline import run_camera
         tasks.extend(
             tg.create_task(supervise(f"camera {cam.name}", partial(
                 run_camera, cam, self.on_detection, progress(f"vision {cam.name}", 60.0))))

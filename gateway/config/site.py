@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from drivers.beidou.config import BeidouConfig
 from drivers.camera.config import CameraConfig
@@ -16,6 +16,7 @@ from drivers.serialline.config import SerialLineBus
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.interlock import check_bus_boards, check_site_plan, check_write_points
 from gateway.commands import CommandsConfig
+from gateway.config.extras import vision_extra_problem
 from gateway.journal_config import JournalSettings
 from gateway.rules import RulesConfig
 from gateway.shared import ConfigPath, Name, PlacedConfigError, Seconds, StrictModel
@@ -69,6 +70,14 @@ class SiteConfig(StrictModel):
     rules: RulesConfig = Field(default_factory=RulesConfig, description="local alarm rules (docs/rules.md)")
     broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig,
                                        description="emergency broadcast outputs and interlock (docs/broadcast.md)")
+
+    @field_validator("cameras", mode="before")
+    @classmethod
+    def _vision_extra_installed(cls, cameras: object) -> object:
+        # Before the entries are checked: without the extra, this is the one thing to fix first.
+        if cameras and (problem := vision_extra_problem()) is not None:
+            raise ValueError(problem)
+        return cameras
 
     @model_validator(mode="after")
     def _unique_names(self) -> SiteConfig:
