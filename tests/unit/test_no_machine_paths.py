@@ -4,6 +4,7 @@ else (CI's, a developer's laptop) finds it the same way."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -16,15 +17,18 @@ ABSOLUTE_SHARED = re.compile(r"(?<![\w.])(/[\w.-]+)+/shared/(vectors|notes)\b")
 
 def repository_text_files() -> list[Path]:
     found = []
-    for path in REPO.rglob("*"):
-        parts = path.relative_to(REPO).parts
-        if any(part in NOT_OURS or part.endswith(".egg-info") for part in parts) or not path.is_file():
-            continue
-        try:
-            path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue  # models, images: not text
-        found.append(path)
+    # os.walk, pruned: build/ may hold whole Debian roots (deploy/debian), with /proc mounted while built.
+    for folder, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in NOT_OURS and not d.endswith(".egg-info")]
+        for name in files:
+            if name in NOT_OURS:  # .git is a file in a worktree, naming where the main clone is
+                continue
+            path = Path(folder) / name
+            try:
+                path.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue  # models, images: not text
+            found.append(path)
     return found
 
 
