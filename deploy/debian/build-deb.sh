@@ -80,7 +80,7 @@ stage_venv() {
     mapfile -t platforms < <(platform_args)
     "$PYTHON" -m pip install -q --no-index --find-links "$WORK/wheelhouse" --only-binary=:all: \
         "${platforms[@]}" --python-version "$PY" --implementation cp --abi "cp${PY/./}" \
-        --no-compile --no-warn-conflicts --target "$STAGE/$SITE_PACKAGES" "fieldgate[vision]==$VERSION"
+        --no-compile --no-warn-conflicts --root-user-action=ignore --target "$STAGE/$SITE_PACKAGES" "fieldgate[vision]==$VERSION"
     # Scripts pip wrote name the build machine's python; ours follow.
     rm -rf "${STAGE:?}/$SITE_PACKAGES/bin"
     find "$STAGE/$SITE_PACKAGES" \( -name __pycache__ -o -name '*.pyc' \) -prune -exec rm -rf {} +

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Run inside a fresh Bookworm root by check-in-root.sh, as `sh -s` on its standard input (so nothing but
 # the .deb is copied into the root), in a network namespace that has only a loopback interface.
 # Prints "CHECK <what>: ok" per check and "FIGURE <name>=<value>" per measurement; exits non-zero at the
