@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 FUZZ_STAMP = $(VENV)/.fuzz-installed
 
-.PHONY: demo test lint typecheck check wheelhouse clean fuzz fuzz-smoke
+.PHONY: demo test lint typecheck check wheelhouse clean fuzz fuzz-smoke deb arm64-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,5 +53,19 @@ fuzz-smoke: $(STAMP)
 wheelhouse: $(STAMP)
 	$(PY) -m pip wheel -q -w wheelhouse '.[vision]'
 
+# dist/fieldgate_<version>-<revision>_<arch>.deb for Debian / Raspberry Pi OS Bookworm: a self-contained
+# virtualenv in /opt/fieldgate built from a wheelhouse of the target architecture (deploy/debian/build-deb.sh).
+ARCH ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB_REVISION ?= 1
+DEB_VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)-$(DEB_REVISION)
+deb:
+	PYTHON=$(PYTHON) DEB_REVISION=$(DEB_REVISION) deploy/debian/build-deb.sh $(ARCH)
+
+# The arm64 package installed offline in an emulated Bookworm arm64 root and run there (slow: on demand
+# and before a release; deploy/raspberrypi/README.md). Needs root, debootstrap and qemu-user-static.
+arm64-check:
+	$(MAKE) --no-print-directory deb ARCH=arm64
+	deploy/debian/check-in-root.sh arm64 dist/fieldgate_$(DEB_VERSION)_arm64.deb
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .fuzz
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .fuzz

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from drivers.mqtt.config import CREDENTIAL_NAME
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.interlock import check_bus_boards, check_site_plan, check_write_points
 from gateway.commands import CommandsConfig
+from gateway.config.extras import vision_extra_problem
 from gateway.config.yamlmarks import dotted
 from gateway.history.config import HistoryConfig
 from gateway.journal import JournalSettings
@@ -66,6 +67,14 @@ class SiteConfig(StrictModel):
     history: HistoryConfig = Field(default_factory=HistoryConfig, description="trend charts (docs/status.md)")
     broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig,
                                        description="emergency broadcast outputs and interlock (docs/broadcast.md)")
+
+    @field_validator("cameras", mode="before")
+    @classmethod
+    def _vision_extra_installed(cls, cameras: object) -> object:
+        # Before the entries are checked: without the extra, this is the one thing to fix first.
+        if cameras and (problem := vision_extra_problem()) is not None:
+            raise ValueError(problem)
+        return cameras
 
     @model_validator(mode="after")
     def _cross_section(self) -> SiteConfig:

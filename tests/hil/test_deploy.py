@@ -207,8 +207,11 @@ def test_install_refuses_bad_arguments_clearly(tmp_path: Path, args: list[str], 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
 def test_scripts_are_shellcheck_clean() -> None:
     # -x: follow the `source` of common.sh, the helpers both scripts share.
-    done = subprocess.run(["shellcheck", "-x", str(INSTALL), str(UNINSTALL), str(INSTALL.parent / "common.sh")],
-                          capture_output=True, text=True, timeout=120)
+    # The Debian package's build, maintainer and check scripts too.
+    debian = REPO / "deploy" / "debian"
+    package = [*sorted(debian.glob("*.sh")), debian / "postinst", debian / "prerm", debian / "postrm"]
+    done = subprocess.run(["shellcheck", "-x", str(INSTALL), str(UNINSTALL), str(INSTALL.parent / "common.sh"),
+                           *map(str, package)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout
 
 def test_install_makes_a_self_signed_status_tls_pair_once_that_the_status_page_serves(tmp_path: Path) -> None:

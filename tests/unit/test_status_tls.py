@@ -178,8 +178,10 @@ def test_loopback_only(listen: str, loopback: bool) -> None:
 
 def test_the_tls_pair_defaults_are_where_install_puts_them() -> None:
     install = (REPO / "deploy" / "raspberrypi" / "install.sh").read_text()
+    postinst = (REPO / "deploy" / "debian" / "postinst").read_text()  # the package's
     tls = StatusTls()
     assert f"STATUS_TLS_DIR={tls.cert_file.parent}" in install
+    assert f"TLS_DIR={tls.cert_file.parent}" in postinst
     assert tls.key_file.parent == tls.cert_file.parent
     assert tls.cert_file.name == "cert.pem" and tls.key_file.name == "key.pem"
 
