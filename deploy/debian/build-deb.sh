@@ -64,7 +64,7 @@ build_wheelhouse() {
     rm -rf "$src" "$wheelhouse"/fieldgate-*.whl
     mkdir -p "$src" "$wheelhouse"
     # A copy, so pip's build/ and egg-info never land in the clone.
-    cp -r "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/gateway" "$REPO/drivers" "$REPO/sim" "$src/"
+    cp -r "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/gateway" "$REPO/drivers" "$REPO/sim" "$REPO/centre" "$src/"
     find "$src" -name __pycache__ -type d -prune -exec rm -rf {} +
     "$PYTHON" -m pip wheel -q --no-deps -w "$wheelhouse" "$src"
     note "wheels of every dependency for $MACHINE, CPython $PY"

@@ -26,7 +26,7 @@ from sim.support import free_port, wait_for
 pytestmark = [pytest.mark.hil, pytest.mark.slow, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "README.md", "gateway", "drivers", "sim")
+SOURCES = ("pyproject.toml", "README.md", "gateway", "drivers", "sim", "centre")
 
 
 def build_wheel(out: Path) -> Path:
