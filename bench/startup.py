@@ -88,8 +88,8 @@ class NotifyListener:
         self.sock.close()
 
 
-def demo_copy(tmp: Path, modbus_port: int, broker_port: int) -> Path:
-    site = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+def demo_copy(source: Path, tmp: Path, modbus_port: int, broker_port: int) -> Path:
+    site = yaml.safe_load(source.read_text())
     site["gateway"]["state_dir"] = str(tmp / "state")
     for bus in site["buses"]:
         if bus.get("type") == "modbus_tcp":
@@ -139,12 +139,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="cold starts to time")
     parser.add_argument("--settle-seconds", type=float, default=10.0, help="wait before measuring idle")
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle CPU measurement window")
+    parser.add_argument("--site", type=Path, default=ROOT / "config" / "demo.yaml",
+                        help="site to start (one modbus_tcp endpoint, MQTT links); e.g. an older demo.yaml, "
+                             "to compare two trees on the same workload")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="fg-bench-startup-"))
     broker = Broker(tmp / "broker").start()
     modbus_port = free_port()
-    config = demo_copy(tmp, modbus_port, broker.port)
+    config = demo_copy(args.site, tmp, modbus_port, broker.port)
     sim_log = open(tmp / "sim.log", "ab")  # noqa: SIM115 - closed at the end
     sim = subprocess.Popen([sys.executable, "-m", "sim.modbus", str(config), "--animate"],
                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=sim_log, stderr=sim_log)
@@ -181,7 +184,7 @@ def main() -> int:
         points = sum(len(d["points"]) for b in yaml.safe_load(config.read_text())["buses"] for d in b["devices"])
         result = {
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU, Python {platform.python_version()}",
-            "site": "config/demo.yaml (2 devices, 4 points, polls 1 s and 2 s, 1 MQTT link)",
+            "site": str(args.site),
             "points": points,
             "runs": args.runs,
             "start_to_ready_s": summary(ready_s),
