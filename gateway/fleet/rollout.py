@@ -197,6 +197,17 @@ class RolloutManager:
     # ---- the steps ----
 
     async def _apply_when_safe(self, config: SiteConfig, body: bytes, max_wait_s: float, concerned: bool) -> None:
+        try:
+            await self._wait_and_apply(config, body, max_wait_s, concerned)
+        except Exception as exc:  # a failed step must leave a clear state, never a roll-out stuck half-way
+            log.exception("roll-out %s failed", self.state.sha256)
+            if self.state.phase == "trial":
+                await self._roll_back(f"applying failed: {exc!r}"[:300])
+            else:
+                self._finish("refused", f"applying failed: {exc!r}"[:300])
+                await self._event("refused", {}, concerned)
+
+    async def _wait_and_apply(self, config: SiteConfig, body: bytes, max_wait_s: float, concerned: bool) -> None:
         started = time.monotonic()
         said: str | None = None
         while True:
@@ -204,7 +215,24 @@ class RolloutManager:
             assert gw is not None and self._restart is not None
             reason = unsafe_reason(gw)
             if reason is None:
-                break
+                previous = await asyncio.to_thread(self.config_path.read_bytes)
+                await asyncio.to_thread(self.store.write_file, self.store.previous_path, previous)
+                mode = self.config_path.stat().st_mode & 0o777
+                await asyncio.to_thread(write_atomic, self.config_path, body, mode)
+                # Checked again with no await between this check and the restart: an alarm raised while the
+                # files were written puts the running file back and waits again.
+                reason = unsafe_reason(gw)
+                if reason is None:
+                    self._enter_trial(gw)
+                    log.warning("roll-out %s (%s): applying; health window %.0f s", self.state.sha256,
+                                self.state.label, self.state.window_s)
+                    # Journalled by the next gateway (this one's journal closes with the restart).
+                    self._pending_events.append(self._body("applying", {
+                        "waited_s": round(time.monotonic() - started, 1), "baseline": self.state.baseline}))
+                    self._task = None
+                    self._restart(config)
+                    return
+                write_atomic(self.config_path, previous, mode)
             if reason != said:
                 said = reason
                 self.state.reason = f"waiting: {reason}"
@@ -215,24 +243,25 @@ class RolloutManager:
                 await self._event("refused", {}, concerned)
                 return
             await asyncio.sleep(_SAFE_POLL_S)
-        baseline = health_facts(gw)
-        previous = self.config_path.read_bytes()
-        await asyncio.to_thread(self.store.write_file, self.store.previous_path, previous)
+
+    def _enter_trial(self, gw: RolloutGateway) -> None:
+        """Persisted before the restart (synchronously: nothing else runs in between)."""
         self.state.phase = "trial"
         self.state.reason = ""
         self.state.deadline = self._clock() + READY_TIMEOUT_S + self.state.window_s
-        self.state.baseline = baseline
-        await asyncio.to_thread(self.store.save, self.state)
-        await self._event("applying", {"waited_s": round(time.monotonic() - started, 1), "baseline": baseline},
-                          concerned)
-        mode = self.config_path.stat().st_mode & 0o777
-        await asyncio.to_thread(write_atomic, self.config_path, body, mode)
-        log.warning("roll-out %s (%s): applying; health window %.0f s", self.state.sha256, self.state.label,
-                    self.state.window_s)
-        self._task = None
-        self._restart(config)
+        self.state.baseline = health_facts(gw)
+        self.store.save(self.state)
 
     async def _watch(self, gw: RolloutGateway) -> None:
+        try:
+            await self._check_window(gw)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("roll-out %s: health check failed", self.state.sha256)
+            await self._roll_back(f"the health check failed: {exc!r}"[:300])
+
+    async def _check_window(self, gw: RolloutGateway) -> None:
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
                 await gw.ready.wait()
@@ -257,9 +286,17 @@ class RolloutManager:
         if previous is None:
             log.critical("roll-out %s: %s; rollback impossible (%s)", self.state.sha256, reason, self.state.reason)
             return
+        gw = self._gateway
+        said = None
+        while gw is not None and (busy := unsafe_reason(gw)) is not None:
+            # Going back restarts the gateway too: it waits for the broadcast like the roll-out did.
+            if busy != said:
+                said = busy
+                await self._event("rollback_waiting", {"why": reason[:200], "waiting": busy}, self._concerned())
+            await asyncio.sleep(_SAFE_POLL_S)
         self._finish("rolled_back", reason)
         log.error("roll-out %s rolled back: %s", self.state.sha256, reason)
-        await self._event("rolled_back", {}, self._concerned())
+        self._pending_events.append(self._body("rolled_back", {}))
         assert self._restart is not None
         self._restart(previous)
 
