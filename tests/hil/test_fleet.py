@@ -120,9 +120,11 @@ def test_one_broken_file_rolls_back_alone(fleet: Fleet, broker: Broker, link: Fl
     assert inventory["config"] == {"sha256": targets[0].sha256, "label": "v2"}
     assert inventory["rollout"]["phase"] == "committed"
     assert inventory["software"]["version"]
-    timings = [t.to_json()["seconds"] for t in done if t.outcome == "committed"]
+    timings = sorted(t.to_json()["seconds"] for t in done if t.outcome == "committed")
     print(f"\nFLEET {GATEWAYS} gateways, window 5 s: command to committed, s: "
-          f"min {min(timings):.2f} median {sorted(timings)[len(timings) // 2]:.2f} max {max(timings):.2f}")
+          f"min {timings[0]:.2f} median {timings[len(timings) // 2]:.2f} max {timings[-1]:.2f}; "
+          f"each: {', '.join(f'{x:.2f}' for x in timings)}; rolled back after "
+          f"{next(t.to_json()['seconds'] for t in done if t.gateway == broken)} s")
 
 
 def ask_status(fleet: Fleet, gw: str) -> dict[str, Any]:
