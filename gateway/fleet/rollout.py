@@ -103,6 +103,7 @@ class RolloutManager:
         self._task: asyncio.Task[None] | None = None
         self._pending_events: list[dict[str, Any]] = []  # steps taken before a gateway ran (at start): few
         self._events: set[asyncio.Task[None]] = set()
+        self._one_apply = asyncio.Lock()  # two config_apply commands at once: the second sees the first
         self.config_sha = self._file_sha()
 
     # ---- the daemon's calls ----
@@ -164,6 +165,11 @@ class RolloutManager:
 
     async def apply(self, sha256: str, label: str | None, window_s: float, max_wait_s: float,
                     signatures: list[OperatorSignature], command_id: int | None) -> dict[str, Any]:
+        async with self._one_apply:
+            return await self._apply(sha256, label, window_s, max_wait_s, signatures, command_id)
+
+    async def _apply(self, sha256: str, label: str | None, window_s: float, max_wait_s: float,
+                     signatures: list[OperatorSignature], command_id: int | None) -> dict[str, Any]:
         gw = self._gateway
         if gw is None or self._restart is None:
             raise CommandFailed("no roll-out on this gateway: it was not started by `fieldgate run`")

@@ -2,7 +2,8 @@
 the platform's `centre.fleet` pushing signed site files.
 
 - one file is broken for its site (its uplink points nowhere): that gateway rolls back alone, the rest commit;
-- a roll-out that arrives while a broadcast is active waits, and applies once it is cancelled;
+- a file that changes the broadcast path is refused without two operators' signatures; signed (with
+  `fieldgate fleet sign-config` / `push`), it waits while a broadcast is active and applies once it is cancelled;
 - a daemon killed inside the health window rolls back when it starts again.
 
 FLEET_GATEWAYS sets how many gateways the first test runs (3 in CI; the bench figure used 10).
@@ -10,14 +11,18 @@ FLEET_GATEWAYS sets how many gateways the first test runs (3 in CI; the bench fi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from centre.fleet import FleetLink, Plan, Target, push
@@ -30,6 +35,7 @@ from sim.modbus import SimServer, SimUnit
 from sim.platform import Platform, signed_command
 from sim.sites import SIREN_COIL, radar_gauge_bus, tone
 from sim.support import free_port, wait_for
+from tests.hil.rig import ROOT
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(240)]
 GATEWAYS = int(os.environ.get("FLEET_GATEWAYS", "3"))
@@ -158,10 +164,24 @@ def test_daemon_killed_inside_the_window_rolls_back_at_start(fleet: Fleet, broke
     assert config.read_bytes() == before
 
 
-def test_rollout_waits_while_a_broadcast_is_active(fleet: Fleet, broker: Broker, link: FleetLink) -> None:
+def pem(key: Ed25519PrivateKey, path: Path) -> str:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return str(path)
+
+
+def fieldgate(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_broadcast_change_needs_two_operators_and_waits_while_a_broadcast_is_active(
+    fleet: Fleet, broker: Broker, link: FleetLink
+) -> None:
+    """With `fieldgate fleet` itself: sign-config by two operators, push; the push waits for the cancel."""
     gw = "fleet-siren"
     gauge_port, board_port = free_port(), free_port()
-    operator = Ed25519PrivateKey.generate()
+    alice, bob = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     board = f"{{transport: tcp, host: 127.0.0.1, port: {board_port}, timeout: 1.0}}"
     (fleet.tmp / gw).mkdir()
     clips = ", ".join(f"{n}: {{file: {tone(fleet.tmp / gw / f'{n}.wav', f)}}}"
@@ -173,9 +193,9 @@ rules:
 broadcast:
   sender: {gw}
   audit_path: {fleet.tmp / gw / 'audit.log'}
-  operators: {{alice: "{public_key_text(operator)}"}}
+  operators: {{alice: "{public_key_text(alice)}", bob: "{public_key_text(bob)}"}}
   outputs:
-    siren: {{type: modbus_relay_siren, board: {board}, coil: {SIREN_COIL}, max_activation: 600}}
+    siren: {{type: modbus_relay_siren, board: {board}, coil: {SIREN_COIL}, max_activation: MAX}}
   zones: {{dam: {{outputs: [siren]}}}}
   patterns: {{flood: {{steps: [[2, 1]], repeat: 100}}, drill: {{steps: [[1, 2]], repeat: 5}}}}
   status_patterns: {{actual: flood, exercise: drill}}
@@ -188,7 +208,7 @@ broadcast:
 """
     from gateway.config.loader import load_site_text
 
-    text = site(fleet.tmp, gw, broker.port, fleet.issuer, extra=extra)
+    text = site(fleet.tmp, gw, broker.port, fleet.issuer, extra=extra.replace("MAX", "600"))
     level = load_site_text(text).buses[0].devices[0].points[0]
     gauge, relay = SimUnit(1), SimUnit(1)
     gauge.set_point(level, 149.0)
@@ -199,24 +219,44 @@ broadcast:
         gauge.set_point(level, 152.6)
         wait_for(lambda: relay.coil(SIREN_COIL), 20, f"siren on; log:\n{fleet.processes[gw].log()}")
         gauge.set_point(level, 149.0)  # the alarm clears; the broadcast stays active until it is cancelled
-        new = site(fleet.tmp, gw, broker.port, fleet.issuer, name="v2", extra=extra).encode()
-        push(link, fleet.plan(outcome_timeout=1.0), [Target(gw, new)])
-        wait_for(lambda: any(r.get("step") == "waiting" for r in fleet.rollouts(gw)), 20, "the roll-out waits")
+        # The new file shortens the siren's longest activation: the operators must sign it.
+        new = site(fleet.tmp, gw, broker.port, fleet.issuer, name="v2", extra=extra.replace("MAX", "300")).encode()
+        unsigned = push(link, fleet.plan(outcome_timeout=1.0), [Target(gw, new)])[0]
+        assert unsigned.outcome == "refused" and "2 distinct operator signature(s) required" in unsigned.reason
+        new_file = fleet.tmp / "new.yaml"
+        new_file.write_bytes(new)
+        signatures = []
+        for name, key in (("alice", alice), ("bob", bob)):
+            signer = fieldgate("fleet", "sign-config", "--key", pem(key, fleet.tmp / f"{name}.key"), "--operator",
+                               name, "--gateway", gw, "--site", str(new_file))
+            out, err = signer.communicate(timeout=30)
+            assert signer.returncode == 0, err
+            signatures.append(json.loads(out))
+        (fleet.tmp / "sigs.json").write_text(json.dumps(signatures))
+        pusher = fieldgate("fleet", "push", "--broker", f"127.0.0.1:{broker.port}", "--key",
+                           pem(fleet.key, fleet.tmp / "ops.key"), "--key-id", "ops", "--site", f"{gw}={new_file}",
+                           "--signatures", f"{gw}={fleet.tmp / 'sigs.json'}", "--window", "5", "--max-wait", "120",
+                           "--label", "siren-300")
+        wait_for(lambda: any(r.get("step") == "waiting" for r in fleet.rollouts(gw)), 30, "the roll-out waits")
         waiting = next(r for r in fleet.rollouts(gw) if r.get("step") == "waiting")
         assert "broadcast" in waiting["reason"], waiting
         time.sleep(3)
         assert not any(r.get("step") == "applying" for r in fleet.rollouts(gw)), "applied during a broadcast"
-        assert relay.coil(SIREN_COIL)
+        assert relay.coil(SIREN_COIL) and pusher.poll() is None
         alert_id = waiting["reason"].split("broadcast active: ", 1)[1].split(",")[0]
         cancel = signed_command(fleet.key, gateway=gw, kid="ops", cmd="cancel_broadcast",
                                 args={"alert_id": alert_id}, command_id=777)
         fleet.collector.send_command(gw, cancel.to_bytes(), suffix="ops")
+        out, err = pusher.communicate(timeout=90)
+        assert pusher.returncode == 0, (out, err, fleet.processes[gw].log())
+        assert json.loads(out)[0]["outcome"] == "committed"
         wait_for(lambda: any(r.get("step") == "committed" for r in fleet.rollouts(gw)), 60,
                  f"committed after the cancel; log:\n{fleet.processes[gw].log()}")
         assert not relay.coil(SIREN_COIL)
         assert sha256_hex((fleet.tmp / gw / "site.yaml").read_bytes()) == sha256_hex(new)
         audit = (fleet.tmp / gw / "audit.log").read_text()
-        assert "config_rollout" in audit  # the broadcast audit chain has the roll-out's steps
+        # The broadcast audit chain has the roll-out's steps, the refusal without signatures among them.
+        assert audit.count("config_rollout") >= 3 and "operator signature" in audit
     finally:
         for server in servers:
             server.stop()
