@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from gateway.alerts.signing import OperatorSignature
 from gateway.commands.target import CommandFailed
 from gateway.config import SiteConfig
+from gateway.contracts import IdentifiedModem
 from gateway.fleet import inventory as inv
 from gateway.fleet import staging
 from gateway.fleet.store import RolloutState, RolloutStore, sha256_hex
@@ -143,7 +144,8 @@ class RolloutManager:
     def inventory(self) -> dict[str, Any]:
         state = self.state
         label = state.label if state.sha256 == self.config_sha and state.phase in ("trial", "committed") else None
-        modems = [{"link": slot.config.name, "type": slot.config.type}
+        modems = [{"link": slot.config.name, "type": slot.config.type,
+                   **(slot.link.modem_identity() if isinstance(slot.link, IdentifiedModem) else {})}
                   for slot in (self._gateway.satellites if self._gateway else [])]
         return inv.inventory(self.config_sha, label, modems, state.summary())
 
