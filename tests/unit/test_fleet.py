@@ -117,3 +117,33 @@ def test_a_start_inside_the_window_rolls_back(tmp_path: Path) -> None:
     # A committed roll-out is left alone.
     again = RolloutManager(str(config_path), config)
     assert again.recover(config) is config and config_path.read_bytes() == old
+
+
+def test_hardware_from_the_device_tree_or_dmi(tmp_path: Path) -> None:
+    from gateway.fleet.inventory import hardware
+
+    tree, dmi = tmp_path / "dt", tmp_path / "dmi"
+    tree.mkdir()
+    dmi.mkdir()
+    (tree / "model").write_bytes(b"Raspberry Pi 4 Model B Rev 1.5\0")
+    (tree / "serial-number").write_bytes(b"10000000abcdef01\0")
+    assert hardware.__wrapped__(tree, dmi)["model"] == "Raspberry Pi 4 Model B Rev 1.5"
+    assert hardware.__wrapped__(tree, dmi)["serial"] == "10000000abcdef01"
+    (dmi / "sys_vendor").write_text("Advantech\n")
+    (dmi / "product_name").write_text("UNO-2271G\n")
+    x86 = hardware.__wrapped__(tmp_path / "none", dmi)
+    assert x86["model"] == "Advantech UNO-2271G" and x86["serial"] is None  # product_serial: root only
+
+
+def test_health_message_carries_the_compact_inventory(tmp_path: Path) -> None:
+    from gateway.fleet.inventory import inventory
+    from gateway.health import health_message
+
+    inv = inventory("ab" * 32, "2026-12", [{"link": "bd", "type": "beidou", "card_id": 1234}],
+                    {"phase": "rolled_back", "sha256": "cd" * 32, "reason": "link county not connected"})
+    message = health_message({"inventory": inv}, tmp_path, thermal_dir=tmp_path)
+    assert message["inventory"]["cfg"] == "ab" * 8 and message["inventory"]["label"] == "2026-12"
+    assert message["inventory"]["modems"] == [{"link": "bd", "type": "beidou", "card_id": 1234}]
+    assert message["inventory"]["rollout"] == {"phase": "rolled_back", "cfg": "cd" * 8,
+                                               "reason": "link county not connected"}
+    assert "inventory" not in health_message({}, tmp_path, thermal_dir=tmp_path)
