@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from centre.fleetcli import add_subcommands as fleet_commands
 from centre.satellite.cli import add_subcommands as satellite_commands
 
 
 def add_subcommands(sub: Any) -> None:
     satellite_commands(sub)
+    fleet_commands(sub)
     centre = sub.add_parser("sl651-centre", help="receive SL 651 stations over TCP and publish them to MQTT")
     centre.add_argument("--config", help="YAML file with the settings below (flags override it)")
     centre.add_argument("--listen", help="host:port to accept stations on (default 0.0.0.0:5005)")

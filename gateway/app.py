@@ -27,6 +27,7 @@ from gateway.config.site import SiteConfig
 from gateway.contracts import BusDriver, LinkWiring, ReportLink, ReportLinkSettings
 from gateway.control import GatewayControl
 from gateway.datapath import Background, DataPath, ReadingObserver
+from gateway.fleet.inventory import inventory
 from gateway.history import attach_history
 from gateway.journal import AsyncJournal, Journal
 from gateway.links import LinkRunner
@@ -101,6 +102,8 @@ class Gateway:
         self.cameras: list[CameraGuard] = []  # built when the cameras start
         self.history = attach_history(config, self.datapath)  # the status page's trends: an observer, not the journal
         self.control = GatewayControl(self)
+        # The daemon's roll-out manager replaces this with the full inventory (config hash, roll-out state).
+        self.inventory_source: Callable[[], dict[str, Any]] = partial(inventory, None, None, [], None)
 
     # ---- what the status view and the command target read (GatewayState) -----------------
 
@@ -135,6 +138,13 @@ class Gateway:
 
     def snapshot(self) -> dict[str, Any]:
         return build_snapshot(self)
+
+    def inventory(self) -> dict[str, Any]:
+        return self.inventory_source()
+
+    @property
+    def commands_running(self) -> bool:
+        return self.router.commands is not None
 
     def loop_states(self) -> list[dict[str, Any]]:
         return self._loop_states()

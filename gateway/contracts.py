@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from gateway.shared import OutboundMessage, PointInfo, Progress, ReadingSink, SatellitePolicy, Value
 
@@ -187,6 +187,15 @@ class SatelliteLink(Uplink, Protocol):
     @property
     def foreign_count(self) -> int | None:
         """Messages dropped because they came from a sender that is not the platform; None if not counted."""
+        ...
+
+
+@runtime_checkable
+class IdentifiedModem(Protocol):
+    """A satellite link that can say which card or modem it drives (the fleet inventory); optional."""
+
+    def modem_identity(self) -> dict[str, Any]:
+        """E.g. ``{"card_id": 1234}`` (BeiDou); values are None until the modem has said them."""
         ...
 
 

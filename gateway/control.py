@@ -17,6 +17,7 @@ from gateway.state import GatewayState
 if TYPE_CHECKING:
     from gateway.alerts.model import Alert
     from gateway.alerts.signing import OperatorSignature
+    from gateway.fleet.rollout import RolloutManager
 
 log = logging.getLogger("fieldgate.control")
 
@@ -26,6 +27,8 @@ class GatewayControl:
         self.gateway = gateway
         # Set by the daemon (gateway/daemon.py), which owns reloads; None when nothing can reload this gateway.
         self.reload: Callable[[], Awaitable[dict[str, Any]]] | None = None
+        # Set by the daemon too: the roll-out outlives this gateway (gateway/fleet/rollout.py).
+        self.fleet: RolloutManager | None = None
 
     def snapshot(self) -> dict[str, Any]:
         return self.gateway.snapshot()
@@ -104,6 +107,18 @@ class GatewayControl:
         if self.reload is None:
             raise CommandFailed("nothing can reload this gateway: it was not started by `fieldgate run`")
         return await self.reload()
+
+    async def config_chunk(self, sha256: str, index: int, total: int, data: str) -> dict[str, Any]:
+        return await self._fleet().chunk(sha256, index, total, data)
+
+    async def config_apply(self, sha256: str, label: str | None, window_s: float, max_wait_s: float,
+                           signatures: list[OperatorSignature], command_id: int | None) -> dict[str, Any]:
+        return await self._fleet().apply(sha256, label, window_s, max_wait_s, signatures, command_id)
+
+    def _fleet(self) -> RolloutManager:
+        if self.fleet is None:
+            raise CommandFailed("no configuration roll-out here: the gateway was not started by `fieldgate run`")
+        return self.fleet
 
     async def action(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         """Technician actions from the status page (behind its login)."""

@@ -20,6 +20,7 @@ from typing import Any
 from gateway.app import Gateway
 from gateway.commands import CommandFailed
 from gateway.config import ConfigError, SiteConfig, load_site
+from gateway.fleet.rollout import RolloutManager
 from gateway.rules import RuleEngine
 from gateway.shared import Progress
 from gateway.systemd import LivenessSupervisor, LoopHandle
@@ -37,6 +38,8 @@ async def serve(config_path: str, config: SiteConfig) -> None:
         loop.add_signal_handler(sig, shutdown.set)
     loop.add_signal_handler(signal.SIGHUP, reloads.signalled.set)
     previous: Gateway | None = None
+    fleet = RolloutManager(config_path, config)
+    config = fleet.recover(config)  # a roll-out left on trial (crash, power cut) goes back first
     try:
         while True:
             handles: list[LoopHandle] = []
@@ -44,6 +47,9 @@ async def serve(config_path: str, config: SiteConfig) -> None:
             gateway = Gateway(config, progress_factory=progress, config_path=config_path,
                               loop_states=partial(_loop_states, supervisor), rules=carried_rules(previous, config))
             gateway.control.reload = reloads.command
+            gateway.control.fleet = fleet
+            gateway.inventory_source = fleet.inventory
+            fleet.attach(gateway, reloads.restart_on)
             stop = asyncio.Event()
             run = asyncio.create_task(gateway.run(stop), name="gateway")
             announce = asyncio.create_task(_announce_ready(gateway, supervisor))
@@ -88,6 +94,11 @@ class Reloads:
         self.config = config
         self.accepted.set()
         return {"reloading": True, "config": self.config_path}
+
+    def restart_on(self, config: SiteConfig) -> None:
+        """A roll-out applies ``config`` (or rolls back to it): restart the gateway on it now."""
+        self.config = config
+        self.accepted.set()
 
     def take(self) -> SiteConfig | None:
         config, self.config = self.config, None

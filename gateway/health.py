@@ -111,4 +111,26 @@ def health_message(snapshot: Mapping[str, Any], disk_path: str | os.PathLike[str
                if c.get("name")}
     if cameras:  # a site without cameras pays nothing for them (the message may travel by satellite)
         message["cameras"] = cameras
+    inventory = _mapping(snapshot.get("inventory"))
+    if inventory:
+        message["inventory"] = compact_inventory(inventory)
     return message
+
+
+def compact_inventory(inventory: Mapping[str, Any]) -> dict[str, Any]:
+    """What the platform lists gateways by: versions, config hash (first 16 hex digits) and label,
+    hardware model and serial, modems, and the last roll-out's phase."""
+    config = _mapping(inventory.get("config"))
+    hardware = _mapping(inventory.get("hardware"))
+    rollout = _mapping(inventory.get("rollout"))
+    sha = config.get("sha256")
+    return {
+        "sw": _mapping(inventory.get("software")).get("version"),
+        "cfg": sha[:16] if isinstance(sha, str) else None,
+        "label": config.get("label"),
+        "model": hardware.get("model"),
+        "serial": hardware.get("serial"),
+        "modems": _dicts(inventory.get("modems")),
+        "rollout": {"phase": rollout.get("phase"), "cfg": (rollout.get("sha256") or "")[:16] or None,
+                    "reason": rollout.get("reason") or None} if rollout else None,
+    }

@@ -99,6 +99,10 @@ class GatewayState(Protocol):
 
     def snapshot(self) -> dict[str, Any]: ...
 
+    def inventory(self) -> dict[str, Any]:
+        """Software, config hash and label, hardware, modems, last roll-out (gateway/fleet/inventory.py)."""
+        ...
+
     @property
     def report_links(self) -> Sequence[tuple[ReportLink, ReportLinkSettings]]:
         """Links that report to third parties (SL 651 centres), each with its config section."""

@@ -53,6 +53,7 @@ def build_snapshot(gw: GatewayState) -> dict[str, Any]:
         "snapshot": gw.latest_snapshot,
         "cameras": [guard.health.to_json() for guard in gw.cameras],
         "counters": dict(gw.counters),
+        "inventory": gw.inventory(),
     }
 
 

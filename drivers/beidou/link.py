@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from drivers.beidou.config import BeidouConfig
 from drivers.beidou.sentences import (
@@ -86,6 +87,10 @@ class BeidouLink:
     @property
     def card(self) -> CardInfo | None:
         return self._card
+
+    def modem_identity(self) -> dict[str, Any]:
+        card = self._card
+        return {"card_id": card.user_id if card is not None and card.present else None}
 
     @property
     def dialect(self) -> Dialect | None:

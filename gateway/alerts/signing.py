@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -31,9 +31,20 @@ def signing_message(alert: Alert, signed_at: int) -> bytes:
     return f"fieldgate-alert-v1|{alert.digest()}|{signed_at}".encode()
 
 
+def config_signing_message(gateway_id: str, sha256: str, signed_at: int) -> bytes:
+    """What operators sign to let a site file that changes the broadcast outputs or the interlock be
+    applied on ``gateway_id`` (docs/fleet.md): the file by its sha256, for that gateway only."""
+    return f"fieldgate-config-v1|{gateway_id}|{sha256}|{signed_at}".encode()
+
+
 def sign(alert: Alert, operator: str, key: Ed25519PrivateKey, now: float) -> OperatorSignature:
+    return sign_message(lambda at: signing_message(alert, at), operator, key, now)
+
+
+def sign_message(message: Callable[[int], bytes], operator: str, key: Ed25519PrivateKey,
+                 now: float) -> OperatorSignature:
     signed_at = int(now)
-    signature = key.sign(signing_message(alert, signed_at))
+    signature = key.sign(message(signed_at))
     return OperatorSignature(operator=operator, signed_at=signed_at, signature=base64.b64encode(signature).decode())
 
 
@@ -62,6 +73,12 @@ class Keyring:
         self, alert: Alert, signatures: Iterable[OperatorSignature], window_s: float, now: float
     ) -> tuple[list[str], list[str]]:
         """(operators whose signature is valid and fresh, one per distinct key; reasons for the rest)."""
+        return self.verified_message_signers(lambda at: signing_message(alert, at), signatures, window_s, now)
+
+    def verified_message_signers(
+        self, message: Callable[[int], bytes], signatures: Iterable[OperatorSignature], window_s: float, now: float
+    ) -> tuple[list[str], list[str]]:
+        """As verified_signers, for any message stamped with the signing time (a site file's digest)."""
         good: list[str] = []
         keys_seen: set[bytes] = set()
         problems: list[str] = []
@@ -77,9 +94,9 @@ class Keyring:
                 problems.append(f"{sig.operator}: signature older than {window_s:.0f} s")
                 continue
             try:
-                key.verify(base64.b64decode(sig.signature, validate=True), signing_message(alert, sig.signed_at))
+                key.verify(base64.b64decode(sig.signature, validate=True), message(sig.signed_at))
             except (InvalidSignature, binascii.Error, ValueError):
-                problems.append(f"{sig.operator}: signature does not match this alert")
+                problems.append(f"{sig.operator}: signature does not match what was signed")
                 continue
             raw = self._raw[sig.operator]
             if raw in keys_seen:
@@ -92,7 +109,13 @@ class Keyring:
     def require(
         self, alert: Alert, signatures: Iterable[OperatorSignature], count: int, window_s: float, now: float
     ) -> list[str]:
-        good, problems = self.verified_signers(alert, signatures, window_s, now)
+        return self.require_message(lambda at: signing_message(alert, at), signatures, count, window_s, now)
+
+    def require_message(
+        self, message: Callable[[int], bytes], signatures: Iterable[OperatorSignature], count: int, window_s: float,
+        now: float,
+    ) -> list[str]:
+        good, problems = self.verified_message_signers(message, signatures, window_s, now)
         if len(good) < count:
             detail = "; ".join(problems) if problems else "no signatures"
             raise SignatureRefused(f"{count} distinct operator signature(s) required, {len(good)} valid ({detail})")

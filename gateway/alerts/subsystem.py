@@ -112,6 +112,14 @@ class BroadcastSubsystem:
             await self._result(None, result)
         return list(results)
 
+    def busy(self) -> str | None:
+        """Why the outputs must not be disturbed now (a configuration roll-out waits for None)."""
+        if self._lock.locked():
+            return "a broadcast decision is being taken"
+        if self._active:
+            return f"broadcast active: {', '.join(list(self._active)[:3])}"
+        return None
+
     def status(self) -> dict[str, Any]:
         return {"outputs": {name: out.status() for name, out in self.outputs.items()},
                 "active": list(self._active)}

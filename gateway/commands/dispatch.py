@@ -43,10 +43,31 @@ class CameraArgs(StrictModel):
     camera: str = Field(pattern=_ID)
 
 
+_SHA256 = r"^[0-9a-f]{64}$"
+
+
+class ConfigChunkArgs(StrictModel):
+    """One piece of a site file (docs/fleet.md); the chunks of one file share its sha256."""
+
+    sha256: str = Field(pattern=_SHA256)
+    index: int = Field(ge=0, lt=64)
+    total: int = Field(ge=1, le=64)
+    # base64 of at most 36 KiB of the file: the whole envelope stays under the links' 64 KiB command limit
+    data: str = Field(max_length=48 * 1024)
+
+
+class ConfigApplyArgs(StrictModel):
+    sha256: str = Field(pattern=_SHA256)
+    label: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.:+-]+$")
+    window_s: float = Field(default=60.0, ge=5, le=3600, description="health window after the change")
+    max_wait_s: float = Field(default=600.0, ge=0, le=86400, description="longest wait for a safe moment")
+    signatures: list[OperatorSignature] = Field(default_factory=list, max_length=8)
+
+
 ARG_MODELS: dict[CommandName, type[StrictModel]] = {
     "ping": NoArgs, "status": NoArgs, "read_point": PointArgs, "write_point": WriteArgs,
     "trigger_broadcast": BroadcastArgs, "cancel_broadcast": CancelArgs, "request_snapshot": CameraArgs,
-    "reload_config": NoArgs,
+    "reload_config": NoArgs, "config_chunk": ConfigChunkArgs, "config_apply": ConfigApplyArgs,
 }
 
 
@@ -73,7 +94,7 @@ Call = Callable[[], Awaitable[dict[str, Any]]]
 
 
 def call_for(cmd: CommandName, args: dict[str, Any], parsed: StrictModel, target: CommandTarget,
-             gateway_id: str) -> Call:
+             gateway_id: str, command_id: int | None = None) -> Call:
     """The coroutine factory that performs ``cmd`` (args already checked by check_args)."""
     if cmd == "ping":
         async def ping() -> dict[str, Any]:
@@ -97,4 +118,9 @@ def call_for(cmd: CommandName, args: dict[str, Any], parsed: StrictModel, target
         return lambda: target.request_snapshot(parsed.camera)
     if cmd == "reload_config":
         return target.reload_config
+    if isinstance(parsed, ConfigChunkArgs):
+        return lambda: target.config_chunk(parsed.sha256, parsed.index, parsed.total, parsed.data)
+    if isinstance(parsed, ConfigApplyArgs):
+        return lambda: target.config_apply(parsed.sha256, parsed.label, parsed.window_s, parsed.max_wait_s,
+                                           parsed.signatures, command_id)
     raise AssertionError(f"no dispatch for {cmd}")

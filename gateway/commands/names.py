@@ -8,12 +8,14 @@ from typing import Literal
 CommandName = Literal[
     "ping", "status", "read_point", "write_point",
     "trigger_broadcast", "cancel_broadcast", "request_snapshot", "reload_config",
+    "config_chunk", "config_apply",
 ]
 
 # Position = the 4-bit code of the command in the compact satellite form. Append only.
 COMMANDS: tuple[CommandName, ...] = (
     "ping", "status", "read_point", "write_point",
     "trigger_broadcast", "cancel_broadcast", "request_snapshot", "reload_config",
+    "config_chunk", "config_apply",  # fleet roll-out (docs/fleet.md); a chunk never fits a satellite message
 )
 
 # What a site accepts when its config says nothing: commands that change nothing in the field.

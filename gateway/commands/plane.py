@@ -228,7 +228,7 @@ class CommandPlane:
                        context: dict[str, Any]) -> Reply:
         try:
             status, reason, detail, result = await self._run(call_for(env.cmd, env.args, parsed, self.target,
-                                                                      self.gateway_id))
+                                                                      self.gateway_id, env.id))
         finally:
             self._pending -= 1
         reply = self._reply(hint, context, status, reason, detail, result)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.shared import Value
+
+if TYPE_CHECKING:
+    from gateway.alerts.signing import OperatorSignature
 
 
 class CommandFailed(Exception):
@@ -33,3 +36,12 @@ class CommandTarget(Protocol):
     async def request_snapshot(self, camera: str) -> dict[str, Any]: ...
 
     async def reload_config(self) -> dict[str, Any]: ...
+
+    async def config_chunk(self, sha256: str, index: int, total: int, data: str) -> dict[str, Any]:
+        """Keep one piece of a site file; the last one stages and validates it (docs/fleet.md)."""
+        ...
+
+    async def config_apply(self, sha256: str, label: str | None, window_s: float, max_wait_s: float,
+                           signatures: list[OperatorSignature], command_id: int | None) -> dict[str, Any]:
+        """Start the roll-out of the staged file; answers once it is accepted (or refused)."""
+        ...

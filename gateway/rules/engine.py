@@ -112,6 +112,11 @@ class RuleEngine:
         self._started: float | None = None
         self._counter = 0
 
+    @property
+    def rule_count(self) -> int:
+        """Rules loaded (a roll-out's health check compares it with the config)."""
+        return len(self._states)
+
     # ---- inputs ----
 
     def evaluate(self, reading: Reading) -> list[AlarmTransition]:

@@ -70,6 +70,7 @@ async def test_beidou_probe_send_and_receive(pty_pair: tuple[str, str], dialect:
         async with running(link):
             assert link.dialect is dialect
             assert link.interval_s == 1.0 and link.max_bytes == 77
+            assert link.modem_identity() == {"card_id": emu.card_id}  # the fleet inventory's card id
             await link.send(msg(b"\x12alarm", 7))
             assert [s.payload for s in emu.sent] == [b"\x12alarm"]
             assert emu.sent[0].dest == 247718
