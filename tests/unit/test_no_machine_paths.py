@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-NOT_OURS = {".git", ".venv", "build", "dist", "wheelhouse", "__pycache__", ".mypy_cache", ".ruff_cache",
+NOT_OURS = {".git", ".venv", ".hypothesis", "build", "dist", "wheelhouse", "__pycache__", ".mypy_cache", ".ruff_cache",
             ".pytest_cache", ".fuzz", "demo-state", "state"}
 # An absolute path to the shared folder ("<absolute>/shared/vectors"), not "../shared/..." or "shared/...".
 ABSOLUTE_SHARED = re.compile(r"(?<![\w.])(/[\w.-]+)+/shared/(vectors|notes)\b")

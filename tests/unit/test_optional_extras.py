@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 VISION_EXTRA = ("numpy", "cv2", "onnxruntime", "onnx")
 OURS = ("gateway", "drivers", "sim")
 # The only modules that may need the extra: the vision pipeline and the camera/inference drivers.
-NEEDS_EXTRA = ("gateway.vision.", "drivers.onnx.", "drivers.camera.capture", "drivers.camera.snapshot")
+NEEDS_EXTRA = ("gateway.vision.", "drivers.onnx.", "drivers.camera.capture", "drivers.camera.snapshot",
+               "drivers.camera.device", "drivers.camera.stills")
 SITES_WITHOUT_CAMERAS = ("demo.yaml", "reservoir.yaml")
 SITES_WITH_CAMERAS = ("chemical-park.yaml", "forest-tower.yaml")
 
