@@ -15,8 +15,10 @@ reading (``write_bytes`` of /proc/<pid>/io over the window: WAL, checkpoints, lo
         --variant bare --variant fieldgate:gateway:fieldgate --variant thingsboard:gateway:thingsboard \\
         --variant main-fieldgate:gateway:fieldgate:/tmp/fieldgate-main
 
-A variant is ``NAME[:KIND[:PROFILE[:ROOT]]]``: KIND ``bare`` or ``gateway``; PROFILE the link's payload
-profile; ROOT another checkout of the repository to run the gateway from (a *before* build).
+A variant is ``NAME[:KIND[:PROFILE[:ROOT[:JOURNAL]]]]``: KIND ``bare`` or ``gateway``; PROFILE the link's
+payload profile; ROOT another checkout of the repository to run the gateway from (a *before* build; empty:
+this one); JOURNAL the body of the site's ``journal:`` section in YAML flow style without braces, e.g.
+``min_commit_interval: 1s``.
 ``--cprofile DIR`` runs gateway variants under ``bench/profiled_gateway.py`` (cProfile per thread; CPU figures of
 such a run include the profiler's overhead, so profile and measure in separate runs).
 """
@@ -67,7 +69,8 @@ def proc_write_bytes(pid: int) -> int:
     return 0
 
 
-def site_yaml(tmp: Path, ports: list[int], registers: int, poll_ms: int, broker_port: int, profile: str) -> Path:
+def site_yaml(tmp: Path, ports: list[int], registers: int, poll_ms: int, broker_port: int, profile: str,
+              journal: str = "") -> Path:
     buses = []
     for i, port in enumerate(ports):
         points = "\n".join(
@@ -86,6 +89,7 @@ def site_yaml(tmp: Path, ports: list[int], registers: int, poll_ms: int, broker_
         points:
 {points}""")
     text = f"""gateway: {{id: bench, state_dir: {tmp / 'state'}}}
+{f"journal: {{{journal}}}" if journal else ""}
 buses:
 {chr(10).join(buses)}
 links:
@@ -102,6 +106,7 @@ class Variant:
     kind: str = "gateway"
     profile: str = "fieldgate"
     root: Path = ROOT
+    journal: str = ""
     runs: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -110,8 +115,10 @@ class Variant:
         variant = cls(parts[0], kind=parts[1] if len(parts) > 1 else parts[0])
         if len(parts) > 2:
             variant.profile = parts[2]
-        if len(parts) > 3:
+        if len(parts) > 3 and parts[3]:
             variant.root = Path(parts[3]).resolve()
+        if len(parts) > 4:
+            variant.journal = ":".join(parts[4:])
         return variant
 
 
@@ -152,7 +159,8 @@ def start_variant(variant: Variant, tmp: Path, ports: list[int], args: argparse.
                "--ports", ",".join(map(str, ports)), "--registers", str(args.registers),
                "--poll-ms", str(args.poll_ms)]
     else:
-        config = site_yaml(tmp, ports, args.registers, args.poll_ms, broker_port, variant.profile)
+        config = site_yaml(tmp, ports, args.registers, args.poll_ms, broker_port, variant.profile,
+                           variant.journal)
         cmd = [sys.executable, "-m", "gateway.cli", "run", str(config)]
         if args.cprofile:
             cmd = [sys.executable, str(ROOT / "bench" / "profiled_gateway.py"), str(Path(args.cprofile).resolve()),
