@@ -1,12 +1,26 @@
-"""Ingest benchmark: N simulated Modbus TCP devices x M registers → gateway → mosquitto.
+"""Ingest benchmark: N simulated Modbus TCP devices x M registers → gateway → mosquitto, against a bare loop.
 
-Every register changes every ``--change-ms``; the gateway polls every ``--poll-ms``
-with a zero deadband, so every change it sees is reported. Prints JSON: delivered
-points/s, gateway CPU seconds per 1 000 points, p50/p99 latency from the value
-change on the device to its arrival at a broker subscriber, and the gateway's
-peak RSS.
+Every register changes every ``--change-ms``; the gateway polls every ``--poll-ms`` with a zero
+deadband, so every change it sees is reported. Each *variant* is a process started against the same
+devices and broker, one after another, ``--rounds`` times in turn (ABAB, so that a machine shared with
+other jobs loads every variant alike); the figures are medians per variant, and each is also given as a
+ratio against the ``bare`` variant (``bench/bare_loop.py``: pymodbus block reads + paho, no durability)
+measured in the same run.
 
-    .venv/bin/python bench/ingest.py --devices 10 --registers 20 --poll-ms 100 --seconds 30
+Per variant: delivered points/s, CPU seconds per 1 000 points, p50/p99 latency from the value change on
+the device to its arrival at a QoS 1 subscriber, peak RSS (VmHWM), and bytes the process wrote to disk per
+reading (``write_bytes`` of /proc/<pid>/io over the window: WAL, checkpoints, logs).
+
+    .venv/bin/python bench/ingest.py --seconds 30 --rounds 3 \\
+        --variant bare --variant fieldgate:gateway:fieldgate --variant thingsboard:gateway:thingsboard \\
+        --variant main-fieldgate:gateway:fieldgate:/tmp/fieldgate-main
+
+A variant is ``NAME[:KIND[:PROFILE[:ROOT[:JOURNAL]]]]``: KIND ``bare`` or ``gateway``; PROFILE the link's
+payload profile; ROOT another checkout of the repository to run the gateway from (a *before* build; empty:
+this one); JOURNAL the body of the site's ``journal:`` section in YAML flow style without braces, e.g.
+``min_commit_interval: 1s``.
+``--cprofile DIR`` runs gateway variants under ``bench/profiled_gateway.py`` (cProfile per thread; CPU figures of
+such a run include the profiler's overhead, so profile and measure in separate runs).
 """
 
 from __future__ import annotations
@@ -15,20 +29,24 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sim.broker import Broker  # noqa: E402
-from sim.gateway_process import GatewayProcess  # noqa: E402
 from sim.modbus import SimServer, SimUnit  # noqa: E402
-from sim.platform import Platform  # noqa: E402
+from sim.platform import Message, Platform  # noqa: E402
 from sim.support import free_port, wait_for  # noqa: E402
 
 
@@ -37,14 +55,22 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def proc_peak_rss_mb(pid: int) -> float:
+def proc_status_mb(pid: int, key: str = "VmHWM") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def site_yaml(tmp: Path, ports: list[int], registers: int, poll_ms: int, broker_port: int) -> Path:
+def proc_write_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+def site_yaml(tmp: Path, ports: list[int], registers: int, poll_ms: int, broker_port: int, profile: str,
+              journal: str = "") -> Path:
     buses = []
     for i, port in enumerate(ports):
         points = "\n".join(
@@ -63,14 +89,147 @@ def site_yaml(tmp: Path, ports: list[int], registers: int, poll_ms: int, broker_
         points:
 {points}""")
     text = f"""gateway: {{id: bench, state_dir: {tmp / 'state'}}}
+{f"journal: {{{journal}}}" if journal else ""}
 buses:
 {chr(10).join(buses)}
 links:
-  - {{type: mqtt, host: 127.0.0.1, port: {broker_port}, max_inflight: 16, batch_records: 500}}
+  - {{type: mqtt, host: 127.0.0.1, port: {broker_port}, max_inflight: 16, batch_records: 500, profile: {profile}}}
 """
     path = tmp / "site.yaml"
     path.write_text(text)
     return path
+
+
+@dataclass
+class Variant:
+    name: str
+    kind: str = "gateway"
+    profile: str = "fieldgate"
+    root: Path = ROOT
+    journal: str = ""
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, spec: str) -> Variant:
+        parts = spec.split(":")
+        variant = cls(parts[0], kind=parts[1] if len(parts) > 1 else parts[0])
+        if len(parts) > 2:
+            variant.profile = parts[2]
+        if len(parts) > 3 and parts[3]:
+            variant.root = Path(parts[3]).resolve()
+        if len(parts) > 4:
+            variant.journal = ":".join(parts[4:])
+        return variant
+
+
+class Arrivals:
+    """Telemetry values as they reach the platform: (value, arrival time), both payload profiles and the bare loop."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.values: list[tuple[int, float]] = []
+        self.points: set[str] = set()
+
+    def on_message(self, message: Message) -> None:
+        body = message.body
+        got: list[tuple[str, Any]] = []
+        if message.topic.endswith("/telemetry") and message.topic.startswith("fieldgate/") and isinstance(body, dict):
+            got = [(r.get("point", ""), r.get("value")) for r in body.get("records", []) if isinstance(r, dict)]
+        elif message.topic == "v1/gateway/telemetry" and isinstance(body, dict):
+            got = [(f"{device}.{key}", value) for device, entries in body.items() for entry in entries
+                   for key, value in entry.get("values", {}).items() if not key.endswith("_quality")]
+        with self.lock:
+            for point, value in got:
+                if isinstance(value, int):
+                    self.values.append((value, message.arrived))
+                    self.points.add(point)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.values.clear()
+            self.points.clear()
+
+
+def start_variant(variant: Variant, tmp: Path, ports: list[int], args: argparse.Namespace,
+                  broker_port: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(variant.root))
+    log = open(tmp / "process.log", "ab")  # noqa: SIM115 - closed with the process
+    if variant.kind == "bare":
+        cmd = [sys.executable, str(ROOT / "bench" / "bare_loop.py"), "--broker-port", str(broker_port),
+               "--ports", ",".join(map(str, ports)), "--registers", str(args.registers),
+               "--poll-ms", str(args.poll_ms)]
+    else:
+        config = site_yaml(tmp, ports, args.registers, args.poll_ms, broker_port, variant.profile,
+                           variant.journal)
+        cmd = [sys.executable, "-m", "gateway.cli", "run", str(config)]
+        if args.cprofile:
+            cmd = [sys.executable, str(ROOT / "bench" / "profiled_gateway.py"), str(Path(args.cprofile).resolve()),
+                   variant.name, str(config)]
+    return subprocess.Popen(cmd, cwd=variant.root, env=env, stdout=log, stderr=log)
+
+
+def measure(variant: Variant, ports: list[int], args: argparse.Namespace, broker_port: int,
+            arrivals: Arrivals, changed_at: dict[int, float]) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix=f"fg-ingest-{variant.name}-"))
+    arrivals.reset()
+    proc = start_variant(variant, tmp, ports, args, broker_port)
+    pid = proc.pid
+    total_points = len(ports) * args.registers
+    try:
+        wait_for(lambda: len(arrivals.points) >= total_points, 90, f"first values of {variant.name}")
+        time.sleep(args.settle)
+        with arrivals.lock:
+            mark = len(arrivals.values)
+        cpu0, io0, t0 = proc_cpu_seconds(pid), proc_write_bytes(pid), time.time()
+        time.sleep(args.seconds)
+        cpu1, io1, t1 = proc_cpu_seconds(pid), proc_write_bytes(pid), time.time()
+        with arrivals.lock:
+            window = arrivals.values[mark:]
+        peak_rss = proc_status_mb(pid, "VmHWM")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    latencies = [(arrived - changed_at[v]) * 1000 for v, arrived in window
+                 if v in changed_at and arrived >= changed_at[v]]
+    delivered = len(window)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "points_per_s": round(delivered / (t1 - t0), 1),
+        "cpu_s_per_1000_points": round((cpu1 - cpu0) / max(delivered, 1) * 1000, 4),
+        "cpu_percent": round((cpu1 - cpu0) / (t1 - t0) * 100, 1),
+        "latency_ms_p50": round(statistics.median(latencies), 1) if latencies else None,
+        "latency_ms_p99": round(statistics.quantiles(latencies, n=100)[98], 1) if len(latencies) > 100 else None,
+        "peak_rss_mb": round(peak_rss, 1),
+        "write_bytes_per_reading": round((io1 - io0) / max(delivered, 1), 1),
+        "load_1min": os.getloadavg()[0],
+    }
+
+
+def summarise(variants: list[Variant]) -> dict[str, Any]:
+    keys = ("points_per_s", "cpu_s_per_1000_points", "cpu_percent", "latency_ms_p50", "latency_ms_p99",
+            "peak_rss_mb", "write_bytes_per_reading", "load_1min")
+    out: dict[str, Any] = {}
+    for v in variants:
+        med: dict[str, Any] = {}
+        for key in keys:
+            values = [r[key] for r in v.runs if r.get(key) is not None]
+            med[key] = round(statistics.median(values), 4) if values else None
+        out[v.name] = {"kind": v.kind, "profile": v.profile, "root": str(v.root), "median": med, "runs": v.runs}
+    bare = out.get("bare", {}).get("median")
+    if bare:
+        for name, entry in out.items():
+            if name == "bare":
+                continue
+            m = entry["median"]
+            entry["ratio_to_bare"] = {
+                key: round(m[key] / bare[key], 2) for key in ("cpu_s_per_1000_points", "peak_rss_mb",
+                                                             "latency_ms_p50", "latency_ms_p99")
+                if m.get(key) and bare.get(key)}
+    return out
 
 
 def main() -> int:
@@ -80,15 +239,22 @@ def main() -> int:
     parser.add_argument("--poll-ms", type=int, default=100)
     parser.add_argument("--change-ms", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds after the first values before measuring")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--variant", action="append", default=[],
+                        help="NAME[:KIND[:PROFILE[:ROOT]]]; default: bare and fieldgate")
+    parser.add_argument("--cprofile", default=None, help="directory for cProfile summaries of gateway variants")
     args = parser.parse_args()
+    variants = [Variant.parse(s) for s in (args.variant or ["bare", "fieldgate:gateway:fieldgate"])]
 
     tmp = Path(tempfile.mkdtemp(prefix="fg-bench-"))
     broker = Broker(tmp / "broker").start()
-    collector = Platform(broker.port)
+    arrivals = Arrivals()
+    collector = Platform(broker.port, ["fieldgate/#", "v1/gateway/telemetry"], keep=False,
+                         on_message=arrivals.on_message, max_inflight=100)
     units = [SimUnit(1) for _ in range(args.devices)]
     servers = [SimServer([u], port=free_port()).start() for u in units]
-    config = site_yaml(tmp, [s.port for s in servers], args.registers, args.poll_ms, broker.port)
-
+    ports = [s.port for s in servers]
     changed_at: dict[int, float] = {}
     stop = threading.Event()
 
@@ -101,55 +267,27 @@ def main() -> int:
                 unit.set_registers("holding", 0, [k] * args.registers)
             time.sleep(args.change_ms / 1000)
 
-    gateway = GatewayProcess(config, tmp / "gateway.log").start()
-    assert gateway.proc is not None
-    pid = gateway.proc.pid
-    changer = threading.Thread(target=change_values, daemon=True)
-    changer.start()
-    total_points = args.devices * args.registers
-    wait_for(lambda: len({r["point"] for r in collector.records()}) == total_points, 60, "first values")
-    # Measurement window.
-    arrivals_before = len(collector.records())
-    cpu0, t0 = proc_cpu_seconds(pid), time.time()
-    mark = len(collector.snapshot())
-    time.sleep(args.seconds)
-    cpu1, t1 = proc_cpu_seconds(pid), time.time()
-    peak_rss = proc_peak_rss_mb(pid)
-    stop.set()
-    gateway.stop()
-    window = collector.snapshot()[mark:]
-    # Telemetry only: the health event the gateway sends at start (on <gw>/event) is a record without a value.
-    arrivals = [(r, m.arrived) for m in window if m.topic.endswith("/telemetry") and isinstance(m.body, dict)
-                for r in m.body.get("records", [])]
-    latencies = []
-    for record, arrived in arrivals:
-        t_change = changed_at.get(int(record["value"]))
-        if t_change is not None and arrived >= t_change:
-            latencies.append((arrived - t_change) * 1000)
-    delivered = len(arrivals)
-    result = {
+    threading.Thread(target=change_values, daemon=True).start()
+    try:
+        for round_no in range(args.rounds):
+            for variant in variants:
+                result = measure(variant, ports, args, broker.port, arrivals, changed_at)
+                variant.runs.append(result)
+                print(f"round {round_no} {variant.name}: {json.dumps(result)}", file=sys.stderr, flush=True)
+    finally:
+        stop.set()
+        collector.close()
+        for server in servers:
+            server.stop()
+        broker.stop()
+    print(json.dumps({
         "benchmark": "ingest",
-        "devices": args.devices,
-        "registers_per_device": args.registers,
-        "poll_ms": args.poll_ms,
-        "change_ms": args.change_ms,
-        "window_s": round(t1 - t0, 2),
-        "points_delivered": delivered,
-        "points_per_s": round(delivered / (t1 - t0), 1),
-        "offered_changes_per_s": round(total_points * 1000 / args.change_ms, 1),
-        "cpu_s_per_1000_points": round((cpu1 - cpu0) / max(delivered, 1) * 1000, 4),
-        "gateway_cpu_percent": round((cpu1 - cpu0) / (t1 - t0) * 100, 1),
-        "latency_ms_p50": round(statistics.median(latencies), 1) if latencies else None,
-        "latency_ms_p99": round(statistics.quantiles(latencies, n=100)[98], 1) if len(latencies) > 100 else None,
-        "peak_rss_mb": round(peak_rss, 1),
-        "records_before_window": arrivals_before,
+        "devices": args.devices, "registers_per_device": args.registers, "poll_ms": args.poll_ms,
+        "change_ms": args.change_ms, "window_s": args.seconds, "rounds": args.rounds,
+        "offered_changes_per_s": round(args.devices * args.registers * 1000 / args.change_ms, 1),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}",
-    }
-    print(json.dumps(result, indent=2))
-    collector.close()
-    for server in servers:
-        server.stop()
-    broker.stop()
+        "variants": summarise(variants),
+    }, indent=2))
     return 0
 
 

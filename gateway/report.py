@@ -42,7 +42,9 @@ class ReportFilter:
             reason = "heartbeat"
         else:
             return None
-        if reading.point in self._policy or last is not None or len(self._last) < 100_000:
+        if last is not None:  # updated in place: no object per reported reading
+            last.value, last.quality, last.time = reading.value, reading.quality, reading.source_time
+        elif reading.point in self._policy or len(self._last) < 100_000:
             self._last[reading.point] = _Last(reading.value, reading.quality, reading.source_time)
         return reason
 

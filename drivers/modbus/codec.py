@@ -22,6 +22,9 @@ _STRUCT = {
 }
 
 
+_ONE_WORD_AS_IS = frozenset({"ABCD", "CDAB"})  # word order only: a single register reads as sent
+
+
 def registers_to_bytes(registers: list[int], byte_order: str) -> bytes:
     """Reorder raw registers (as the device sent them) into big-endian value bytes."""
     words = list(registers)
@@ -45,6 +48,13 @@ def bytes_to_registers(raw: bytes, byte_order: str) -> list[int]:
 
 def decode_raw(registers: list[int], data_type: str, byte_order: str) -> int | float:
     """The unscaled number held in ``registers``."""
+    if len(registers) == 1 and byte_order in _ONE_WORD_AS_IS:
+        # The common case (a 16-bit register, bytes in order): no bytes object, no struct call.
+        word = registers[0]
+        if data_type == "uint16":
+            return word
+        if data_type == "int16":
+            return word - 0x10000 if word & 0x8000 else word
     raw = registers_to_bytes(registers, byte_order)
     value: int | float = struct.unpack(_STRUCT[data_type], raw)[0]
     return value

@@ -106,7 +106,7 @@ class Capacity:
                     self._thin_bucket[point] = bucket
             upto = rows[-1][0]
             with self.store.tx(durable=False):
-                self.store.delete(doomed)
+                self.store.delete(doomed, RecordClass.TELEMETRY)
                 self.store.set_meta("thinned_upto", upto)
                 if doomed:
                     self.count_drop("thinned", RecordClass.TELEMETRY, len(doomed))
@@ -123,7 +123,7 @@ class Capacity:
         if not seqs:
             return 0
         with self.store.tx(durable=False):
-            self.store.delete(seqs)
+            self.store.delete(seqs, cls)
             self.count_drop(reason, cls, len(seqs))
             self._drop_event_if_due()
         self.store.counts[cls] -= len(seqs)

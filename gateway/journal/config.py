@@ -46,6 +46,9 @@ class JournalSettings(StrictModel):
     path: Path | None = Field(default=None, description="defaults to <state_dir>/journal.sqlite")
     queue: int = Field(default=10_000, ge=10, description="readings waiting for commit before buses wait")
     commit_window: Seconds = Field(default=0.2, le=1.0, description="longest a telemetry reading waits")
+    min_commit_interval: Seconds = Field(default=0.0, ge=0, le=1.0, description=(
+        "hold each group commit open this long (at most commit_window): fewer commits, fewer bytes "
+        "written per reading, telemetry later and more of it lost to a crash (docs/durability.md)"))
     max_bytes: Bytes = Field(default=512 * MiB, ge=MiB, description="journal size (live pages) before dropping")
     max_age: Seconds = Field(default=30 * 86400.0, ge=60,
                              description="records older than this are dropped (never alarms or evidence)")

@@ -7,19 +7,20 @@ acknowledged and deleted; what to drop and when is ``capacity.py``'s business.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 
 from gateway.journal.files import JournalFiles
-from gateway.journal.records import MAX_SEQ, JournalRecord
+from gateway.journal.records import MAX_SEQ, JournalRecord, encode_body
 from gateway.shared import Journalable, RecordClass
 
 log = logging.getLogger("fieldgate.journal")
 
 SEQ_BLOCK = 10_000  # sequence numbers reserved (fsync'd to <journal>.seq) ahead of use
 _CHUNK = 500  # seqs per DELETE ... IN (...) statement
+_CLASS = {int(c): c for c in RecordClass}
+_ALL_CLASSES = ",".join(str(int(c)) for c in RecordClass)
 
 
 class RecordStore:
@@ -28,6 +29,8 @@ class RecordStore:
         self.links = links
         self.files = files
         self.counts: dict[RecordClass, int] = dict.fromkeys(RecordClass, 0)
+        # Per class: the links that carry it (their pending rows), computed once, not per record.
+        self.carriers = {cls: [link for link, classes in links.items() if cls in classes] for cls in RecordClass}
         self.page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
         self._synchronous = ""
         self.last = self.last_seq()  # highest seq handed out
@@ -60,8 +63,8 @@ class RecordStore:
             log.warning("journal: %d pending rows for links no longer configured are released", stale)
             with self.tx(durable=False):
                 self.db.execute(f"DELETE FROM pending WHERE link NOT IN ({marks})", known)
-                self.db.execute("DELETE FROM records WHERE NOT EXISTS "
-                                "(SELECT 1 FROM pending p WHERE p.seq = records.seq)")
+                self.db.execute(f"DELETE FROM records WHERE NOT EXISTS (SELECT 1 FROM pending p WHERE "
+                                f"p.link IN ({marks}) AND p.cls = records.cls AND p.seq = records.seq)", known)
                 self._recount()
 
     @contextlib.contextmanager
@@ -84,22 +87,22 @@ class RecordStore:
     # ----- writing -----------------------------------------------------------------------------
 
     def insert(self, items: Sequence[tuple[RecordClass, Journalable]], created: float) -> list[int]:
-        """Inside a transaction: the records and their pending rows; returns their seqs."""
-        seqs: list[int] = []
-        pending: list[tuple[str, int, int]] = []
-        for cls, reading in items:
-            body = json.dumps(reading.to_json(), separators=(",", ":"))
-            cursor = self.db.execute(
-                "INSERT INTO records (cls, point, created, body) VALUES (?, ?, ?, ?)",
-                (int(cls), reading.point, created, body),
-            )
-            seq = int(cursor.lastrowid or 0)
-            seqs.append(seq)
-            pending.extend((link, int(cls), seq) for link, classes in self.links.items() if cls in classes)
+        """Inside a transaction: the records and their pending rows; returns their seqs.
+
+        The seqs are assigned here, above the highest ever handed out (``sqlite_sequence``, read inside
+        this transaction), so the whole batch is one ``executemany`` per table, not a statement per record.
+        """
+        first = self.last_seq() + 1
+        seqs = list(range(first, first + len(items)))
+        self.db.executemany(
+            "INSERT INTO records (seq, cls, point, created, body) VALUES (?, ?, ?, ?, ?)",
+            [(seq, int(cls), reading.point, created, encode_body(reading.to_json()))
+             for seq, (cls, reading) in zip(seqs, items, strict=True)])
+        pending = [(link, int(cls), seq) for seq, (cls, _) in zip(seqs, items, strict=True)
+                   for link in self.carriers[cls]]
         self.db.executemany("INSERT INTO pending (link, cls, seq) VALUES (?, ?, ?)", pending)
-        # A record no link carries is not kept (nobody would ever acknowledge it).
-        orphans = [(s,) for (cls, _), s in zip(items, seqs, strict=True)
-                   if not any(cls in c for c in self.links.values())]
+        # A record no link carries is not kept (nobody would ever acknowledge it); its seq stays used.
+        orphans = [(seq,) for seq, (cls, _) in zip(seqs, items, strict=True) if not self.carriers[cls]]
         if orphans:
             self.db.executemany("DELETE FROM records WHERE seq = ?", orphans)
         return seqs
@@ -109,29 +112,37 @@ class RecordStore:
         if seqs:
             self.last = max(self.last, seqs[-1])
         for cls, _ in items:
-            if any(cls in c for c in self.links.values()):
+            if self.carriers[cls]:
                 self.counts[cls] += 1
 
-    def delete(self, seqs: list[int]) -> None:
-        """Inside a transaction: the records and every pending row of them."""
+    def delete(self, seqs: list[int], cls: RecordClass) -> None:
+        """Inside a transaction: the records (all of class ``cls``) and every pending row of them."""
         for start in range(0, len(seqs), _CHUNK):
             chunk = seqs[start:start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            self.db.execute(f"DELETE FROM pending WHERE seq IN ({marks})", chunk)
+            for link in self.links:
+                self.db.execute(f"DELETE FROM pending WHERE link = ? AND cls = ? AND seq IN ({marks})",
+                                [link, int(cls), *chunk])
             self.db.execute(f"DELETE FROM records WHERE seq IN ({marks})", chunk)
 
     def ack(self, link: str, seqs: Sequence[int]) -> None:
         """``link``'s pending rows for ``seqs`` go, then the records no link owes any more."""
+        others = [other for other in self.links if other != link]
+        owed_elsewhere = "".join(
+            " AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.link = ? AND p.cls = records.cls "
+            "AND p.seq = records.seq)" for _ in others)
         with self.tx(durable=False):
             for start in range(0, len(seqs), _CHUNK):
                 chunk = list(seqs[start:start + _CHUNK])
                 marks = ",".join("?" * len(chunk))
-                self.db.execute(f"DELETE FROM pending WHERE link = ? AND seq IN ({marks})", [link, *chunk])
+                # The class of each seq is not known here: pending's key is (link, cls, seq), so name them all.
+                self.db.execute(f"DELETE FROM pending WHERE link = ? AND cls IN ({_ALL_CLASSES}) AND seq IN ({marks})",
+                                [link, *chunk])
                 gone = self.db.execute(
-                    f"DELETE FROM records WHERE seq IN ({marks}) AND NOT EXISTS "
-                    f"(SELECT 1 FROM pending p WHERE p.seq = records.seq) RETURNING cls", chunk).fetchall()
+                    f"DELETE FROM records WHERE seq IN ({marks}){owed_elsewhere} RETURNING cls",
+                    [*chunk, *others]).fetchall()
                 for (cls,) in gone:
-                    self.counts[RecordClass(cls)] -= 1
+                    self.counts[_CLASS[cls]] -= 1
 
     def set_meta(self, key: str, value: int) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
@@ -148,14 +159,14 @@ class RecordStore:
 
     def owed(self, link: str, cls: RecordClass, after: int, upto: int, limit: int) -> list[JournalRecord]:
         """What ``link`` still owes of class ``cls`` with after < seq <= upto, oldest first."""
-        if limit <= 0:
-            return []
+        if limit <= 0 or self.counts[cls] <= 0:
+            return []  # a link runner asks for 9 (class, range)s per pull; usually only telemetry is held
         rows = self.db.execute(
             "SELECT r.seq, r.cls, r.body, r.created FROM pending p JOIN records r ON r.seq = p.seq "
             "WHERE p.link = ? AND p.cls = ? AND p.seq > ? AND p.seq <= ? ORDER BY p.seq LIMIT ?",
             (link, int(cls), after, upto, limit),
         ).fetchall()
-        return [JournalRecord(seq, RecordClass(c), json.loads(body), created) for seq, c, body, created in rows]
+        return [JournalRecord(seq, _CLASS[c], None, created, body) for seq, c, body, created in rows]
 
     def pending(self, link: str, limit: int, exclude: Iterable[int] = ()) -> list[JournalRecord]:
         """Priority order (alarm first), oldest first within a class, of what ``link`` owes."""
@@ -170,18 +181,33 @@ class RecordStore:
         return out[:limit]
 
     def oldest(self, cls: RecordClass, limit: int, before: float | None = None) -> list[int]:
-        """Seqs of the ``limit`` oldest records of ``cls`` (only those created before ``before``)."""
-        query = "SELECT seq FROM records WHERE cls = ?" + (" AND created < ?" if before is not None else "")
-        args: tuple[object, ...] = (int(cls), before) if before is not None else (int(cls),)
-        return [seq for (seq,) in self.db.execute(query + " ORDER BY seq LIMIT ?", (*args, limit))]
+        """Seqs of the ``limit`` oldest records of ``cls`` (only those created before ``before``).
+
+        Through pending's key: a live record has a pending row of at least one configured link (every
+        link is asked, not only those whose class filter admits ``cls`` now: a filter may have changed).
+        """
+        links = list(self.links)
+        if not links or limit <= 0:
+            return []
+        union = " UNION ".join("SELECT seq FROM pending WHERE link = ? AND cls = ?" for _ in links)
+        args: list[object] = [x for link in links for x in (link, int(cls))]
+        if before is None:
+            query = f"{union} ORDER BY 1 LIMIT ?"  # a compound select: SQLite merges the ordered key ranges
+        else:
+            query = (f"SELECT o.seq FROM ({union}) o JOIN records r ON r.seq = o.seq WHERE r.created < ? "
+                     f"ORDER BY o.seq LIMIT ?")
+            args.append(before)
+        return [seq for (seq,) in self.db.execute(query, (*args, limit))]
 
     def oldest_created(self, cls: RecordClass | None = None) -> float | None:
         """When the oldest record (of ``cls``) was taken."""
         if cls is None:
             row = self.db.execute("SELECT created FROM records ORDER BY seq LIMIT 1").fetchone()
-        else:
-            row = self.db.execute("SELECT created FROM records WHERE cls = ? ORDER BY seq LIMIT 1",
-                                  (int(cls),)).fetchone()
+            return None if row is None else float(row[0])
+        first = self.oldest(cls, 1)
+        if not first:
+            return None
+        row = self.db.execute("SELECT created FROM records WHERE seq = ?", (first[0],)).fetchone()
         return None if row is None else float(row[0])
 
     def oldest_owed_created(self, link: str) -> float | None:

@@ -33,6 +33,8 @@ class AsyncJournal:
     def __init__(self, journal: Journal, queue_size: int = 10_000, commit_window: float = 0.2) -> None:
         self.journal = journal
         self.commit_window = commit_window
+        # SD-card wear (docs/durability.md): a commit held open gathers several poll bursts.
+        self.hold = min(journal.settings.min_commit_interval, commit_window)
         self._queue: asyncio.Queue[tuple[RecordClass, Journalable]] = asyncio.Queue(queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._listeners: list[asyncio.Event] = []
@@ -97,10 +99,18 @@ class AsyncJournal:
             await self._maintain_if_due()
 
     async def _gather_and_commit(self, batch: list[tuple[RecordClass, Journalable]]) -> None:
-        deadline = time.monotonic() + self.commit_window
+        started = time.monotonic()
+        deadline, hold_until = started + self.commit_window, started + self.hold
         try:
             # Take what is already queued; a short nap lets a burst (one poll cycle) join the batch.
             while len(batch) < 5000 and time.monotonic() < deadline:
+                if self._queue.empty() and time.monotonic() < hold_until:
+                    try:
+                        async with asyncio.timeout(hold_until - time.monotonic()):
+                            batch.append(await self._queue.get())
+                    except TimeoutError:
+                        break
+                    continue
                 if self._queue.empty():
                     await asyncio.sleep(0.005)
                     if self._queue.empty():

@@ -38,7 +38,7 @@ MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
 ACTION_TIMEOUT_S = 60.0
 # A hash to check against when the user does not exist, so a wrong name costs the same time as
 # a wrong password and the response time does not reveal which user names exist.
-_DUMMY_HASH = auth.hash_password("fieldgate-no-such-user", "scrypt")
+_DUMMY_HASH = auth.unmatchable_hash()
 # scrypt takes 16 MiB and ~50 ms per check on a Pi 4: two at a time, the others wait their turn.
 MAX_CONCURRENT_HASHES = 2
 

@@ -104,6 +104,18 @@ def journal_rows(path: Path) -> dict[int, str]:
         return {seq: body for seq, body in db.execute("SELECT seq, body FROM records")}
 
 
+def newest_seq(path: Path) -> int:
+    """The highest committed seq in the journal file, 0 if none (read while the gateway runs)."""
+    if not path.exists():
+        return 0  # and no connect() here: it would create the file before the daemon does
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+            row = db.execute("SELECT max(seq) FROM records").fetchone()
+    except sqlite3.Error:
+        return 0  # not created yet, or its tables not yet
+    return int(row[0] or 0)
+
+
 def delivered(collector: Platform) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = {}
     for record in collector.records(None):
@@ -128,7 +140,15 @@ def test_kill_9_loop_loses_no_committed_reading(tmp_path: Path, broker: Broker) 
     with changing_site(sim_port):
         for kill in range(KILLS):
             gateway.start()
-            time.sleep(rng.uniform(0.2, 2.5))  # some land in start-up, most while committing
+            if kill % 4 == 0:
+                time.sleep(rng.uniform(0.2, 2.5))  # wherever the start has got to: often still in start-up
+            else:
+                # While committing, however long a loaded machine takes to start the daemon: a fixed sleep
+                # from exec landed mostly in start-up when the machine was busy (imports alone took
+                # seconds), and the loop then failed its "kills hit a committing gateway" check.
+                newest = max(committed, default=0)
+                wait_for(lambda newest=newest: newest_seq(db_path) > newest, 60, "the gateway committing")
+                time.sleep(rng.uniform(0.0, 0.6))
             gateway.stop(signal.SIGKILL)
             rows = journal_rows(db_path)
             kills_while_committing += bool(set(rows) - set(committed))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
+from typing import Any
 
-from gateway.journal import AsyncJournal, Journal
+from gateway.journal import AsyncJournal, Journal, JournalSettings
 from gateway.payloads import FieldgateProfile
 from gateway.shared import NullProgress, Quality, Reading, RecordClass
 
@@ -83,3 +85,36 @@ def test_envelope_marks_replayed_records_historical(tmp_path: Path) -> None:
     late = profile.encode(records, now=records[0].created + 3600)
     assert all(b'"hist":true' in m.payload for m in late)
     assert sorted(s for m in late for s in m.seqs) == [1, 2]
+
+
+def test_min_commit_interval_gathers_several_bursts_into_one_commit(tmp_path: Path) -> None:
+    """journal.min_commit_interval (SD-card wear, docs/durability.md): bursts queued 50 ms apart are one commit
+    when the commit is held open 0.4 s, and one commit each without it."""
+
+    async def commits(hold: float) -> int:
+        journal = Journal(tmp_path / f"j{hold}.sqlite", {"mqtt": ALL},
+                          JournalSettings(min_commit_interval=hold, reserve_bytes=0, min_free_bytes=0))
+        appends = 0
+        real_append = journal.append
+
+        def counted(items: Any) -> list[int]:
+            nonlocal appends
+            appends += 1
+            return real_append(items)
+
+        journal.append = counted  # type: ignore[method-assign]
+        aj = AsyncJournal(journal, queue_size=100, commit_window=0.5)
+        writer = asyncio.create_task(aj.run(NullProgress()))
+        for i in range(4):
+            await aj.put(RecordClass.TELEMETRY, Reading("a", float(i), Quality.GOOD, 1.0))
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+        assert journal.depth() == 4
+        await aj.close()
+        return appends
+
+    assert asyncio.run(commits(0.4)) == 1
+    assert asyncio.run(commits(0.0)) == 4

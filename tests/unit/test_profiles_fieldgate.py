@@ -225,3 +225,25 @@ def test_unknown_profile_is_refused() -> None:
     config = MqttLinkConfig(type="mqtt", host="broker")
     with pytest.raises(ValueError, match="unknown payload profile 'sparkplug'"):
         get_profile("sparkplug", "gw-1", config)
+
+
+# ---- the stored body is spliced, not decoded and encoded again (issue 18) ------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(point=st.text(min_size=1, max_size=12), value=st.one_of(st.none(), st.integers(), st.floats(allow_nan=False),
+       st.booleans(), st.text(max_size=8)), unit=st.text(max_size=4), late=st.booleans(),
+       attrs=st.dictionaries(st.sampled_from(["seq", "hist", "a", "é"]), st.integers(), max_size=2))
+def test_spliced_stored_text_is_byte_identical_to_encoding_the_body(point: str, value: Any, unit: str, late: bool,
+                                                                    attrs: dict[str, int]) -> None:
+    from gateway.journal.records import encode_body
+
+    reading = Reading(point, value, Quality.GOOD, T0, unit=unit, attrs=attrs)
+    created = T0 - (100 if late else 0)
+    from_dict = JournalRecord(7, RecordClass.TELEMETRY, reading.to_json(), created)
+    from_text = JournalRecord(7, RecordClass.TELEMETRY, None, created, encode_body(reading.to_json()))
+    profile = FieldgateSessionProfile("gw-é")
+    spliced = profile.encode([from_text], now=T0)
+    assert spliced[0].payload == profile.encode([from_dict], now=T0)[0].payload
+    item = json.loads(spliced[0].payload)["records"][0]
+    assert item["seq"] == 7 and item.get("hist", False) is late

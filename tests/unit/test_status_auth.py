@@ -139,3 +139,15 @@ def test_the_harness_seeds_pass() -> None:
 ))
 def test_the_parser_only_ever_raises_http_errors(data: bytes) -> None:
     HARNESS.fuzz_one(data)  # feeds it whole and in 3-byte pieces; suppresses only HttpError
+
+
+def test_unmatchable_hash_has_the_cost_of_a_real_one_and_matches_nothing() -> None:
+    """The unknown-user stand-in is made without scrypt (issue 18: 16 MiB peak at every start) but is
+    checked at the same parameters as a real entry, so a wrong name still costs a wrong password's time."""
+    from gateway.status import auth
+
+    dummy, real = auth.unmatchable_hash(), auth.hash_password("secret")
+    auth.check_hash_format(dummy)
+    assert dummy.split("$")[:4] == real.split("$")[:4]
+    assert not auth.verify_password("secret", dummy)
+    assert dummy != auth.unmatchable_hash()
