@@ -25,7 +25,6 @@ from drivers.broadcast.busboard import BusLike, CoilWriter
 from drivers.iridium.config import IridiumConfig
 from drivers.mqtt.config import MqttLinkConfig
 from gateway.ackkey import ack_key_for_daemon
-from gateway.alerts.audit import AuditLog
 from gateway.alerts.inbox import InboxWatcher
 from gateway.alerts.subsystem import BroadcastSubsystem
 from gateway.commands import CommandKeyError, CommandPlane, ReplayCache, Reply, load_issuer_keys
@@ -33,8 +32,10 @@ from gateway.compact import AliasTable, CompactDecodeError, CompactMessage, Mess
 from gateway.compact import decode as decode_compact
 from gateway.config.site import SiteConfig
 from gateway.control import GatewayControl
+from gateway.degraded import DegradedModes
 from gateway.health import health_message
-from gateway.journal import AsyncJournal, Journal, JournalFull
+from gateway.journal import AsyncJournal, JournalFull
+from gateway.journal.fallback import fallback_path, open_journal
 from gateway.links import LinkRunner
 from gateway.profiles import PayloadProfile, get_profile
 from gateway.registry import (
@@ -47,6 +48,7 @@ from gateway.registry import (
 )
 from gateway.report import ReportFilter
 from gateway.rules import RuleEngine
+from gateway.rules.continuity import RULE_REMOVED, AlarmBook, cleared_body
 from gateway.rules.engine import AlarmTransition
 from gateway.satellite import SatelliteRunner
 from gateway.shared import (
@@ -96,11 +98,17 @@ class Gateway:
             for link in config.links if not isinstance(link, MqttLinkConfig)
         ]
         self.satellite_runners: dict[str, SatelliteRunner] = {}
-        self.journal = AsyncJournal(
-            Journal(config.journal_path, {link.name: link_classes(link) for link in config.links}, config.journal),
-            queue_size=config.journal.queue,
-            commit_window=config.journal.commit_window,
-        )
+        # Continuity (gateway/degraded.py): a journal that cannot be opened is replaced by a temporary one.
+        link_map = {link.name: link_classes(link) for link in config.links}
+        journal, journal_problem = open_journal(config.journal_path, link_map, config.journal, gateway_id)
+        self.journal = AsyncJournal(journal, queue_size=config.journal.queue,
+                                    commit_window=config.journal.commit_window)
+        spare = fallback_path(config.journal_path, gateway_id).parent  # RAM, while the state dir fails
+        self.alarm_book = AlarmBook(config.gateway.state_dir / "alarms.json", spare / "alarms.json")
+        self.degraded = DegradedModes(gateway_id, self.alarm_book, self._commit_now,
+                                      journal_path=config.journal_path, links=link_map, settings=config.journal,
+                                      journal_problem=journal_problem)
+        # ---- end continuity
         self.report_filter = ReportFilter([p for bus in self.buses for p in bus.points()])
         self.rules = rules or RuleEngine(config.rules)  # carried over by a reload that kept the rules
         self.broadcast: BroadcastSubsystem | None = None
@@ -147,7 +155,10 @@ class Gateway:
         # The siren first: it must not wait on an fsync. The record is durable before any link sees it.
         if self.broadcast is not None:
             self._spawn(self.broadcast.on_alarm(transition))
-        await self._commit_now(RecordClass.ALARM, record)
+        # The alarm book (gateway/rules/continuity.py) holds the record until it is committed.
+        token = await self.alarm_book.pending(self.rules.active_alarms(), body)
+        if await self._commit_now(RecordClass.ALARM, record):
+            await self.alarm_book.committed(token)
 
     async def on_detection(self, event: DetectionEvent) -> None:
         """A confirmed (or ended) camera detection: into the rules as a reading, into the journal as a record."""
@@ -186,24 +197,26 @@ class Gateway:
         """A camera's model configuration fault (or its clearing): a fault alarm upstream, never a siren."""
         await self._commit_now(RecordClass.ALARM, EventRecord("fault", str(fault["camera"]), fault, now()))
 
-    async def _commit_now(self, cls: RecordClass, record: Reading | EventRecord) -> None:
+    async def _commit_now(self, cls: RecordClass, record: Reading | EventRecord) -> bool:
         """Alarms and evidence: durable before anything acts upstream. A full journal must not stop the
-        siren (the broadcast path does not wait on this), so it is logged as critical, not raised."""
+        siren (the broadcast path does not wait on this), so it is logged as critical, not raised.
+        False when it was not journalled."""
         for attempt in range(COMMIT_ATTEMPTS):
             try:
                 await self.journal.append_now(cls, record)
-                return
+                return True
             except JournalFull as exc:
                 log.critical("journal full: %s record for %s NOT journalled: %s", cls.name.lower(), record.point, exc)
-                return
+                return False
             except (sqlite3.Error, OSError) as exc:
                 # A passing I/O error must not lose the alarm record (the rule will not raise it again).
                 if attempt + 1 == COMMIT_ATTEMPTS:
                     log.critical("journal error: %s record for %s NOT journalled after %d attempts: %s",
                                  cls.name.lower(), record.point, COMMIT_ATTEMPTS, exc)
-                    return
+                    return False
                 log.error("journal error on a %s record (%s); retrying", cls.name.lower(), exc)
                 await asyncio.sleep(0.5 * 2**attempt)
+        return False
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -241,13 +254,16 @@ class Gateway:
             writers = {bus.name: CoilWriter.for_bus(cast(BusLike, bus)) for bus in self.buses
                        if hasattr(bus, "write_point")}
             self.broadcast = BroadcastSubsystem(
-                self.config.broadcast, AuditLog(self.config.audit_path),
+                self.config.broadcast, self.degraded.open_audit(self.config.audit_path),
                 build_outputs(self.config.broadcast.outputs, coil_writers=writers),
                 on_evidence=self._journal_evidence, on_fault_alarm=self._journal_fault)
         try:
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self.journal.run(progress("journal", 30.0)), name="journal")
+                await self._resume_alarms()  # before any rule sees a reading or a tick
                 services = self._start_links(tg) + self._start_services(tg)
+                services.append(tg.create_task(supervise("degraded modes", partial(
+                    self.degraded.run, progress("degraded modes", 120.0), self.journal, self._rewind_runners))))
                 bus_tasks = [
                     tg.create_task(supervise(
                         f"bus {bus.name}", partial(bus.run, self.ingest, progress(f"bus {bus.name}",
@@ -275,6 +291,25 @@ class Gateway:
                 self.broadcast.audit.close()
             await self.journal.close()
         log.info("stopped; %d records committed this run", self.journal.committed)
+
+    async def _resume_alarms(self) -> None:
+        """Alarms active before this start (restart or reload) go on under their ids; records a stop or a kill
+        kept from the journal are committed now; an alarm whose rule is gone is cleared with the reason."""
+        book = await asyncio.to_thread(self.alarm_book.load)
+        for body in book.outbox:
+            record = {k: v for k, v in body.items() if k != "_token"}
+            await self._commit_now(RecordClass.ALARM, EventRecord("alarm", str(record.get("rule")), record, now()))
+        orphans = self.rules.resume(book.rules)
+        for rule, entry in orphans.items():
+            log.warning("alarm %s of rule %s cleared: %s", entry.get("alarm_id"), rule, RULE_REMOVED)
+            await self._commit_now(RecordClass.ALARM, EventRecord("alarm", rule, cleared_body(
+                rule, entry, RULE_REMOVED, now()), now()))
+        await self.alarm_book.replace(self.rules.active_alarms(), [])
+        await self.degraded.resume()
+
+    def _rewind_runners(self) -> None:
+        for runner in self.runners:
+            runner.rewind()
 
     def _start_links(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
         """Each link's own loop (connect, reconnect) and the runner that feeds it from the journal."""

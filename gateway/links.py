@@ -112,6 +112,10 @@ class LinkRunner:
                 "replayed_records": self.replayed_records, "failed_sends": self.failed_sends,
                 "inflight": self._inflight}
 
+    def rewind(self) -> None:
+        """Re-read what is pending from the start (the journal under the runner was replaced)."""
+        self._rewind = True
+
     async def run(self, progress: Progress) -> None:
         # A restart after a crash: the cursors may have moved past records that were pulled but never
         # sent (or whose sends were cancelled); start again from what is still pending.

@@ -52,6 +52,7 @@ def build_snapshot(gw: Gateway) -> dict[str, Any]:
                     "bytes": gw.journal_stats.get("bytes")},
         "loops": gw._loop_states(),
         "alarms": gw.rules.active_alarms(),
+        "degraded": gw.degraded.status(),  # parts running on their temporary stand-ins (gateway/degraded.py)
         "evidence": list(gw.evidence),
         "snapshot": gw.latest_snapshot,
         "cameras": [guard.health.to_json() for guard in gw.cameras],
