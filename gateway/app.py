@@ -35,7 +35,7 @@ from gateway.control import GatewayControl
 from gateway.degraded import DegradedModes
 from gateway.health import health_message
 from gateway.journal import AsyncJournal, JournalFull
-from gateway.journal.fallback import fallback_path, open_journal
+from gateway.journal.fallback import fallback_path, open_journal, spill
 from gateway.links import LinkRunner
 from gateway.profiles import PayloadProfile, get_profile
 from gateway.registry import (
@@ -103,6 +103,7 @@ class Gateway:
         journal, journal_problem = open_journal(config.journal_path, link_map, config.journal, gateway_id)
         self.journal = AsyncJournal(journal, queue_size=config.journal.queue,
                                     commit_window=config.journal.commit_window)
+        self.journal.spill = partial(spill, config.journal_path, link_map, config.journal, gateway_id)
         spare = fallback_path(config.journal_path, gateway_id).parent  # RAM, while the state dir fails
         self.alarm_book = AlarmBook(config.gateway.state_dir / "alarms.json", spare / "alarms.json")
         self.degraded = DegradedModes(gateway_id, self.alarm_book, self._commit_now,
