@@ -73,12 +73,18 @@ links:
     return path
 
 
-def main() -> int:
+def site_arguments() -> argparse.ArgumentParser:
+    """The simulated site's shape, shared with bench/outage.py: devices x registers, poll and change period."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--devices", type=int, default=10)
     parser.add_argument("--registers", type=int, default=20)
     parser.add_argument("--poll-ms", type=int, default=100)
     parser.add_argument("--change-ms", type=int, default=100)
+    return parser
+
+
+def main() -> int:
+    parser = site_arguments()
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
 
