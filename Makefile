@@ -19,14 +19,14 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m gateway.demo
+	$(PY) -m sim.demo
 
 $(FUZZ_STAMP): pyproject.toml | $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,vision,fuzz]'
 	touch $(FUZZ_STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check gateway drivers sim tests bench models fuzz
+	$(VENV)/bin/ruff check gateway drivers sim centre tests bench models fuzz
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -34,7 +34,7 @@ typecheck: $(STAMP)
 # The whole suite: lint, types, unit tests, the virtual-rig HIL tests and a short fuzz run.
 # pytest exits 5 when it collected nothing; that is a failure here, never green.
 test: $(STAMP)
-	$(VENV)/bin/ruff check gateway drivers sim tests bench models fuzz
+	$(VENV)/bin/ruff check gateway drivers sim centre tests bench models fuzz
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory fuzz-smoke

@@ -50,7 +50,7 @@ def site_yaml(port: str, baud: int) -> str:
         devices.append(f"      - {{name: d{unit}, unit_id: {unit}, poll_interval: 1s, timeout: 200ms, "
                        f"points: [{points}]}}")
     return (f"gateway: {{id: bench}}\nbuses:\n  - type: modbus_rtu\n    name: line\n    port: {port}\n"
-            f"    baudrate: {baud}\n    devices:\n" + "\n".join(devices) + "\n")
+            f"    baud: {baud}\n    devices:\n" + "\n".join(devices) + "\n")
 
 
 def line_budget(bus: ModbusRtuBus) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def line_budget(bus: ModbusRtuBus) -> dict[str, Any]:
             "requests_per_cycle": requests,
             "bytes_per_cycle": bytes_,
             "bits_on_wire_per_s": bytes_ * char_bits,  # every unit polled once per second
-            "utilisation": round(bytes_ * char_bits / bus.baudrate, 4),
+            "utilisation": round(bytes_ * char_bits / bus.baud, 4),
             "occupancy_with_gaps": round(seconds, 4),
         }
     registers = sum(p.register_count for d in bus.devices for p in d.points)
@@ -76,7 +76,7 @@ def line_budget(bus: ModbusRtuBus) -> dict[str, Any]:
                              for d in bus.devices for p in d.points for _ in range(p.register_count))
     out["one_request_per_register"] = {
         "requests_per_cycle": registers,
-        "utilisation": round(per_register_bytes * char_bits / bus.baudrate, 4),
+        "utilisation": round(per_register_bytes * char_bits / bus.baud, 4),
     }
     return out
 

@@ -36,6 +36,7 @@ from paho.mqtt import client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from drivers.mqtt.config import MqttLinkConfig  # noqa: E402
+from gateway.contracts import LinkWiring  # noqa: E402
 from gateway.journal import (  # noqa: E402
     AsyncJournal,
     Journal,
@@ -123,7 +124,7 @@ def bench_drain(tmp: Path, broker: Broker, n: int, batch: int, inflight: int) ->
         cfg = MqttLinkConfig(type="mqtt", name="mqtt", host="127.0.0.1", port=broker.port,
                              max_inflight=inflight, batch_records=batch, reconnect_min=0.2)
         profile = get_profile("fieldgate", "bench", cfg)
-        link = build_link(cfg, "bench", profile)
+        link = build_link(cfg, LinkWiring("bench", profile))
         runner = LinkRunner(link, aj, profile, batch=batch, max_inflight=inflight, replay_rate=None)
         tasks = [asyncio.create_task(aj.run(NullProgress())), asyncio.create_task(link.run(NullProgress())),
                  asyncio.create_task(runner.run(NullProgress()))]

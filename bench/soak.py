@@ -93,10 +93,10 @@ rules:
 broadcast:
   sender: soak-gw
   audit_path: {tmp / 'audit.log'}
-  output_timeout_s: 3
+  output_timeout: 3
   outputs:
     siren: {{type: modbus_relay_siren, board: {{transport: tcp, host: 127.0.0.1, port: {modbus_port},
-             device_id: 3, timeout: 1.0}}, coil: {SIREN_COIL}, max_activation_s: {MAX_ACTIVATION}}}
+             device_id: 3, timeout: 1.0}}, coil: {SIREN_COIL}, max_activation: {MAX_ACTIVATION}}}
   zones: {{dam: {{outputs: [siren]}}}}
 {danger_plan(clips, flood="[[1, 0.5]], repeat: 4", drill="[[1, 2]], repeat: 2")}
 """

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drivers.mqtt.credentials import CredentialError, check_readable, locate
 from gateway import compact
+from gateway.credentials import CredentialError, check_readable, locate
 
 if TYPE_CHECKING:
     from gateway.config.site import SatelliteSection

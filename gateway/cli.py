@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway import i18n
 from gateway.config import ConfigError, SiteConfig, load_site
 
 if TYPE_CHECKING:
@@ -22,6 +23,9 @@ Handler = Callable[[argparse.Namespace], int]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fieldgate", description="Field gateway for emergency telemetry")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--lang", choices=i18n.SETTINGS,
+                        help="language of messages for people (en, zh-CN); default: the site file's "
+                        "status.language, else LANGUAGE/LC_ALL/LANG")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the gateway on a site config")
@@ -43,10 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     decode.add_argument("--ack-key-file", help="an ACK: check its MAC with this gateway's ACK key")
     decode.set_defaults(handler=cmd_decode)
 
-    from drivers.modbus.tools import add_subcommands as modbus_tools
+    from centre.cli import add_subcommands as centre_commands
     from gateway.ackkey import add_subcommands as ack_commands
     from gateway.alerts.cli import add_subcommands as alert_commands
     from gateway.commands.cli import add_subcommands as command_commands
+    from gateway.commission.cli import add_subcommands as commission_commands
+    from gateway.registry import add_tool_subcommands
     from gateway.rules.cli import add_subcommands as rules_commands
     from gateway.status.cli import add_subcommands as status_commands
 
@@ -55,18 +61,24 @@ def main(argv: list[str] | None = None) -> int:
     command_commands(sub)
     ack_commands(sub)
     status_commands(sub)
-    modbus_tools(sub)
+    add_tool_subcommands(sub)
     from gateway.vision.modelcli import add_subcommands as model_commands  # argparse only; numpy on use
 
     model_commands(sub)
+    centre_commands(sub)
+    commission_commands(sub)
 
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     handler: Handler = args.handler
+    config_arg = getattr(args, "config", None)
+    token = i18n.use(i18n.choose(args.lang, i18n.site_setting(config_arg if isinstance(config_arg, str) else None)))
     try:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    finally:
+        i18n.reset(token)
 
 
 def setup_logging(verbose: bool) -> None:
@@ -92,16 +104,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     points = sum(len(d.points) for b in config.buses for d in b.devices)
-    print(f"{args.config}: ok — gateway {config.gateway.id}, {len(config.buses)} buses, {points} points, "
-          f"{len(config.cameras)} cameras, {len(config.rules.rules)} rules, "
-          f"{len(config.broadcast.outputs)} broadcast outputs, {len(config.links)} links")
+    print(i18n._("{file}: ok — gateway {gateway}, {buses} buses, {points} points, {cameras} cameras, {rules} rules, "
+                 "{outputs} broadcast outputs, {links} links").format(
+        file=args.config, gateway=config.gateway.id, buses=len(config.buses), points=points,
+        cameras=len(config.cameras), rules=len(config.rules.rules), outputs=len(config.broadcast.outputs),
+        links=len(config.links)))
     for warning in _local_checks(config, args.config):
-        print(f"{args.config}: warning: {warning}")
+        print(i18n._("{file}: warning: {warning}").format(file=args.config, warning=warning))
     if args.explain:
-        from drivers.modbus.tools import explain
+        from gateway.registry import explain_bus
 
         for bus in config.buses:
-            print("\n".join(explain(bus)))
+            print("\n".join(explain_bus(bus)))
     return 0
 
 
@@ -111,8 +125,7 @@ def _local_checks(config: SiteConfig, path: str) -> list[str]:
     Warnings, not errors: a technician often validates on a laptop a file meant for the box, where
     /opt/fieldgate/models and the systemd credentials exist. The daemon checks them again at start.
     """
-    from drivers.mqtt.config import MqttLinkConfig
-    from drivers.mqtt.credentials import problems
+    from gateway.registry import link_problems, satellite_links
     from gateway.status.config import status_warnings
     from gateway.vision.manifest import ManifestError, load_manifest
 
@@ -123,11 +136,10 @@ def _local_checks(config: SiteConfig, path: str) -> list[str]:
         except ManifestError as exc:
             found.append(f"cameras[{i}].detector.model: {exc}")
     for i, link in enumerate(config.links):
-        if isinstance(link, MqttLinkConfig):
-            found.extend(f"links[{i}] ({link.name}): {problem}" for problem in problems(link))
+        found.extend(f"links[{i}] ({link.name}): {problem}" for problem in link_problems(link))
     if config.status is not None:
         found.extend(f"status: {problem}" for problem in status_warnings(config.status))
-    if any(not isinstance(link, MqttLinkConfig) for link in config.links):
+    if satellite_links(config.links):
         from gateway.ackkey import AckKeyError, load_ack_key
 
         try:
@@ -138,7 +150,7 @@ def _local_checks(config: SiteConfig, path: str) -> list[str]:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from gateway import compact
+    from gateway import compact, compactview
 
     aliases: dict[int, str] = {}
     if args.config:
@@ -151,7 +163,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
             with open(args.file, "rb") as handle:
                 data = handle.read(4096)
         elif args.message:
-            data = bytes.fromhex(args.message.replace(" ", "").replace(":", ""))
+            data = compactview.parse_hex(args.message)
         else:
             print("decode: give the message as hex, or --file", file=sys.stderr)
             return 2
@@ -166,21 +178,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     mac = _ack_mac_check(message, args.ack_key_file)
     if mac is None:
         return 2
-    out = {
-        "kind": message.kind.name.lower(), "gateway": message.gateway, "base_time": message.base_time,
-        "seqs": list(message.seqs), "readings": [r.to_json() for r in message.readings],
-    }
-    if message.alarm is not None:
-        alarm = message.alarm
-        out["alarm"] = {"seq": alarm.seq, "time": alarm.time, "point": alarm.point, "rule": alarm.rule,
-                        "level": alarm.level, "value": alarm.value, "quality": alarm.quality.value,
-                        "text": alarm.text, "ref_seq": alarm.ref_seq}
-    if message.acked:
-        out["acked"] = [list(r) for r in message.acked]
-        out["mac"] = mac
-    if message.command:
-        out["command_bytes"] = len(message.command)
-    print(json.dumps(out, ensure_ascii=False, indent=2))
+    print(compactview.dumps(compactview.message_json(message, ack_mac=mac or None), indent=2))
     return 0
 
 

@@ -22,7 +22,7 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gateway.shared import Quality, Reading, Value
+from gateway.shared import FLOAT32_MAX, Quality, Reading, Value, float32_decimal
 
 VERSION = 1
 BEIDOU_LEVEL3_BYTES = 77  # (628 bits - 8-bit 0xA4 mixed-mode marker) / 8, see protocols.md 1b
@@ -87,11 +87,14 @@ class _Form(enum.IntEnum):
     REPEAT = 9  # identical to the previous value of the same point; no bytes
     F64 = 10  # IEEE 754 binary64, big-endian
     STR = 11  # varint length + UTF-8
+    F32 = 12  # IEEE 754 binary32, big-endian; the value is float32_decimal() of it (codes 32/33)
 
 
-_FORM_COUNT = 12
-_CODE_NULL = 2 * _FORM_COUNT  # 24..30: no value, quality index added
+_PAIRED_FORMS = 12  # forms 0..11 have value codes form * 2 + q (q: GOOD 0, UNCERTAIN 1)
+_FORM_COUNT = 13
+_CODE_NULL = 2 * _PAIRED_FORMS  # 24..30: no value, quality index added
 _CODE_ESCAPE = _CODE_NULL + len(_QUALITIES)  # 31: next byte = quality << 4 | form
+_CODE_F32 = _CODE_ESCAPE + 1  # 32, 33: F32 with GOOD / UNCERTAIN (added after forms 0..11 had the codes below)
 _FLAG_SAME_TIME = 0x80
 _FLAG_NEXT_SEQ = 0x40
 _CODE_MASK = 0x3F
@@ -289,6 +292,19 @@ def _as_decimal(v: float, min_k: int) -> tuple[_Form, int] | None:
     return None
 
 
+def _is_float32_decimal(v: float) -> bool:
+    """True if F32 carries ``v`` exactly: it is the shortest decimal of its own float32 (what the Modbus
+    decoder gives for a float32 register), or an infinity. A double with more digits than a float32
+    holds (131.27000427246094) is not: F32 would give back 131.27, a different value. Nor is NaN: F64
+    keeps its payload bits."""
+    if math.isinf(v):
+        return True
+    if math.isnan(v) or abs(v) > FLOAT32_MAX:
+        return False
+    back = float32_decimal(v)
+    return back == v and math.copysign(1.0, back) == math.copysign(1.0, v)
+
+
 def _write_value(value: Value, prev: _Prev) -> tuple[_Form, bytes]:
     """Choose the form for ``value`` and return it with its bytes; update ``prev``."""
     body = bytearray()
@@ -315,11 +331,14 @@ def _write_value(value: Value, prev: _Prev) -> tuple[_Form, bytes]:
             numeric, form = dec, _Form.DELTA
         else:
             dec = _as_decimal(value, 0)
-            if dec is None:
+            if dec is not None:
+                numeric, form = dec, dec[0]
+            elif _is_float32_decimal(value):  # e.g. a float32 gauge's 0.1234567: 4 bytes, not 8
+                form = _Form.F32
+                body += struct.pack(">f", value)
+            else:
                 form = _Form.F64
                 body += struct.pack(">d", value)
-            else:
-                numeric, form = dec, dec[0]
     elif isinstance(value, str):
         raw = value.encode("utf-8")
         form = _Form.STR
@@ -361,6 +380,8 @@ def _read_value(r: _Reader, form: _Form, prev: _Prev) -> Value:
         numeric = (prev.form, prev.mantissa + r.svarint())
     elif form is _Form.F64:
         value = struct.unpack(">d", r.take(8))[0]
+    elif form is _Form.F32:
+        value = float32_decimal(struct.unpack(">f", r.take(4))[0])
     else:  # STR
         try:
             value = r.take(r.varint()).decode("utf-8")
@@ -382,7 +403,7 @@ def _value_code(form: _Form | None, quality: Quality) -> bytes:
     if form is None:
         return bytes([_CODE_NULL + qi])
     if qi <= 1:
-        return bytes([2 * form + qi])
+        return bytes([_CODE_F32 + qi if form is _Form.F32 else 2 * form + qi])
     return bytes([_CODE_ESCAPE, qi << 4 | form])
 
 
@@ -397,6 +418,8 @@ def _read_code(r: _Reader, code: int) -> tuple[_Form | None, Quality]:
         if qi >= len(_QUALITIES) or f >= _FORM_COUNT:
             raise CompactDecodeError(f"bad escape byte 0x{b:02x}")
         return _Form(f), _QUALITIES[qi]
+    if code - _CODE_F32 in (0, 1):
+        return _Form.F32, _QUALITIES[code - _CODE_F32]
     raise CompactDecodeError(f"reserved value code {code}")
 
 

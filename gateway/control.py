@@ -6,26 +6,42 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.alerts.interlock import point_owners
 from gateway.commands import CommandFailed
 from gateway.shared import Value
+from gateway.state import GatewayState
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.alerts.model import Alert
+    from gateway.alerts.signing import OperatorSignature
 
 log = logging.getLogger("fieldgate.control")
 
 
 class GatewayControl:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: GatewayState) -> None:
         self.gateway = gateway
         # Set by the daemon (gateway/daemon.py), which owns reloads; None when nothing can reload this gateway.
         self.reload: Callable[[], Awaitable[dict[str, Any]]] | None = None
 
     def snapshot(self) -> dict[str, Any]:
         return self.gateway.snapshot()
+
+    async def commission(self, *, by: str, wait_s: float, request: tuple[Alert, list[OperatorSignature]] | None,
+                         language: str) -> dict[str, Any]:
+        """The status page's commissioning action (gateway/commission): loaded only when a technician runs it."""
+        from gateway.commission import commission
+
+        return await commission(self.gateway, by=by, wait_s=wait_s, request=request, language=language)
+
+    def commission_reports(self) -> Path:
+        """Where this gateway's commissioning reports are written."""
+        from gateway.commission import report_dir
+
+        return report_dir(self.gateway)
 
     async def read_point(self, point_id: str) -> dict[str, Any]:
         reading = self.gateway.latest.get(point_id)
@@ -42,12 +58,11 @@ class GatewayControl:
             raise CommandFailed(f"'{point_id}' is on the relay board of broadcast output(s) {', '.join(outputs)}; "
                                 "use trigger_broadcast")
         for bus in self.gateway.buses:
-            writer = getattr(bus, "write_point", None)
-            if writer is not None and point_id in {p.id for p in bus.points()}:
+            if bus.writable and point_id in {p.id for p in bus.points()}:
                 if value is None:
                     raise CommandFailed("no value given")
                 try:
-                    confirmed = await writer(point_id, value, True)
+                    confirmed = await bus.write_point(point_id, value, True)
                 except Exception as exc:
                     raise CommandFailed(f"write refused: {exc}") from exc
                 return {"point": point_id, "value": confirmed, "verified": True}
@@ -101,11 +116,10 @@ class GatewayControl:
             chosen = [r for r in results if wanted in (None, r.output)]
             return {"ok": all(r.ok for r in chosen), "results": [r.to_json() for r in chosen]}
         if name == "probe":
-            bus = next((b for b in self.gateway.buses if b.name == args.get("bus")), None)
-            probe = getattr(bus, "probe", None)
-            if bus is None or probe is None:
+            bus = next((b for b in self.gateway.buses if b.name == args.get("bus") and b.writable), None)
+            if bus is None:
                 raise LookupError(f"no Modbus bus named '{args.get('bus')}'")
-            registers = await probe(int(args["unit_id"]), str(args["table"]), int(args["address"]),
+            registers = await bus.probe(int(args["unit_id"]), str(args["table"]), int(args["address"]),
                                     int(args.get("count", 1)))
             return {"bus": bus.name, **args, "registers": registers}
         raise LookupError(f"unknown action '{name}'")

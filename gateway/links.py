@@ -25,9 +25,10 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
+from gateway.contracts import JournalLink
 from gateway.journal import MAX_SEQ, AsyncJournal, Journal, JournalRecord
 from gateway.links_pacing import AdaptivePacer, TokenBucket
-from gateway.shared import Link, OutboundMessage, Progress, RecordClass
+from gateway.shared import OutboundMessage, Progress, RecordClass
 
 log = logging.getLogger("fieldgate.links")
 
@@ -65,7 +66,7 @@ def collect(journal: Journal, link: str, batch: int, floor: int, urgent: Cursors
 
 class LinkRunner:
     def __init__(
-        self, link: Link, journal: AsyncJournal, profile: Profile, *, batch: int = 200, max_inflight: int = 8,
+        self, link: JournalLink, journal: AsyncJournal, profile: Profile, *, batch: int = 200, max_inflight: int = 8,
         replay_rate: float | None = None,
     ) -> None:
         self.link = link
@@ -153,8 +154,8 @@ class LinkRunner:
     def _window(self) -> int:
         """In flight at once: ``max_inflight``, or the link's own window if that is smaller (MQTT lowers
         it to the broker's Receive Maximum; counting more here would queue telemetry inside the link)."""
-        window = getattr(self.link, "window", None)
-        if isinstance(window, int) and 0 < window < self.max_inflight:
+        window = self.link.window
+        if 0 < window < self.max_inflight:
             return window
         return self.max_inflight
 

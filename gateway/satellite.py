@@ -29,6 +29,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,10 @@ from typing import Any
 from gateway import compact
 from gateway.commands.names import Status
 from gateway.commands.reply import Reply
+from gateway.contracts import SatelliteLink, Uplink
 from gateway.journal import AsyncJournal, JournalRecord
 from gateway.satbudget import REJECTED_REPLIES_PER_HOUR, REJECTED_REPLY_SHARE, Budget, RejectedReplyLimit
-from gateway.shared import Link, OutboundMessage, Progress, Reading, SatellitePolicy
+from gateway.shared import OutboundMessage, Progress, Reading, SatellitePolicy
 
 log = logging.getLogger("fieldgate.satellite")
 
@@ -61,7 +63,8 @@ class _QueuedReply:
 
 
 class SatelliteRunner:
-    def __init__(self, link: Link, journal: AsyncJournal, primaries: list[Link], policy: SatellitePolicy, *,
+    def __init__(self, link: SatelliteLink, journal: AsyncJournal, primaries: Sequence[Uplink],
+                 policy: SatellitePolicy, *,
                  gateway_number: int, aliases: compact.AliasTable, rule_aliases: dict[str, int],
                  max_bytes: int, state_dir: Path, ack_key: bytes | None = None) -> None:
         self.link, self.journal, self.primaries, self.policy = link, journal, primaries, policy
@@ -136,8 +139,8 @@ class SatelliteRunner:
 
     def _message_limit(self) -> int:
         """Bytes per message: the configured figure, or less if the card says so once read."""
-        card = getattr(self.link, "max_bytes", None)
-        return min(self.max_bytes, card) if isinstance(card, int) and card > 0 else self.max_bytes
+        card = self.link.max_bytes
+        return min(self.max_bytes, card) if card > 0 else self.max_bytes
 
     def _encode_reply(self, item: _QueuedReply) -> bytes:
         reply, limit = item.reply, self._message_limit()
@@ -154,8 +157,7 @@ class SatelliteRunner:
     def _sent(self) -> None:
         """A message left: what goes next is chosen when the service interval is over, not now, so
         that an alarm committed meanwhile is not queued behind a message picked too early."""
-        interval = getattr(self.link, "interval_s", 0.0)  # BeiDou: the card's; Iridium has none
-        self._slot_at = time.monotonic() + (float(interval) if isinstance(interval, int | float) else 0.0)
+        self._slot_at = time.monotonic() + self.link.interval_s  # BeiDou: the card's; Iridium: 0
         self.sent_messages += 1
 
     async def _send_reply(self, progress: Progress) -> None:

@@ -3,19 +3,31 @@
 This is the only gateway module a driver may import (see docs/architecture.md).
 It holds the reading that flows down the data path, the record classes the
 journal orders by, the base model every config section derives from, and the
-small protocols through which drivers hand data to the core.
+small protocols through which drivers hand data to the core. What the core uses of a driver object
+(a bus, a link, a camera) is in ``gateway.contracts``.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import re
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Literal, Protocol, cast, get_args
+from typing import Annotated, Any, ClassVar, Literal, Protocol, cast, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
 
 
 class StrictModel(BaseModel):
@@ -28,10 +40,12 @@ ConfigPath = tuple[str | int, ...]
 
 
 class PlacedConfigError(ValueError):
-    """Config problems found across sections, each at the path of the value at fault.
+    """Config problems found across fields or sections, each at the path of the value at fault.
 
-    Raised from a model validator of the site config with paths from the document root
-    (``("commands", "write_points", 0)``); the loader prints each as ``file:line:column``.
+    Raised from a model validator with paths from that model (from the site config's,
+    ``("commands", "write_points", 0)`` is the document root's); the loader prints each as
+    ``file:line:column`` of the value. A check collects every problem and raises once, so the
+    technician sees all of them, not the first.
     """
 
     def __init__(self, problems: list[tuple[ConfigPath, str]]) -> None:
@@ -41,24 +55,67 @@ class PlacedConfigError(ValueError):
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_DURATION_HINT = "write e.g. 5s, 500ms, 2m, 1h or a number of seconds"
 
 
 def _parse_duration(value: object) -> object:
-    """Accept 5, 0.5, "500ms", "5s", "2m", "1h", "7d"; a bare number means seconds."""
+    """Accept 5, 0.5, "500ms", "5s", "2m", "1h", "7d"; a bare number means seconds.
+
+    Negative and non-finite numbers are refused here rather than by a ``ge=0`` in the type, so a
+    field's own bounds (``ge=10``) are the only ones pydantic applies after this.
+    """
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 5s, 500ms or 2m, not a boolean")
+        raise ValueError(f"expected a duration, not a boolean; {_DURATION_HINT}")
     if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{value} is not a duration; {_DURATION_HINT}")
         return float(value)
     if isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
-            raise ValueError(f"'{value}' is not a duration; write e.g. 5s, 500ms, 2m, 1h")
+            raise ValueError(f"'{value[:40]}' is not a duration; {_DURATION_HINT}")
         return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    return value
+    return value  # anything else: the float validation after this refuses it
 
 
-# A duration in seconds, written in YAML as a number or with a unit (ms, s, m, h, d).
-Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
+def parse_duration(text: str) -> float:
+    """A duration flag of a command (``--timeout 500ms``, ``--expires 1h``): the config's own syntax."""
+    seconds = _parse_duration(text)
+    assert isinstance(seconds, float)  # a str either parses to seconds or raises ValueError
+    return seconds
+
+
+class WrittenWithUnit:
+    """JSON Schema of a number that YAML may also give as text with a unit (`5s`, `512MiB`), so an
+    editor using `fieldgate schema` does not flag `poll_interval: 5s`.
+
+    The field's bounds go on the number. Behind a before-validator pydantic leaves them under its own
+    names (ge, gt, …), which JSON Schema does not know: they are renamed here.
+    """
+
+    _KEYWORDS: ClassVar[dict[str, str]] = {
+        "ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        number = handler(schema)
+        for ours, theirs in self._KEYWORDS.items():
+            if ours in number:
+                number[theirs] = number.pop(ours)
+        if "minimum" not in number and "exclusiveMinimum" not in number:
+            number["minimum"] = 0
+        return {"anyOf": [number, {"type": "string", "pattern": self.pattern}]}
+
+    def __repr__(self) -> str:
+        return f"WrittenWithUnit({self.pattern!r})"
+
+
+# The one duration type of the config. Every time a technician writes is a Seconds field named
+# without a unit (`reopen_delay: 5s`, not `reopen_delay_s`), given as a number of seconds or with a
+# unit (ms, s, m, h, d); tests/unit/test_config_vocabulary.py keeps it so.
+Seconds = Annotated[float, BeforeValidator(_parse_duration), WrittenWithUnit(_DURATION.pattern)]
 
 # Config text that becomes part of an MQTT topic must not change what the topic means: `fieldgate/+`
 # would publish to a wildcard and subscribe to every gateway's commands. So no wildcard (+ #), no empty
@@ -299,18 +356,6 @@ class NullProgress:
         return None
 
 
-class BusDriver(Protocol):
-    """A field bus (one serial port or one TCP endpoint) and the one task that owns it."""
-
-    name: str
-
-    def points(self) -> list[PointInfo]: ...
-
-    async def run(self, sink: ReadingSink, progress: Progress) -> None:
-        """Poll forever, handing every sample (good or not) to ``sink``. Never returns normally."""
-        ...
-
-
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
     """What a link is asked to carry: one or more journal records, already encoded."""
@@ -320,14 +365,26 @@ class OutboundMessage:
     seqs: tuple[int, ...]
 
 
-class Link(Protocol):
-    """An uplink. ``send`` returns once the far side acknowledged (e.g. MQTT PUBACK)."""
+FLOAT32_MAX = 3.4028234663852886e38
 
-    name: str
 
-    @property
-    def connected(self) -> bool: ...
+def float32_decimal(x: float) -> float:
+    """The shortest decimal that reads back as the same float32 as ``x`` (131.27000427246094 -> 131.27).
 
-    async def run(self, progress: Progress) -> None: ...
-
-    async def send(self, message: OutboundMessage) -> None: ...
+    A float32 register holds about 7 significant digits; widened to a double it shows digits the
+    device never measured, and the compact satellite codec would have to carry all 8 bytes of them.
+    Both sides use this one rule (the Modbus decoder, the compact F32 form), so a value reads the same
+    whichever way it travelled. Non-finite values and values beyond float32's range are returned as is.
+    """
+    if not math.isfinite(x) or abs(x) > FLOAT32_MAX:
+        return x
+    packed = struct.pack(">f", x)
+    f32 = struct.unpack(">f", packed)[0]  # x rounded to float32 (5e-324 is 0.0): its digits, not x's
+    for digits in range(1, 10):  # 9 significant digits always round-trip a float32
+        candidate = float(f"{f32:.{digits}g}")
+        try:
+            if struct.pack(">f", candidate) == packed:
+                return candidate
+        except OverflowError:  # rounded up past float32's largest value
+            continue
+    return x

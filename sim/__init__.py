@@ -9,8 +9,8 @@
 * ``sim.broker``: mosquitto on a free loopback port; ``sim.platform``: the county platform's MQTT client
   (collects envelopes, publishes signed commands, keeps a persistent session).
 * ``sim.gateway_process``: ``fieldgate run`` as a child process; ``sim.sites``: site configs for these devices.
+* ``sim.demo``: ``make demo``, the reservoir site against ``python -m sim.modbus`` and a local mosquitto.
 
-It ships in the wheel because ``make demo`` (gateway/demo.py) starts ``python -m sim.modbus``. The daemon never
-imports it: gateway/ and drivers/ runtime code must not depend on simulated parts (gateway/demo.py, a
-developer tool, only starts it as a process); tests/unit/test_sim_boundary.py checks this.
+It ships in the wheel because ``make demo`` (sim/demo.py) runs from it. The daemon never imports it: gateway/
+and drivers/ runtime code must not depend on simulated parts; tests/unit/test_sim_boundary.py checks this.
 """

@@ -11,6 +11,7 @@ unsolicited noise ($BDBSI / $BDPWI / $GNRMC and a line with a bad checksum).
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from dataclasses import dataclass
 
@@ -32,6 +33,35 @@ class Sent:
     dest: int
     payload: bytes  # without the mixed-mode marker
     at: float
+    category: int | None = None  # 4.0: the $TXSQ information category byte as the host wrote it
+
+
+class Constellation:
+    """The RDSS space and ground segment between emulators: what one card's module accepted reaches the
+    module of the card it was addressed to, ``delay_s`` later, as that module reports an incoming message
+    ($BDTXR / $BDTCI / $TXXX with the sender's card id). A command receiver (``subordinates``) also gets a
+    copy of every message its subordinate cards send, whatever they addressed (指挥机 monitoring).
+    Length and interval limits are each sending module's own (its level and service interval)."""
+
+    def __init__(self, delay_s: float = 0.3) -> None:
+        self.delay_s = delay_s
+        self._cards: dict[int, BeidouEmulator] = {}
+        self.relayed: list[tuple[int, int, bytes]] = []  # (sender, receiving card, payload)
+        self._lock = threading.Lock()
+
+    def join(self, *emulators: BeidouEmulator) -> None:
+        for emulator in emulators:
+            self._cards[emulator.card_id] = emulator
+            emulator.constellation = self
+
+    def relay(self, sender: int, dest: int, payload: bytes) -> None:
+        targets = [e for card, e in self._cards.items() if card == dest or sender in e.subordinates]
+        for target in targets:
+            with self._lock:
+                self.relayed.append((sender, target.card_id, payload))
+            timer = threading.Timer(self.delay_s, target.inject, (sender, payload))
+            timer.daemon = True
+            timer.start()
 
 
 class BeidouEmulator(PtyEmulator):
@@ -45,6 +75,7 @@ class BeidouEmulator(PtyEmulator):
         level: int = 3,
         noise_period_s: float | None = 0.3,
         has_card: bool = True,
+        subordinates: frozenset[int] = frozenset(),
     ) -> None:
         super().__init__(device)
         self.dialect = dialect
@@ -53,6 +84,8 @@ class BeidouEmulator(PtyEmulator):
         self.level = level
         self.noise_period_s = noise_period_s
         self.has_card = has_card
+        self.subordinates = subordinates  # a command receiver: cards whose every message it also receives
+        self.constellation: Constellation | None = None  # set by Constellation.join: sends reach other cards
         self.sent: list[Sent] = []
         self.refusals: list[str] = []  # "interval", "oversize", "dialect", "no card"
         self._decoder = StreamDecoder()
@@ -120,7 +153,8 @@ class BeidouEmulator(PtyEmulator):
             content = bytes.fromhex(fields[1])
             bits = int.from_bytes(content[4:6], "big")
             data = content[7 : 7 + (bits + 7) // 8]
-            self._send(int.from_bytes(content[1:4], "big"), data.hex(), content[0] == 0x46)
+            # 0x46 and 0x42 both occur for code and mixed messages (docs/satellite.md §3): the marker tells
+            self._send(int.from_bytes(content[1:4], "big"), data.hex(), True, category=content[0])
         # anything else (other dialects' queries included) is ignored, as modules do
 
     def _card_v21(self) -> None:
@@ -142,7 +176,7 @@ class BeidouEmulator(PtyEmulator):
                    + bytes([self.level, 0]) + b"\x00\x00")
         self.write(encode_frame("ICXX", self.card_id if self.has_card else 0, content))
 
-    def _send(self, dest: int, content_hex: str, mixed: bool) -> None:
+    def _send(self, dest: int, content_hex: str, mixed: bool, *, category: int | None = None) -> None:
         now = time.monotonic()
         try:
             data = bytes.fromhex(content_hex)
@@ -160,8 +194,10 @@ class BeidouEmulator(PtyEmulator):
             self._feedback(False, 0, "oversize")
         else:
             self._last_send = now
-            self.sent.append(Sent(dest, data, now))
+            self.sent.append(Sent(dest, data, now, category))
             self._feedback(True, self.interval_s, "")
+            if self.constellation is not None:
+                self.constellation.relay(self.card_id, dest, data)
 
     def _feedback(self, ok: bool, wait_s: int, why: str) -> None:
         if not ok:

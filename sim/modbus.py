@@ -110,10 +110,10 @@ class SimServer:
     """
 
     def __init__(self, units: list[SimUnit], *, host: str = "127.0.0.1", port: int = 0,
-                 serial_port: str | None = None, baudrate: int = 9600, framer: str = "socket") -> None:
+                 serial_port: str | None = None, baud: int = 9600, framer: str = "socket") -> None:
         self.units = {u.unit_id: u for u in units}
         self.host, self.port = host, port
-        self.serial_port, self.baudrate = serial_port, baudrate
+        self.serial_port, self.baud = serial_port, baud
         self.framer = FramerType(framer)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
@@ -150,7 +150,7 @@ class SimServer:
         devices = [u.sim_device() for u in self.units.values()]
         if self.serial_port:
             self._server = ModbusSerialServer(devices, framer=self.framer, port=self.serial_port,
-                                              baudrate=self.baudrate)
+                                              baudrate=self.baud)
         else:
             if self.port == 0:
                 self.port = free_port(self.host)
@@ -177,7 +177,9 @@ def _animate(units: dict[int, tuple[SimUnit, list[PointConfig]]], started: float
         for point in points:
             base = (point.valid_min or 0.0) + ((point.valid_max or 100.0) - (point.valid_min or 0.0)) * 0.4
             span = ((point.valid_max or 100.0) - (point.valid_min or 0.0)) * 0.05
-            if point.table in ("coil", "discrete") or point.type == "bool":
+            if point.table == "coil" or (point.table == "holding" and "auto_off" in point.id):
+                continue  # written by the gateway (a relay, its auto-off timer): the simulator only keeps them
+            if point.table == "discrete" or point.type == "bool":
                 value: float = float(int(t / 30) % 2)
             elif "total" in point.id:
                 value = round(t * 0.05, 1)

@@ -80,7 +80,7 @@ def danger_plan(clips: dict[str, Path], flood: str = "[[2, 1]], repeat: 10", dri
   status_patterns: {{actual: flood, exercise: drill}}
   announce: {{exercise: exercise, test: test}}
   all_clear_clip: all_clear
-  rate_limit: {{min_interval_s: 0, max_per_hour: 60}}
+  rate_limit: {{min_interval: 0, max_per_hour: 60}}
   automatic:
     - {{rule: level.danger, zones: [dam], event: 水库超危险水位, clips: [evacuate]}}"""
 
@@ -106,9 +106,9 @@ broadcast:
   sender: safety-gw
   audit_path: {tmp / 'audit.log'}
   outputs:
-    siren: {{type: modbus_relay_siren, board: {board}, coil: {SIREN_COIL}, max_activation_s: 60}}
+    siren: {{type: modbus_relay_siren, board: {board}, coil: {SIREN_COIL}, max_activation: 60}}
     pa: {{type: alsa_audio, device: {tmp / 'sink.wav'}, player: [sox, -q, "{{files}}", "{{device}}"],
-         work_dir: {tmp / 'tts'}, amplifier: {{board: {board}, coil: {AMP_COIL}, warmup_s: 0}}}}
+         work_dir: {tmp / 'tts'}, amplifier: {{board: {board}, coil: {AMP_COIL}, warmup: 0}}}}
   zones: {{dam: {{outputs: [siren, pa]}}}}
 {danger_plan(clips)}
 """

@@ -31,7 +31,9 @@ SERVICE_GROUPS=dialout,audio
 CREDENTIALS=(tls-ca.pem tls-cert.pem tls-key.pem command-keys.pem)
 # python3-systemd gives journald fields and sd_notify through libsystemd; espeak-ng, sox and
 # alsa-utils drive spoken alerts and sirens on the audio output; openssl makes the status page's TLS pair.
-APT_PACKAGES=(python3 python3-venv python3-systemd ca-certificates openssl espeak-ng sox alsa-utils)
+# fonts-dejavu-core + fonts-droid-fallback: Latin and CJK glyphs for the commissioning report's PDF.
+APT_PACKAGES=(python3 python3-venv python3-systemd ca-certificates openssl espeak-ng sox alsa-utils fonts-dejavu-core
+              fonts-droid-fallback)
 SYSTEMD_PY=/usr/lib/python3/dist-packages/systemd
 
 ROOT=${DESTDIR:-/}

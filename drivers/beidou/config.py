@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from gateway.shared import Name, SatellitePolicy, StrictModel
+from gateway.shared import Name, SatellitePolicy, Seconds, StrictModel
 
 
 class BeidouConfig(StrictModel):
@@ -24,17 +24,22 @@ class BeidouConfig(StrictModel):
     encoding: Literal["code", "mixed"] = Field(
         "mixed", description="mixed = 0xA4 marker + payload; the 77-byte level-3 budget assumes it"
     )
+    info_category: int | None = Field(
+        None, ge=0, le=255,
+        description="4.0 $TXSQ information category byte; default per dialect: 0x46 for 4.0 (the text dialects "
+                    "have none); some modules and command receivers expect 0x42 (docs/satellite.md §3)",
+    )
     max_bytes: int | None = Field(
         None, ge=1, le=1750, description="payload limit; default from the card's communication level"
     )
-    interval_s: float | None = Field(
-        None, gt=0, le=3600, description="service interval; default read from the card"
+    interval: Annotated[Seconds, Field(gt=0, le=3600)] | None = Field(
+        None, description="service interval; default read from the card"
     )
     freq_point: int = Field(2, ge=1, le=5, description="BDS-3 $CCTCQ frequency point")
-    probe_timeout_s: float = Field(2.0, gt=0, le=30)
-    feedback_timeout_s: float = Field(10.0, gt=0, le=120)
+    probe_timeout: Seconds = Field(2.0, gt=0, le=30)
+    feedback_timeout: Seconds = Field(10.0, gt=0, le=120)
     max_wait_retries: int = Field(3, ge=0, le=10, description="resends after 'frequency not reached'")
-    reopen_delay_s: float = Field(5.0, gt=0, le=600)
+    reopen_delay: Seconds = Field(5.0, gt=0, le=600)
     policy: SatellitePolicy = Field(
         default_factory=SatellitePolicy, description="fallback scheduling (gateway/satellite.py)"
     )

@@ -54,10 +54,14 @@ class BeidouLink:
         on_message: Callable[[bytes], None],
         *,
         clock: Callable[[], float] = time.monotonic,
+        on_incoming: Callable[[Incoming], None] | None = None,
     ) -> None:
         self.name = config.name
         self.config = config
         self._on_message = on_message
+        # A centre's command receiver (centre/satellite) takes every card's message with its sender;
+        # then no sender filter applies here (the bridge maps cards to gateways itself).
+        self._on_incoming = on_incoming
         self._clock = clock
         self._port = SerialTransport(SerialSettings(config.port, config.baud))
         self._decoder = StreamDecoder()
@@ -97,8 +101,8 @@ class BeidouLink:
 
     @property
     def interval_s(self) -> float:
-        if self.config.interval_s is not None:
-            return self.config.interval_s
+        if self.config.interval is not None:
+            return self.config.interval
         if self._card is not None and self._card.interval_s > 0:
             return float(self._card.interval_s)
         return DEFAULT_INTERVAL_S
@@ -125,14 +129,15 @@ class BeidouLink:
                     reader.cancel()
                     await asyncio.gather(reader, return_exceptions=True)
             except (PortLost, LinkNotReady) as exc:
-                log.warning("%s: %s; retrying in %.0f s", self.name, exc, self.config.reopen_delay_s)
+                log.warning("%s: %s; retrying in %.0f s", self.name, exc, self.config.reopen_delay)
             finally:
                 self._port.close()
                 self._fail_waiters(LinkNotReady(f"{self.name}: port closed"))
             progress.beat()
-            await asyncio.sleep(self.config.reopen_delay_s)
+            await asyncio.sleep(self.config.reopen_delay)
 
     async def _start_up(self) -> None:
+        self._decoder.dialect = None  # a new module may sit on the port: probe without prejudice
         order = _PROBE_ORDER if self.config.dialect == "auto" else (Dialect(self.config.dialect),)
         for dialect in order:
             card = await self._query_card(dialect)
@@ -141,6 +146,7 @@ class BeidouLink:
             if not card.present:
                 raise LinkNotReady(f"{self.name}: module answers ({dialect}) but reports no card")
             self._dialect, self._card = dialect, card
+            self._decoder.dialect = dialect  # from now on sentences are read as this dialect writes them
             return
         raise LinkNotReady(f"{self.name}: no answer to the card query in dialect(s) {[str(d) for d in order]}")
 
@@ -149,7 +155,7 @@ class BeidouLink:
         self._card_wait = loop.create_future()
         try:
             await self._port.send(card_query(dialect))
-            async with asyncio.timeout(self.config.probe_timeout_s):  # not wait_for: 3.11 can swallow a cancel
+            async with asyncio.timeout(self.config.probe_timeout):  # not wait_for: 3.11 can swallow a cancel
                 card = await self._card_wait
         except TimeoutError:
             return None
@@ -173,6 +179,11 @@ class BeidouLink:
         elif isinstance(item, CardInfo):
             if self._card_wait is not None and not self._card_wait.done():
                 self._card_wait.set_result(item)
+        elif isinstance(item, Incoming) and self._on_incoming is not None:
+            try:
+                self._on_incoming(item)
+            except Exception:  # a consumer bug must not kill the link
+                log.exception("%s: on_incoming failed for a message from card %d", self.name, item.sender)
         elif isinstance(item, Incoming):
             if item.sender not in self.config.senders:
                 self._foreign(item)
@@ -204,9 +215,9 @@ class BeidouLink:
 
     # ----------------------------------------------------------------- send
 
-    async def send(self, message: OutboundMessage) -> None:
-        """Return once the module accepted the message; raise MessageTooLarge, SendRefused,
-        SendTimeout or LinkNotReady otherwise."""
+    async def send(self, message: OutboundMessage, dest: int | None = None) -> None:
+        """Return once the module accepted the message (to card ``dest``, default the configured one);
+        raise MessageTooLarge, SendRefused, SendTimeout or LinkNotReady otherwise."""
         size = len(message.payload)
         if size > self.max_bytes:
             raise MessageTooLarge(f"{self.name}: {size} bytes > {self.max_bytes} per message")
@@ -215,7 +226,7 @@ class BeidouLink:
         async with self._send_lock:
             for _attempt in range(self.config.max_wait_retries + 1):
                 await self._wait_interval()
-                fb = await self._send_once(message.payload)
+                fb = await self._send_once(message.payload, self.config.dest if dest is None else dest)
                 if fb.outcome is Outcome.ACCEPTED:
                     self._next_allowed = self._clock() + self.interval_s
                     log.info("%s: sent %d bytes (seqs %s)", self.name, size, message.seqs)
@@ -234,20 +245,20 @@ class BeidouLink:
         if remaining > 0:
             await asyncio.sleep(remaining)
 
-    async def _send_once(self, payload: bytes) -> Feedback:
+    async def _send_once(self, payload: bytes, dest: int) -> Feedback:
         if not self._connected or self._dialect is None or self._card is None:
             raise LinkNotReady(f"{self.name}: not connected")
         frame = send_command(
-            self._dialect, self._card.user_id, self.config.dest, payload,
-            Encoding(self.config.encoding), freq_point=self.config.freq_point,
+            self._dialect, self._card.user_id, dest, payload,
+            Encoding(self.config.encoding), freq_point=self.config.freq_point, category=self.config.info_category,
         )
         self._feedback_wait = asyncio.get_running_loop().create_future()
         try:
             await self._port.send(frame)
-            async with asyncio.timeout(self.config.feedback_timeout_s):  # not wait_for: 3.11 can swallow a cancel
+            async with asyncio.timeout(self.config.feedback_timeout):  # not wait_for: 3.11 can swallow a cancel
                 return await self._feedback_wait
         except TimeoutError:
-            raise SendTimeout(f"{self.name}: no feedback within {self.config.feedback_timeout_s} s") from None
+            raise SendTimeout(f"{self.name}: no feedback within {self.config.feedback_timeout} s") from None
         except PortLost as exc:
             raise LinkNotReady(f"{self.name}: {exc}") from exc
         finally:

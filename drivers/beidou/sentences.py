@@ -190,15 +190,36 @@ _BDS3_REASONS = {
 }
 
 
-def _bdfki(f: Sequence[str]) -> Feedback:
-    if len(f) == 5 and len(f[0]) == 6 and f[0].isdigit():  # BDS-3: hhmmss,TCQ,Y|N,reason,remaining
-        reason = _BDS3_REASONS.get(f[3], f"reason {f[3]}")
-        wait = _seconds(f[4], "remaining") if f[4] else 0
-        if f[2] == "Y" and f[3] in ("0", ""):
-            return Feedback(Dialect.BDS3, f[1], Outcome.ACCEPTED, wait, "ok")
-        outcome = Outcome.WAIT if f[3] == "1" else Outcome.REFUSED
-        return Feedback(Dialect.BDS3, f[1], outcome, wait, reason)
-    # 2.1: command, executed Y|N, frequency ok Y|N, suppression 0|1, wait mmss
+def _looks_like_time(text: str) -> bool:
+    """hhmmss or hhmmss.ss: how a BDS-3 $BDFKI begins (a 2.1 one begins with a command name)."""
+    whole, _, frac = text.partition(".")
+    return len(whole) == 6 and whole.isdigit() and whole.isascii() and (not frac or frac.isdigit())
+
+
+def _bdfki(f: Sequence[str], dialect: Dialect | None) -> Feedback:
+    """By dialect, never by field count: BDS-3 modules add fields (a sixth one seen in the field) and
+    a 2.1 one may too. Without a dialect (before the probe) the first field tells: a time is BDS-3."""
+    if dialect is None:
+        dialect = Dialect.BDS3 if f and _looks_like_time(f[0]) else Dialect.V21
+    try:
+        return _bdfki_bds3(f) if dialect is Dialect.BDS3 else _bdfki_v21(f)
+    except _FieldError as exc:
+        raise _FieldError(f"read as the {dialect} dialect: {exc}") from None
+
+
+def _bdfki_bds3(f: Sequence[str]) -> Feedback:
+    # hhmmss, TCQ, Y|N, reason, remaining[, further fields: not relied upon]
+    _need(f, 5, "BDFKI")
+    reason = _BDS3_REASONS.get(f[3], f"reason {f[3]}")
+    wait = _seconds(f[4], "remaining") if f[4] else 0
+    if f[2] == "Y" and f[3] in ("0", ""):
+        return Feedback(Dialect.BDS3, f[1], Outcome.ACCEPTED, wait, "ok")
+    outcome = Outcome.WAIT if f[3] == "1" else Outcome.REFUSED
+    return Feedback(Dialect.BDS3, f[1], outcome, wait, reason)
+
+
+def _bdfki_v21(f: Sequence[str]) -> Feedback:
+    # command, executed Y|N, frequency ok Y|N, suppression 0|1, wait mmss
     _need(f, 5, "BDFKI")
     wait = _mmss(f[4])
     if (f[1], f[2], f[3]) == ("Y", "Y", "0"):
@@ -227,20 +248,22 @@ def _bdtci(f: Sequence[str]) -> Incoming:
     return Incoming(Dialect.BDS3, _int(f[0], "sender"), _payload(",".join(f[6:]), encoding), encoding)
 
 
-_TEXT_TABLE: dict[str, Callable[[Sequence[str]], Parsed]] = {
-    "ICI": _bdici,
-    "ICP": _bdicp,
+# Sentences whose layout depends on the dialect get it (None: not known yet, e.g. while probing).
+_TEXT_TABLE: dict[str, Callable[[Sequence[str], Dialect | None], Parsed]] = {
+    "ICI": lambda f, _d: _bdici(f),
+    "ICP": lambda f, _d: _bdicp(f),
     "FKI": _bdfki,
-    "TXR": _bdtxr,
-    "TCI": _bdtci,
+    "TXR": lambda f, _d: _bdtxr(f),
+    "TCI": lambda f, _d: _bdtci(f),
 }
 # Periodic status the link does not act on (beam power, PWI beams, positions, time).
 _IGNORED = frozenset({"BSI", "PWI", "RMC", "GGA", "GSA", "GSV", "GLL", "ZDA", "VTG", "TXT", "ZTI", "SNR"})
 _TEXT_HEAD = re.compile(rb"^\$([A-Z]{2})([A-Z]{3})(?:,|\*)")
 
 
-def parse_text(line: bytes) -> Parsed:
-    """One text sentence (``$....*hh``, CR LF optional). Never raises."""
+def parse_text(line: bytes, dialect: Dialect | None = None) -> Parsed:
+    """One text sentence (``$....*hh``, CR LF optional), read as ``dialect`` speaks it (None: as the
+    sentence itself suggests). Never raises."""
     raw = line.rstrip(b"\r\n")
     head = _TEXT_HEAD.match(raw)
     star = raw.rfind(b"*")
@@ -265,7 +288,7 @@ def parse_text(line: bytes) -> Parsed:
     if builder is None:
         return Unknown(talker + name, fields)
     try:
-        return builder(fields)
+        return builder(fields, dialect)
     except _FieldError as exc:
         return ParseError(f"{talker}{name}: {exc}", raw[:80])
 
@@ -380,10 +403,22 @@ def card_query(dialect: Dialect) -> bytes:
     return encode_frame("ICJC", 0, b"\x00")
 
 
+# The 4.0 ``$TXSQ`` information category byte. Public frames disagree and modules differ: a user card's
+# plain (code) message to another card is published with 0x46, a command receiver's with 0x42 (both in
+# the cnblogs chen1880 11422145 capture), and code in the wild sends 0x46 for code and mixed alike. So
+# it is a per-link setting (``info_category``) whose default is 0x46. The text dialects have no such
+# byte: 2.1 ``$CCTXA`` sends "1" (normal, not express), BDS-3 ``$CCTCQ`` has no category at all.
+DEFAULT_TXSQ_CATEGORY = 0x46
+DEFAULT_CATEGORY: dict[Dialect, int | None] = {
+    Dialect.V40: DEFAULT_TXSQ_CATEGORY, Dialect.V21: None, Dialect.BDS3: None}
+
+
 def send_command(
-    dialect: Dialect, own: int, dest: int, payload: bytes, encoding: Encoding, *, freq_point: int = 2
+    dialect: Dialect, own: int, dest: int, payload: bytes, encoding: Encoding, *, freq_point: int = 2,
+    category: int | None = None,
 ) -> bytes:
-    """The send sentence/frame for ``payload`` in ``dialect``."""
+    """The send sentence/frame for ``payload`` in ``dialect``; ``category`` is the 4.0 information
+    category byte (None: the dialect's default, :data:`DEFAULT_CATEGORY`; ignored by the text dialects)."""
     data = (bytes([MIXED_MARKER]) + payload) if encoding is Encoding.MIXED else payload
     if dialect is Dialect.V21:
         kind = "2" if encoding is Encoding.MIXED else "1"
@@ -392,7 +427,9 @@ def send_command(
         kind = "3" if encoding is Encoding.MIXED else "2"
         # dest, frequency point, inbound ack 1 = none, type, content, repeat 0 = once
         return encode_text("CCTCQ", [f"{dest:07d}", str(freq_point), "1", kind, data.hex().upper(), "0"])
-    category = 0x46 if encoding is Encoding.MIXED else 0x42
+    category = DEFAULT_TXSQ_CATEGORY if category is None else category
+    if not 0 <= category <= 0xFF:
+        raise ValueError(f"information category {category} is not a byte")
     bits = (8 * len(data)).to_bytes(2, "big")
     content = bytes([category]) + dest.to_bytes(3, "big") + bits + b"\x00" + data  # ack flag 0
     return encode_frame("TXSQ", own, content)
@@ -408,8 +445,9 @@ class StreamDecoder:
     name and a plausible length field make a frame, anything else is read up to LF.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, dialect: Dialect | None = None) -> None:
         self._buf = bytearray()
+        self.dialect = dialect  # the module's, once probed: sentences are read as it speaks them
 
     @property
     def buffered(self) -> int:
@@ -465,4 +503,4 @@ class StreamDecoder:
         del buf[: end + 1]
         if len(line) > MAX_TEXT_LINE:  # the same verdict however the line was split into reads
             return ParseError("line longer than the limit", line[:80])
-        return parse_text(line)
+        return parse_text(line, self.dialect)

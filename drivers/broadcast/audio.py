@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from drivers.broadcast import tts
-from drivers.broadcast.base import Activation, OutputResult, OutputState, RelayError, wav_path_ok
+from drivers.broadcast.base import OutputState, RelayError, wav_path_ok
 from drivers.broadcast.busboard import CoilWriter
 from drivers.broadcast.config import AlsaAudioConfig
 from drivers.broadcast.relay import make_relay
+from gateway.alerts.contract import Activation, OutputResult, ReportsInResults
 
 
 async def _finish(proc: asyncio.subprocess.Process) -> tuple[bytes, int]:
@@ -26,7 +27,7 @@ async def _finish(proc: asyncio.subprocess.Process) -> tuple[bytes, int]:
     return kept, await proc.wait()
 
 
-class AlsaAudio:
+class AlsaAudio(ReportsInResults):
     kind = "audio"
 
     def __init__(self, name: str, config: AlsaAudioConfig,
@@ -90,7 +91,7 @@ class AlsaAudio:
                 await asyncio.to_thread(self._amp_off_quietly)
                 return self._result("activate", False, "amplifier_readback_mismatch")
             assert self.config.amplifier is not None
-            await asyncio.sleep(self.config.amplifier.warmup_s)
+            await asyncio.sleep(self.config.amplifier.warmup)
         argv = self._argv(files)
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -125,7 +126,7 @@ class AlsaAudio:
         return argv
 
     async def _supervise(self, proc: asyncio.subprocess.Process, limit: float) -> None:
-        limit = min(limit, self.config.max_activation_s)
+        limit = min(limit, self.config.max_activation)
         try:
             stderr, code = await asyncio.wait_for(_finish(proc), limit)
             self._last = {"exit": code}

@@ -27,6 +27,7 @@ from drivers.broadcast.config import (
     RelayCoilConfig,
     SirenRelayConfig,
 )
+from gateway.shared import ConfigPath
 
 
 class WritePoint(Protocol):
@@ -220,7 +221,7 @@ class BusRelayCoil:
 
         if self._auto_off_point is None:
             raise RelayError("board_auto_off: no register point resolved for this relay")
-        value = min(auto_off.max_value, max(1, math.ceil(seconds / auto_off.unit_s)))
+        value = min(auto_off.max_value, max(1, math.ceil(seconds / auto_off.time_unit)))
         what = f"write auto-off register {auto_off.register_address} via bus '{self.writer.name}'"
         try:
             self._run(what, self._auto_off_point, value, True)
@@ -233,38 +234,46 @@ class BusRelayCoil:
         """Nothing to close: the bus owns the port."""
 
 
-def _relays(config: object) -> Iterable[tuple[str, RelayCoilConfig, BoardAutoOffConfig | None]]:
+def _relays(config: object) -> Iterable[tuple[str, ConfigPath, RelayCoilConfig, BoardAutoOffConfig | None]]:
+    """Each relay of an output: its role, its path within the output, its config and its auto-off."""
     if isinstance(config, SirenRelayConfig):
-        yield "siren", config, config.board_auto_off
+        yield "siren", (), config, config.board_auto_off
     elif isinstance(config, AlsaAudioConfig) and config.amplifier is not None:
-        yield "amplifier", config.amplifier, None
+        yield "amplifier", ("amplifier",), config.amplifier, None
 
 
-def bus_board_problems(outputs: Mapping[str, object], buses: Sequence[Any]) -> list[str]:
-    """Cross-section check of ``broadcast.outputs`` against ``buses``, one message per problem.
+def bus_board_problems(outputs: Mapping[str, object], buses: Sequence[Any]) -> list[tuple[ConfigPath, str]]:
+    """Cross-section check of ``broadcast.outputs`` against ``buses``: every problem, each at its path
+    below ``outputs`` (``("siren", "board", "bus")``).
 
     A ``transport: bus`` board needs its bus, its unit and its coil (and auto-off register) as
     configured points; a board with its own master must not open a port a bus already owns.
     """
-    problems: list[str] = []
+    problems: list[tuple[ConfigPath, str]] = []
     by_name = {getattr(b, "name", ""): b for b in buses}
     for name, config in outputs.items():
-        for role, relay, auto_off in _relays(config):
+        for role, at, relay, auto_off in _relays(config):
             board = relay.board
-            where = f"broadcast.outputs.{name} ({role})"
+            where = f"{name} ({role})"
             if board.transport == "bus":
                 bus = by_name.get(str(board.bus))
                 if bus is None or getattr(bus, "type", "") not in ("modbus_rtu", "modbus_tcp"):
-                    problems.append(f"{where}: board.bus '{board.bus}' is not a Modbus bus of buses:")
+                    problems.append(((name, *at, "board", "bus"),
+                                     f"{where}: board.bus '{board.bus}' is not a Modbus bus of buses:"))
                     continue
                 assert board.unit_id is not None
-                try:
-                    find_point(bus, board.unit_id, "coil", relay.coil, f"{where}: coil {relay.coil}")
-                    if auto_off is not None:
-                        find_point(bus, board.unit_id, "holding", auto_off.register_address,
-                                   f"{where}: board_auto_off")
-                except BusPointMissing as exc:
-                    problems.append(str(exc))
+                checks: list[tuple[ConfigPath, str, int, str]] = [
+                    ((name, *at, "coil"), "coil", relay.coil, f"{where}: coil {relay.coil}")]
+                if auto_off is not None:
+                    checks.append(((name, *at, "board_auto_off", "register_address"), "holding",
+                                   auto_off.register_address, f"{where}: board_auto_off"))
+                if not any(device.unit_id == board.unit_id for device in bus.devices):
+                    checks = [((name, *at, "board", "unit_id"), "coil", relay.coil, where)]  # one line says it
+                for path, table, address, purpose in checks:
+                    try:
+                        find_point(bus, board.unit_id, table, address, purpose)
+                    except BusPointMissing as exc:
+                        problems.append((path, str(exc)))
                 continue
             for bus in buses:
                 shared = (
@@ -275,8 +284,10 @@ def bus_board_problems(outputs: Mapping[str, object], buses: Sequence[Any]) -> l
                     and (getattr(bus, "host", None), getattr(bus, "port", None)) == (board.host, board.port)
                 )
                 if shared:
-                    problems.append(f"{where}: the board's port is bus '{bus.name}''s line (one master per line); "
-                                    f"use board: {{transport: bus, bus: {bus.name}, unit_id: <board unit>}}")
+                    port_key = "serial_port" if board.transport == "serial" else "port"
+                    problems.append(((name, *at, "board", port_key),
+                                     f"{where}: the board's port is bus '{bus.name}''s line (one master per line); "
+                                     f"use board: {{transport: bus, bus: {bus.name}, unit_id: <board unit>}}"))
     return problems
 
 
@@ -296,7 +307,7 @@ def board_units(outputs: Mapping[str, object], buses: Sequence[Any]) -> dict[tup
     """
     units: dict[tuple[str, int], list[str]] = {}
     for name, config in outputs.items():
-        for _role, relay, _auto_off in _relays(config):
+        for _role, _at, relay, _auto_off in _relays(config):
             board = relay.board
             if board.transport == "bus":
                 assert board.unit_id is not None

@@ -7,12 +7,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from gateway.alerts.contract import HARD_MAX_ACTIVATION_S
 from gateway.shared import Seconds, StrictModel
 
-# A relay output held on longer than this is a wiring or config mistake, not a warning.
-HARD_MAX_ACTIVATION_S = 900.0
 # Settings of a board's own Modbus master; meaningless (and misleading) for a board on a bus.
-_OWN_MASTER_FIELDS = frozenset({"host", "port", "serial_port", "baudrate", "parity", "stopbits", "device_id"})
+_OWN_MASTER_FIELDS = frozenset({"host", "port", "serial_port", "baud", "parity", "stopbits", "device_id"})
 # A write routed through a bus waits for the transaction in progress and for the writes queued
 # before it (each bounded by the bus's device timeouts); beyond this the relay reports unreachable.
 BUS_WRITE_WAIT_S = 5.0
@@ -31,7 +30,7 @@ class ModbusBoardConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(default=502, ge=1, le=65535)
     serial_port: str | None = None
-    baudrate: int = Field(default=9600, ge=1200, le=115200)
+    baud: int = Field(default=9600, ge=1200, le=115200)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     device_id: int = Field(default=1, ge=0, le=247)
@@ -68,12 +67,12 @@ class BoardAutoOffConfig(StrictModel):
     """Board-side dead-man: a holding register that makes the board drop the relay by itself.
 
     Many RS-485 relay boards have a "flash"/interlock/watchdog register; the address and unit
-    are board-specific (read the board manual). The gateway writes ceil(max_activation / unit_s)
+    are board-specific (read the board manual). The gateway writes ceil(max_activation / time_unit)
     there before switching the relay on, so the relay drops even if the gateway dies.
     """
 
     register_address: int = Field(ge=0, le=65535)
-    unit_s: float = Field(default=0.1, gt=0)
+    time_unit: Seconds = Field(default=0.1, gt=0, description="the time one count of the register stands for")
     max_value: int = Field(default=65535, ge=1, le=65535)
 
 
@@ -103,8 +102,12 @@ class RelayCoilConfig(StrictModel):
 class SirenRelayConfig(RelayCoilConfig):
     type: Literal["modbus_relay_siren"]
     outdoor: bool = True
-    max_activation_s: Seconds = Field(default=180.0, gt=0, le=HARD_MAX_ACTIVATION_S)
+    max_activation: Seconds = Field(default=180.0, gt=0, le=HARD_MAX_ACTIVATION_S)
     board_auto_off: BoardAutoOffConfig | None = None
+
+    @property
+    def is_siren(self) -> bool:
+        return True
 
     @model_validator(mode="after")
     def _bus_needs_board_auto_off(self) -> SirenRelayConfig:
@@ -118,7 +121,7 @@ class SirenRelayConfig(RelayCoilConfig):
 
 
 class AmplifierConfig(RelayCoilConfig):
-    warmup_s: Seconds = Field(default=0.5, le=10)
+    warmup: Seconds = Field(default=0.5, le=10)
 
 
 class TtsConfig(StrictModel):
@@ -128,7 +131,7 @@ class TtsConfig(StrictModel):
     command: list[str] = Field(
         default_factory=lambda: ["espeak-ng", "-v", "cmn", "-s", "140", "-w", "{out}", "--", "{text}"], min_length=1
     )
-    timeout_s: Seconds = Field(default=20.0, gt=0)
+    timeout: Seconds = Field(default=20.0, gt=0)
     max_chars: int = Field(default=200, ge=1, le=2000)
 
     @field_validator("command")
@@ -153,7 +156,11 @@ class AlsaAudioConfig(StrictModel):
     amplifier: AmplifierConfig | None = None
     tts: TtsConfig = Field(default_factory=TtsConfig)
     work_dir: str = "/var/lib/fieldgate/tts"
-    max_activation_s: Seconds = Field(default=300.0, gt=0, le=HARD_MAX_ACTIVATION_S)
+    max_activation: Seconds = Field(default=300.0, gt=0, le=HARD_MAX_ACTIVATION_S)
+
+    @property
+    def is_siren(self) -> bool:
+        return False
 
     @field_validator("player")
     @classmethod
@@ -170,9 +177,13 @@ class RtpMulticastConfig(StrictModel):
     ttl: int = Field(default=4, ge=1, le=255)
     interface: str | None = Field(default=None, description="IPv4 address of the interface to send from")
     outdoor: bool = True
-    max_activation_s: Seconds = Field(default=300.0, gt=0, le=HARD_MAX_ACTIVATION_S)
+    max_activation: Seconds = Field(default=300.0, gt=0, le=HARD_MAX_ACTIVATION_S)
     tts: TtsConfig = Field(default_factory=TtsConfig)
     work_dir: str = "/var/lib/fieldgate/tts"
+
+    @property
+    def is_siren(self) -> bool:
+        return False
 
     @field_validator("group", "interface")
     @classmethod
@@ -192,8 +203,12 @@ class HttpTriggerConfig(StrictModel):
     cancel_url: str | None = Field(default=None, pattern=r"^https?://")
     cancel_method: Literal["GET", "POST", "PUT", "DELETE"] = "POST"
     cancel_body: str | None = None
-    timeout_s: Seconds = Field(default=3.0, gt=0, le=30)
+    timeout: Seconds = Field(default=3.0, gt=0, le=30)
     outdoor: bool = True
+
+    @property
+    def is_siren(self) -> bool:
+        return False
 
 
 OutputConfig = Annotated[

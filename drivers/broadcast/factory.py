@@ -1,18 +1,16 @@
-"""Build output objects from their configs (the daemon calls this; it loads pymodbus).
+"""Build output objects from their configs (the daemon calls this through gateway/registry.py; it loads pymodbus).
 
-``coil_writers`` maps a bus name to the `CoilWriter` of that running bus, for relay boards
-configured with ``board: {transport: bus, bus: <name>, unit_id: N}``:
-
-    build_outputs(config.broadcast.outputs,
-                  coil_writers={bus.name: CoilWriter.for_bus(bus) for bus in modbus_buses})
+A relay board configured with ``board: {transport: bus, bus: <name>, unit_id: N}`` gets the `CoilWriter`
+of that running bus: its coil writes go through the bus task.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
 
 from drivers.broadcast.audio import AlsaAudio
-from drivers.broadcast.base import BroadcastOutput
 from drivers.broadcast.busboard import CoilWriter
 from drivers.broadcast.config import (
     AlsaAudioConfig,
@@ -24,6 +22,8 @@ from drivers.broadcast.config import (
 from drivers.broadcast.http import HttpTrigger
 from drivers.broadcast.rtp import RtpMulticast
 from drivers.broadcast.siren import SirenRelay
+from gateway.alerts.contract import BroadcastOutput
+from gateway.contracts import BusDriver
 
 
 def build_output(name: str, config: OutputConfig,
@@ -40,12 +40,26 @@ def build_output(name: str, config: OutputConfig,
     raise TypeError(f"unknown output config {type(config).__name__}")
 
 
-def build_outputs(configs: Mapping[str, OutputConfig],
-                  coil_writers: Mapping[str, CoilWriter] | None = None) -> dict[str, BroadcastOutput]:
+def build_outputs(configs: Mapping[str, OutputConfig], buses: Sequence[BusDriver] = (),
+                  bus_configs: Sequence[Any] = ()) -> dict[str, BroadcastOutput]:
+    """The outputs of ``broadcast.outputs``; a relay board on a bus (``transport: bus``) writes through the
+    running bus of that name (``buses``), whose points are looked up in its config section (``bus_configs``)."""
+    writers = coil_writers(buses, bus_configs)
     outputs: dict[str, BroadcastOutput] = {}
     for name, cfg in configs.items():
         try:
-            outputs[name] = build_output(name, cfg, coil_writers)
+            outputs[name] = build_output(name, cfg, writers)
         except ValueError as exc:
             raise ValueError(f"broadcast output '{name}': {exc}") from exc
     return outputs
+
+
+def coil_writers(buses: Sequence[BusDriver], bus_configs: Sequence[Any]) -> dict[str, CoilWriter]:
+    """The route of relay boards on each writable running bus, with the points of its config section."""
+    sections = {section.name: section for section in bus_configs}
+    return {bus.name: CoilWriter(sections[bus.name], bus.write_point, partial(_connected, bus))
+            for bus in buses if bus.writable and bus.name in sections}
+
+
+def _connected(bus: BusDriver) -> bool:
+    return bus.connected

@@ -8,8 +8,9 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from drivers.broadcast.base import Activation, OutputResult, OutputState
+from drivers.broadcast.base import OutputState
 from drivers.broadcast.config import HttpTriggerConfig
+from gateway.alerts.contract import Activation, OutputResult, ReportsInResults
 
 _MAX_BODY = 4096  # we only keep the start of a reply, for evidence
 
@@ -20,7 +21,7 @@ def _fill(template: str, values: dict[str, str], quote: bool) -> str:
     return template
 
 
-class HttpTrigger:
+class HttpTrigger(ReportsInResults):
     kind = "http"
 
     def __init__(self, name: str, config: HttpTriggerConfig) -> None:
@@ -37,7 +38,7 @@ class HttpTrigger:
         data = body.encode() if body is not None else None
         request = urllib.request.Request(url, data=data, method=method, headers=dict(self.config.headers))
         try:
-            with urllib.request.urlopen(request, timeout=self.config.timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
                 return int(response.status), response.read(_MAX_BODY)
         except urllib.error.HTTPError as exc:
             return int(exc.code), exc.read(_MAX_BODY) if exc.fp else b""

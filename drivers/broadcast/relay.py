@@ -28,7 +28,7 @@ def _make_client(board: ModbusBoardConfig) -> Any:
         return ModbusTcpClient(board.host, port=board.port, timeout=board.timeout, retries=0)
     return ModbusSerialClient(
         str(board.serial_port),
-        baudrate=board.baudrate,
+        baudrate=board.baud,
         parity=board.parity,
         stopbits=board.stopbits,
         timeout=board.timeout,
@@ -92,7 +92,7 @@ class RelayCoil:
         return self.read_back()
 
     def arm_board_auto_off(self, auto_off: BoardAutoOffConfig, seconds: float) -> None:
-        value = min(auto_off.max_value, max(1, math.ceil(seconds / auto_off.unit_s)))
+        value = min(auto_off.max_value, max(1, math.ceil(seconds / auto_off.time_unit)))
         at = auto_off.register_address
         self._call(f"write auto-off register {at}", "write_register", at, value)
 
@@ -109,5 +109,5 @@ def make_relay(config: RelayCoilConfig, coil_writers: Mapping[str, CoilWriter] |
     writer = (coil_writers or {}).get(str(config.board.bus))
     if writer is None:
         raise ValueError(f"relay board on bus '{config.board.bus}': the daemon gave no coil writer for that bus "
-                         "(build_outputs(..., coil_writers={bus_name: CoilWriter.for_bus(bus)}))")
+                         "(build_outputs(..., buses=..., bus_configs=...))")
     return BusRelayCoil(config, writer, auto_off)

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from drivers.broadcast import g711, tts
-from drivers.broadcast.base import Activation, OutputResult, OutputState
+from drivers.broadcast.base import OutputState
 from drivers.broadcast.config import RtpMulticastConfig
+from gateway.alerts.contract import Activation, OutputResult, ReportsInResults
 
 PAYLOAD_TYPE = 0  # PCMU/8000, RFC 3551
 PACKET_SAMPLES = 160  # 20 ms at 8 kHz
@@ -26,7 +27,7 @@ def rtp_header(seq: int, timestamp: int, ssrc: int, marker: bool) -> bytes:
     )
 
 
-class RtpMulticast:
+class RtpMulticast(ReportsInResults):
     kind = "ip_speaker"
 
     def __init__(self, name: str, config: RtpMulticastConfig) -> None:
@@ -75,7 +76,7 @@ class RtpMulticast:
         return self._result("prepare", fault is None, fault, seconds=round(len(pcm) / g711.SAMPLE_RATE, 2))
 
     def _encode(self, files: list[Path], max_s: float) -> bytes:
-        limit = min(max_s, self.config.max_activation_s)
+        limit = min(max_s, self.config.max_activation)
         out = bytearray()
         for path in files:
             remaining = limit - len(out) / g711.SAMPLE_RATE

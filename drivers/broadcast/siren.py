@@ -36,10 +36,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from drivers.broadcast.base import Activation, Cadence, FaultListener, OutputResult, OutputState, RelayError
+from drivers.broadcast.base import OutputState, RelayError
 from drivers.broadcast.busboard import CoilWriter
 from drivers.broadcast.config import SirenRelayConfig
 from drivers.broadcast.relay import make_relay
+from gateway.alerts.contract import Activation, Cadence, FaultListener, OutputResult
 
 log = logging.getLogger("fieldgate.broadcast")
 
@@ -104,7 +105,7 @@ class SirenRelay:
         cadence = activation.cadence
         if cadence is None or not cadence.steps:
             return self._result("activate", False, "no_cadence")
-        limit = min(self.config.max_activation_s, activation.max_activation_s, cadence.duration_s)
+        limit = min(self.config.max_activation, activation.max_activation_s, cadence.duration_s)
         # One worker thread does the whole start; if our caller gives up, the thread still finishes it.
         return await asyncio.to_thread(self._activate_sync, activation, cadence, limit)
 

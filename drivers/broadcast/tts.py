@@ -55,12 +55,12 @@ async def render(text: str, config: TtsConfig, work_dir: Path) -> Path:
         await asyncio.to_thread(partial.unlink, missing_ok=True)
         raise TtsError(f"cannot run {argv[0]}: {exc}") from exc
     try:
-        _, stderr = await asyncio.wait_for(proc.communicate(), config.timeout_s)
+        _, stderr = await asyncio.wait_for(proc.communicate(), config.timeout)
     except TimeoutError as exc:
         proc.kill()
         await proc.wait()
         await asyncio.to_thread(partial.unlink, missing_ok=True)
-        raise TtsError(f"{argv[0]} took longer than {config.timeout_s} s") from exc
+        raise TtsError(f"{argv[0]} took longer than {config.timeout} s") from exc
     if proc.returncode != 0:
         await asyncio.to_thread(partial.unlink, missing_ok=True)
         raise TtsError(f"{argv[0]} exited {proc.returncode}: {stderr.decode(errors='replace')[:200]}")

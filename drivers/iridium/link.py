@@ -74,6 +74,14 @@ class IridiumLink:
     def max_bytes(self) -> int:
         return self.config.max_bytes
 
+    @property
+    def interval_s(self) -> float:
+        return 0.0  # SBD has no service interval: the next send may follow at once
+
+    @property
+    def foreign_count(self) -> None:
+        return None  # the gateway's own IMEI receives only what the platform sends to it
+
     # ----------------------------------------------------------------- run
 
     async def run(self, progress: Progress) -> None:
@@ -101,11 +109,11 @@ class IridiumLink:
                     reader.cancel()
                     await asyncio.gather(reader, return_exceptions=True)
             except (PortLost, LinkNotReady, SendTimeout, SendRefused) as exc:
-                log.warning("%s: %s; reopening in %.0f s", self.name, exc, self.config.reopen_delay_s)
+                log.warning("%s: %s; reopening in %.0f s", self.name, exc, self.config.reopen_delay)
             finally:
                 self._port.close()
             progress.beat()
-            await asyncio.sleep(self.config.reopen_delay_s)
+            await asyncio.sleep(self.config.reopen_delay)
 
     async def _initialise(self) -> None:
         async with self._lock:
@@ -171,7 +179,7 @@ class IridiumLink:
                 log.debug("%s: stale %r dropped", self.name, line)
 
     async def _at(self, command: str, timeout_s: float | None = None) -> list[str]:
-        deadline = time.monotonic() + (timeout_s or self.config.command_timeout_s)
+        deadline = time.monotonic() + (timeout_s or self.config.command_timeout)
         self._drop_stale_lines()
         await self._port.send(command.encode("ascii") + b"\r")
         return [ln for ln in await self._until_ok(deadline) if ln != command]  # echo before ATE0
@@ -179,7 +187,7 @@ class IridiumLink:
     # ----------------------------------------------------------------- SBD steps
 
     async def _write_mo(self, payload: bytes) -> None:
-        deadline = time.monotonic() + self.config.command_timeout_s
+        deadline = time.monotonic() + self.config.command_timeout
         self._drop_stale_lines()
         await self._port.send(sbdwb_command(len(payload)))
         line = await self._line(deadline)
@@ -196,7 +204,7 @@ class IridiumLink:
 
     async def _session(self, answer_ring: bool) -> SessionResult:
         command = "AT+SBDIXA" if answer_ring else "AT+SBDIX"
-        deadline = time.monotonic() + self.config.session_timeout_s
+        deadline = time.monotonic() + self.config.session_timeout
         self._drop_stale_lines()
         await self._port.send(command.encode() + b"\r")
         result: SessionResult | AtParseError | None = None
@@ -222,7 +230,7 @@ class IridiumLink:
         return None
 
     async def _read_sbdrb(self, announced: int) -> bytes | AtParseError:
-        deadline = time.monotonic() + self.config.command_timeout_s
+        deadline = time.monotonic() + self.config.command_timeout
         self._drop_stale_lines()
         await self._port.send(b"AT+SBDRB\r")
         while True:
@@ -291,7 +299,7 @@ class IridiumLink:
 
     async def _send_locked(self, message: OutboundMessage) -> None:
         await self._write_mo(message.payload)
-        delay = self.config.backoff_initial_s
+        delay = self.config.backoff_initial
         last = ""
         for attempt in range(1, self.config.session_attempts + 1):
             result = await self._session(answer_ring=False)
@@ -308,5 +316,5 @@ class IridiumLink:
             if attempt < self.config.session_attempts:
                 # full jitter around the delay so a fleet does not retry in lockstep
                 await asyncio.sleep(delay * (0.5 + self._rng.random()))
-                delay = min(delay * 2, self.config.backoff_max_s)
+                delay = min(delay * 2, self.config.backoff_max)
         raise SendRefused(f"{self.name}: {self.config.session_attempts} sessions failed, last {last}")

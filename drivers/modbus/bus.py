@@ -33,6 +33,7 @@ from drivers.ports.serialport import SerialTransport
 from drivers.ports.settings import SerialSettings
 from drivers.ports.stream import PortLost, Transport
 from drivers.ports.tcp import TcpTransport
+from gateway.contracts import stall_deadline
 from gateway.shared import PointInfo, Progress, Quality, Reading, ReadingSink, Value, now
 
 log = logging.getLogger("fieldgate.modbus")
@@ -77,6 +78,14 @@ class DeviceState:
     good_polls: int = 0
     requests: int = 0
     last_logged: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def unit_id(self) -> int:
+        return self.config.unit_id
 
     @property
     def priority(self) -> bool:
@@ -134,6 +143,8 @@ class _Probe:
 class ModbusBus:
     """BusDriver for one TCP endpoint or one serial port."""
 
+    writable = True
+
     def __init__(self, config: ModbusTcpBus | ModbusRtuBus) -> None:
         self.config = config
         self.name = config.name
@@ -152,6 +163,12 @@ class ModbusBus:
     def device(self, name: str) -> DeviceState:
         return next(d for d in self.devices if d.config.name == name)
 
+    @property
+    def stall_deadline(self) -> float:
+        devices = self.config.devices
+        return stall_deadline(max((d.poll_interval for d in devices), default=0.0),
+                              sum(d.timeout * (d.retries + 1) * 4 for d in devices))
+
     # --- transport -------------------------------------------------------------------
 
     def _make_master(self) -> Master:
@@ -160,7 +177,7 @@ class ModbusBus:
             timeout = max(d.timeout for d in cfg.devices)
             transport: Transport = TcpTransport(cfg.host, cfg.port, connect_timeout=max(2.0, timeout))
             return Master(transport, cfg.framer, gap=0.0)
-        gap = inter_frame_gap(cfg.baudrate, cfg.bytesize, cfg.parity, cfg.stopbits) + cfg.frame_gap_margin
+        gap = inter_frame_gap(cfg.baud, cfg.bytesize, cfg.parity, cfg.stopbits) + cfg.frame_gap_margin
         return Master(SerialTransport(SerialSettings.of_bus(cfg)), cfg.framer, gap=gap)
 
     async def run(self, sink: ReadingSink, progress: Progress) -> None:

@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 
 from drivers.modbus.config import PointConfig
+from gateway.shared import float32_decimal
 
 _STRUCT = {
     "uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i",
@@ -89,6 +90,10 @@ def decode_point(point: PointConfig, registers: list[int]) -> int | float | bool
     if isinstance(raw, int) and isinstance(value, float):
         # An integer register scaled by 0.1 has one decimal, not 40.900000000000006.
         value = round(value, _decimals(point.scale, point.offset))
+    elif point.type == "float32" and isinstance(value, float):
+        # A float32 register measured ~7 significant digits: 131.27, not 131.27000427246094 (the float32
+        # widened to a double). Scaled or not, the value is the shortest decimal float32 reads back the same.
+        value = float32_decimal(value)
     if (point.valid_min is not None and value < point.valid_min) or (
         point.valid_max is not None and value > point.valid_max
     ):

@@ -142,7 +142,7 @@ class ModbusRtuBus(_BusBase):
 
     type: Literal["modbus_rtu"]
     port: str = Field(description="serial device, e.g. /dev/ttyUSB0 or /dev/fieldgate/rs485-XYZ")
-    baudrate: int = Field(default=9600, gt=0)
+    baud: int = Field(default=9600, gt=0)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
@@ -159,8 +159,8 @@ class ModbusRtuBus(_BusBase):
         return self
 
 
-def inter_frame_gap(baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1) -> float:
+def inter_frame_gap(baud: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1) -> float:
     """Modbus RTU t3.5 in seconds; the spec fixes it at 1.75 ms above 19200 baud."""
-    if baudrate > 19200:
+    if baud > 19200:
         return 0.00175
-    return 3.5 * char_time(baudrate, bytesize, parity, stopbits)
+    return 3.5 * char_time(baud, bytesize, parity, stopbits)

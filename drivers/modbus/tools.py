@@ -21,6 +21,7 @@ from drivers.ports.serialport import SerialTransport
 from drivers.ports.settings import SerialSettings, char_time
 from drivers.ports.stream import PortBusy, PortLost, Transport
 from drivers.ports.tcp import TcpTransport
+from gateway.shared import parse_duration
 
 ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 RTU_READ_REQUEST_BYTES = 8  # unit, function, address(2), count(2), CRC(2)
@@ -62,7 +63,7 @@ def _explain_modbus(bus: ModbusRtuBus | ModbusTcpBus) -> list[str]:
             seconds = sum(wire_seconds(b.table, b.count, bus) for b in blocks)
             busy_per_second += seconds / max(device.poll_interval, 1e-3)
     if isinstance(bus, ModbusRtuBus):
-        lines.append(f"  line use at {bus.baudrate} baud: {100 * busy_per_second:.1f}% "
+        lines.append(f"  line use at {bus.baud} baud: {100 * busy_per_second:.1f}% "
                      "(request + reply + inter-frame gaps, no reply latency)")
     return lines
 
@@ -74,8 +75,8 @@ def reply_bytes(table: str, count: int) -> int:
 
 def wire_seconds(table: str, count: int, bus: ModbusRtuBus) -> float:
     """Line time of one RTU read: both frames at the baud rate plus two inter-frame gaps."""
-    char = char_time(bus.baudrate, bus.bytesize, bus.parity, bus.stopbits)
-    gap = inter_frame_gap(bus.baudrate, bus.bytesize, bus.parity, bus.stopbits) + bus.frame_gap_margin
+    char = char_time(bus.baud, bus.bytesize, bus.parity, bus.stopbits)
+    gap = inter_frame_gap(bus.baud, bus.bytesize, bus.parity, bus.stopbits) + bus.frame_gap_margin
     return (RTU_READ_REQUEST_BYTES + reply_bytes(table, count)) * char + 2 * gap
 
 
@@ -98,7 +99,7 @@ def add_subcommands(subparsers: Any) -> None:
     scan.add_argument("--bauds", default="9600,19200,4800,38400,115200")
     scan.add_argument("--parities", default="N,E")
     scan.add_argument("--units", default="1-247", help="e.g. 1-247 or 1,2,10-20")
-    scan.add_argument("--timeout", type=float, default=0.1, help="seconds to wait per unit id")
+    scan.add_argument("--timeout", type=parse_duration, default=0.1, help="wait per unit id (100ms)")
     scan.add_argument("--table", choices=("holding", "input", "coil", "discrete"), default="holding")
     scan.add_argument("--address", type=int, default=0)
     scan.set_defaults(handler=cmd_scan)
@@ -112,7 +113,7 @@ def _connection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baud", type=int, default=9600)
     parser.add_argument("--parity", choices=("N", "E", "O"), default="N")
     parser.add_argument("--stopbits", type=int, choices=(1, 2), default=1)
-    parser.add_argument("--timeout", type=float, default=1.0)
+    parser.add_argument("--timeout", type=parse_duration, default=1.0, help="wait per request (1s)")
 
 
 def parse_units(text: str) -> list[int]:

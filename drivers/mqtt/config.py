@@ -10,10 +10,11 @@ certificate is picked up at the next reconnect without a restart.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
+from gateway.profiles.options import ThingsboardOptions
 from gateway.shared import (
     RECORD_CLASS_NAMES,
     Name,
@@ -61,39 +62,6 @@ class MqttTls(StrictModel):
         has_key = self.key_file is not None or self.key_credential is not None
         if has_key and not has_cert:
             raise ValueError("a client key needs a client certificate (cert_file or cert_credential)")
-        return self
-
-
-class ThingsboardOptions(StrictModel):
-    """How fieldgate points map to ThingsBoard devices (profile: thingsboard)."""
-
-    device_of_point: dict[str, Annotated[PlainText, Field(min_length=1, max_length=255)]] = Field(
-        default_factory=dict,
-        description="point id → device; such a point keeps its full id as the telemetry key",
-    )
-    device_separator: PlainText = Field(
-        default=".", min_length=1, max_length=4,
-        description="otherwise the text before the first separator is the device and the rest is the key",
-    )
-    device_name: PlainText = Field(
-        default="{gateway}.{device}", max_length=255,
-        description="ThingsBoard device name; {gateway} is the gateway id, {device} the mapped device",
-    )
-    device_type: PlainText | None = Field(
-        default=None, max_length=255, description="ThingsBoard device profile sent with v1/gateway/connect"
-    )
-    quality_suffix: PlainText = Field(
-        default="_quality", min_length=1, max_length=64, description="key suffix of the quality sent beside a value"
-    )
-
-    @model_validator(mode="after")
-    def _template(self) -> ThingsboardOptions:
-        if "{device}" not in self.device_name:
-            raise ValueError("device_name must contain {device}")
-        try:
-            self.device_name.format(gateway="g", device="d")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"device_name may only use {{gateway}} and {{device}}: {exc}") from None
         return self
 
 

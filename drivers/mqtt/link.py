@@ -34,11 +34,12 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from drivers.mqtt import credentials
 from drivers.mqtt.client import FieldgateClient
 from drivers.mqtt.config import MqttLinkConfig
-from drivers.mqtt.credentials import CredentialError, TlsFiles
+from drivers.mqtt.credentials import TlsFiles
 from drivers.mqtt.inbound import MAX_PACKET_BYTES, RECEIVE_MAXIMUM, InboundQueue
 from drivers.mqtt.reconnect import ReconnectPacer
 from drivers.mqtt.session import DefaultSession, MqttSession
 from drivers.mqtt.tls import Failure, build_context, explain
+from gateway.credentials import CredentialError
 from gateway.shared import OutboundMessage, Progress
 
 log = logging.getLogger("fieldgate.mqtt")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from drivers.mqtt.credentials import CredentialError, TlsFiles
+from drivers.mqtt.credentials import TlsFiles
+from gateway.credentials import CredentialError
 
 # OpenSSL X509_V_ERR_* codes (include/openssl/x509_vfy.h), stable across 1.1 and 3.x.
 _NOT_SIGNED_BY_CA = {2, 7, 18, 19, 20, 21}

@@ -52,7 +52,7 @@ class SerialTransport(Transport):
         s = self.settings
         try:
             port = serial.Serial(
-                s.port, baudrate=s.baudrate, parity=s.parity, stopbits=s.stopbits, bytesize=s.bytesize,
+                s.port, baudrate=s.baud, parity=s.parity, stopbits=s.stopbits, bytesize=s.bytesize,
                 timeout=0, exclusive=s.exclusive,
             )
         except serial.SerialException as exc:

@@ -19,9 +19,9 @@ def bits_per_char(bytesize: int = 8, parity: str = "N", stopbits: int = 1) -> in
     return 1 + bytesize + (0 if parity == "N" else 1) + stopbits
 
 
-def char_time(baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1) -> float:
-    """Seconds one character takes on the wire at ``baudrate``."""
-    return bits_per_char(bytesize, parity, stopbits) / baudrate
+def char_time(baud: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1) -> float:
+    """Seconds one character takes on the wire at ``baud``."""
+    return bits_per_char(bytesize, parity, stopbits) / baud
 
 
 class RS485Options(StrictModel):
@@ -40,7 +40,7 @@ class SerialBusConfig(Protocol):
     @property
     def port(self) -> str: ...
     @property
-    def baudrate(self) -> int: ...
+    def baud(self) -> int: ...
     @property
     def parity(self) -> str: ...
     @property
@@ -54,7 +54,7 @@ class SerialBusConfig(Protocol):
 @dataclass(frozen=True, slots=True)
 class SerialSettings:
     port: str
-    baudrate: int = 9600
+    baud: int = 9600
     parity: str = "N"
     stopbits: int = 1
     bytesize: int = 8
@@ -64,8 +64,8 @@ class SerialSettings:
 
     @classmethod
     def of_bus(cls, bus: SerialBusConfig) -> SerialSettings:
-        return cls(bus.port, bus.baudrate, bus.parity, bus.stopbits, bus.bytesize, bus.rs485)
+        return cls(bus.port, bus.baud, bus.parity, bus.stopbits, bus.bytesize, bus.rs485)
 
     @property
     def char_time(self) -> float:
-        return char_time(self.baudrate, self.bytesize, self.parity, self.stopbits)
+        return char_time(self.baud, self.bytesize, self.parity, self.stopbits)

@@ -46,6 +46,11 @@ class LineDeviceConfig(StrictModel):
     status_ok: list[str] = Field(default_factory=lambda: ["A"], description="status values meaning valid")
     points: list[LinePointConfig] = Field(min_length=1)
 
+    @property
+    def unit_id(self) -> None:
+        """A gauge on a serial line has no unit address (the core reads unit ids of every bus's devices)."""
+        return None
+
     @model_validator(mode="after")
     def _parsing(self) -> LineDeviceConfig:
         if (self.pattern is None) == (self.delimiter is None):
@@ -76,7 +81,7 @@ class SerialLineBus(StrictModel):
     type: Literal["serial_line"]
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     port: str
-    baudrate: int = Field(default=9600, gt=0)
+    baud: int = Field(default=9600, gt=0)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8

@@ -20,7 +20,8 @@ from drivers.ports.settings import SerialSettings
 from drivers.ports.stream import PortLost
 from drivers.serialline.config import LineDeviceConfig, SerialLineBus
 from drivers.serialline.parse import LineError, decode_line
-from gateway.shared import PointInfo, Progress, Quality, Reading, ReadingSink, now
+from gateway.contracts import stall_deadline
+from gateway.shared import PointInfo, Progress, Quality, Reading, ReadingSink, Value, now
 
 log = logging.getLogger("fieldgate.serialline")
 
@@ -35,10 +36,21 @@ class _Device:
     last_line: float = 0.0  # stream mode: monotonic time of the last line for this device
     failures: int = 0
     polls: int = 0
-    good: int = 0
+    good_polls: int = 0
+    mode = "online"  # the status page has always shown serial-line gauges as online; readings carry the quality
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def unit_id(self) -> None:
+        return self.config.unit_id
 
 
 class SerialLineDriver:
+    writable = False  # gauges only talk: write_point and probe raise
+
     def __init__(self, config: SerialLineBus) -> None:
         self.config = config
         self.name = config.name
@@ -52,6 +64,18 @@ class SerialLineDriver:
 
     def device(self, name: str) -> _Device:
         return next(d for d in self.devices if d.config.name == name)
+
+    @property
+    def stall_deadline(self) -> float:
+        devices = self.config.devices
+        return stall_deadline(max((d.poll_interval for d in devices), default=0.0),
+                              sum(d.timeout * 4 for d in devices))
+
+    async def write_point(self, point_id: str, value: float | bool | str, verify: bool = True) -> Value:
+        raise LookupError(f"line {self.name} is a serial line: its points cannot be written")
+
+    async def probe(self, unit_id: int, table: str, address: int, count: int = 1) -> list[int]:
+        raise LookupError(f"line {self.name} is a serial line: it has no registers to probe")
 
     async def run(self, sink: ReadingSink, progress: Progress) -> None:
         cfg = self.config
@@ -168,7 +192,7 @@ class SerialLineDriver:
             if line.decode("latin-1").strip() == cfg.request.strip():
                 continue  # our own request echoed (2-wire adapters with local echo)
             ok = await self._deliver(device, line, sink)
-            device.good += ok
+            device.good_polls += ok
             return ok
 
     # --- stream mode -----------------------------------------------------------------
@@ -196,4 +220,4 @@ class SerialLineDriver:
                 continue  # another sentence type from the same instrument, or noise
             owner.last_line = time.monotonic()
             owner.polls += 1
-            owner.good += await self._deliver(owner, line, sink)
+            owner.good_polls += await self._deliver(owner, line, sink)

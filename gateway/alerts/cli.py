@@ -24,6 +24,8 @@ from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.model import Alert, Status
 from gateway.alerts.signing import Keyring, OperatorSignature, public_key_text, sign
 from gateway.fsutil import SECRET, create_exclusive
+from gateway.i18n import _
+from gateway.shared import parse_duration
 
 _COLOUR = {Status.ACTUAL: "\033[1;41;97m", Status.EXERCISE: "\033[1;43;30m", Status.TEST: "\033[1;46;30m"}
 
@@ -33,7 +35,7 @@ def _banner(alert: Alert) -> str:
     reset = "\033[0m" if colour else ""
     return (f"{colour} {alert.status.value.upper()} {reset} {alert.msg_type.value} '{alert.event}' "
             f"areas={','.join(alert.areas) or '-'} clips={','.join(alert.resources) or '-'}\n"
-            f"digest {alert.digest()}")
+            + _("digest {digest}").format(digest=alert.digest()))
 
 
 def _load_request(path: Path) -> tuple[Alert, list[OperatorSignature]]:
@@ -69,8 +71,8 @@ def _keygen(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cannot create {out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(f"private key: {out} (keep it on the operator's token, never on the gateway)")
-    print(f"add to broadcast.operators:\n  {args.operator}: {public_key_text(key)}")
+    print(_("private key: {path} (keep it on the operator's token, never on the gateway)").format(path=out))
+    print(_("add to broadcast.operators:") + f"\n  {args.operator}: {public_key_text(key)}")
     return 0
 
 
@@ -79,7 +81,7 @@ def _draft(args: argparse.Namespace) -> int:
     alert = Alert(
         identifier=args.identifier or f"{args.sender}.{int(time.time())}", sender=args.sender, sent=sent,
         status=Status(args.status), event=args.event, areas=tuple(args.zone), resources=tuple(args.clip),
-        tts=args.tts, expires=sent + dt.timedelta(seconds=args.expires_s), source="manual",
+        tts=args.tts, expires=sent + dt.timedelta(seconds=args.expires), source="manual",
     )
     _save_request(Path(args.out), alert, [])
     print(_banner(alert))
@@ -91,17 +93,18 @@ def _sign(args: argparse.Namespace) -> int:
     alert, signatures = _load_request(path)
     print(_banner(alert))
     if args.confirm != alert.status.value:
-        print(f"refused: type --confirm {alert.status.value} to sign this {alert.status.value} alert",
+        print(_("refused: type --confirm {status} to sign this {status} alert").format(status=alert.status.value),
               file=sys.stderr)
         return 2
     key = serialization.load_pem_private_key(Path(args.key).read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
-        print("refused: not an Ed25519 key", file=sys.stderr)
+        print(_("refused: not an Ed25519 key"), file=sys.stderr)
         return 2
     signatures = [s for s in signatures if s.operator != args.operator]
     signatures.append(sign(alert, args.operator, key, time.time()))
     _save_request(path, alert, signatures)
-    print(f"signed by {args.operator}; {len(signatures)} signature(s) on the request")
+    print(_("signed by {operator}; {count} signature(s) on the request").format(
+        operator=args.operator, count=len(signatures)))
     return 0
 
 
@@ -109,25 +112,26 @@ def _verify(args: argparse.Namespace) -> int:
     alert, signatures = _load_request(Path(args.request))
     config = _broadcast_config(Path(args.config))
     good, problems = Keyring(config.operators).verified_signers(
-        alert, signatures, config.two_person_window_s, time.time())
+        alert, signatures, config.two_person_window, time.time())
     required = 2 if alert.status is Status.ACTUAL else 1
     print(_banner(alert))
-    print(f"valid signers: {', '.join(good) or 'none'}; required {required}")
+    print(_("valid signers: {names}; required {required}").format(names=", ".join(good) or _("none"),
+                                                                 required=required))
     for problem in problems:
         print(f"  {problem}")
     return 0 if len(good) >= required else 1
 
 
 def _cap(args: argparse.Namespace) -> int:
-    alert, _ = _load_request(Path(args.request))
+    alert, _signatures = _load_request(Path(args.request))
     print(alert.to_cap_xml())
     return 0
 
 
 def _verify_audit(args: argparse.Namespace) -> int:
     check = verify_chain(Path(args.path))
-    print(f"{'ok' if check.ok else 'BROKEN'}: {check.records} records, last hash {check.last_hash}"
-          + (f"; {check.error}" if check.error else ""))
+    print((_("ok: {count} records, last hash {hash}") if check.ok else _("BROKEN: {count} records, last hash {hash}"))
+          .format(count=check.records, hash=check.last_hash) + (f"; {check.error}" if check.error else ""))
     return 0 if check.ok else 1
 
 
@@ -138,8 +142,9 @@ def _submit(args: argparse.Namespace) -> int:
     alert, signatures = _load_request(Path(args.request))
     print(_banner(alert))
     target = submit(Path(args.request), inbox)
-    print(f"submitted as {target} with {len(signatures)} signature(s); the gateway's answer will be in "
-          f"{inbox / 'done'} or {inbox / 'refused'} (<time>-{target.name[:-5]}.result.json)")
+    print(_("submitted as {target} with {count} signature(s); the gateway's answer will be in {done} or {refused} "
+            "(<time>-{name}.result.json)").format(target=target, count=len(signatures), done=inbox / "done",
+                                                  refused=inbox / "refused", name=target.name[:-5]))
     return 0
 
 
@@ -172,7 +177,7 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--tts")
     p.add_argument("--sender", default="operator")
     p.add_argument("--identifier")
-    p.add_argument("--expires-s", type=float, default=3600)
+    p.add_argument("--expires", type=parse_duration, default=3600.0, help="e.g. 30m or 1h (default 1h)")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=_guarded(_draft))
 

@@ -7,9 +7,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from drivers.broadcast.config import HARD_MAX_ACTIVATION_S, OutputConfig, SirenRelayConfig
+from gateway.alerts.contract import HARD_MAX_ACTIVATION_S
 from gateway.alerts.model import CapSeverity, Category, Urgency
-from gateway.shared import Seconds, StrictModel
+from gateway.registry import OutputConfig
+from gateway.shared import ConfigPath, PlacedConfigError, Seconds, StrictModel
 
 Name = str
 
@@ -61,7 +62,7 @@ def reserved_pattern_problem(steps: list[tuple[float, float]], repeat: int) -> s
 
 
 class PatternConfig(StrictModel):
-    steps: list[tuple[float, float]] = Field(min_length=1, max_length=32, description="[on_s, off_s] pairs")
+    steps: list[tuple[Seconds, Seconds]] = Field(min_length=1, max_length=32, description="[on, off] pairs")
     repeat: int = Field(default=1, ge=1, le=1000)
 
     @field_validator("steps")
@@ -69,7 +70,7 @@ class PatternConfig(StrictModel):
     def _positive(cls, steps: list[tuple[float, float]]) -> list[tuple[float, float]]:
         for on_s, off_s in steps:
             if on_s <= 0 or off_s < 0 or on_s > 600 or off_s > 600:
-                raise ValueError("each step needs 0 < on_s <= 600 and 0 <= off_s <= 600")
+                raise ValueError("each step needs 0 < on <= 600 s and 0 <= off <= 600 s")
         return steps
 
     @model_validator(mode="after")
@@ -126,7 +127,7 @@ class ExerciseWindow(StrictModel):
 
 
 class RateLimitConfig(StrictModel):
-    min_interval_s: Seconds = Field(default=300.0, description="per zone, between two activations")
+    min_interval: Seconds = Field(default=300.0, description="per zone, between two activations")
     max_per_hour: int = Field(default=6, ge=1, le=60)
 
 
@@ -142,7 +143,7 @@ class AutomaticTrigger(StrictModel):
     urgency: Urgency = "Immediate"
     severity: CapSeverity = "Severe"
     status: Literal["Actual", "Exercise"] = "Actual"
-    expires_s: Seconds = Field(default=3600.0, gt=0)
+    expires: Seconds = Field(default=3600.0, gt=0)
 
 
 class BroadcastConfig(StrictModel):
@@ -156,14 +157,14 @@ class BroadcastConfig(StrictModel):
     all_clear_clip: Name | None = None
     exercise_windows: list[ExerciseWindow] = Field(default_factory=list, max_length=100)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
-    max_activation_s: Seconds = Field(default=180.0, gt=0, le=HARD_MAX_ACTIVATION_S)
+    max_activation: Seconds = Field(default=180.0, gt=0, le=HARD_MAX_ACTIVATION_S)
     operators: dict[Name, str] = Field(default_factory=dict, description="operator -> base64 Ed25519 public key")
-    two_person_window_s: Seconds = Field(default=600.0, gt=0, le=3600)
-    max_clock_skew_s: Seconds = Field(default=300.0, description="refuse alerts 'sent' further in the future")
+    two_person_window: Seconds = Field(default=600.0, gt=0, le=3600)
+    max_clock_skew: Seconds = Field(default=300.0, description="refuse alerts 'sent' further in the future")
     automatic: list[AutomaticTrigger] = Field(default_factory=list)
     audit_path: str = "/var/lib/fieldgate/audit/broadcast.log"
     inbox_dir: str = "/var/lib/fieldgate/alerts/inbox"
-    output_timeout_s: Seconds = Field(default=10.0, gt=0, le=120)
+    output_timeout: Seconds = Field(default=10.0, gt=0, le=120)
 
     @field_validator("operators")
     @classmethod
@@ -179,32 +180,34 @@ class BroadcastConfig(StrictModel):
 
     @model_validator(mode="after")
     def _references(self) -> BroadcastConfig:
-        for zone, spec in self.zones.items():
-            for output in spec.outputs:
-                if output not in self.outputs:
-                    raise ValueError(f"zone {zone}: unknown output '{output}'")
-        clip_refs = [("all_clear_clip", self.all_clear_clip)]
+        """Names used across the section; every problem at the name at fault, all raised at once."""
+        problems: list[tuple[ConfigPath, str]] = [
+            (("zones", zone, "outputs", i), f"unknown output '{output}'")
+            for zone, spec in self.zones.items() for i, output in enumerate(spec.outputs) if output not in self.outputs]
+        clip_refs: list[tuple[ConfigPath, str | None]] = [(("all_clear_clip",), self.all_clear_clip)]
         if self.announce:
-            clip_refs += [("announce.exercise", self.announce.exercise), ("announce.test", self.announce.test)]
-        for entry in self.automatic:
-            clip_refs += [(f"automatic[{entry.rule}]", clip) for clip in entry.clips]
-            for zone in entry.zones:
-                if zone not in self.zones:
-                    raise ValueError(f"automatic[{entry.rule}]: unknown zone '{zone}'")
-        for where, clip in clip_refs:
-            if clip is not None and clip not in self.clips:
-                raise ValueError(f"{where}: unknown clip '{clip}'")
+            clip_refs += [(("announce", "exercise"), self.announce.exercise),
+                          (("announce", "test"), self.announce.test)]
+        for n, entry in enumerate(self.automatic):
+            clip_refs += [(("automatic", n, "clips", i), clip) for i, clip in enumerate(entry.clips)]
+            problems += [(("automatic", n, "zones", i), f"unknown zone '{zone}'")
+                         for i, zone in enumerate(entry.zones) if zone not in self.zones]
+        problems += [(path, f"unknown clip '{clip}'") for path, clip in clip_refs
+                     if clip is not None and clip not in self.clips]
         if self.status_patterns:
             sp = self.status_patterns
-            for pattern in (sp.actual, sp.exercise, sp.test):
-                if pattern is not None and pattern not in self.patterns:
-                    raise ValueError(f"status_patterns: unknown pattern '{pattern}'")
-        has_siren = any(isinstance(o, SirenRelayConfig) for o in self.outputs.values())
+            problems += [(("status_patterns", role), f"unknown pattern '{pattern}'")
+                         for role, pattern in (("actual", sp.actual), ("exercise", sp.exercise), ("test", sp.test))
+                         if pattern is not None and pattern not in self.patterns]
+        has_siren = any(o.is_siren for o in self.outputs.values())
         if has_siren and self.status_patterns is None:
-            raise ValueError("sirens are configured: status_patterns (actual, exercise) is required")
+            problems.append(((), "sirens are configured: status_patterns (actual, exercise) is required"))
         if self.outputs and (self.announce is None or self.all_clear_clip is None):
-            raise ValueError("outputs are configured: announce (exercise/test clips) and all_clear_clip are required")
+            problems.append(((), "outputs are configured: announce (exercise/test clips) and all_clear_clip "
+                                 "are required"))
+        if problems:
+            raise PlacedConfigError(problems)
         return self
 
     def output_kind(self, name: str) -> str:
-        return "siren" if isinstance(self.outputs[name], SirenRelayConfig) else "speaker"
+        return "siren" if self.outputs[name].is_siren else "speaker"

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivers.broadcast.base import Activation, Cadence
-from drivers.broadcast.busboard import board_units, bus_board_problems
-from drivers.broadcast.config import SirenRelayConfig
 from gateway.alerts.audit import History
 from gateway.alerts.config import BroadcastConfig
+from gateway.alerts.contract import Activation, Cadence
 from gateway.alerts.model import Alert, MsgType, Origin, Status
 from gateway.alerts.signing import MAX_FUTURE_SKEW_S, Keyring, OperatorSignature, SignatureRefused
+from gateway.contracts import BusSettings
+from gateway.i18n import N_
+from gateway.registry import relay_board_problems, relay_board_units
 from gateway.rules.config import FAULT_RULE_TYPES, RulesConfig
 from gateway.rules.engine import AlarmClass, AlarmTransition
 from gateway.shared import ConfigPath, PlacedConfigError
@@ -32,13 +33,17 @@ _SEEN_IDS = 10_000  # replay protection memory, bounded
 def check_site_plan(rules: RulesConfig, broadcast: BroadcastConfig) -> None:
     """Cross-section check for the site config: plan entries name existing process rules."""
     by_id = rules.by_id()
-    for entry in broadcast.automatic:
+    problems: list[tuple[ConfigPath, str]] = []
+    for index, entry in enumerate(broadcast.automatic):
         rule = by_id.get(entry.rule)
+        where: ConfigPath = ("broadcast", "automatic", index, "rule")
         if rule is None:
-            raise ValueError(f"broadcast.automatic: unknown rule '{entry.rule}'")
-        if rule.type in FAULT_RULE_TYPES:
-            raise ValueError(f"broadcast.automatic: rule '{entry.rule}' is a {rule.type} fault rule; "
-                             "a fault alarm never drives a broadcast")
+            problems.append((where, f"unknown rule '{entry.rule}'"))
+        elif rule.type in FAULT_RULE_TYPES:
+            problems.append((where, f"rule '{entry.rule}' is a {rule.type} fault rule; "
+                             "a fault alarm never drives a broadcast"))
+    if problems:
+        raise PlacedConfigError(problems)
 
 
 def check_bus_boards(broadcast: BroadcastConfig, buses: Sequence[Any]) -> None:
@@ -47,9 +52,9 @@ def check_bus_boards(broadcast: BroadcastConfig, buses: Sequence[Any]) -> None:
     A ``board: {transport: bus}`` relay needs its coil (and auto-off register) configured as
     points of that bus's unit; a board with its own master must not open a bus's port.
     """
-    problems = bus_board_problems(broadcast.outputs, buses)
+    problems = relay_board_problems(broadcast.outputs, buses)
     if problems:
-        raise ValueError("; ".join(problems))
+        raise PlacedConfigError([(("broadcast", "outputs", *path), message) for path, message in problems])
 
 
 def check_write_points(write_points: Sequence[str], broadcast: BroadcastConfig, buses: Sequence[Any]) -> None:
@@ -73,13 +78,13 @@ def check_write_points(write_points: Sequence[str], broadcast: BroadcastConfig, 
         raise PlacedConfigError(problems)
 
 
-def point_owners(broadcast: BroadcastConfig, buses: Sequence[Any]) -> dict[str, list[str]]:
+def point_owners(broadcast: BroadcastConfig, buses: Sequence[BusSettings]) -> dict[str, list[str]]:
     """Point id -> the broadcast outputs whose relay board is the unit the point belongs to."""
-    units = board_units(broadcast.outputs, buses)
+    units = relay_board_units(broadcast.outputs, buses)
     owners: dict[str, list[str]] = {}
     for bus in buses:
-        for device in getattr(bus, "devices", []):
-            outputs = units.get((bus.name, getattr(device, "unit_id", -1)))
+        for device in bus.devices:
+            outputs = units.get((bus.name, device.unit_id)) if device.unit_id is not None else None
             if outputs:
                 for point in device.points:
                     owners[point.id] = sorted(set(outputs))
@@ -97,7 +102,7 @@ class Decision:
 
 
 # How far back the interlock's memory reaches after a restart or reload: the rate limits look one hour
-# back, and a signed request can be replayed only while its signatures are fresh (two_person_window_s
+# back, and a signed request can be replayed only while its signatures are fresh (two_person_window
 # <= 1 h, plus the future skew a signature may have).
 HISTORY_S = 3600.0 + MAX_FUTURE_SKEW_S
 
@@ -115,8 +120,8 @@ def required_signatures(alert: Alert) -> int:
 
 
 class ZoneRateLimiter:
-    def __init__(self, min_interval_s: float, max_per_hour: int) -> None:
-        self.min_interval_s = min_interval_s
+    def __init__(self, min_interval: float, max_per_hour: int) -> None:
+        self.min_interval = min_interval
         self.max_per_hour = max_per_hour
         self._times: dict[str, collections.deque[float]] = {}
         self._stopped: dict[str, float] = {}  # zone -> when its outputs were last stopped by a cancel
@@ -126,7 +131,7 @@ class ZoneRateLimiter:
 
         The minimum interval is waived for an alert from people (operators' signatures) once the
         zone's last activation was cancelled: otherwise a cancel given by mistake, or by a stolen
-        platform key, would keep the operators from sounding the zone again for ``min_interval_s``.
+        platform key, would keep the operators from sounding the zone again for ``min_interval``.
         The hourly cap always holds.
         """
         for zone in zones:
@@ -134,8 +139,8 @@ class ZoneRateLimiter:
             if not times:
                 continue
             waived = by_people and self._stopped.get(zone, float("-inf")) >= times[-1]
-            if now - times[-1] < self.min_interval_s and not waived:
-                return f"zone {zone}: last activation {now - times[-1]:.0f} s ago (< {self.min_interval_s:.0f} s)"
+            if now - times[-1] < self.min_interval and not waived:
+                return f"zone {zone}: last activation {now - times[-1]:.0f} s ago (< {self.min_interval:.0f} s)"
             if sum(1 for t in times if now - t < 3600) >= self.max_per_hour:
                 return f"zone {zone}: {self.max_per_hour} activations in the last hour"
         return None
@@ -153,7 +158,7 @@ class Interlock:
     def __init__(self, config: BroadcastConfig) -> None:
         self.config = config
         self.keyring = Keyring(config.operators)
-        self.limiter = ZoneRateLimiter(config.rate_limit.min_interval_s, config.rate_limit.max_per_hour)
+        self.limiter = ZoneRateLimiter(config.rate_limit.min_interval, config.rate_limit.max_per_hour)
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._plan = {entry.rule: entry for entry in config.automatic}
         # Alerts from people sent before this is refused: the history before it is unknown (see restore).
@@ -204,13 +209,13 @@ class Interlock:
                 # decision and carries operators' signatures over this alert: a platform key proves only
                 # that the platform sent the request, never that two operators decided it.
                 if alert.source == "rule":
-                    raise _Refused("an alert claiming source 'rule' arrived from outside the rule engine")
+                    raise _Refused(N_("an alert claiming source 'rule' arrived from outside the rule engine"))
                 if alert.sent.timestamp() < int(self.known_since):
                     raise _Refused("alert sent before this gateway's broadcast history begins "
                                    f"({dt.datetime.fromtimestamp(self.known_since, dt.UTC):%Y-%m-%d %H:%M:%S} UTC); "
                                    "it may have been played already: issue a new alert")
                 signers = tuple(self.keyring.require(alert, signatures, required_signatures(alert),
-                                                     self.config.two_person_window_s, now))
+                                                     self.config.two_person_window, now))
             if alert.msg_type is not MsgType.CANCEL:
                 self._status_window(alert, now)
                 limited = self.limiter.problem(alert.areas, now, by_people=origin != "rule")
@@ -220,13 +225,13 @@ class Interlock:
             return Decision(False, str(exc), signers=signers)
         self._remember(alert.identifier)
         if alert.msg_type is MsgType.CANCEL:
-            return Decision(True, "cancel", signers=signers, claimed=True)
+            return Decision(True, N_("cancel"), signers=signers, claimed=True)
         activations, skipped = self.plan_outputs(alert)
         if not activations:
             return Decision(False, "no output may sound for this alert: " + "; ".join(
                 f"{k}: {v}" for k, v in skipped.items()), skipped=skipped, signers=signers, claimed=True)
         self.limiter.commit(alert.areas, now)
-        return Decision(True, "accepted", activations, skipped, signers, claimed=True)
+        return Decision(True, N_("accepted"), activations, skipped, signers, claimed=True)
 
     def _common(self, alert: Alert, now: float) -> None:
         if alert.status in (Status.DRAFT, Status.SYSTEM):
@@ -234,9 +239,9 @@ class Interlock:
         if alert.identifier in self._seen:
             raise _Refused(f"duplicate identifier {alert.identifier} (replay)")
         if alert.expires is not None and alert.expires.timestamp() <= now:
-            raise _Refused("alert has expired")
-        if alert.sent.timestamp() > now + self.config.max_clock_skew_s:
-            raise _Refused("alert 'sent' lies in the future beyond the allowed clock skew")
+            raise _Refused(N_("alert has expired"))
+        if alert.sent.timestamp() > now + self.config.max_clock_skew:
+            raise _Refused(N_("alert 'sent' lies in the future beyond the allowed clock skew"))
         unknown = [zone for zone in alert.areas if zone not in self.config.zones]
         if unknown:
             raise _Refused(f"unknown zone(s): {', '.join(unknown)}")
@@ -246,21 +251,21 @@ class Interlock:
 
     def _automatic(self, alert: Alert, alarm: AlarmTransition | None) -> None:
         if alarm is None or alert.rule_id is None or alert.rule_id not in self._plan:
-            raise _Refused("automatic trigger from a rule that is not in the site plan")
+            raise _Refused(N_("automatic trigger from a rule that is not in the site plan"))
         if alarm.alarm_class is not AlarmClass.PROCESS:
-            raise _Refused("a fault alarm (stale / comm-fail / read-back) never triggers a broadcast")
+            raise _Refused(N_("a fault alarm (stale / comm-fail / read-back) never triggers a broadcast"))
         if not alarm.trusted:
-            raise _Refused("the alarm rests on a reading whose quality is not good")
+            raise _Refused(N_("the alarm rests on a reading whose quality is not good"))
         entry = self._plan[alert.rule_id]
         if not set(alert.areas) <= set(entry.zones):
-            raise _Refused("automatic alert reaches beyond the zones the site plan allows")
+            raise _Refused(N_("automatic alert reaches beyond the zones the site plan allows"))
 
     def _status_window(self, alert: Alert, now: float) -> None:
         if alert.status is not Status.EXERCISE:
             return
         moment = dt.datetime.fromtimestamp(now, dt.UTC)
         if not any(w.start <= moment < w.end for w in self.config.exercise_windows):
-            raise _Refused("Exercise alerts sound only inside a scheduled exercise window")
+            raise _Refused(N_("Exercise alerts sound only inside a scheduled exercise window"))
 
     def _remember(self, identifier: str) -> None:
         self._seen[identifier] = None
@@ -280,25 +285,25 @@ class Interlock:
         for output, zones in zones_of.items():
             spec = config.outputs[output]
             cadence = None
-            if isinstance(spec, SirenRelayConfig):
+            if spec.is_siren:
                 if alert.status is Status.TEST and spec.outdoor:
-                    skipped[output] = "Test never drives an outdoor siren"
+                    skipped[output] = N_("Test never drives an outdoor siren")
                     continue
                 cadence = self._cadence(alert.status)
                 if cadence is None:
                     skipped[output] = f"no siren pattern for status {alert.status.value}"
                     continue
             elif not clips and not alert.tts:
-                skipped[output] = "no clip for a speaker"
+                skipped[output] = N_("no clip for a speaker")
                 continue
             activations[output] = Activation(
                 alert_id=alert.identifier,
                 status=alert.status.value,
                 zones=tuple(zones),
-                clips=tuple(Path(c) for c in clips) if not isinstance(spec, SirenRelayConfig) else (),
-                tts_text=alert.tts if not isinstance(spec, SirenRelayConfig) else None,
+                clips=tuple(Path(c) for c in clips) if not spec.is_siren else (),
+                tts_text=alert.tts if not spec.is_siren else None,
                 cadence=cadence,
-                max_activation_s=config.max_activation_s,
+                max_activation_s=config.max_activation,
             )
         return activations, skipped
 

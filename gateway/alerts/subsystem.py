@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from drivers.broadcast.base import Activation, BroadcastOutput, OutputResult
 from gateway.alerts.config import AutomaticTrigger, BroadcastConfig
+from gateway.alerts.contract import Activation, BroadcastOutput, OutputResult
 from gateway.alerts.fallback import AuditTrail
 from gateway.alerts.interlock import HISTORY_S, Decision, Interlock
 from gateway.alerts.model import Alert, MsgType, Origin, Status
@@ -54,9 +54,7 @@ class BroadcastSubsystem:
         self._reports: set[asyncio.Task[None]] = set()
         for output in self.outputs.values():
             # Outputs that work on after activate() (the siren's cadence) report faults and recoveries here.
-            attach = getattr(output, "set_fault_listener", None)
-            if attach is not None:
-                attach(self._on_output_report)
+            output.set_fault_listener(self._on_output_report)
 
     # ---- sources ----
 
@@ -129,7 +127,7 @@ class BroadcastSubsystem:
             await asyncio.gather(*self._reports, return_exceptions=True)
 
     async def _close_one(self, name: str, output: BroadcastOutput) -> None:
-        limit = 2 * self.config.output_timeout_s  # a deactivation and the close itself
+        limit = 2 * self.config.output_timeout  # a deactivation and the close itself
         try:
             async with asyncio.timeout(limit):
                 await output.close()
@@ -169,7 +167,7 @@ class BroadcastSubsystem:
             severity=entry.severity,
             certainty="Observed",
             areas=tuple(entry.zones),
-            expires=sent + dt.timedelta(seconds=entry.expires_s),
+            expires=sent + dt.timedelta(seconds=entry.expires),
             resources=tuple(entry.clips),
             tts=tts,
             source="rule",
@@ -195,7 +193,7 @@ class BroadcastSubsystem:
 
     async def _guard(self, name: str, action: str, call: Awaitable[OutputResult]) -> OutputResult:
         try:
-            async with asyncio.timeout(self.config.output_timeout_s):
+            async with asyncio.timeout(self.config.output_timeout):
                 return await call
         except TimeoutError:
             return OutputResult(name, action, False, "timeout")
@@ -235,7 +233,7 @@ class BroadcastSubsystem:
                     speakers.setdefault(name, []).append(zone)
         activations = {
             name: Activation(alert_id=f"{alert_id}.all-clear", status=status.value, zones=tuple(z),
-                             clips=tuple(Path(f) for f in files), max_activation_s=self.config.max_activation_s)
+                             clips=tuple(Path(f) for f in files), max_activation_s=self.config.max_activation)
             for name, z in speakers.items()
         }
         return await self._dispatch(f"{alert_id}.all-clear", activations)

@@ -10,17 +10,20 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from gateway.config.errors import ConfigError
 from gateway.config.site import SiteConfig
-from gateway.config.yamlmarks import ConfigSyntaxError, Mark, MarkedDocument, Path_, load_marked, parse_marked
+from gateway.config.yamlmarks import (
+    ConfigSyntaxError,
+    Mark,
+    MarkedDocument,
+    Path_,
+    dotted,
+    load_marked,
+    parse_marked,
+)
+from gateway.i18n import _
+from gateway.i18n.validation import pydantic_message
 from gateway.shared import PlacedConfigError
-
-
-class ConfigError(Exception):
-    """The config is not usable. ``lines`` are ready to print, one problem each."""
-
-    def __init__(self, lines: list[str]) -> None:
-        self.lines = lines
-        super().__init__("\n".join(lines))
 
 
 def load_site(path: str | Path) -> SiteConfig:
@@ -65,10 +68,12 @@ def format_errors(exc: ValidationError, doc: MarkedDocument, model: type[BaseMod
     for error in exc.errors(include_url=False):
         placed = error.get("ctx", {}).get("error")
         if isinstance(placed, PlacedConfigError):
-            # Cross-section problems, each at the value at fault (``error`` None: the text is final).
+            # Problems across fields or sections, each at the value at fault: the paths are the raising
+            # model's, below its own loc (``error`` None: the text is final).
             for problem_path, text in placed.problems:
-                mark = doc.mark_for(problem_path)
-                located.setdefault((mark.line, mark.column), []).append((mark, None, problem_path, text))
+                path, _missing = _resolve(doc.data, (*error["loc"], *problem_path))
+                mark = doc.mark_for(path)
+                located.setdefault((mark.line, mark.column), []).append((mark, None, path, text))
             continue
         path, leftover = _resolve(doc.data, tuple(error["loc"]))
         mark = _mark_for_error(error["type"], path, doc)
@@ -82,7 +87,7 @@ def format_errors(exc: ValidationError, doc: MarkedDocument, model: type[BaseMod
             break
         # Messages (with their did-you-mean search) only for the lines shown, in order at each spot.
         here = {f"{mark}: {_message(error, path, leftover, doc, model)}" if error is not None
-                else f"{mark}: {_dotted(path)}: {leftover}"
+                else f"{mark}: {dotted(path)}: {leftover}"
                 for mark, error, path, leftover in located[position]}
         lines.extend(sorted(here))
     return lines
@@ -119,38 +124,32 @@ def _message(
     error: Any, path: Path_, leftover: str | None, doc: MarkedDocument, model: type[BaseModel]
 ) -> str:
     kind = error["type"]
-    where = _dotted(path)
+    where = dotted(path)
     if kind == "missing":
-        return f"{where}: missing required key '{leftover}'"
+        return _("{where}: missing required key '{key}'").format(where=where, key=leftover)
     if kind == "extra_forbidden":
         key = str(path[-1]) if path else "?"
         allowed = _allowed_keys(model, doc.data, path[:-1])
         hint = _did_you_mean(key, allowed)
-        return f"{where}: unknown key '{key}'{hint}"
+        return _("{where}: unknown key '{key}'").format(where=where, key=key) + hint
     if kind == "union_tag_invalid":
         ctx = error.get("ctx", {})
         tag = str(ctx.get("tag", "?"))
         expected = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",") if t.strip()]
         hint = _did_you_mean(tag, expected)
-        return f"{_dotted((*path, 'type'))}: unknown type '{tag}'{hint} (known: {', '.join(expected)})"
+        return (_("{where}: unknown type '{tag}'").format(where=dotted((*path, "type")), tag=tag) + hint
+                + " " + _("(known: {names})").format(names=", ".join(expected)))
     if kind == "union_tag_not_found":
-        return f"{where}: missing required key 'type'"
-    text = str(error["msg"])
+        return _("{where}: missing required key '{key}'").format(where=where, key="type")
+    text = pydantic_message(kind, error.get("ctx")) or str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         text = text.removeprefix(prefix)
     return f"{where}: {text}" if where else text
 
 
-def _dotted(path: Path_) -> str:
-    out = ""
-    for segment in path:
-        out += f"[{segment}]" if isinstance(segment, int) else (f".{segment}" if out else segment)
-    return out
-
-
 def _did_you_mean(word: str, candidates: list[str]) -> str:
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return " " + _("(did you mean '{name}'?)").format(name=close[0]) if close else ""
 
 
 def _allowed_keys(model: type[BaseModel], data: Any, path: Path_) -> list[str]:

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from drivers.beidou.config import BeidouConfig
-from drivers.camera.config import CameraConfig
-from drivers.iridium.config import IridiumConfig
-from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
-from drivers.mqtt.config import CREDENTIAL_NAME, MqttLinkConfig
-from drivers.serialline.config import SerialLineBus
+from drivers.mqtt.config import CREDENTIAL_NAME
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.interlock import check_bus_boards, check_site_plan, check_write_points
 from gateway.commands import CommandsConfig
+from gateway.config.yamlmarks import dotted
+from gateway.history.config import HistoryConfig
 from gateway.journal import JournalSettings
+from gateway.registry import BusConfig, CameraSection, LinkConfig, report_links, satellite_links
 from gateway.rules import RulesConfig
 from gateway.shared import ConfigPath, Name, PlacedConfigError, Seconds, StrictModel
 from gateway.status import StatusConfig
 
-# Each driver owns its config model; the site config only lists them. A new driver
-# adds its model to one of these unions and nothing else changes here.
-BusConfig = Annotated[ModbusTcpBus | ModbusRtuBus | SerialLineBus, Field(discriminator="type")]
-LinkConfig = Annotated[MqttLinkConfig | BeidouConfig | IridiumConfig, Field(discriminator="type")]
+# Each driver owns its config model; the site config lists them through the unions gateway/registry.py
+# derives from its table, so a new driver changes nothing here.
 
 
 class GatewaySection(StrictModel):
@@ -65,33 +61,56 @@ class SiteConfig(StrictModel):
     commands: CommandsConfig = Field(default_factory=CommandsConfig, description="signed commands (docs/commands.md)")
     status: StatusConfig | None = Field(default=None, description="status page and metrics (docs/status.md)")
     health_interval: Seconds = Field(default=300.0, ge=10, description="how often the health message goes upstream")
-    cameras: list[CameraConfig] = Field(default_factory=list, description="smoke/fire detection (docs/vision.md)")
+    cameras: list[CameraSection] = Field(default_factory=list, description="smoke/fire detection (docs/vision.md)")
     rules: RulesConfig = Field(default_factory=RulesConfig, description="local alarm rules (docs/rules.md)")
+    history: HistoryConfig = Field(default_factory=HistoryConfig, description="trend charts (docs/status.md)")
     broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig,
                                        description="emergency broadcast outputs and interlock (docs/broadcast.md)")
 
     @model_validator(mode="after")
-    def _unique_names(self) -> SiteConfig:
-        _unique("bus name", [b.name for b in self.buses])
-        _unique("link name", [link.name for link in self.links])
-        _unique("camera name", [c.name for c in self.cameras])
-        _unique("point id", [p.id for b in self.buses for d in b.devices for p in d.points]
-                + [f"{c.name}.{role}" for c in self.cameras for role in ("fire", "smoke", "flame_out")])
-        check_site_plan(self.rules, self.broadcast)
-        check_bus_boards(self.broadcast, self.buses)
-        known = {p.id for b in self.buses for d in b.devices for p in d.points} | {
-            f"{c.name}.{role}" for c in self.cameras for role in ("fire", "smoke", "flame_out")}
-        for point in self.commands.write_points:
-            if point not in known:
-                raise ValueError(f"commands.write_points: unknown point '{point}'")
-        check_write_points(self.commands.write_points, self.broadcast, self.buses)
-        for alias, point in self.satellite.aliases.items():
-            if point not in known:
-                raise ValueError(f"satellite alias {alias}: unknown point '{point}'")
-        if any(link.type != "mqtt" for link in self.links) and not self.satellite.aliases:
-            raise ValueError("a satellite link needs satellite.aliases (point numbers agreed with the platform)")
-        _check_ack_key(self.links, self.satellite)
+    def _cross_section(self) -> SiteConfig:
+        """Checks across sections; every problem is collected at its value, then all are raised at once."""
+        problems: list[tuple[ConfigPath, str]] = []
+        problems += _unique("bus name", [(("buses", i, "name"), b.name) for i, b in enumerate(self.buses)])
+        problems += _unique("link name", [(("links", i, "name"), link.name) for i, link in enumerate(self.links)])
+        problems += _unique("camera name", [(("cameras", i, "name"), c.name) for i, c in enumerate(self.cameras)])
+        points = self._point_places()
+        problems += _unique("point id", points)
+        known = {point for _path, point in points}
+        checks: list[Callable[[], None]] = [
+            lambda: check_site_plan(self.rules, self.broadcast),
+            lambda: check_bus_boards(self.broadcast, self.buses),
+            lambda: check_write_points(self.commands.write_points, self.broadcast, self.buses),
+            lambda: _check_ack_key(self.links, self.satellite)]
+        for check in checks:
+            try:
+                check()
+            except PlacedConfigError as exc:
+                problems += exc.problems
+        problems += [(("commands", "write_points", i), f"unknown point '{point}'")
+                     for i, point in enumerate(self.commands.write_points) if point not in known]
+        problems += [(("satellite", "aliases", str(alias)), f"unknown point '{point}'")
+                     for alias, point in self.satellite.aliases.items() if point not in known]
+        problems += [(("links", i, "points", point), f"unknown point '{point}'")
+                     for i, link in enumerate(self.links) for report in report_links([link])
+                     for point in report.points if point not in known]
+        if not self.satellite.aliases:
+            problems += [(("links", i, "type"), "a satellite link needs satellite.aliases (point numbers "
+                          "agreed with the platform)") for i, link in enumerate(self.links) if satellite_links([link])]
+        if problems:
+            raise PlacedConfigError(problems)
         return self
+
+    def _point_places(self) -> list[tuple[ConfigPath, str]]:
+        """Every point id with the path it is written at (a camera's at its name)."""
+        places: list[tuple[ConfigPath, str]] = []
+        for b, bus in enumerate(self.buses):
+            for d, device in enumerate(bus.devices):
+                points = device.points
+                places += [(("buses", b, "devices", d, "points", p, "id"), point.id) for p, point in enumerate(points)]
+        places += [(("cameras", c, "name"), f"{camera.name}.{role}")
+                   for c, camera in enumerate(self.cameras) for role in ("fire", "smoke", "flame_out")]
+        return places
 
     @property
     def inbox_path(self) -> Path:
@@ -112,21 +131,25 @@ class SiteConfig(StrictModel):
         return self.journal.path or self.gateway.state_dir / "journal.sqlite"
 
 
-def _unique(what: str, names: list[str]) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ValueError(f"{what} '{name}' is used twice")
-        seen.add(name)
+def _unique(what: str, places: list[tuple[ConfigPath, str]]) -> list[tuple[ConfigPath, str]]:
+    """A problem at every repeat of a name, saying where it was first given."""
+    first: dict[str, ConfigPath] = {}
+    problems: list[tuple[ConfigPath, str]] = []
+    for path, name in places:
+        if name in first:
+            problems.append((path, f"{what} '{name}' is used twice (first at {dotted(first[name])})"))
+        else:
+            first[name] = path
+    return problems
 
 
-def _check_ack_key(links: list[MqttLinkConfig | BeidouConfig | IridiumConfig], satellite: SatelliteSection) -> None:
+def _check_ack_key(links: list[LinkConfig], satellite: SatelliteSection) -> None:
     """A satellite link that waits for the platform's ACK must be able to tell a genuine one."""
     if satellite.has_ack_key:
         return
     problems: list[tuple[ConfigPath, str]] = [
-        (("links", i), "policy.app_ack (on by default) needs satellite.ack_key_file or satellite.ack_key_credential: "
-         "the key the platform's ACKs are checked with (docs/satellite.md §1.4)")
-        for i, link in enumerate(links) if not isinstance(link, MqttLinkConfig) and link.policy.app_ack]
+        (("links", i, "policy", "app_ack"), "policy.app_ack (on by default) needs satellite.ack_key_file or "
+         "satellite.ack_key_credential: the key the platform's ACKs are checked with (docs/satellite.md §1.4)")
+        for i, link in enumerate(links) for sat in satellite_links([link]) if sat.policy.app_ack]
     if problems:
         raise PlacedConfigError(problems)

@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gateway.config.loader import ConfigError
+from gateway.config.errors import ConfigError
 from gateway.config.yamlbounds import MAX_NODES
 from gateway.config.yamlmarks import ConfigSyntaxError, Mark, MarkedDocument, Path_, load_marked
 

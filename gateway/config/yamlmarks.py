@@ -60,6 +60,14 @@ class MarkedDocument:
         return Mark(self.file, 1, 1)
 
 
+def dotted(path: Path_) -> str:
+    """``("buses", 0, "name")`` as the technician reads it: ``buses[0].name``."""
+    out = ""
+    for segment in path:
+        out += f"[{segment}]" if isinstance(segment, int) else (f".{segment}" if out else str(segment))
+    return out
+
+
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 

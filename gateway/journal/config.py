@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
 
-from gateway.shared import Seconds, StrictModel
+from gateway.shared import Seconds, StrictModel, WrittenWithUnit
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+# JSON Schema patterns have no ignore-case flag: each unit letter is spelt both ways there.
+_SIZE_SCHEMA_PATTERN = _SIZE.pattern.replace("B|KB|KiB|MB|MiB|GB|GiB", "|".join(
+    "".join(f"[{c.upper()}{c.lower()}]" for c in unit) for unit in ("B", "KB", "KiB", "MB", "MiB", "GB", "GiB")))
 _SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
                "gb": 1000**3, "gib": 1024**3}
 
@@ -22,14 +26,16 @@ def _parse_size(value: object) -> object:
     if isinstance(value, str):
         match = _SIZE.match(value)
         if not match:
-            raise ValueError(f"'{value}' is not a size; write e.g. 512MiB, 2GB, 65536")
+            raise ValueError(f"'{value[:40]}' is not a size; write e.g. 512MiB, 2GB, 65536")
         unit = match.group(2).lower() if match.group(2) else None
         return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    if isinstance(value, int | float) and not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{value} is not a size; write e.g. 512MiB, 2GB, 65536")
     return value
 
 
 # A size in bytes, written in YAML as a number or with a unit (KB, KiB, MB, MiB, GB, GiB).
-Bytes = Annotated[int, BeforeValidator(_parse_size), Field(ge=0)]
+Bytes = Annotated[int, BeforeValidator(_parse_size), WrittenWithUnit(_SIZE_SCHEMA_PATTERN)]
 
 MiB = 1024 * 1024
 
@@ -49,7 +55,7 @@ class JournalSettings(StrictModel):
     min_free_bytes: Bytes = Field(default=64 * MiB, description=(
         "free space to leave on the file system (at most 10% of it); below it the journal stops growing"))
     reserve_bytes: Bytes = Field(default=4 * MiB, description="ballast file released when the disk is full")
-    thin_to: Seconds | None = Field(default=None, gt=0, description=(
+    thin_to: Annotated[Seconds, Field(gt=0)] | None = Field(default=None, description=(
         "when full, first thin telemetry to one value per point per this interval, then drop oldest"))
     replay_rate: ReplayRate = Field(default="adaptive", description=(
         "backlog (state, telemetry, bulk) replayed per link after an outage: 'adaptive' (or 0) as fast as the "

@@ -8,18 +8,28 @@ messages, reply topics).
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import Protocol, get_args
 
-from drivers.mqtt.config import MqttLinkConfig
 from gateway.profiles.base import InboundCommand, PayloadProfile
 from gateway.profiles.fieldgate import FieldgateSessionProfile
+from gateway.profiles.options import ThingsboardOptions
 from gateway.profiles.thingsboard import ThingsboardProfile
 from gateway.shared import PayloadProfileName
 
 PROFILES: tuple[PayloadProfileName, ...] = get_args(PayloadProfileName)
 
 
-def get_profile(name: str, gateway_id: str, config: MqttLinkConfig,
+class ProfileSettings(Protocol):
+    """What a profile reads of its link's config section (drivers/mqtt/config.py)."""
+
+    @property
+    def topic_prefix(self) -> str: ...
+
+    @property
+    def thingsboard(self) -> ThingsboardOptions: ...
+
+
+def get_profile(name: str, gateway_id: str, config: ProfileSettings,
                 historical_after: float = 30.0) -> PayloadProfile:
     """The profile object for one link; ``name`` is normally ``config.profile``."""
     if name == FieldgateSessionProfile.name:

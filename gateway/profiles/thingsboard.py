@@ -26,9 +26,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from drivers.mqtt.config import ThingsboardOptions
 from gateway.journal import JournalRecord
 from gateway.profiles.base import InboundCommand
+from gateway.profiles.options import ThingsboardOptions
 from gateway.shared import OutboundMessage, PayloadProfileName, RecordClass
 
 log = logging.getLogger("fieldgate.profiles.thingsboard")

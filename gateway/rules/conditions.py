@@ -31,7 +31,7 @@ class ThresholdEval:
     latched: bool = False
 
     def update(self, reading: Reading | None, now: float, freshness: bool) -> Tri:
-        if reading is not None and freshness and now - reading.source_time > self.spec.within_s:
+        if reading is not None and freshness and now - reading.source_time > self.spec.within:
             return None
         value = numeric(reading)
         if value is None:
@@ -61,13 +61,13 @@ class RateEval:
     def update(self, reading: Reading | None, now: float, freshness: bool) -> Tri:
         if reading is None or not reading.good:
             return None
-        while self.samples and self.samples[0][0] < now - self.spec.window_s:
+        while self.samples and self.samples[0][0] < now - self.spec.window:
             self.samples.popleft()
         if len(self.samples) < 2:
             return None
         (t0, v0), (t1, v1) = self.samples[0], self.samples[-1]
         span = t1 - t0
-        if span < self.spec.window_s / 2:  # too short a baseline: noise, not a trend
+        if span < self.spec.window / 2:  # too short a baseline: noise, not a trend
             return None
         per_min = (v1 - v0) / span * 60.0
         if self.spec.rise_per_min is not None:
@@ -85,7 +85,7 @@ class DetectionEval:
             return False
         if not reading.good:
             return None
-        if now - reading.source_time > self.spec.hold_s:
+        if now - reading.source_time > self.spec.hold:
             return False  # detections are events: no recent one means none
         value = reading.value
         confidence = (1.0 if value else 0.0) if isinstance(value, bool) else value

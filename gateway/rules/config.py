@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.shared import Quality, Seconds, StrictModel
+from gateway.shared import ConfigPath, PlacedConfigError, Quality, Seconds, StrictModel
 
 Severity = Literal["minor", "moderate", "severe", "extreme"]  # CAP 1.2 severities, lower-cased
 PointId = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -16,10 +16,10 @@ FAULT_QUALITIES = (Quality.COMM_FAIL, Quality.BAD_FRAME, Quality.DEVICE_ERROR)
 
 
 class Persistence(StrictModel):
-    """How long a condition must hold before the alarm is raised: continuously for ``for_s``,
+    """How long a condition must hold before the alarm is raised: continuously for ``duration``,
     or in ``n`` of the last ``m`` samples (e.g. 3 of 5 camera frames). Both may be given."""
 
-    for_s: Seconds | None = None
+    duration: Seconds | None = None
     n: int | None = Field(default=None, ge=1, le=100)
     m: int | None = Field(default=None, ge=1, le=100)
 
@@ -41,7 +41,7 @@ class ThresholdCondition(StrictModel):
     above: float | None = Field(default=None, description="raise at value >= above")
     below: float | None = Field(default=None, description="raise at value <= below")
     hysteresis: float = Field(default=0.0, ge=0, description="clear once back past the level by this")
-    within_s: Seconds = Field(default=300.0, description="in all_of/any_of: older values are unknown")
+    within: Seconds = Field(default=300.0, description="in all_of/any_of: older values are unknown")
 
     @model_validator(mode="after")
     def _one_side(self) -> ThresholdCondition:
@@ -55,8 +55,8 @@ class RateCondition(StrictModel):
     point: PointId
     rise_per_min: float | None = Field(default=None, gt=0)
     fall_per_min: float | None = Field(default=None, gt=0)
-    window_s: Seconds = Field(default=300.0, gt=0, le=86400)
-    within_s: Seconds = 300.0
+    window: Seconds = Field(default=300.0, gt=0, le=86400)
+    within: Seconds = 300.0
 
     @model_validator(mode="after")
     def _one_side(self) -> RateCondition:
@@ -72,7 +72,7 @@ class DetectionCondition(StrictModel):
     point: PointId
     min_confidence: float = Field(default=0.5, ge=0, le=1)
     require_confirmed: bool = Field(default=True, description="only detections with attrs.confirmed true")
-    hold_s: Seconds = Field(default=60.0, gt=0, description="a detection counts this long after it is seen")
+    hold: Seconds = Field(default=60.0, gt=0, description="a detection counts this long after it is seen")
 
 
 Condition = Annotated[ThresholdCondition | RateCondition | DetectionCondition, Field(discriminator="type")]
@@ -113,11 +113,11 @@ class AnyOfRule(_RuleCommon):
 
 
 class StaleRule(_RuleCommon):
-    """Fault alarm: no good value for ``max_age_s``. Never drives a broadcast."""
+    """Fault alarm: no good value for ``max_age``. Never drives a broadcast."""
 
     type: Literal["stale"]
     point: PointId
-    max_age_s: Seconds = Field(gt=0)
+    max_age: Seconds = Field(gt=0)
     severity: Severity = "minor"
 
 
@@ -150,11 +150,15 @@ class RulesConfig(StrictModel):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> RulesConfig:
-        seen: set[str] = set()
-        for rule in self.rules:
-            if rule.id in seen:
-                raise ValueError(f"rule id '{rule.id}' is used twice")
-            seen.add(rule.id)
+        first: dict[str, int] = {}
+        problems: list[tuple[ConfigPath, str]] = []
+        for index, rule in enumerate(self.rules):
+            if rule.id in first:
+                problems.append((("rules", index, "id"),
+                                 f"rule id '{rule.id}' is used twice (first at rules[{first[rule.id]}])"))
+            first.setdefault(rule.id, index)
+        if problems:
+            raise PlacedConfigError(problems)
         return self
 
     def by_id(self) -> dict[str, Rule]:

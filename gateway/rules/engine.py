@@ -188,7 +188,7 @@ class RuleEngine:
         if latest is not None and latest.good:
             state.last_good = latest.source_time
         since = state.last_good if state.last_good is not None else self._started
-        return since is not None and now - since > state.rule.max_age_s
+        return since is not None and now - since > state.rule.max_age
 
     def _comm_fail(self, state: _RuleState) -> Tri:
         assert isinstance(state.rule, CommFailRule)
@@ -230,7 +230,7 @@ class RuleEngine:
         p = state.rule.persistence
         if p is None:
             return True
-        if p.for_s is not None and (state.true_since is None or now - state.true_since < p.for_s):
+        if p.duration is not None and (state.true_since is None or now - state.true_since < p.duration):
             return False
         return not (p.n is not None and sum(state.history) < p.n)
 

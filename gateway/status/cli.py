@@ -12,6 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from gateway.i18n import _
+from gateway.shared import parse_duration
 from gateway.status import auth
 from gateway.status.config import StatusConfig, split_listen
 from gateway.status.summary import render_summary
@@ -29,7 +31,7 @@ def add_subcommands(subparsers: Any) -> None:
                         help="trust only this certificate (PEM) for https; default with --config and status.tls: "
                         "status.tls.cert_file, the page's own certificate")
     status.add_argument("--json", action="store_true", help="print /api/status as JSON")
-    status.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the daemon")
+    status.add_argument("--timeout", type=parse_duration, default=5.0, help="how long to wait for the daemon (5s)")
     status.set_defaults(handler=cmd_status)
     sub = status.add_subparsers(dest="status_command")
     passwd = sub.add_parser("passwd", help="add or change a status-page user in a users file")
@@ -97,7 +99,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         snapshot = fetch_status(base, args.timeout, cafile)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        print(f"fieldgate status: no answer from {base}: {reason}", file=sys.stderr)
+        print(_("fieldgate status: no answer from {url}: {reason}").format(url=base, reason=reason), file=sys.stderr)
         return 1
     snapshot.pop("session", None)
     print(json.dumps(snapshot, indent=2) if args.json else render_summary(snapshot))

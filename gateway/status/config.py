@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -62,6 +63,9 @@ class StatusConfig(StrictModel):
     hosts: list[str] = Field(default_factory=list, max_length=32,
                              description="names (or addresses) the page is reached by besides the box's own "
                              "addresses, localhost and its host name; other Host headers get 421")
+    language: Literal["auto", "en", "zh-CN"] = Field(
+        default="auto", description="the page's language; auto follows the browser (Accept-Language). Also the "
+        "default of `fieldgate status --config` and of `fieldgate validate` on this file")
     tls: StatusTls | None = Field(default=None, description="serve HTTPS; recommended whenever listen is not "
                                   "a loopback address (passwords and the session cookie cross the network)")
 

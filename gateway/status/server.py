@@ -21,11 +21,14 @@ from urllib.parse import parse_qs
 
 from pydantic import ValidationError
 
+from gateway import i18n
+from gateway.i18n.operator import describe_evidence
 from gateway.status import auth, metrics, page
 from gateway.status.config import StatusConfig, StatusTls
 from gateway.status.connection import address, read_request, write
 from gateway.status.guard import ConnectionSlots, HostAllowList, Slot, check_origin
 from gateway.status.http import ClientGone, HttpError, Limits, Request, RequestParser, Response, error_bytes
+from gateway.status.techroutes import TechRoutes, TechSources, sources_of
 from gateway.status.view import ACTIONS, StatusView, json_safe, overdue_loops
 
 log = logging.getLogger("fieldgate.status")
@@ -68,7 +71,8 @@ def server_tls_context(tls: StatusTls) -> ssl.SSLContext:
 
 
 class StatusServer:
-    def __init__(self, config: StatusConfig, view: StatusView, limits: Limits | None = None) -> None:
+    def __init__(self, config: StatusConfig, view: StatusView, limits: Limits | None = None,
+                 tech: TechSources | None = None) -> None:
         self.config = config
         self.view = view
         self.limits = limits or Limits()
@@ -89,6 +93,8 @@ class StatusServer:
             "/snapshot.jpg": self._snapshot,
         }
         self._post: dict[str, Handler] = {"/login": self._login, "/logout": self._logout}
+        self.tech = TechRoutes(tech or sources_of(view), self.language, json_response)
+        self._get.update(self.tech.get_routes())
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -209,8 +215,14 @@ class StatusServer:
 
     # -- read-only routes ------------------------------------------------------------------------
 
-    async def _index(self, _request: Request) -> Response:
-        return Response(HTTPStatus.OK, page.INDEX_HTML.encode(), "text/html; charset=utf-8")
+    def language(self, request: Request) -> str:
+        """The site file's status.language, else the best match of the browser's Accept-Language."""
+        return i18n.choose_for_page(self.config.language, request.header("accept-language"))
+
+    async def _index(self, request: Request) -> Response:
+        language = self.language(request)
+        return Response(HTTPStatus.OK, page.index_html(language).encode(), "text/html; charset=utf-8",
+                        {"Content-Language": i18n.html_lang(language), "Vary": "Accept-Language"})
 
     async def _js(self, _request: Request) -> Response:
         return Response(HTTPStatus.OK, page.APP_JS.encode(), "text/javascript; charset=utf-8")
@@ -223,6 +235,10 @@ class StatusServer:
         user = self.sessions.user(request.cookie(COOKIE))
         snapshot["session"] = {"user": user, "login": self.config.users_file is not None,
                                "actions": sorted(ACTIONS)}
+        evidence = snapshot.get("evidence")
+        if isinstance(evidence, list):
+            with i18n.speaking(self.language(request)):
+                snapshot["evidence_text"] = [describe_evidence(e) if isinstance(e, dict) else "" for e in evidence]
         return json_response(HTTPStatus.OK, snapshot)
 
     async def _metrics(self, _request: Request) -> Response:
@@ -307,7 +323,10 @@ class StatusServer:
         async with self._action_lock:
             log.warning("status action %s by %s from %s: %s", name, user, request.client, args)
             try:
-                result = await asyncio.wait_for(self.view.action(name, args), ACTION_TIMEOUT_S)
+                handler = self.tech.actions.get(name)
+                running = (handler(args, user, self.language(request)) if handler is not None
+                           else self.view.action(name, args))
+                result = await asyncio.wait_for(running, ACTION_TIMEOUT_S)
             except (ValueError, LookupError) as exc:
                 return error_json(HTTPStatus.BAD_REQUEST, str(exc) or type(exc).__name__)
             except TimeoutError:

@@ -43,7 +43,22 @@ class SelftestArgs(StrictModel):
     output: str | None = Field(default=None, min_length=1, max_length=64)
 
 
-ACTIONS: dict[str, type[StrictModel]] = {"probe": ProbeArgs, "selftest": SelftestArgs}
+class DetectArgs(StrictModel):
+    """Run the camera's detector once on the frame the page shows ("would this be a detection?")."""
+
+    camera: str = Field(min_length=1, max_length=64)
+
+
+class CommissionArgs(StrictModel):
+    """The guided commissioning check (gateway/commission); ``request`` is a signed Test alert request
+    (`fieldgate alert draft --status Test` + `sign`) for the broadcast step, which is skipped without one."""
+
+    request: dict[str, Any] | None = None
+    wait_s: float = Field(default=20.0, ge=1, le=50)
+
+
+ACTIONS: dict[str, type[StrictModel]] = {"probe": ProbeArgs, "selftest": SelftestArgs, "detect": DetectArgs,
+                                         "commission": CommissionArgs}
 
 _MAX_DEPTH = 12
 

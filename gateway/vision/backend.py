@@ -1,38 +1,16 @@
-"""The inference backend interface, and loading a backend by name without importing it here.
+"""Opening an inference backend by name in the vision worker process.
 
-The worker process asks for a backend by name ("onnxruntime"; "rknn" and "openvino" are reserved)
-and this module imports the driver that implements it, so gateway code never imports an
-inference library itself.
+The worker asks for a backend by the detector section's ``backend:`` ("onnxruntime"; "rknn" and
+"openvino" are reserved) and the registry's table says which driver loads it, so gateway code never
+imports an inference library itself.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any, Protocol
 
-import numpy as np
-import numpy.typing as npt
-
-BACKENDS: dict[str, str] = {
-    "onnxruntime": "drivers.onnx.backend:OnnxBackend",
-    # Reserved: an RKNN (Rockchip NPU) or OpenVINO backend is a module exposing the same members.
-}
-
-
-class Backend(Protocol):
-    name: str
-    input_hw: tuple[int, int] | None  # fixed model input (height, width), None if dynamic
-    output_shapes: list[list[Any]]
-    metadata: dict[str, str]
-
-    def run(self, blob: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]: ...
-
-    # Resize lives on the backend: an NPU box can do it in hardware (Rockchip RGA). ``interpolation`` is
-    # the manifest's input.resize ("linear", "area", "nearest", "cubic").
-    def resize(
-        self, image: npt.NDArray[np.uint8], width: int, height: int, interpolation: str = "linear"
-    ) -> npt.NDArray[np.uint8]: ...
+from gateway.contracts import Backend
+from gateway.registry import inference_backend, inference_backends
 
 
 class BackendError(RuntimeError):
@@ -40,16 +18,12 @@ class BackendError(RuntimeError):
 
 
 def open_backend(name: str, model_path: Path, threads: int, graph_optimization: str) -> Backend:
-    target = BACKENDS.get(name)
-    if target is None:
-        raise BackendError(f"unknown inference backend {name!r}; available: {sorted(BACKENDS)}")
-    module_name, _, cls_name = target.partition(":")
+    load = inference_backend(name)
+    if load is None:
+        raise BackendError(f"unknown inference backend {name!r}; available: {inference_backends()}")
     try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
+        return load(model_path, threads=threads, graph_optimization=graph_optimization)
     except ImportError as e:
         raise BackendError(f"backend {name!r} is not installed ({e}); install fieldgate[vision]") from e
-    try:
-        backend: Backend = cls(model_path, threads=threads, graph_optimization=graph_optimization)
     except Exception as e:
         raise BackendError(str(e)) from e
-    return backend

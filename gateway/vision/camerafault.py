@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.shared import Progress
 
 if TYPE_CHECKING:
-    from drivers.camera.config import CameraConfig
+    from gateway.vision.config import VisionSettings
     from gateway.vision.events import DetectionEvent
     from gateway.vision.pipeline import CameraStats
 
@@ -80,7 +80,7 @@ def _fingerprint(manifest: Path) -> tuple[tuple[str, int, int] | None, ...]:
 
 class CameraGuard:
     def __init__(
-        self, cfg: CameraConfig, on_event: Callable[[DetectionEvent], Awaitable[None]], progress: Progress,
+        self, cfg: VisionSettings, on_event: Callable[[DetectionEvent], Awaitable[None]], progress: Progress,
         on_fault: FaultSink, *, stats: CameraStats | None = None,
     ) -> None:
         self.cfg, self.on_event, self.progress, self.on_fault, self.stats = cfg, on_event, progress, on_fault, stats

@@ -12,7 +12,7 @@ from functools import partial
 import numpy as np
 import numpy.typing as npt
 
-from gateway.vision.backend import Backend
+from gateway.contracts import Backend
 from gateway.vision.decode import Layout, LayoutError, decode, detect_layout
 from gateway.vision.detections import Detections
 from gateway.vision.letterbox import (
@@ -22,7 +22,6 @@ from gateway.vision.letterbox import (
     Resize,
     Split,
     letterbox_params,
-    numpy_split,
     unmap_boxes,
 )
 from gateway.vision.manifest import (
@@ -62,8 +61,7 @@ class Detector:
             isinstance(d, int) for d in backend.output_shapes[0]
         ):
             self.layout = detect_layout(tuple(backend.output_shapes[0]), len(self.classes))
-        # Optional backend member (cv2.split for ONNX Runtime); numpy's strided copy otherwise.
-        self._split: Split = getattr(backend, "split", numpy_split)
+        self._split: Split = backend.split  # cv2.split for ONNX Runtime
         self._canvas = self.new_canvas()
         self._keep_role = np.asarray([r != "ignore" for r in self.roles], bool)
         self._min_conf = float(np.min(self.conf)) if self.conf.size else 0.0

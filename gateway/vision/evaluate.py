@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from drivers.camera.config import ConfirmConfig, ExpectedFlameZone, Polygon
+from gateway.vision.config import ConfirmConfig, ExpectedFlameZone, Polygon
 from gateway.vision.detections import Detections
 from gateway.vision.detector import Detector
 from gateway.vision.events import Box

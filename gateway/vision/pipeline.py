@@ -1,15 +1,15 @@
 """One camera end to end: capture -> shared-memory worker -> temporal confirmation -> events + snapshots.
 
 The daemon calls ``run_camera(cfg, on_event, progress)``. OpenCV (capture, JPEG) and the inference
-library are reached through ``drivers`` modules imported when the camera starts, so importing
-gateway.vision never loads cv2 or onnxruntime.
+library are reached through the camera driver and the inference backend the registry builds when the
+camera starts (gateway.contracts.CameraDriver, Backend), so importing gateway.vision never loads cv2 or
+onnxruntime.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,8 +19,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from drivers.camera.config import CameraConfig
+from gateway.camview import TAP
+from gateway.contracts import CameraDriver
+from gateway.registry import build_camera
 from gateway.shared import Progress
+from gateway.vision.config import VisionSettings
 from gateway.vision.events import Box, DetectionEvent
 from gateway.vision.manifest import load_manifest
 from gateway.vision.snapstore import SnapshotStore
@@ -60,7 +63,7 @@ class _Motion:
 
 
 async def run_camera(
-    cfg: CameraConfig,
+    cfg: VisionSettings,
     on_event: OnEvent,
     progress: Progress,
     *,
@@ -71,8 +74,7 @@ async def run_camera(
     Raises WorkerError / ManifestError at start if the model cannot be used: a config error that
     retrying will not fix. Stream failures are retried forever inside the capture thread.
     """
-    capture: Any = importlib.import_module("drivers.camera.capture")
-    snapshot: Any = importlib.import_module("drivers.camera.snapshot")
+    camera = build_camera(cfg)
     stats = stats if stats is not None else CameraStats()
     loaded = load_manifest(cfg.detector.model)  # fail fast, in the daemon, with the manifest's message
     tile_w, tile_h = loaded.manifest.input.width, loaded.manifest.input.height
@@ -81,10 +83,7 @@ async def run_camera(
     sweep = TileSweep(tile_w, tile_h, cfg.far_field.overlap, cfg.far_field.full_view_every) \
         if cfg.far_field.enabled else None
     lossless = cfg.file_pacing == "lossless"
-    grabber = capture.FrameGrabber(
-        cfg.source, lossless=lossless, stall_timeout=cfg.stall_timeout,
-        reconnect_min=cfg.reconnect_min, reconnect_max=cfg.reconnect_max,
-    )
+    grabber = camera.open()
     d = cfg.detector
     worker = DetectorWorker(WorkerSpec(loaded.path, d.backend, d.threads, d.graph_optimization, d.slots,
                                        d.inference_timeout))
@@ -139,31 +138,33 @@ async def run_camera(
             ]
             for ob in observations:
                 stats.raw[ob.role] = stats.raw.get(ob.role, 0) + 1
+            TAP.offer(cfg.name, frame.t, frame.image, observations)  # the status page's camera view
             h, w = frame.image.shape[:2]
-            gray = snapshot.to_gray_small(frame.image, GRAY_WIDTH)
+            gray = camera.to_gray_small(frame.image, GRAY_WIDTH)
             measure = _Motion(gray, prev_gray, gray.shape[1] / w)
             prev_gray = gray
             events = confirmer.update(frame.t, (w, h), observations, measure, float(gray.mean()), view)
             for ev in events:
                 if ev.kind != "end":
-                    ev = _with_snapshots(ev, frame.image, observations, store, snapshot, cfg)
+                    ev = _with_snapshots(ev, frame.image, observations, store, camera, cfg)
                 stats.events += 1
                 await on_event(ev)
     finally:
         grabber.stop()
         worker.close()
+        TAP.forget(cfg.name)
 
 
 def _with_snapshots(
     ev: DetectionEvent, image: npt.NDArray[np.uint8], observations: list[Observation],
-    store: SnapshotStore, snapshot: Any, cfg: CameraConfig,
+    store: SnapshotStore, camera: CameraDriver, cfg: VisionSettings,
 ) -> DetectionEvent:
     q, mw = cfg.snapshots.jpeg_quality, cfg.snapshots.max_width
     boxes = [(*ev.box, ev.role, ev.score)] + [(*o.box, o.role, o.score) for o in observations]
     base = f"{ev.event_id}-{ev.kind}-{int(ev.t * 1000)}"
     try:
-        boxed = store.put(base, snapshot.encode_jpeg(image, boxes[:1], q, mw))
-        raw = store.put(base + "-raw", snapshot.encode_jpeg(image, (), q, mw))
+        boxed = store.put(base, camera.encode_jpeg(image, boxes[:1], q, mw))
+        raw = store.put(base + "-raw", camera.encode_jpeg(image, (), q, mw))
     except (OSError, ValueError) as e:  # a full disk must not swallow the alarm itself
         log.error("snapshot for %s not stored: %s", ev.event_id, e)
         return ev

@@ -21,7 +21,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from drivers.camera.config import ConfirmConfig, ExpectedFlameZone, Polygon
+from gateway.vision.config import ConfirmConfig, ExpectedFlameZone, Polygon
 from gateway.vision.events import Box, DetectionEvent
 from gateway.vision.geometry import (
     area,

@@ -212,7 +212,7 @@ def site_yaml(tmp: Path, *, gauge_port: int, board_port: int, broker_port: int, 
         broadcast:
           sender: {GATEWAY_ID}
           outputs:
-            siren: {{type: modbus_relay_siren, board: {board}, coil: {SIREN_COIL}, max_activation_s: 20}}
+            siren: {{type: modbus_relay_siren, board: {board}, coil: {SIREN_COIL}, max_activation: 20}}
             pa: {{type: alsa_audio, device: none, work_dir: {tmp / 'tts'},
                  player: [{sys.executable}, {player}, {tmp / 'plays.jsonl'}, "{{files}}"]}}
             ipspk: {{type: http_trigger, url: "http://127.0.0.1:{speaker_port}/play?alert={{alert_id}}",
@@ -225,7 +225,7 @@ def site_yaml(tmp: Path, *, gauge_port: int, board_port: int, broker_port: int, 
           status_patterns: {{actual: flood, exercise: drill}}
           announce: {{exercise: exercise, test: test}}
           all_clear_clip: all_clear
-          rate_limit: {{min_interval_s: 10m, max_per_hour: 6}}
+          rate_limit: {{min_interval: 10m, max_per_hour: 6}}
           operators: {{{operator_lines}}}
         """).replace("{bus}", radar_gauge_bus(gauge_port, poll="500ms")) + extra
 

@@ -13,8 +13,8 @@ import json
 import pytest
 
 from drivers.mqtt.monitor import watch
-from gateway.demo import _show_at_broker
 from sim.broker import Broker
+from sim.demo import _show_at_broker
 from sim.platform import Platform
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(60)]

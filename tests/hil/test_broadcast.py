@@ -91,11 +91,11 @@ class Rig:
             "sender": "reservoir-01",
             "outputs": {
                 "siren": {"type": "modbus_relay_siren", "board": board_cfg, "coil": SIREN_COIL,
-                          "max_activation_s": 30},
+                          "max_activation": 30},
                 "pa": {"type": "alsa_audio", "device": str(self.sink),
                        "player": ["sox", "-q", "{files}", "{device}"],
                        "work_dir": str(tmp / "tts"),
-                       "amplifier": {"board": board_cfg, "coil": AMP_COIL, "warmup_s": 0}},
+                       "amplifier": {"board": board_cfg, "coil": AMP_COIL, "warmup": 0}},
                 "ipspk": {"type": "rtp_multicast", "group": rtp_target, "port": rtp_port,
                           "interface": "127.0.0.1", "work_dir": str(tmp / "tts")},
             },
@@ -107,7 +107,7 @@ class Rig:
             "status_patterns": {"actual": "flood", "exercise": "drill", "test": "chirp"},
             "announce": {"exercise": "exercise", "test": "test"},
             "all_clear_clip": "all_clear",
-            "rate_limit": {"min_interval_s": 0, "max_per_hour": 60},
+            "rate_limit": {"min_interval": 0, "max_per_hour": 60},
             "operators": {name: public_key_text(key) for name, key in self.keys.items()},
             "exercise_windows": [{"start": (now - dt.timedelta(hours=1)).isoformat(),
                                   "end": (now + dt.timedelta(hours=1)).isoformat()}],
@@ -315,11 +315,11 @@ async def test_stuck_relay_gives_fault_and_fault_alarm(rig: Rig) -> None:
 async def test_siren_auto_off_even_when_event_loop_is_blocked(rig: Rig) -> None:
     import time
 
-    from drivers.broadcast.base import Activation, Cadence
     from drivers.broadcast.config import SirenRelayConfig
     from drivers.broadcast.siren import SirenRelay
+    from gateway.alerts.contract import Activation, Cadence
 
-    cfg = SirenRelayConfig.model_validate({"type": "modbus_relay_siren", "coil": 5, "max_activation_s": 0.5,
+    cfg = SirenRelayConfig.model_validate({"type": "modbus_relay_siren", "coil": 5, "max_activation": 0.5,
                                            "board": {"host": rig.board.host, "port": rig.board.port}})
     siren = SirenRelay("s2", cfg)
     result = await siren.activate(Activation("x", "Actual", ("dam",), cadence=Cadence("long", ((5.0, 1.0),), 3)))
@@ -373,10 +373,10 @@ async def test_direct_board_readback_failure_mid_cadence_is_reported_once(rig: R
     assert await rig.coil(SIREN_COIL) is False
 
 
-async def _until_coil(rig: Rig, address: int, value: bool, within_s: float, what: str) -> None:
+async def _until_coil(rig: Rig, address: int, value: bool, within: float, what: str) -> None:
     import time
 
-    deadline = time.monotonic() + within_s
+    deadline = time.monotonic() + within
     while await rig.coil(address) is not value:
         assert time.monotonic() < deadline, what
         await asyncio.sleep(0.1)
@@ -386,7 +386,7 @@ def _short_siren(rig: Rig, coil: int, limit_s: float) -> Any:
     from drivers.broadcast.config import SirenRelayConfig
     from drivers.broadcast.siren import SirenRelay
 
-    cfg = SirenRelayConfig.model_validate({"type": "modbus_relay_siren", "coil": coil, "max_activation_s": limit_s,
+    cfg = SirenRelayConfig.model_validate({"type": "modbus_relay_siren", "coil": coil, "max_activation": limit_s,
                                            "board": {"host": rig.board.host, "port": rig.board.port,
                                                      "timeout": 2.0}})
     return SirenRelay(f"s{coil}", cfg)
@@ -394,12 +394,12 @@ def _short_siren(rig: Rig, coil: int, limit_s: float) -> Any:
 
 @rig_test
 async def test_siren_whose_activate_timed_out_still_stops_at_its_limit(rig: Rig) -> None:
-    """The subsystem gives up on an output after output_timeout_s; a slow board may switch ON after that.
+    """The subsystem gives up on an output after output_timeout; a slow board may switch ON after that.
 
     Before: the ON went out from the worker thread but the cadence and the backstop were never started
     (the coroutine that would start them was cancelled), so the siren sounded until someone cancelled.
     """
-    from drivers.broadcast.base import Activation, Cadence
+    from gateway.alerts.contract import Activation, Cadence
 
     siren = _short_siren(rig, 6, 1.0)
     rig.board.delay_s = 0.3
@@ -408,7 +408,7 @@ async def test_siren_whose_activate_timed_out_still_stops_at_its_limit(rig: Rig)
             await siren.activate(Activation("x", "Actual", ("dam",), cadence=Cadence("long", ((5.0, 1.0),), 3)))
     rig.board.delay_s = 0.0
     await _until_coil(rig, 6, True, 10, "the ON in flight reaches the board")
-    await _until_coil(rig, 6, False, 10, "OFF at max_activation_s although activate() was cancelled")
+    await _until_coil(rig, 6, False, 10, "OFF at max_activation although activate() was cancelled")
     assert siren.status()["state"] == "idle"
     await siren.close()
 
@@ -416,7 +416,7 @@ async def test_siren_whose_activate_timed_out_still_stops_at_its_limit(rig: Rig)
 @rig_test
 async def test_siren_off_that_fails_at_the_limit_is_retried_until_confirmed(rig: Rig) -> None:
     """Before: the cadence's final OFF and the backstop's OFF were each tried once; both lost, the siren stayed ON."""
-    from drivers.broadcast.base import Activation, Cadence
+    from gateway.alerts.contract import Activation, Cadence
 
     siren = _short_siren(rig, 7, 0.5)
     result = await siren.activate(Activation("x", "Actual", ("dam",), cadence=Cadence("long", ((5.0, 1.0),), 3)))
@@ -432,7 +432,7 @@ async def test_siren_off_that_fails_at_the_limit_is_retried_until_confirmed(rig:
 @rig_test
 async def test_siren_off_that_fails_on_cancel_is_retried_until_confirmed(rig: Rig) -> None:
     """Before: deactivate() cancelled the backstop, tried OFF once, and a lost OFF left the siren ON for good."""
-    from drivers.broadcast.base import Activation, Cadence
+    from gateway.alerts.contract import Activation, Cadence
 
     siren = _short_siren(rig, 8, 60.0)
     result = await siren.activate(Activation("x", "Actual", ("dam",), cadence=Cadence("long", ((30.0, 1.0),), 3)))
@@ -448,11 +448,11 @@ async def test_siren_off_that_fails_on_cancel_is_retried_until_confirmed(rig: Ri
 @rig_test
 async def test_siren_deactivate_without_readback_reports_an_unreachable_board(rig: Rig) -> None:
     """Before: with readback: none, an OFF that raised was reported as a successful deactivate."""
-    from drivers.broadcast.base import Activation, Cadence
     from drivers.broadcast.config import SirenRelayConfig
     from drivers.broadcast.siren import SirenRelay
+    from gateway.alerts.contract import Activation, Cadence
 
-    cfg = SirenRelayConfig.model_validate({"type": "modbus_relay_siren", "coil": 9, "max_activation_s": 60,
+    cfg = SirenRelayConfig.model_validate({"type": "modbus_relay_siren", "coil": 9, "max_activation": 60,
                                            "readback": "none",
                                            "board": {"host": rig.board.host, "port": rig.board.port,
                                                      "timeout": 0.5}})

@@ -19,7 +19,7 @@ def test_unreachable_amplifier_off_is_a_fault(tmp_path: Path) -> None:
     config = AlsaAudioConfig.model_validate({
         "type": "alsa_audio", "device": str(tmp_path / "sink.wav"), "work_dir": str(tmp_path / "tts"),
         "amplifier": {"board": {"transport": "tcp", "host": "127.0.0.1", "port": port, "timeout": 0.5},
-                      "coil": 1, "warmup_s": 0},
+                      "coil": 1, "warmup": 0},
     })
     output = AlsaAudio("pa", config)
     result = asyncio.run(output.deactivate())

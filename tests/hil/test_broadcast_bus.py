@@ -37,7 +37,7 @@ SIREN_COIL, AUTO_OFF_REG = 0, 5
 
 def bus_config(port: str) -> ModbusRtuBus:
     return ModbusRtuBus.model_validate({
-        "type": "modbus_rtu", "name": "line1", "port": port, "baudrate": 38400,
+        "type": "modbus_rtu", "name": "line1", "port": port, "baud": 38400,
         "devices": [
             {"name": "radar", "unit_id": 1, "poll_interval": 0.2, "timeout": 0.3, "retries": 0,
              "points": [{"id": "dam.level", "address": 0, "type": "uint16", "scale": 0.01, "unit": "m"}]},
@@ -53,16 +53,16 @@ def broadcast_config(tmp: Path, keys: dict[str, Ed25519PrivateKey], steps: list[
     clip.write_bytes(b"")
     return BroadcastConfig.model_validate({
         "sender": "reservoir-01",
-        "outputs": {"siren": {"type": "modbus_relay_siren", "coil": SIREN_COIL, "max_activation_s": 30,
+        "outputs": {"siren": {"type": "modbus_relay_siren", "coil": SIREN_COIL, "max_activation": 30,
                               "board": {"transport": "bus", "bus": "line1", "unit_id": 2},
-                              "board_auto_off": {"register_address": AUTO_OFF_REG, "unit_s": 1}}},
+                              "board_auto_off": {"register_address": AUTO_OFF_REG, "time_unit": 1}}},
         "zones": {"dam": {"outputs": ["siren"]}},
         "clips": {"x": {"file": str(clip)}},
         "patterns": {"flood": {"steps": steps, "repeat": 40}, "drill": {"steps": [[1, 2]], "repeat": 2}},
         "status_patterns": {"actual": "flood", "exercise": "drill"},
         "announce": {"exercise": "x", "test": "x"},
         "all_clear_clip": "x",
-        "rate_limit": {"min_interval_s": 0, "max_per_hour": 60},
+        "rate_limit": {"min_interval": 0, "max_per_hour": 60},
         "operators": {name: public_key_text(key) for name, key in keys.items()},
         "audit_path": str(tmp / "audit.log"),
     })
@@ -77,7 +77,7 @@ class Line:
         self.keys = {name: Ed25519PrivateKey.generate() for name in ("zhang", "li")}
         self.config = broadcast_config(tmp, self.keys, steps)
         self.audit = AuditLog(self.config.audit_path)
-        self.outputs = build_outputs(self.config.outputs, coil_writers={bus.name: CoilWriter.for_bus(bus)})
+        self.outputs = build_outputs(self.config.outputs, buses=[bus], bus_configs=[bus.config])
         self.subsystem = BroadcastSubsystem(self.config, self.audit, self.outputs, on_fault_alarm=self._fault)
 
     async def sink(self, reading: Reading) -> None:
@@ -98,7 +98,7 @@ class Line:
 @contextlib.asynccontextmanager
 async def line(tmp: Path, rig: RigFile, steps: list[list[float]]) -> AsyncIterator[Line]:
     with serial_pair(rig) as (gateway_end, device_end):
-        server = SimServer([SimUnit(1), SimUnit(2)], serial_port=device_end, baudrate=38400, framer="rtu").start()
+        server = SimServer([SimUnit(1), SimUnit(2)], serial_port=device_end, baud=38400, framer="rtu").start()
         server.unit(1).set_registers("holding", 0, [14950])
         bus = ModbusBus(bus_config(gateway_end))
         the_line = Line(tmp, server, bus, steps)
@@ -114,8 +114,8 @@ async def line(tmp: Path, rig: RigFile, steps: list[list[float]]) -> AsyncIterat
             server.stop()
 
 
-async def until(condition: Callable[[], bool], within_s: float, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
+async def until(condition: Callable[[], bool], within: float, what: str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not condition():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -181,12 +181,12 @@ def test_blocked_loop_delays_the_bus_off_until_it_resumes(tmp_path: Path, rig: R
     """The documented limit of the bus route: the backstop's OFF waits for the loop, then goes out."""
     import time
 
-    from drivers.broadcast.base import Activation, Cadence
     from drivers.broadcast.siren import SirenRelay
+    from gateway.alerts.contract import Activation, Cadence
 
     async def body() -> None:
         async with line(tmp_path, rig, [[0.6, 0.4]]) as ln:
-            cfg = ln.config.outputs["siren"].model_copy(update={"max_activation_s": 0.5})
+            cfg = ln.config.outputs["siren"].model_copy(update={"max_activation": 0.5})
             assert isinstance(cfg, SirenRelayConfig)
             siren = SirenRelay("s2", cfg, {ln.bus.name: CoilWriter.for_bus(ln.bus)})
             result = await siren.activate(Activation("x", "Actual", ("dam",),

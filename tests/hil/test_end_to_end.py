@@ -127,10 +127,10 @@ def test_modbus_tcp_end_to_end(tmp_path: Path, broker: Broker, collector: Platfo
 
 def test_modbus_rtu_end_to_end(tmp_path: Path, rig: RigFile, broker: Broker, collector: Platform) -> None:
     with serial_pair(rig) as (gateway_end, device_end):
-        bus = f"type: modbus_rtu\n    name: rs485\n    port: {gateway_end}\n    baudrate: 19200"
+        bus = f"type: modbus_rtu\n    name: rs485\n    port: {gateway_end}\n    baud: 19200"
         config = site_yaml(tmp_path, bus, broker.port)
         gauge, rain, _ = load_units(config)
-        server = SimServer([gauge, rain], serial_port=device_end, baudrate=19200, framer="rtu").start()
+        server = SimServer([gauge, rain], serial_port=device_end, baud=19200, framer="rtu").start()
         gateway = GatewayProcess(config, tmp_path / "gateway.log").start()
         try:
             expect_values(collector)

@@ -90,7 +90,7 @@ def line_config(port: str, units: tuple[int, ...] = (*HEALTHY, DEAD, SLOW), extr
             "name": f"u{unit}", "unit_id": unit, "poll_interval": INTERVAL,
             "timeout": 0.25 if unit == SLOW else 0.15, "retries": retries, "points": points,
         })
-    data: dict[str, Any] = {"type": "modbus_rtu", "name": "line", "port": port, "baudrate": 19200,
+    data: dict[str, Any] = {"type": "modbus_rtu", "name": "line", "port": port, "baud": 19200,
                             "reconnect_min": 0.1, "reconnect_max": 0.5, "devices": devices}
     data.update(overrides)
     return ModbusRtuBus.model_validate(data)

@@ -18,6 +18,7 @@ from drivers.mqtt.link import LinkDown, MqttLink
 from gateway.shared import NullProgress, OutboundMessage
 from sim.broker import Broker
 from sim.platform import Platform
+from sim.support import until
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(60)]
 
@@ -52,15 +53,6 @@ def platform(acl_broker: Broker) -> Iterator[Platform]:
     p = Platform(acl_broker.port, "fieldgate/#")
     yield p
     p.close()
-
-
-async def until(predicate: Any, what: str, within: float = 10.0) -> None:
-    """A bounded wait for an event (not a performance assertion)."""
-    for _ in range(int(within / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def _send_reply_expiry_window_and_refusal(acl_broker: Broker, platform: Platform) -> None:

@@ -57,7 +57,7 @@ def msg(payload: bytes, *seqs: int) -> OutboundMessage:
 
 
 def beidou_config(port: str, **kw: Any) -> BeidouConfig:
-    return BeidouConfig(type="beidou", port=port, dest=247718, probe_timeout_s=0.5, **kw)
+    return BeidouConfig(type="beidou", port=port, dest=247718, probe_timeout=0.5, **kw)
 
 
 @pytest.mark.parametrize("dialect", [Dialect.V21, Dialect.BDS3, Dialect.V40])
@@ -82,6 +82,18 @@ async def test_beidou_probe_send_and_receive(pty_pair: tuple[str, str], dialect:
             assert link.connected
 
 
+@pytest.mark.parametrize("configured,written", [(None, 0x46), (0x42, 0x42)])
+@run_async
+async def test_beidou_40_writes_the_links_information_category(pty_pair: tuple[str, str], configured: int | None,
+                                                                written: int) -> None:
+    ours, theirs = pty_pair
+    with BeidouEmulator(theirs, dialect=Dialect.V40, interval_s=1, noise_period_s=None) as emu:
+        link = BeidouLink(beidou_config(ours, encoding="code", info_category=configured), lambda _b: None)
+        async with running(link):
+            await link.send(msg(b"\x12alarm", 7))
+            assert [(s.payload, s.category) for s in emu.sent] == [(b"\x12alarm", written)]
+
+
 @run_async
 async def test_beidou_takes_messages_from_the_listed_platform_cards_only(pty_pair: tuple[str, str],
                                                                         caplog: pytest.LogCaptureFixture) -> None:
@@ -103,7 +115,7 @@ async def test_beidou_interval_refusal_is_honoured(pty_pair: tuple[str, str]) ->
     with BeidouEmulator(theirs, interval_s=2, noise_period_s=None) as emu:
         # the gateway believes the interval is shorter than the card's: the module refuses,
         # the link waits the time the module states and resends
-        link = BeidouLink(beidou_config(ours, interval_s=0.1), lambda _b: None)
+        link = BeidouLink(beidou_config(ours, interval=0.1), lambda _b: None)
         async with running(link):
             await link.send(msg(b"one", 1))
             await link.send(msg(b"two", 2))
@@ -145,7 +157,7 @@ async def test_beidou_oversize_is_refused_before_and_by_the_module(pty_pair: tup
 async def test_beidou_without_card_never_connects(pty_pair: tuple[str, str]) -> None:
     ours, theirs = pty_pair
     with BeidouEmulator(theirs, has_card=False, noise_period_s=None):
-        link = BeidouLink(beidou_config(ours, reopen_delay_s=0.2), lambda _b: None)
+        link = BeidouLink(beidou_config(ours, reopen_delay=0.2), lambda _b: None)
         task = asyncio.create_task(link.run(NullProgress()))
         await asyncio.sleep(1.0)
         assert not link.connected
@@ -179,7 +191,7 @@ async def test_beidou_sentence_with_thousands_of_digits_does_not_restart_the_lin
 
 
 def iridium_config(port: str, **kw: Any) -> IridiumConfig:
-    return IridiumConfig(type="iridium_sbd", port=port, backoff_initial_s=0.05, backoff_max_s=0.2, **kw)
+    return IridiumConfig(type="iridium_sbd", port=port, backoff_initial=0.05, backoff_max=0.2, **kw)
 
 
 @run_async
@@ -248,7 +260,7 @@ async def test_iridium_garbled_sbdrb_length_is_rejected_at_once(pty_pair: tuple[
     got: list[bytes] = []
     with IridiumEmulator(theirs) as emu:
         emu.garble_sbdrb.append(length)
-        link = IridiumLink(iridium_config(ours, command_timeout_s=60), got.append)
+        link = IridiumLink(iridium_config(ours, command_timeout=60), got.append)
         async with running(link):
             emu.inject_mt(b"\x15ring")
             await wait_for(lambda: got == [b"\x15ring"])  # well inside the 60 s command timeout

@@ -59,7 +59,7 @@ class Rig:
         self.journal = AsyncJournal(Journal(tmp / "journal.sqlite", {"county": set(RecordClass),
                                                                      "bd": {RecordClass.ALARM}}))
         self.link = BeidouLink(BeidouConfig(type="beidou", name="bd", port=port, dest=PLATFORM_CARD,
-                                            probe_timeout_s=0.5), lambda _data: None)
+                                            probe_timeout=0.5), lambda _data: None)
         self.primary = Primary(primary_up)
         self.runner = SatelliteRunner(self.link, self.journal, [self.primary], policy, gateway_number=GATEWAY,
                                       aliases=ALIASES, rule_aliases={"level.danger": 7}, max_bytes=77,

@@ -263,7 +263,7 @@ def test_page_shows_a_value_changed_on_the_simulated_device(tmp_path: Path, brok
             wait_for(lambda: point(api_status(status_port), "res.level").get("q") == "comm_fail", 30,
                      "res.level comm_fail in /api/status")
             row = render_page(status_port).rows["res.level"]
-            assert (row["value"], row["q"]) == ("—", "comm_fail"), row
+            assert (row["value"], row["q"]) == ("—", "communication failed"), row
     finally:
         sim.stop()
 

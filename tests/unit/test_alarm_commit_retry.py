@@ -25,7 +25,7 @@ def test_alarm_commit_is_retried_after_an_io_error(tmp_path: Path) -> None:
     gateway.journal.append_now = flaky  # type: ignore[method-assign]
 
     async def scenario() -> int:
-        await gateway._commit_now(RecordClass.ALARM, EventRecord("alarm", "level.danger", {"x": 1}, 1.0))
+        await gateway.datapath.commit_now(RecordClass.ALARM, EventRecord("alarm", "level.danger", {"x": 1}, 1.0))
         depth: int = await gateway.journal.call(gateway.journal.journal.last_seq)
         await gateway.journal.close()
         return depth

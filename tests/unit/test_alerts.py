@@ -158,7 +158,7 @@ def broadcast_config(**extra: Any) -> BroadcastConfig:
         "announce": {"exercise": "ex", "test": "test"},
         "all_clear_clip": "clear",
         "automatic": [{"rule": "hi", "zones": ["dam"], "event": "flood", "clips": ["evacuate"]}],
-        "rate_limit": {"min_interval_s": 600, "max_per_hour": 2},
+        "rate_limit": {"min_interval": 600, "max_per_hour": 2},
         "operators": {name: public_key_text(key) for name, key in OPERATORS.items()},
     }
     data.update(extra)

@@ -13,6 +13,7 @@ from drivers.broadcast.relay import make_relay
 from drivers.modbus.config import ModbusRtuBus, ModbusTcpBus
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.interlock import check_bus_boards
+from gateway.shared import PlacedConfigError
 
 BOARD = {"transport": "bus", "bus": "line1", "unit_id": 2}
 AUTO_OFF = {"register_address": 5}
@@ -82,6 +83,17 @@ def test_cross_check_names_the_missing_point(points: list[dict[str, Any]], unit_
         check_bus_boards(broadcast({"s": siren().model_dump()}), [line(points, unit_id)])
 
 
+def test_cross_check_reports_every_missing_point_at_its_key() -> None:
+    """A board missing both its coil and its auto-off register hears of both, each where it is written."""
+    with pytest.raises(PlacedConfigError) as caught:
+        check_bus_boards(broadcast({"s": siren().model_dump()}), [line([{"id": "other", "address": 9}])])
+    assert [path for path, _ in caught.value.problems] == [
+        ("broadcast", "outputs", "s", "coil"), ("broadcast", "outputs", "s", "board_auto_off", "register_address")]
+    with pytest.raises(PlacedConfigError) as caught:  # no such unit: one problem, at the unit id
+        check_bus_boards(broadcast({"s": siren().model_dump()}), [line(RELAY_POINTS, 7)])
+    assert [path for path, _ in caught.value.problems] == [("broadcast", "outputs", "s", "board", "unit_id")]
+
+
 def test_cross_check_refuses_a_second_master_on_a_bus_line() -> None:
     direct = siren(board={"transport": "serial", "serial_port": "/dev/ttyUSB1"}, board_auto_off=None)
     with pytest.raises(ValueError, match=r"one master per line.*transport: bus, bus: line1"):
@@ -108,7 +120,7 @@ async def _never(point_id: str, value: float | bool | str, verify: bool = True) 
 
 
 def test_relay_needs_the_writer_of_its_bus() -> None:
-    with pytest.raises(ValueError, match=r"no coil writer for that bus.*coil_writers"):
+    with pytest.raises(ValueError, match=r"no coil writer for that bus.*buses="):
         make_relay(siren(), {})
     writer = CoilWriter(line(RELAY_POINTS), _never)
     relay = make_relay(siren(), {"line1": writer}, siren().board_auto_off)

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from drivers.broadcast.base import Activation, OutputResult
 from gateway.alerts.audit import AuditLog
 from gateway.alerts.config import BroadcastConfig
+from gateway.alerts.contract import Activation, OutputResult, ReportsInResults
 from gateway.alerts.subsystem import BroadcastSubsystem
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class Output:
+class Output(ReportsInResults):
     kind = "siren"
     outdoor = True
 
@@ -52,7 +52,7 @@ class Output:
 @pytest.mark.parametrize("first", ["raise", "hang"])
 def test_every_output_is_closed_when_one_fails_or_hangs(tmp_path: Path, first: str) -> None:
     async def scenario() -> bool:
-        config = BroadcastConfig.model_validate({"audit_path": str(tmp_path / "audit.log"), "output_timeout_s": 0.5})
+        config = BroadcastConfig.model_validate({"audit_path": str(tmp_path / "audit.log"), "output_timeout": 0.5})
         audit = AuditLog(config.audit_path)
         bad, siren = Output("pa", on_close=first), Output("siren")
         subsystem = BroadcastSubsystem(config, audit, {"pa": bad, "siren": siren})

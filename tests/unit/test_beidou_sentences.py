@@ -85,6 +85,25 @@ def test_bds3_fki_reason_no_card() -> None:
     assert isinstance(wait, Feedback) and (wait.outcome, wait.wait_s) == (Outcome.WAIT, 37)
 
 
+def test_bds3_fki_with_a_sixth_field_is_read_by_dialect_not_by_field_count() -> None:
+    """Before: a BDS-3 $BDFKI with six fields fell into the 2.1 branch (chosen by len == 5) and came back
+    as the misleading ParseError "wait time is not mmss: '0'"; a stream decoder that knows the dialect
+    reads it as BDS-3 whatever the count."""
+    six = encode_text("BDFKI", ["083012", "TCQ", "Y", "0", "0", "1"])
+    expected = Feedback(Dialect.BDS3, "TCQ", Outcome.ACCEPTED, 0, "ok")
+    assert parse_text(six) == expected
+    assert parse_text(six, Dialect.BDS3) == expected
+    assert list(StreamDecoder(Dialect.BDS3).feed(six)) == [expected]
+    wait = parse_text(encode_text("BDFKI", ["083012.00", "TCQ", "N", "1", "37", "2"]))
+    assert isinstance(wait, Feedback) and (wait.dialect, wait.outcome, wait.wait_s) == (Dialect.BDS3, Outcome.WAIT, 37)
+    # a 2.1 module's line with an extra field stays 2.1, and a known 2.1 dialect reads it so
+    v21 = encode_text("BDFKI", ["TXA", "Y", "Y", "0", "0040", "1"])
+    assert parse_text(v21) == parse_text(v21, Dialect.V21) == Feedback(Dialect.V21, "TXA", Outcome.ACCEPTED, 40, "ok")
+    # read as the wrong dialect it is an error that names the dialect, not a silent misreading
+    wrong = parse_text(six, Dialect.V21)
+    assert isinstance(wrong, ParseError) and "2.1" in wrong.reason
+
+
 def test_module_waits_and_intervals_are_capped() -> None:
     """Before: a BDS-3 "remaining" or a card frequency of any size was taken as is: 99999999 s parked the
     link for years, and a 400-digit figure raised OverflowError out of send() / run() (float())."""
@@ -174,10 +193,31 @@ def test_txsq_vector_frame() -> None:
     frame = bytes.fromhex(v["hex"])
     content = bytes([0x42]) + (0x1FFA66).to_bytes(3, "big") + (32).to_bytes(2, "big") + b"\x00" + b"123 "
     assert encode_frame("TXSQ", 0, content) == frame
-    assert send_command(Dialect.V40, 0, 0x1FFA66, b"123 ", Encoding.CODE) == frame
+    # this frame is a command receiver's (指挥机 07FF25 to user 1FFA66): category 0x42, not the default
+    assert send_command(Dialect.V40, 0, 0x1FFA66, b"123 ", Encoding.CODE, category=0x42) == frame
     assert parse_frame(frame) == Unknown("TXSQ", ("0", content.hex()))
     bad = frame[:-1] + bytes([frame[-1] ^ 1])
     assert isinstance(parse_frame(bad), ParseError)
+
+
+# The same capture's user-to-user frame (card 1FFA66 to 1FFA67, plain payload "123456789"): category 0x46.
+USER_TO_USER = bytes.fromhex("2454585351001b000000461ffa670048003132333435363738398c")
+
+
+def test_txsq_information_category_is_per_link_with_a_dialect_default() -> None:
+    """Before: category was chosen by encoding (code 0x42, mixed 0x46), so a code-mode send could never
+    match the published user-card frame, and a module expecting 0x42 for mixed could not be served."""
+    assert xor(USER_TO_USER[:-1]) == USER_TO_USER[-1]
+    assert send_command(Dialect.V40, 0, 0x1FFA67, b"123456789", Encoding.CODE) == USER_TO_USER
+    mixed = send_command(Dialect.V40, 0, 0x1FFA67, b"hi", Encoding.MIXED)
+    assert mixed[10] == 0x46 and mixed[17:20] == b"\xa4hi"
+    assert send_command(Dialect.V40, 0, 0x1FFA67, b"hi", Encoding.MIXED, category=0x42)[10] == 0x42
+    # the text dialects carry no category byte: the setting does not change what they send
+    for dialect in (Dialect.V21, Dialect.BDS3):
+        assert (send_command(dialect, 0, 7, b"hi", Encoding.MIXED, category=0x42)
+                == send_command(dialect, 0, 7, b"hi", Encoding.MIXED))
+    with pytest.raises(ValueError):
+        send_command(Dialect.V40, 0, 7, b"hi", Encoding.CODE, category=256)
 
 
 def test_binary_replies() -> None:

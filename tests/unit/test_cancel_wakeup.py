@@ -31,6 +31,8 @@ class IdleSatellite:
     name = "bd"
     connected = True
     max_bytes = 78
+    interval_s = 0.0
+    foreign_count = None
 
     async def run(self, progress: Progress) -> None:
         await asyncio.Event().wait()

@@ -146,3 +146,49 @@ def test_validate_warns_about_files_it_cannot_read_here(tmp_path: Path) -> None:
     run = fieldgate("validate", str(site))
     assert run.returncode == 0, run.stderr  # warnings: the box may have what the laptop lacks
     assert f"{site}: warning: cameras[0].detector.model: " in run.stdout and "gone.yaml" in run.stdout
+
+
+def test_cross_section_errors_are_all_reported_each_at_its_value() -> None:
+    text = GOOD + """\
+  - type: beidou
+    port: /dev/ttyUSB1
+    dest: 1
+commands:
+  write_points: [level, nope]
+satellite:
+  ack_key_credential: ack
+  aliases: {1: level, 2: ghost}
+"""
+    lines = errors_of(text)
+    assert lines == [
+        "site.yaml:20:25: commands.write_points[1]: unknown point 'nope'",
+        "site.yaml:23:26: satellite.aliases.2: unknown point 'ghost'",
+    ], lines
+
+
+def test_a_repeated_name_points_at_the_repeat_and_names_the_first() -> None:
+    second = "  - type: modbus_tcp\n    name: gauges\n    host: 127.0.0.2\n    devices:\n" \
+             "      - {name: rain, points: [{id: rain, address: 0}]}\n"
+    lines = errors_of(GOOD.replace("links:\n", second + "links:\n"))
+    assert lines == ["site.yaml:14:11: buses[1].name: bus name 'gauges' is used twice (first at buses[0].name)"]
+
+
+def test_section_cross_references_are_all_reported_each_at_its_value() -> None:
+    text = GOOD + """\
+broadcast:
+  outputs: {horn: {type: http_trigger, url: 'http://10.0.0.9/on'}}
+  clips: {drill: {file: drill.wav}}
+  announce: {exercise: drill, test: missing}
+  all_clear_clip: drill
+  zones:
+    dam: {outputs: [horn, siren]}
+rules:
+  - {type: threshold, id: high, point: level, above: 3}
+  - {type: threshold, id: high, point: level, above: 4}
+"""
+    lines = errors_of(text)
+    assert lines == [
+        "site.yaml:19:37: broadcast.announce.test: unknown clip 'missing'",
+        "site.yaml:22:27: broadcast.zones.dam.outputs[1]: unknown output 'siren'",
+        "site.yaml:25:27: rules[1].id: rule id 'high' is used twice (first at rules[0])",
+    ], lines

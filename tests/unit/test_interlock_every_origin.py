@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from drivers.broadcast.base import Activation, OutputResult
 from gateway.alerts.audit import AuditLog
 from gateway.alerts.config import BroadcastConfig
+from gateway.alerts.contract import Activation, OutputResult, ReportsInResults
 from gateway.alerts.interlock import Interlock, required_signatures
 from gateway.alerts.model import Alert, MsgType, Status
 from gateway.alerts.signing import OperatorSignature, public_key_text, sign
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(60)
 OPERATORS = {name: Ed25519PrivateKey.generate() for name in ("zhang", "li")}
 
 
-class Output:
+class Output(ReportsInResults):
     kind = "speaker"
     outdoor = False
 
@@ -65,7 +65,7 @@ def config(tmp: Path, **extra: Any) -> BroadcastConfig:
         "announce": {"exercise": "ex", "test": "test"},
         "all_clear_clip": "clear",
         "operators": {name: public_key_text(key) for name, key in OPERATORS.items()},
-        "rate_limit": {"min_interval_s": 600, "max_per_hour": 4},
+        "rate_limit": {"min_interval": 600, "max_per_hour": 4},
     }
     data.update(extra)
     return BroadcastConfig.model_validate(data)
@@ -163,7 +163,7 @@ def test_a_lost_audit_chain_refuses_alerts_sent_before_it_began(tmp_path: Path) 
 
 def test_after_a_cancel_people_may_sound_the_zone_again_at_once(tmp_path: Path) -> None:
     """A cancel given by mistake (or by a stolen platform key) must not lock the operators out of the zone
-    for min_interval_s; the rules still wait, and the waiver survives a restart."""
+    for min_interval; the rules still wait, and the waiver survives a restart."""
 
     async def scenario() -> tuple[list[OutputResult], list[OutputResult], list[str]]:
         cfg = config(tmp_path)

@@ -18,7 +18,11 @@ ALL = set(RecordClass)
 class LoopbackLink:
     """A link whose far side is this object: it acks every message, or fails while ``down``."""
 
+    window = 1 << 16  # the runner's max_inflight decides
+    announce_offline_on_stop = True
+
     def __init__(self, name: str = "mqtt", fail_first: int = 0) -> None:
+        self.commands_dropped: dict[str, int] = {}
         self.name = name
         self.fail_first = fail_first
         self.records: list[dict[str, Any]] = []  # in the order the far side received them

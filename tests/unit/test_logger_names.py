@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("gateway", "drivers", "sim")
+PACKAGES = ("gateway", "drivers", "sim", "centre")
 SCHEME = re.compile(r"^fieldgate(\.[a-z0-9_]+){0,2}$")
-LIBRARIES = {"pymodbus", "asyncio"}  # third-party loggers we only set a level on
+LIBRARIES = {"pymodbus", "asyncio", "fontTools"}  # third-party loggers we only set a level on
 ROOT_LOGGER_ALLOWED = {"gateway/logsetup.py"}  # configures the root logger's handlers
 
 

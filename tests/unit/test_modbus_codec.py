@@ -48,6 +48,29 @@ def test_float32_round_trip(value: float, order: str) -> None:
     assert decode_raw(encode_raw(value, "float32", order), "float32", order) == value
 
 
+@pytest.mark.parametrize("order", sorted(WIRE))
+def test_float32_point_is_its_shortest_decimal_not_the_widened_double(order: str) -> None:
+    """Before: a float32 point holding 131.27 read as 131.27000427246094 (the float32 widened to a double),
+    digits the gauge never measured, which the compact satellite codec then had to carry as 8 bytes."""
+    level = PointConfig(id="dam.level", address=0, type="float32", byte_order=order)
+    registers = encode_raw(131.27, "float32", order)
+    assert decode_raw(registers, "float32", order) == 131.27000427246094  # the raw register value, exactly
+    value = decode_point(level, registers)
+    assert repr(value) == "131.27"
+    scaled = PointConfig(id="t", address=0, type="float32", byte_order=order, scale=0.1, offset=-40)
+    assert repr(decode_point(scaled, encode_raw(131.27, "float32", order))) == "-26.873"
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False, width=32))
+def test_float32_point_reads_back_as_the_same_float32(raw: float) -> None:
+    point = PointConfig(id="f", address=0, type="float32")
+    registers = encode_raw(raw, "float32", "ABCD")
+    value = decode_point(point, registers)
+    assert isinstance(value, float)
+    assert encode_raw(value, "float32", "ABCD") == registers  # nothing the register held is lost
+    assert len(repr(value)) <= len(repr(raw))  # and nothing is added
+
+
 def test_scale_offset_and_bits() -> None:
     point = PointConfig(id="t", address=0, type="int16", scale=0.1, offset=-40)
     assert decode_point(point, [650]) == pytest.approx(25.0)

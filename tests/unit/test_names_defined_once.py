@@ -52,12 +52,15 @@ def _strings(node: ast.AST) -> set[str]:
 def test_no_second_list_of_the_names() -> None:
     classes, profiles = set(RECORD_CLASS_NAMES), set(PROFILES)
     found = []
-    for package in ("gateway", "drivers", "sim"):
+    for package in ("gateway", "drivers", "sim", "centre"):
         for path in sorted((ROOT / package).rglob("*.py")):
             if path == DEFINED_IN:
                 continue
             for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
                 strings = _strings(node)  # a list, set, dict, or the tuple inside Literal[...]
-                if len(strings & classes) >= 3 or strings >= profiles:
+                # A list *of* the names: mostly class names (a dict of page words that happens to have
+                # "alarm", "event" and "state" among fifty others is not one).
+                named = strings & classes
+                if (len(named) >= 3 and len(strings - classes) <= len(named) // 2) or strings >= profiles:
                     found.append(f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}: {sorted(strings)}")
     assert not found, "spell the names through gateway.shared instead:\n" + "\n".join(found)

@@ -80,11 +80,11 @@ def test_character_time_counts_start_data_parity_and_stop_bits() -> None:
 
 def test_line_time_of_probe_planning_and_of_the_transport_agree() -> None:
     site = load_site_text(
-        "gateway: {id: t}\nbuses:\n  - type: modbus_rtu\n    name: line\n    port: /dev/x\n    baudrate: 9600\n"
+        "gateway: {id: t}\nbuses:\n  - type: modbus_rtu\n    name: line\n    port: /dev/x\n    baud: 9600\n"
         "    parity: E\n    devices: [{name: d, points: [{id: p, address: 0}]}]\n")
     bus = site.buses[0]
     settings = SerialSettings.of_bus(bus)  # type: ignore[arg-type]
-    assert (settings.port, settings.baudrate, settings.parity, settings.rs485) == ("/dev/x", 9600, "E", None)
+    assert (settings.port, settings.baud, settings.parity, settings.rs485) == ("/dev/x", 9600, "E", None)
     gap = inter_frame_gap(9600, 8, "E", 1) + bus.frame_gap_margin  # type: ignore[union-attr]
     # FC03 of one register: 8-byte request, 7-byte reply, two gaps
     assert wire_seconds("holding", 1, bus) == pytest.approx(15 * settings.char_time + 2 * gap)  # type: ignore[arg-type]

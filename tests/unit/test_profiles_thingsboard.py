@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from drivers.mqtt.config import MqttLinkConfig, ThingsboardOptions
+from drivers.mqtt.config import MqttLinkConfig
 from gateway.journal import JournalRecord
 from gateway.profiles import ThingsboardProfile, get_profile
+from gateway.profiles.options import ThingsboardOptions
 from gateway.shared import EventRecord, OutboundMessage, Quality, Reading, RecordClass
 
 T0 = 1_795_853_523.412

@@ -51,7 +51,7 @@ def test_non_good_quality_neither_raises_nor_clears() -> None:
 
 
 def test_persistence_for_seconds_uses_tick() -> None:
-    e = engine({**LEVEL, "persistence": {"for_s": 30}})
+    e = engine({**LEVEL, "persistence": {"duration": 30}})
     assert e.evaluate(good("lvl", 11, 0)) == []
     assert e.tick(29) == []
     assert kinds(e.tick(31)) == ["hi:raised"]
@@ -66,7 +66,7 @@ def test_persistence_n_of_m() -> None:
 
 
 def test_rate_of_change_rise() -> None:
-    e = engine({"type": "rate_of_change", "id": "rise", "point": "lvl", "rise_per_min": 0.5, "window_s": 120})
+    e = engine({"type": "rate_of_change", "id": "rise", "point": "lvl", "rise_per_min": 0.5, "window": 120})
     out = []
     for i in range(10):
         out += e.evaluate(good("lvl", 5.0 + 0.01 * i, i * 15.0))  # 0.04/min: calm
@@ -77,7 +77,7 @@ def test_rate_of_change_rise() -> None:
 
 
 def test_stale_and_comm_fail_are_fault_alarms() -> None:
-    e = engine({"type": "stale", "id": "st", "point": "lvl", "max_age_s": 60},
+    e = engine({"type": "stale", "id": "st", "point": "lvl", "max_age": 60},
                {"type": "comm_fail", "id": "cf", "point": "lvl", "after": 2})
     e.evaluate(good("lvl", 1, 0))
     assert kinds(e.tick(61)) == ["st:raised"]
@@ -89,21 +89,21 @@ def test_stale_and_comm_fail_are_fault_alarms() -> None:
 
 def test_smoke_detection_and_gas_combination() -> None:
     e = engine({"type": "all_of", "id": "fire", "severity": "extreme", "conditions": [
-        {"type": "detection", "point": "cam1.smoke", "min_confidence": 0.6, "hold_s": 30},
-        {"type": "threshold", "point": "gas", "above": 25.0, "within_s": 60},
+        {"type": "detection", "point": "cam1.smoke", "min_confidence": 0.6, "hold": 30},
+        {"type": "threshold", "point": "gas", "above": 25.0, "within": 60},
     ]})
     assert e.evaluate(good("gas", 40, 0)) == []  # gas alone
     assert e.evaluate(good("cam1.smoke", 0.9, 1, confirmed=False)) == []  # unconfirmed frame
     assert e.evaluate(good("cam1.smoke", 0.5, 2, confirmed=True)) == []  # too weak
     raised = e.evaluate(good("cam1.smoke", 0.8, 3, confirmed=True))
     assert kinds(raised) == ["fire:raised"] and set(raised[0].points) == {"cam1.smoke", "gas"}
-    assert kinds(e.tick(40)) == ["fire:cleared"]  # smoke detection expired after hold_s
+    assert kinds(e.tick(40)) == ["fire:cleared"]  # smoke detection expired after hold
 
 
 def test_combination_ignores_old_gas_value() -> None:
     e = engine({"type": "all_of", "id": "fire", "conditions": [
         {"type": "detection", "point": "cam1.smoke", "require_confirmed": False},
-        {"type": "threshold", "point": "gas", "above": 25.0, "within_s": 60},
+        {"type": "threshold", "point": "gas", "above": 25.0, "within": 60},
     ]})
     e.evaluate(good("gas", 40, 0))
     assert e.evaluate(good("cam1.smoke", 0.9, 100)) == []
@@ -114,7 +114,7 @@ def test_combination_ignores_old_gas_value() -> None:
     [{"type": "threshold", "id": "x", "point": "p", "above": 1, "below": 0}],
     [{"type": "threshold", "id": "x", "point": "p", "above": 1, "persistence": {"n": 4, "m": 3}}],
     [{"type": "threshold", "id": "x", "point": "p", "above": 1}, {"type": "stale", "id": "x", "point": "p",
-                                                                  "max_age_s": 5}],
+                                                                  "max_age": 5}],
     [{"type": "nonsense", "id": "x"}],
 ])
 def test_bad_rules_refused(bad: list[dict[str, Any]]) -> None:

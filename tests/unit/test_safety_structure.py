@@ -46,7 +46,7 @@ def test_the_subsystem_is_always_told_the_origin_by_its_caller() -> None:
         assert isinstance(origin, ast.Constant), f"{path}: handle() with an origin that is not a literal"
         origins[path] = origin.value
     assert origins == {"gateway/alerts/subsystem.py": "rule", "gateway/alerts/inbox.py": "manual",
-                       "gateway/control.py": "remote"}, origins
+                       "gateway/control.py": "remote", "gateway/commission/checks.py": "manual"}, origins
 
 
 def test_bus_writes_come_only_from_the_guarded_command_and_the_relay_boards() -> None:

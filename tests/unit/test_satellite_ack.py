@@ -29,6 +29,8 @@ class Recorder:
 
     name = "bd"
     max_bytes = 77
+    interval_s = 0.0
+    foreign_count = None
     connected = True
 
     def __init__(self) -> None:

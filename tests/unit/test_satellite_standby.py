@@ -24,6 +24,8 @@ class Switch:
     """A link only read for ``connected`` (the primary), or never sent on (the satellite on standby)."""
 
     max_bytes = 78
+    interval_s = 0.0
+    foreign_count = None
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -164,7 +164,7 @@ def test_api_status_is_clean_json_with_session_state(running: Running) -> None:
     data = json.loads(body)  # strict JSON: the NaN value became null
     assert data["points"][1]["value"] is None
     assert data["points"][0]["value"] == 12.5
-    assert data["session"] == {"user": None, "login": True, "actions": ["probe", "selftest"]}
+    assert data["session"] == {"user": None, "login": True, "actions": ["commission", "detect", "probe", "selftest"]}
 
 
 def test_head_has_headers_and_no_body(running: Running) -> None:

@@ -61,8 +61,8 @@ cameras:
 
     gateway.journal.append_now = recording  # type: ignore[method-assign]
 
-    async def until(predicate: Any, within_s: float) -> None:
-        deadline = time.monotonic() + within_s
+    async def until(predicate: Any, within: float) -> None:
+        deadline = time.monotonic() + within
         while not predicate():
             assert time.monotonic() < deadline, f"timed out; cameras: {cameras(gateway)}"
             await asyncio.sleep(0.1)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from drivers.camera.config import ConfirmConfig, ExpectedFlameZone, Polygon
+from gateway.vision.config import ConfirmConfig, ExpectedFlameZone, Polygon
 from gateway.vision.events import Box, DetectionEvent
 from gateway.vision.temporal import Confirmer, Observation
 

@@ -34,7 +34,7 @@ buses:
 broadcast:
   outputs:
     siren: {type: modbus_relay_siren, board: {transport: bus, bus: line1, unit_id: 2}, coil: 0,
-            board_auto_off: {register_address: 5, unit_s: 1}}
+            board_auto_off: {register_address: 5, time_unit: 1}}
   zones: {dam: {outputs: [siren]}}
   clips: {ex: {file: /c/ex.wav}, test: {file: /c/test.wav}, clear: {file: /c/clear.wav}}
   patterns: {flood: {steps: [[2, 1]]}, drill: {steps: [[1, 2]]}}
@@ -96,6 +96,7 @@ def test_the_gateway_refuses_at_run_time_what_the_loader_would_refuse() -> None:
 
     class Bus:
         name = "line1"
+        writable = True
 
         def points(self) -> list[Any]:
             return [SimpleNamespace(id="siren.coil"), SimpleNamespace(id="dam.level")]

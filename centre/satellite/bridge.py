@@ -1,0 +1,228 @@
+"""What the centre does with each card's message, and what it owes each card: no I/O here.
+
+In: ``on_incoming(card, payload)`` for every message the command receiver reports. Out:
+``next_publication()`` (to the broker, QoS 1) and ``next_send()`` (to a card, by the receiver).
+A record is ACKed only after the broker confirmed it (``published``): the ACK tells the gateway
+the platform has it. A copy already published (the gateway resent it because the ACK was lost)
+is not published again, only ACKed again. Every piece of state is bounded: the publication queue
+(``max_queued``; the oldest is dropped unACKed, so the gateway sends it again), the seqs remembered
+per gateway (``dedup_per_gateway``), the seqs owed an ACK per card, the commands queued per card.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from centre.satellite.config import Centre, Gateway
+from centre.satellite.records import Publication, alarm_record, envelope, reading_record, reply_publication
+from gateway import compact
+
+log = logging.getLogger("fieldgate.satcentre")
+
+ACK_OWED_MAX = 4096  # seqs owed an ACK per card; beyond, the oldest is forgotten (the gateway resends it)
+COMMANDS_PER_CARD = 8  # commands waiting for the receiver per card; beyond, the oldest is dropped
+LOG_EVERY_S = 600.0  # a repeated complaint (unknown card, ...) is logged once, then at most this often
+
+
+@dataclass(slots=True)
+class _Queued:
+    card: int
+    publication: Publication
+
+
+@dataclass(slots=True)
+class _Card:
+    gateway: Gateway
+    owed: set[int] = field(default_factory=set)  # seqs the broker has, not yet ACKed to the card
+    commands: deque[bytes] = field(default_factory=lambda: deque(maxlen=COMMANDS_PER_CARD))
+    seen: OrderedDict[int, None] = field(default_factory=OrderedDict)  # published seqs, oldest first
+    queued: set[int] = field(default_factory=set)  # seqs waiting in the publication queue
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """One message for the receiver to send: ``payload`` to ``card``; ``acked`` the seqs it ACKs."""
+
+    card: int
+    payload: bytes
+    acked: frozenset[int] = frozenset()
+    command: bool = False
+
+
+class Bridge:
+    def __init__(self, centre: Centre, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = centre.config
+        self._cards = {card: _Card(gw) for card, gw in centre.gateways.items()}
+        self._clock = clock
+        self._queue: deque[_Queued] = deque()
+        self._turn: deque[int] = deque(self._cards)  # round robin over cards for the receiver's slots
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("received", "published", "duplicates", "unknown_card", "undecodable", "wrong_gateway", "ignored",
+             "dropped_unpublished", "acks_sent", "commands_sent", "commands_dropped"), 0)
+        self._logged: dict[str, float] = {}
+
+    # ---- in: a card's message -----------------------------------------------------------------
+
+    def on_incoming(self, card: int, payload: bytes) -> None:
+        self.counters["received"] += 1
+        state = self._cards.get(card)
+        if state is None:
+            self._complain("unknown_card", f"message from card {card}, which no gateway in the config has; dropped")
+            return
+        gw = state.gateway
+        try:
+            message = compact.decode(payload, gw.aliases)
+        except compact.CompactDecodeError as exc:
+            self._complain("undecodable", f"card {card} ({gw.gateway_id}): not a compact message ({exc}); dropped")
+            return
+        if message.gateway != gw.number:
+            self._complain("wrong_gateway", f"card {card} belongs to {gw.gateway_id} (number {gw.number}) but its "
+                           f"message names gateway number {message.gateway}; dropped, not ACKed")
+            return
+        now = self._clock()
+        if message.kind is compact.MessageKind.READINGS:
+            fresh = [r for r in message.readings if self._fresh(state, r.seq or 0)]
+            if fresh:
+                self._enqueue(card, envelope(gw, "telemetry", [reading_record(gw, r, now) for r in fresh]))
+        elif message.kind in (compact.MessageKind.ALARM, compact.MessageKind.ALARM_CANCEL):
+            if self._fresh(state, message.seqs[0]):
+                kind, record = alarm_record(gw, message, now)
+                self._enqueue(card, envelope(gw, kind, [record]))
+        elif message.kind is compact.MessageKind.REPLY:
+            publication = reply_publication(gw, message)
+            if publication is None:
+                self._complain("undecodable", f"card {card} ({gw.gateway_id}): a REPLY with an unreadable body")
+            else:
+                self._enqueue(card, publication)
+        else:  # ACK, COMMAND: platform -> gateway kinds; a gateway never sends them
+            self._complain("ignored", f"card {card} ({gw.gateway_id}) sent a {message.kind.name}; ignored")
+
+    def _fresh(self, state: _Card, seq: int) -> bool:
+        """Not published yet and not waiting to be; a copy already published is owed its ACK again."""
+        if seq in state.seen:
+            self.counters["duplicates"] += 1
+            self._owe(state, [seq])
+            return False
+        if seq in state.queued:
+            self.counters["duplicates"] += 1
+            return False
+        return True
+
+    def _enqueue(self, card: int, publication: Publication) -> None:
+        if len(self._queue) >= self.config.max_queued:
+            old = self._queue.popleft()
+            self._cards[old.card].queued.difference_update(old.publication.seqs)
+            self.counters["dropped_unpublished"] += 1
+            self._complain("dropped_unpublished", f"the broker is not taking messages and {self.config.max_queued} "
+                           f"wait; the oldest dropped unACKed (its gateway sends it again)", count=False)
+        self._cards[card].queued.update(publication.seqs)
+        self._queue.append(_Queued(card, publication))
+
+    # ---- out: to the broker ---------------------------------------------------------------------
+
+    @property
+    def unpublished(self) -> int:
+        return len(self._queue)
+
+    def next_publication(self) -> Publication | None:
+        return self._queue[0].publication if self._queue else None
+
+    def published(self, publication: Publication) -> None:
+        """The broker confirmed ``publication`` (the queue's first): remember its seqs, owe their ACK."""
+        if not self._queue or self._queue[0].publication is not publication:
+            return  # dropped meanwhile (queue full): its seqs will come again
+        item = self._queue.popleft()
+        state = self._cards[item.card]
+        state.queued.difference_update(publication.seqs)
+        for seq in publication.seqs:
+            state.seen[seq] = None
+            state.seen.move_to_end(seq)
+        while len(state.seen) > self.config.dedup_per_gateway:
+            state.seen.popitem(last=False)
+        self._owe(state, publication.seqs)
+        self.counters["published"] += 1
+
+    def _owe(self, state: _Card, seqs: tuple[int, ...] | list[int]) -> None:
+        state.owed.update(seqs)
+        while len(state.owed) > ACK_OWED_MAX:
+            state.owed.discard(min(state.owed))
+
+    # ---- out: to the cards ------------------------------------------------------------------------
+
+    def queue_command(self, gateway_id: str, data: bytes, max_bytes: int) -> str:
+        """A compact COMMAND (``fieldgate command sign --compact``) for ``gateway_id``: "" if queued, else why not."""
+        state = next((s for s in self._cards.values() if s.gateway.gateway_id == gateway_id), None)
+        if state is None:
+            return f"no gateway {gateway_id!r} in the config"
+        try:
+            message = compact.decode(data)
+        except compact.CompactDecodeError as exc:
+            return f"not a compact message: {exc}"
+        if message.kind is not compact.MessageKind.COMMAND or message.gateway != state.gateway.number:
+            return f"not a COMMAND for gateway number {state.gateway.number}"
+        if len(data) > max_bytes:
+            return f"{len(data)} bytes, the receiver sends at most {max_bytes}"
+        if len(state.commands) == state.commands.maxlen:
+            self.counters["commands_dropped"] += 1
+        state.commands.append(data)
+        return ""
+
+    def next_send(self, max_bytes: int) -> Send | None:
+        """The next card's turn (round robin): its oldest command, else an ACK of what it is owed."""
+        for _ in range(len(self._turn)):
+            card = self._turn[0]
+            self._turn.rotate(-1)
+            state = self._cards[card]
+            if state.commands:
+                return Send(card, state.commands[0], command=True)
+            if state.owed:
+                return self._ack(card, state, max_bytes)
+        return None
+
+    def _ack(self, card: int, state: _Card, max_bytes: int) -> Send | None:
+        ranges = _ranges(sorted(state.owed))
+        stamp = int(self._clock())
+        gw = state.gateway
+        while ranges:
+            payload = compact.encode_ack(ranges, gateway=gw.number, time=stamp, key=gw.ack_key)
+            if len(payload) <= max_bytes:
+                return Send(card, payload, frozenset(s for s in state.owed if any(lo <= s <= hi for lo, hi in ranges)))
+            ranges = ranges[: max(1, len(ranges) * 3 // 4)] if len(ranges) > 1 else []
+        return None
+
+    def sent(self, send: Send) -> None:
+        """The receiver accepted ``send``."""
+        state = self._cards[send.card]
+        if send.command:
+            if state.commands and state.commands[0] == send.payload:
+                state.commands.popleft()
+            self.counters["commands_sent"] += 1
+        else:
+            state.owed.difference_update(send.acked)
+            self.counters["acks_sent"] += 1
+
+    # ---- logs ---------------------------------------------------------------------------------------
+
+    def _complain(self, what: str, text: str, *, count: bool = True) -> None:
+        if count:
+            self.counters[what] += 1
+        now = time.monotonic()
+        last = self._logged.get(what)
+        if last is None or now - last >= LOG_EVERY_S:
+            self._logged[what] = now
+            log.warning("%s (%s so far: %d; logged at most every %.0f s)", text, what, self.counters[what],
+                        LOG_EVERY_S)
+
+
+def _ranges(seqs: list[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for seq in seqs:
+        if out and seq == out[-1][1] + 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return out

@@ -1,0 +1,148 @@
+"""The satellite path end to end: a gateway whose MQTT uplink is down raises an alarm; it leaves by its
+BeiDou module (emulator), reaches the centre's command receiver (a second emulator) through the emulated
+constellation, `fieldgate sat-centre` publishes it to the centre's mosquitto with the seq the gateway gave it
+and sends the authenticated ACK back the same way; the gateway releases it. Then the uplink returns and the
+gateway's own MQTT copy arrives: the same seq, the same content (but for ``via`` and whole-second ``ts``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers.beidou.sentences import Dialect
+from drivers.modbus.config import PointConfig
+from gateway.config import load_site
+from sim.beidou import BeidouEmulator, Constellation
+from sim.broker import Broker
+from sim.gateway_process import GatewayProcess
+from sim.modbus import SimServer, SimUnit
+from sim.platform import Platform
+from sim.serial_pty import socat_pair
+from sim.sites import PLATFORM_CARD, ack_key_file, failover_site
+from sim.support import free_port, listening, wait_for
+from tests.hil.rig import ROOT
+
+pytestmark = [pytest.mark.hil, pytest.mark.timeout(180)]
+GATEWAY_CARD, CENTRE_CARD = 166166, PLATFORM_CARD  # the failover site's gateway sends to the platform's card
+
+
+def centre_config(tmp: Path, receiver_port: str, broker_port: int, site: Path, key_file: Path, dialect: str) -> Path:
+    path = tmp / "centre.yaml"
+    path.write_text(f"""
+receiver: {{port: {receiver_port}, dialect: "{dialect}", probe_timeout: 500ms}}
+broker: {{host: 127.0.0.1, port: {broker_port}, reconnect: 500ms}}
+gateways:
+  - {{card: {GATEWAY_CARD}, site: {site}, ack_key_file: {key_file}}}
+""")
+    return path
+
+
+class Process:
+    """A child process of this test in its own process group (socat forks one child per connection)."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log_path = log
+        handle = open(log, "ab")  # noqa: SIM115 - closed with the process
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=handle, stderr=handle, start_new_session=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait()
+
+
+def by_seq(records: list[dict[str, Any]], seq: int, via: str | None) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("seq") == seq and r.get("via") == via]
+
+
+def same_content(satellite: dict[str, Any], mqtt: dict[str, Any]) -> None:
+    """Every field the satellite copy has is the MQTT copy's, but ``via``, and times (``ts``, here and in the
+    alarm's points) that the compact form carries in whole seconds."""
+    for key, value in satellite.items():
+        if key == "via":
+            continue
+        if key == "ts":
+            assert int(mqtt["ts"]) == value, (satellite, mqtt)
+        elif isinstance(value, dict) and isinstance(mqtt.get(key), dict):
+            same_content(value, mqtt[key])
+        else:
+            assert mqtt.get(key) == value, (key, satellite, mqtt)
+
+
+@pytest.mark.parametrize("centre_dialect", [Dialect.V21, Dialect.V40])
+def test_alarm_by_satellite_through_the_centre_bridge_then_the_uplink_returns(
+        tmp_path: Path, broker: Broker, collector: Platform, centre_dialect: Dialect) -> None:
+    gauge_port, uplink_port = free_port(), free_port()
+    key_file, _key = ack_key_file(tmp_path)
+    sky = Constellation(delay_s=0.3)
+    with socat_pair() as (gateway_end, module_end), socat_pair() as (centre_end, receiver_end), \
+            BeidouEmulator(module_end, card_id=GATEWAY_CARD, interval_s=3, noise_period_s=0.5) as module, \
+            BeidouEmulator(receiver_end, dialect=centre_dialect, card_id=CENTRE_CARD, interval_s=1,
+                           noise_period_s=0.5, subordinates=frozenset({GATEWAY_CARD})) as receiver:
+        sky.join(module, receiver)
+        site = failover_site(tmp_path, gauge_port, uplink_port, gateway_end, key_file)  # MQTT: nothing there yet
+        level = load_site(site).buses[0].devices[0].points[0]
+        assert isinstance(level, PointConfig)
+        gauge = SimUnit(1)
+        gauge.set_point(level, 149.0)
+        server = SimServer([gauge], port=gauge_port).start()
+        centre = Process([sys.executable, "-m", "gateway.cli", "sat-centre",
+                          str(centre_config(tmp_path, centre_end, broker.port, site, key_file, centre_dialect.value))],
+                         tmp_path / "centre.log")
+        gateway = GatewayProcess(site, tmp_path / "gateway.log").start()
+        uplink: Process | None = None
+        try:
+            wait_for(lambda: "every primary link down" in gateway.log(), 30, f"failover; log:\n{gateway.log()}")
+            gauge.set_point(level, 152.5)  # the danger rule fires with the uplink down
+            wait_for(lambda: bool(collector.records("alarm")), 40,
+                     f"the alarm through the centre;\ngateway:\n{gateway.log()}\ncentre:\n{centre.log()}")
+            [by_satellite] = collector.records("alarm")
+            seq = by_satellite["seq"]
+            assert by_satellite["via"] == "beidou" and by_satellite["rule"] == "level.danger"
+            assert by_satellite["points"]["dam.level"]["value"] == 152.5
+            assert module.sent[0].dest == CENTRE_CARD and len(module.sent[0].payload) <= module.max_payload
+            wait_for(lambda: "platform acknowledged seqs" in gateway.log(), 30,
+                     f"the centre's ACK released it;\ngateway:\n{gateway.log()}\ncentre:\n{centre.log()}")
+            assert f"ACK of 1 seqs sent to card {GATEWAY_CARD}" in centre.log()
+            assert receiver.sent and all(s.dest == GATEWAY_CARD for s in receiver.sent)
+            time.sleep(4)  # more than the module's interval: the released alarm is not sent again
+            assert len(module.sent) == 1, module.sent
+            assert "interval" not in module.refusals and "interval" not in receiver.refusals
+
+            uplink = Process(["socat", f"TCP-LISTEN:{uplink_port},bind=127.0.0.1,reuseaddr,fork",
+                              f"TCP:127.0.0.1:{broker.port}"], tmp_path / "uplink.log")
+            wait_for(lambda: listening(uplink_port), 10, "the uplink relay")
+            wait_for(lambda: bool(by_seq(collector.records("alarm"), seq, None)), 40,
+                     f"the gateway's own copy by MQTT; log:\n{gateway.log()}")
+            time.sleep(1)
+            alarms = collector.records("alarm")
+            [mqtt_copy] = by_seq(alarms, seq, None)
+            assert by_seq(alarms, seq, "beidou") == [by_satellite]  # once by each path, nothing else
+            same_content(by_satellite, mqtt_copy)
+            # every seq that came twice came with the same content
+            for record in collector.records(None):
+                twins = [r for r in collector.records(None) if r.get("seq") == record.get("seq")]
+                for twin in twins:
+                    if twin.get("via") == "beidou" and record.get("via") is None:
+                        same_content(twin, record)
+        finally:
+            assert gateway.stop() == 0, gateway.log()
+            assert centre.stop() in (0, -signal.SIGTERM, 128 + signal.SIGTERM), centre.log()
+            if uplink is not None:
+                uplink.stop()
+            server.stop()

@@ -1,0 +1,213 @@
+"""The centre bridge without its ports: config (file:line:column), decoding per card, dedup, ACK after PUBACK."""
+
+from __future__ import annotations
+
+import base64
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from centre.satellite.bridge import Bridge
+from centre.satellite.config import Centre, load_centre
+from gateway import compact
+from gateway.commands.names import Reason, Status
+from gateway.commands.reply import Reply
+from gateway.config import ConfigError
+from gateway.shared import Quality, Reading
+from tests.unit.cli import fieldgate
+
+KEY = bytes(range(32))
+CARD, NUMBER, GW = 166166, 1001, "res-qingshui-01"
+ALIASES = compact.AliasTable({1: "dam.level", 2: "rain.total"})
+NOW = 1_800_000_000
+
+
+def write_config(tmp: Path, gateways: str | None = None, extra: str = "") -> Path:
+    (tmp / "gw.key").write_text(base64.b64encode(KEY).decode() + "\n")
+    gateways = gateways or f"""
+  - card: {CARD}
+    ack_key_file: gw.key
+    gateway_id: {GW}
+    gateway_number: {NUMBER}
+    aliases: {{1: dam.level, 2: rain.total}}
+    rule_aliases: {{level.danger: 2}}
+    units: {{dam.level: m, rain.total: mm}}"""
+    path = tmp / "centre.yaml"
+    path.write_text(textwrap.dedent(f"""\
+receiver: {{port: /dev/ttyUSB9}}
+broker: {{host: 127.0.0.1}}
+{extra}gateways:{gateways}
+"""))
+    return path
+
+
+@pytest.fixture
+def centre(tmp_path: Path) -> Centre:
+    return load_centre(write_config(tmp_path))
+
+
+def alarm(seq: int, value: float = 152.5) -> bytes:
+    return compact.encode_alarm(compact.CompactAlarm(seq=seq, time=NOW, point="dam.level", rule=2, level=3,
+                                                     value=value, text="水位超过危险水位"), gateway=NUMBER,
+                                aliases=ALIASES)
+
+
+def body(bridge: Bridge) -> dict[str, Any]:
+    publication = bridge.next_publication()
+    assert publication is not None
+    loaded: dict[str, Any] = json.loads(publication.payload)
+    return loaded
+
+
+def test_an_alarm_is_published_as_the_gateway_would_then_acked_after_the_puback(centre: Centre) -> None:
+    bridge = Bridge(centre, clock=lambda: NOW + 5)
+    bridge.on_incoming(CARD, alarm(41))
+    publication = bridge.next_publication()
+    assert publication is not None and publication.topic == f"fieldgate/v1/{GW}/alarm" and publication.seqs == (41,)
+    assert body(bridge) == {"v": 1, "gw": GW, "records": [{
+        "kind": "alarm", "key": "level.danger", "ts": float(NOW), "transition": "raised", "rule": "level.danger",
+        "severity": "severe", "points": {"dam.level": {"value": 152.5, "q": "good", "ts": float(NOW)}},
+        "message": "水位超过危险水位", "seq": 41, "via": "beidou"}]}
+    assert bridge.next_send(77) is None  # nothing is ACKed before the broker has it
+    bridge.on_incoming(CARD, alarm(41))  # the gateway resent it meanwhile: not queued twice
+    assert bridge.unpublished == 1 and bridge.counters["duplicates"] == 1
+    bridge.published(publication)
+    send = bridge.next_send(77)
+    assert send is not None and send.card == CARD and send.acked == {41}
+    ack = compact.decode(send.payload)
+    assert ack.kind is compact.MessageKind.ACK and ack.acked == ((41, 41),) and compact.ack_authentic(ack, KEY)
+    bridge.sent(send)
+    assert bridge.next_send(77) is None
+    bridge.on_incoming(CARD, alarm(41))  # the ACK was lost: ACKed again, not published again
+    assert bridge.next_publication() is None
+    again = bridge.next_send(77)
+    assert again is not None and again.acked == {41}
+
+
+def test_readings_keep_only_the_unpublished_and_carry_units(centre: Centre) -> None:
+    bridge = Bridge(centre, clock=lambda: NOW + 100)
+    readings = [Reading("dam.level", 23.417, Quality.GOOD, NOW, seq=10),
+                Reading("rain.total", None, Quality.COMM_FAIL, NOW + 1, seq=11)]
+    bridge.on_incoming(CARD, compact.encode_readings(readings, gateway=NUMBER, aliases=ALIASES))
+    first = bridge.next_publication()
+    assert first is not None and first.topic.endswith("/telemetry") and first.seqs == (10, 11)
+    records = body(bridge)["records"]
+    assert records[0] == {"point": "dam.level", "value": 23.417, "unit": "m", "q": "good", "ts": float(NOW),
+                          "seq": 10, "hist": True, "via": "beidou"}
+    assert records[1]["value"] is None and records[1]["q"] == "comm_fail" and records[1]["unit"] == "mm"
+    bridge.published(first)
+    more = [*readings, Reading("dam.level", 23.42, Quality.GOOD, NOW + 2, seq=12)]
+    bridge.on_incoming(CARD, compact.encode_readings(more, gateway=NUMBER, aliases=ALIASES))
+    second = bridge.next_publication()
+    assert second is not None and second.seqs == (12,)
+
+
+def test_unknown_cards_foreign_numbers_and_junk_are_dropped_and_counted(centre: Centre) -> None:
+    bridge = Bridge(centre)
+    bridge.on_incoming(999, alarm(1))
+    bridge.on_incoming(CARD, b"\x00junk")
+    bridge.on_incoming(CARD, compact.encode_alarm(compact.CompactAlarm(seq=1, time=NOW, point="dam.level", rule=0,
+                                                                       level=1, value=1.0), gateway=7, aliases=ALIASES))
+    bridge.on_incoming(CARD, compact.encode_ack([(1, 1)], gateway=NUMBER, time=NOW, key=KEY))
+    assert bridge.next_publication() is None
+    assert {k: bridge.counters[k] for k in ("unknown_card", "undecodable", "wrong_gateway", "ignored")} == \
+        {"unknown_card": 1, "undecodable": 1, "wrong_gateway": 1, "ignored": 1}
+
+
+def test_the_queue_for_a_broker_that_is_down_is_bounded(tmp_path: Path) -> None:
+    bridge = Bridge(load_centre(write_config(tmp_path, extra="max_queued: 10\n")))
+    for seq in range(1, 16):
+        bridge.on_incoming(CARD, alarm(seq))
+    assert bridge.unpublished == 10 and bridge.counters["dropped_unpublished"] == 5
+    first = bridge.next_publication()
+    assert first is not None and first.seqs == (6,)
+    bridge.on_incoming(CARD, alarm(1))  # dropped unACKed, so its resend is taken
+    assert bridge.unpublished == 10
+
+
+def test_many_owed_seqs_ack_in_one_message_that_fits(centre: Centre) -> None:
+    bridge = Bridge(centre)
+    for seq in range(1, 200, 3):  # 67 separate seqs: more ranges than 77 bytes hold
+        bridge.on_incoming(CARD, alarm(seq))
+        publication = bridge.next_publication()
+        assert publication is not None
+        bridge.published(publication)
+    send = bridge.next_send(77)
+    assert send is not None and len(send.payload) <= 77 and 10 < len(send.acked) < 67
+    bridge.sent(send)
+    rest = bridge.next_send(77)
+    assert rest is not None and not rest.acked & send.acked
+
+
+def test_a_reply_goes_to_the_reply_topic_in_full(centre: Centre) -> None:
+    bridge = Bridge(centre)
+    reply = Reply(gw=GW, id=77, kid=None, cmd="ping", status=Status.REJECTED, reason=Reason.REPLAYED, detail="",
+                  result=None, ts=NOW, via="beidou")
+    bridge.on_incoming(CARD, compact.encode_reply(reply.compact_body(60), gateway=NUMBER, time=NOW, command_id=77,
+                                                  issuer=3))
+    publication = bridge.next_publication()
+    assert publication is not None and publication.topic == f"fieldgate/v1/{GW}/reply" and publication.seqs == ()
+    assert body(bridge) == {"v": 1, "gw": GW, "id": 77, "kid": None, "cmd": None, "status": "rejected",
+                            "ts": float(NOW), "via": "beidou", "issuer": 3, "reason": "replayed", "detail": ""}
+
+
+def test_commands_for_a_gateway_wait_for_its_turn(centre: Centre) -> None:
+    bridge = Bridge(centre)
+    command = compact.encode_command(b"\x01\x03envelope", gateway=NUMBER, time=NOW, command_id=5)
+    assert "not a COMMAND" in bridge.queue_command(GW, compact.encode_command(b"x", gateway=9, time=NOW,
+                                                                              command_id=5), 77)
+    assert "no gateway" in bridge.queue_command("elsewhere", command, 77)
+    assert bridge.queue_command(GW, command, 77) == ""
+    send = bridge.next_send(77)
+    assert send is not None and send.command and send.payload == command and send.card == CARD
+    bridge.sent(send)
+    assert bridge.next_send(77) is None
+
+
+def test_config_errors_have_file_line_and_column(tmp_path: Path) -> None:
+    entries = [f"  - {{card: {CARD}, ack_key_file: gw.key, gateway_id: a, gateway_number: 1}}",  # line 4
+               f"  - {{card: {CARD}, ack_key_file: gw.key, gateway_id: b, gateway_number: 2}}",
+               "  - {card: 5, ack_key_file: missing.key, gateway_id: c, gateway_number: 3}",
+               "  - {card: 6, ack_key_file: gw.key, gateway_id: d}"]
+
+    def problems(*chosen: int) -> tuple[Path, list[str]]:
+        path = write_config(tmp_path, "".join("\n" + entries[i] for i in chosen))
+        with pytest.raises(ConfigError) as caught:
+            load_centre(path)
+        return path, caught.value.lines
+
+    path, lines = problems(0, 3)
+    assert any(line.startswith(f"{path}:5:") and "gateway_number" in line for line in lines), lines
+    path, lines = problems(0, 1)
+    assert any(line.startswith(f"{path}:5:") and "card 166166 is also gateways[0]" in line for line in lines), lines
+    path, lines = problems(0, 2)
+    assert any(line.startswith(f"{path}:5:") and "ack_key_file" in line and "missing.key" in line
+               for line in lines), lines
+
+
+def test_a_gateways_own_site_file_gives_its_aliases_units_and_prefix(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    site = root / "config" / "reservoir.yaml"
+    path = write_config(tmp_path, f"\n  - {{card: {CARD}, ack_key_file: gw.key, site: {site}}}")
+    gateway = load_centre(path).gateways[CARD]
+    assert (gateway.gateway_id, gateway.number) == ("res-qingshui-01", 1001)
+    assert gateway.aliases.point(1) == "dam.level" and gateway.units["dam.level"] == "m"
+    assert gateway.rules_by_alias[2] == "level.danger" and gateway.base == "fieldgate/v1/res-qingshui-01"
+    ran = fieldgate("sat-centre", str(path), "--check")
+    assert ran.returncode == 0 and "166166 -> res-qingshui-01 (1001)" in ran.stdout, ran.stderr
+
+
+def test_what_the_bridge_publishes_validates_against_the_payload_schema(centre: Centre) -> None:
+    from tests.unit.test_profiles_fieldgate import SCHEMA, validate
+
+    bridge = Bridge(centre, clock=lambda: NOW)
+    readings = [Reading("dam.level", 23.417, Quality.GOOD, NOW, seq=10),
+                Reading("rain.total", None, Quality.COMM_FAIL, NOW + 1, seq=11)]
+    bridge.on_incoming(CARD, compact.encode_readings(readings, gateway=NUMBER, aliases=ALIASES))
+    bridge.on_incoming(CARD, alarm(12))
+    while (publication := bridge.next_publication()) is not None:
+        validate(json.loads(publication.payload), SCHEMA)
+        bridge.published(publication)
