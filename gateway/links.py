@@ -122,6 +122,9 @@ class LinkRunner:
                     await self._wait_for_news(1.0 if budget > 0 else self.bucket.wait_for_one())
                     continue
                 self._advance(records)
+                if self.pacer is not None:  # how long live data waited in the journal: the pacer's second signal
+                    self.pacer.live_waited(max((time.time() - r.created for r in records
+                                                if r.cls not in URGENT and r.seq > self._floor), default=0.0))
                 urgent = {r.seq for r in records if r.cls in URGENT}
                 backlog = {r.seq for r in records if r.cls not in URGENT and r.seq <= self._floor}
                 for message in self.profile.encode(records):

@@ -8,7 +8,9 @@ Two ways, per link (``journal.replay_rate`` / ``journal.replay_rates``):
   the PUBACK round trip (AIMD, as TCP does with its window): while PUBACKs come back within
   ``TARGET_RTT`` the share grows by one message per round trip up to the window less the slots kept
   for alarms and live data; when they come back later (bytes queueing in a slow uplink ahead of the
-  live data) it halves. On a LAN or a good 4G link that is the whole window and the backlog drains at
+  live data), or when live records were pulled more than ``LIVE_TARGET`` after their commit (the
+  backlog is taking the time live data needs: the link's, or this box's CPU), it halves. On a LAN
+  or a good 4G link that is the whole window and the backlog drains at
   what the broker accepts; on a slow link it shrinks until live data gets through within the target.
 - a number of records/s (``TokenBucket``): a fixed rate, for metered links (satellite, cellular paid
   per MB) where a fast drain costs money and nothing is gained by it.
@@ -51,6 +53,7 @@ class AdaptivePacer:
 
     TARGET_RTT = 0.25  # seconds: a PUBACK later than this means bytes are queueing ahead of live data
     RESERVED = 2  # window slots never given to the backlog: one for alarms/events, one for live data
+    LIVE_TARGET = 0.5  # seconds live data may wait in the journal (commit to pull) before the backlog yields
 
     def __init__(self, batch: int) -> None:
         self.batch = batch
@@ -65,6 +68,14 @@ class AdaptivePacer:
         self.share = min(self.share, float(ceiling))
         free = int(self.share) - self.backlog_inflight
         return max(0, free) * self.batch
+
+    def live_waited(self, seconds: float) -> None:
+        """Live records just pulled had waited ``seconds`` since their commit: past ``LIVE_TARGET`` the backlog
+        is taking the time (the link's, or this box's CPU) that live data needs, so its share halves."""
+        now = time.monotonic()
+        if seconds > self.LIVE_TARGET and now - self._halved_at > self.LIVE_TARGET:
+            self.share = max(1.0, self.share / 2)
+            self._halved_at = now
 
     def sent(self, backlog: bool) -> None:
         if backlog:

@@ -23,3 +23,13 @@ def test_late_pubacks_halve_the_share_and_in_flight_backlog_counts() -> None:
     pacer.sent(True)
     assert pacer.budget(16) == 5 * 100
     assert AdaptivePacer(batch=100).budget(2) == 100  # a tiny window still lets the backlog move
+
+
+def test_live_data_waiting_in_the_journal_halves_the_share() -> None:
+    pacer = AdaptivePacer(batch=100)
+    for _ in range(200):
+        pacer.acknowledged(False, 0.01, window=16)
+    pacer.live_waited(0.1)
+    assert pacer.share == 14.0
+    pacer.live_waited(2.0)  # the backlog is taking the time live data needs
+    assert pacer.share == 7.0
