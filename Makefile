@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 FUZZ_STAMP = $(VENV)/.fuzz-installed
 
-.PHONY: demo test lint typecheck check wheelhouse clean fuzz fuzz-smoke deb arm64-check
+.PHONY: demo test lint typecheck check wheelhouse clean fuzz fuzz-smoke deb arm64-check soak
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -69,3 +69,9 @@ arm64-check:
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .fuzz
+
+# The chaos soak (bench/soak.py): the real daemon on the virtual rig for SOAK_S seconds with faults on a
+# schedule; prints its report (the CI runs a short one in tests/hil/test_soak.py).
+SOAK_S ?= 3600
+soak: $(STAMP)
+	$(PY) bench/soak.py --duration $(SOAK_S) $(SOAK_ARGS)

@@ -232,12 +232,18 @@ def summarise(variants: list[Variant]) -> dict[str, Any]:
     return out
 
 
-def main() -> int:
+def site_arguments() -> argparse.ArgumentParser:
+    """The simulated site's shape, shared with bench/outage.py: devices x registers, poll and change period."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--devices", type=int, default=10)
     parser.add_argument("--registers", type=int, default=20)
     parser.add_argument("--poll-ms", type=int, default=100)
     parser.add_argument("--change-ms", type=int, default=100)
+    return parser
+
+
+def main() -> int:
+    parser = site_arguments()
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds after the first values before measuring")
     parser.add_argument("--rounds", type=int, default=1)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from gateway.ackkey import ack_key_for_daemon
-from gateway.alerts.audit import AuditLog
 from gateway.alerts.inbox import InboxWatcher
 from gateway.alerts.subsystem import BroadcastSubsystem
 from gateway.compact import AliasTable
@@ -27,9 +26,11 @@ from gateway.config.site import SiteConfig
 from gateway.contracts import BusDriver, LinkWiring, ReportLink, ReportLinkSettings
 from gateway.control import GatewayControl
 from gateway.datapath import Background, DataPath, ReadingObserver
+from gateway.degraded import DegradedModes
 from gateway.fleet.inventory import inventory
 from gateway.history import attach_history
-from gateway.journal import AsyncJournal, Journal
+from gateway.journal import AsyncJournal
+from gateway.journal.fallback import fallback_path, open_journal, spill
 from gateway.links import LinkRunner
 from gateway.profiles import get_profile
 from gateway.registry import (
@@ -46,8 +47,9 @@ from gateway.registry import (
 from gateway.report import ReportFilter
 from gateway.router import CommandRouter
 from gateway.rules import RuleEngine
+from gateway.rules.continuity import RULE_REMOVED, AlarmBook, cleared_body
 from gateway.satellite import SatelliteRunner
-from gateway.shared import NullProgress, Progress, Reading
+from gateway.shared import EventRecord, NullProgress, Progress, Reading, RecordClass, now
 from gateway.state import PrimarySlot, SatelliteSlot
 from gateway.status import StatusServer
 from gateway.view import build_snapshot
@@ -73,11 +75,16 @@ class Gateway:
         self.started = time.time()
         self.reloading = False  # set by the daemon before a stop that a new gateway follows at once
         self.broadcast: BroadcastSubsystem | None = None
-        self.journal = AsyncJournal(
-            Journal(config.journal_path, {link.name: link_classes(link) for link in config.links}, config.journal),
-            queue_size=config.journal.queue,
-            commit_window=config.journal.commit_window,
-        )
+        # Continuity (gateway/degraded.py): a journal that cannot be opened is replaced by a temporary one.
+        link_map = {link.name: link_classes(link) for link in config.links}
+        journal, journal_problem = open_journal(config.journal_path, link_map, config.journal, gateway_id)
+        self.journal = AsyncJournal(journal, queue_size=config.journal.queue,
+                                    commit_window=config.journal.commit_window)
+        self.journal.spill = partial(spill, config.journal_path, link_map, config.journal, gateway_id)
+        spare = fallback_path(config.journal_path, gateway_id).parent  # RAM, while the state dir fails
+        self.alarm_book = AlarmBook(config.gateway.state_dir / "alarms.json", spare / "alarms.json")
+        self.link_runners: list[LinkRunner] = []
+        # ---- end continuity
         self.buses: list[BusDriver] = [build_bus(bus) for bus in config.buses]
         self.primaries: list[PrimarySlot] = []
         self.satellites: list[SatelliteSlot] = []
@@ -99,6 +106,10 @@ class Gateway:
         self.datapath = DataPath(self.journal, ReportFilter([p for bus in self.buses for p in bus.points()]),
                                  rules or RuleEngine(config.rules),  # carried over by a reload that kept the rules
                                  self._background)
+        self.datapath.alarm_book = self.alarm_book
+        self.degraded = DegradedModes(gateway_id, self.alarm_book, self.datapath.commit_now,
+                                      journal_path=config.journal_path, links=link_map, settings=config.journal,
+                                      journal_problem=journal_problem)
         self.cameras: list[CameraGuard] = []  # built when the cameras start
         self.history = attach_history(config, self.datapath)  # the status page's trends: an observer, not the journal
         self.control = GatewayControl(self)
@@ -149,6 +160,9 @@ class Gateway:
     def loop_states(self) -> list[dict[str, Any]]:
         return self._loop_states()
 
+    def degraded_status(self) -> list[dict[str, str]]:
+        return self.degraded.status()
+
     async def action(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         return await self.control.action(name, args)
 
@@ -162,7 +176,7 @@ class Gateway:
         self.router.start(self.control)
         if self.config.broadcast.outputs:
             self.broadcast = BroadcastSubsystem(
-                self.config.broadcast, AuditLog(self.config.audit_path),
+                self.config.broadcast, self.degraded.open_audit(self.config.audit_path),
                 build_outputs(self.config.broadcast.outputs, self.buses, self.config.buses),
                 on_evidence=self.datapath.journal_evidence,
                 on_fault_alarm=self.datapath.journal_fault)
@@ -170,7 +184,10 @@ class Gateway:
         try:
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self.journal.run(progress("journal", 30.0)), name="journal")
+                await self._resume_alarms()  # before any rule sees a reading or a tick
                 services = self._start_links(tg) + self._start_services(tg)
+                services.append(tg.create_task(supervise("degraded modes", partial(
+                    self.degraded.run, progress("degraded modes", 120.0), self.journal, self._rewind_runners))))
                 bus_tasks = [
                     tg.create_task(supervise(
                         f"bus {bus.name}", partial(bus.run, self.datapath.ingest, progress(f"bus {bus.name}",
@@ -197,6 +214,27 @@ class Gateway:
             await self.journal.close()
         log.info("stopped; %d records committed this run", self.journal.committed)
 
+    async def _resume_alarms(self) -> None:
+        """Alarms active before this start (restart or reload) go on under their ids; records a stop or a kill
+        kept from the journal are committed now; an alarm whose rule is gone is cleared with the reason
+        (gateway/rules/continuity.py)."""
+        book = await asyncio.to_thread(self.alarm_book.load)
+        for body in book.outbox:
+            record = {k: v for k, v in body.items() if k != "_token"}
+            await self.datapath.commit_now(RecordClass.ALARM, EventRecord("alarm", str(record.get("rule")), record,
+                                                                          now()))
+        for rule, entry in self.rules.resume(book.rules).items():
+            log.warning("alarm %s of rule %s cleared: %s", entry.get("alarm_id"), rule, RULE_REMOVED)
+            await self.datapath.commit_now(RecordClass.ALARM, EventRecord("alarm", rule, cleared_body(
+                rule, entry, RULE_REMOVED, now()), now()))
+        await self.alarm_book.replace(self.rules.active_alarms(), [])
+        await self.degraded.resume()
+
+    def _rewind_runners(self) -> None:
+        """The journal under the runners was replaced (the temporary one merged into the real one)."""
+        for runner in self.link_runners:
+            runner.rewind()
+
     def _start_links(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
         """Each link's own loop (connect, reconnect) and the runner that feeds it from the journal."""
         progress = self._progress_factory
@@ -206,6 +244,7 @@ class Gateway:
             runner = slot.runner = LinkRunner(link, self.journal, slot.profile,
                                               batch=cfg.batch_records, max_inflight=cfg.max_inflight,
                                               replay_rate=self.config.journal.replay_rate_for(link.name))
+            self.link_runners.append(runner)
             deadline = cfg.reconnect_max + 60.0
             tasks.append(tg.create_task(supervise(
                 f"link {link.name}", partial(link.run, progress(f"link {link.name}", deadline)))))
@@ -215,6 +254,7 @@ class Gateway:
             runner = LinkRunner(report_link, self.journal, report_link.encoder, batch=report_cfg.batch_records,
                                 max_inflight=report_cfg.max_inflight,
                                 replay_rate=self.config.journal.replay_rate_for(report_link.name))
+            self.link_runners.append(runner)
             deadline = report_link.stall_deadline
             tasks.append(tg.create_task(supervise(f"link {report_link.name}", partial(
                 report_link.run, progress(f"link {report_link.name}", deadline)))))

@@ -150,12 +150,20 @@ def _register(supervisor: LivenessSupervisor, handles: list[LoopHandle], name: s
 async def _announce_ready(gateway: Gateway, supervisor: LivenessSupervisor) -> None:
     await gateway.ready.wait()
     config = gateway.config
-    supervisor.ready(f"polling {len(config.buses)} buses, {len(config.links)} links, {len(config.rules.rules)} rules")
+    ready = f"polling {len(config.buses)} buses, {len(config.links)} links, {len(config.rules.rules)} rules"
+    degraded = gateway.degraded.status_text()
+    supervisor.ready(f"{degraded}; {ready}" if degraded else ready)
     while True:
-        await asyncio.sleep(30)
+        # Degraded modes show at once (systemctl status), the rest every 30 s.
+        for _ in range(30):
+            await asyncio.sleep(1)
+            if gateway.degraded.status_text() != degraded:
+                break
         snap = gateway.snapshot()
         links = ", ".join(f"{link['name']} {'up' if link['connected'] else 'DOWN'}" for link in snap["links"])
-        supervisor.set_status(f"points {len(snap['points'])}, alarms {len(snap['alarms'])}, links: {links or 'none'}")
+        degraded = gateway.degraded.status_text()
+        text = f"points {len(snap['points'])}, alarms {len(snap['alarms'])}, links: {links or 'none'}"
+        supervisor.set_status(f"{degraded}; {text}" if degraded else text)
 
 
 async def _wait_for_stop_or_valid_reload(

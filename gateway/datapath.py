@@ -22,6 +22,7 @@ from gateway.health import health_message
 from gateway.journal import AsyncJournal, JournalFull
 from gateway.report import ReportFilter
 from gateway.rules import RuleEngine
+from gateway.rules.continuity import AlarmBook
 from gateway.rules.engine import AlarmTransition
 from gateway.shared import EventRecord, Progress, Quality, Reading, RecordClass, now
 from gateway.vision.events import DetectionEvent
@@ -60,6 +61,8 @@ class DataPath:
         self.latest_snapshot: dict[str, Any] | None = None
         self.journal_stats: dict[str, Any] = {}
         self._background = background
+        # Set by the gateway: holds each alarm transition until its record is committed (gateway/rules/continuity.py).
+        self.alarm_book: AlarmBook | None = None
 
     async def ingest(self, reading: Reading) -> None:
         """The sink every bus hands its samples to."""
@@ -88,7 +91,12 @@ class DataPath:
         # The siren first: it must not wait on an fsync. The record is durable before any link sees it.
         if self.broadcast is not None:
             self._background.spawn(self.broadcast.on_alarm(transition))
-        await self.commit_now(RecordClass.ALARM, record)
+        if self.alarm_book is None:
+            await self.commit_now(RecordClass.ALARM, record)
+            return
+        token = await self.alarm_book.pending(self.rules.active_alarms(), body)
+        if await self.commit_now(RecordClass.ALARM, record):
+            await self.alarm_book.committed(token)
 
     async def on_detection(self, event: DetectionEvent) -> None:
         """A confirmed (or ended) camera detection: into the rules as a reading, into the journal as a record."""
@@ -127,24 +135,26 @@ class DataPath:
         """A camera's model configuration fault (or its clearing): a fault alarm upstream, never a siren."""
         await self.commit_now(RecordClass.ALARM, EventRecord("fault", str(fault["camera"]), fault, now()))
 
-    async def commit_now(self, cls: RecordClass, record: Reading | EventRecord) -> None:
+    async def commit_now(self, cls: RecordClass, record: Reading | EventRecord) -> bool:
         """Alarms and evidence: durable before anything acts upstream. A full journal must not stop the
-        siren (the broadcast path does not wait on this), so it is logged as critical, not raised."""
+        siren (the broadcast path does not wait on this), so it is logged as critical, not raised.
+        False when the record was not journalled."""
         for attempt in range(COMMIT_ATTEMPTS):
             try:
                 await self.journal.append_now(cls, record)
-                return
+                return True
             except JournalFull as exc:
                 log.critical("journal full: %s record for %s NOT journalled: %s", cls.label, record.point, exc)
-                return
+                return False
             except (sqlite3.Error, OSError) as exc:
                 # A passing I/O error must not lose the alarm record (the rule will not raise it again).
                 if attempt + 1 == COMMIT_ATTEMPTS:
                     log.critical("journal error: %s record for %s NOT journalled after %d attempts: %s",
                                  cls.label, record.point, COMMIT_ATTEMPTS, exc)
-                    return
+                    return False
                 log.error("journal error on a %s record (%s); retrying", cls.label, exc)
                 await asyncio.sleep(0.5 * 2**attempt)
+        return False
 
     async def housekeeping(self, progress: Progress, snapshot: Callable[[], dict[str, Any]],
                            health_interval: float, state_dir: Path) -> None:

@@ -109,6 +109,9 @@ def health_message(snapshot: Mapping[str, Any], disk_path: str | os.PathLike[str
     }
     cameras = {str(c.get("name")): int(c.get("state") != "failed") for c in _dicts(snapshot.get("cameras"))
                if c.get("name")}
+    degraded = [str(d.get("fault")) for d in _dicts(snapshot.get("degraded"))]
+    if degraded:  # parts on their temporary stand-ins (gateway/degraded.py): only when there are some
+        message["degraded"] = degraded
     if cameras:  # a site without cameras pays nothing for them (the message may travel by satellite)
         message["cameras"] = cameras
     inventory = _mapping(snapshot.get("inventory"))

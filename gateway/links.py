@@ -27,6 +27,7 @@ from typing import Protocol
 
 from gateway.contracts import JournalLink
 from gateway.journal import MAX_SEQ, AsyncJournal, Journal, JournalRecord
+from gateway.links_pacing import AdaptivePacer, TokenBucket
 from gateway.shared import OutboundMessage, Progress, RecordClass
 
 log = logging.getLogger("fieldgate.links")
@@ -41,39 +42,18 @@ class Profile(Protocol):
     def encode(self, records: Sequence[JournalRecord], now: float | None = None) -> list[OutboundMessage]: ...
 
 
-class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved up; rate None = unlimited."""
-
-    def __init__(self, rate: float | None, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(max(burst, 1))
-        self.tokens = self.burst
-        self.stamp = time.monotonic()
-
-    def available(self) -> int:
-        if self.rate is None:
-            return 1 << 30
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        return int(self.tokens)
-
-    def take(self, n: int) -> None:
-        if self.rate is not None:
-            self.tokens -= n
-
-    def wait_for_one(self) -> float:
-        if self.rate is None:
-            return 0.0
-        return max(0.01, (1.0 - self.tokens) / self.rate)
+def collect_urgent(journal: Journal, link: str, batch: int, urgent: Cursors) -> list[JournalRecord]:
+    """Alarms, evidence, events not yet pulled, class first, oldest first (on the journal thread)."""
+    out: list[JournalRecord] = []
+    for cls in URGENT:
+        out += journal.owed(link, cls, urgent[cls], MAX_SEQ, batch - len(out))
+    return out
 
 
 def collect(journal: Journal, link: str, batch: int, floor: int, urgent: Cursors, live: Cursors,
             replay: Cursors, replay_budget: int) -> list[JournalRecord]:
     """One pull, on the journal thread: up to ``batch`` records in sending order."""
-    out: list[JournalRecord] = []
-    for cls in URGENT:
-        out += journal.owed(link, cls, urgent[cls], MAX_SEQ, batch - len(out))
+    out = collect_urgent(journal, link, batch, urgent)
     for cls in REPLAYABLE:
         out += journal.owed(link, cls, max(live[cls], floor), MAX_SEQ, batch - len(out))
     budget = min(replay_budget, batch - len(out))
@@ -94,7 +74,9 @@ class LinkRunner:
         self.profile = profile
         self.batch = batch
         self.max_inflight = max_inflight
+        # Backlog replay (gateway/links_pacing.py): a fixed rate, or (None) adaptive to the PUBACKs.
         self.bucket = TokenBucket(replay_rate, burst=max(batch, int(replay_rate or 0)))
+        self.pacer = AdaptivePacer(batch) if replay_rate is None else None
         self._new = journal.subscribe()
         self._inflight = 0
         self._slot_freed = asyncio.Event()
@@ -113,6 +95,10 @@ class LinkRunner:
                 "replayed_records": self.replayed_records, "failed_sends": self.failed_sends,
                 "inflight": self._inflight}
 
+    def rewind(self) -> None:
+        """Re-read what is pending from the start (the journal under the runner was replaced)."""
+        self._rewind = True
+
     async def run(self, progress: Progress) -> None:
         # A restart after a crash: the cursors may have moved past records that were pulled but never
         # sent (or whose sends were cancelled); start again from what is still pending.
@@ -128,7 +114,7 @@ class LinkRunner:
                     await self._restart_cursors()
                     continue
                 self._new.clear()
-                budget = self.bucket.available()
+                budget = self.bucket.available() if self.pacer is None else self.pacer.budget(self._window())
                 records = await self.journal.call(
                     collect, self.journal.journal, self.link.name, self.batch, self._floor,
                     dict(self._urgent), dict(self._live), dict(self._replay), budget)
@@ -136,10 +122,14 @@ class LinkRunner:
                     await self._wait_for_news(1.0 if budget > 0 else self.bucket.wait_for_one())
                     continue
                 self._advance(records)
+                if self.pacer is not None:  # how long live data waited in the journal: the pacer's second signal
+                    self.pacer.live_waited(max((time.time() - r.created for r in records
+                                                if r.cls not in URGENT and r.seq > self._floor), default=0.0))
                 urgent = {r.seq for r in records if r.cls in URGENT}
+                backlog = {r.seq for r in records if r.cls not in URGENT and r.seq <= self._floor}
                 for message in self.profile.encode(records):
-                    await self._take_slot(any(s in urgent for s in message.seqs))
-                    senders.create_task(self._send(message))
+                    await self._take_slot(any(s in urgent for s in message.seqs), senders)
+                    self._start_send(senders, message, any(s in backlog for s in message.seqs))
 
     async def _restart_cursors(self) -> None:
         while self._inflight:
@@ -172,7 +162,7 @@ class LinkRunner:
             return window
         return self.max_inflight
 
-    async def _take_slot(self, urgent: bool) -> None:
+    async def _take_slot(self, urgent: bool, senders: asyncio.TaskGroup | None = None) -> None:
         # Non-urgent traffic leaves one slot free, so an alarm can always go out at once.
         while True:
             window = self._window()
@@ -180,8 +170,31 @@ class LinkRunner:
             if self._inflight < limit:
                 break
             self._slot_freed.clear()
-            await self._slot_freed.wait()
+            if urgent or senders is None:
+                await self._slot_freed.wait()
+                continue
+            # We hold telemetry already pulled: an alarm committed meanwhile must not wait behind it for a
+            # PUBACK. Wake on a freed slot or on news in the journal, and send any new urgent records first.
+            self._new.clear()
+            await _first_of(self._slot_freed, self._new)
+            if self._new.is_set():
+                await self._send_urgent(senders)
         self._inflight += 1
+
+    async def _send_urgent(self, senders: asyncio.TaskGroup) -> None:
+        records = await self.journal.call(collect_urgent, self.journal.journal, self.link.name, self.batch,
+                                          dict(self._urgent))
+        if not records:
+            return
+        self._advance(records)
+        for message in self.profile.encode(records):
+            await self._take_slot(True)
+            self._start_send(senders, message, False)
+
+    def _start_send(self, senders: asyncio.TaskGroup, message: OutboundMessage, backlog: bool) -> None:
+        if self.pacer is not None:
+            self.pacer.sent(backlog)
+        senders.create_task(self._send(message, backlog))
 
     async def _wait_for_news(self, seconds: float) -> None:
         # asyncio.timeout, not wait_for: in 3.11 wait_for swallows a cancel that lands in the same step
@@ -190,9 +203,12 @@ class LinkRunner:
             async with asyncio.timeout(seconds):
                 await self._new.wait()
 
-    async def _send(self, message: OutboundMessage) -> None:
+    async def _send(self, message: OutboundMessage, backlog: bool = False) -> None:
+        started = time.monotonic()
+        rtt = float("inf")  # a failed send counts as a very late PUBACK for the pacer
         try:
             await self.link.send(message)
+            rtt = time.monotonic() - started
             await self.journal.call(self.journal.journal.ack, self.link.name, message.seqs)
             self.sent_messages += 1
             self.sent_records += len(message.seqs)
@@ -206,6 +222,18 @@ class LinkRunner:
             # Give the link time to notice it is down before the runner tries again.
             await asyncio.sleep(0.5)
         finally:
+            if self.pacer is not None:
+                self.pacer.acknowledged(backlog, rtt, self._window())
             self._inflight -= 1
             self._slot_freed.set()
             self._new.set()
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Until one of ``events`` is set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -97,6 +97,10 @@ class GatewayState(Protocol):
 
     def loop_states(self) -> list[dict[str, Any]]: ...
 
+    def degraded_status(self) -> list[dict[str, str]]:
+        """Parts running on their temporary stand-ins (gateway/degraded.py): [{"fault", "reason"}], or []."""
+        ...
+
     def snapshot(self) -> dict[str, Any]: ...
 
     def inventory(self) -> dict[str, Any]:

@@ -49,6 +49,7 @@ def build_snapshot(gw: GatewayState) -> dict[str, Any]:
                     "bytes": gw.journal_stats.get("bytes")},
         "loops": gw.loop_states(),
         "alarms": gw.rules.active_alarms(),
+        "degraded": gw.degraded_status(),  # parts running on their temporary stand-ins (gateway/degraded.py)
         "evidence": list(gw.evidence),
         "snapshot": gw.latest_snapshot,
         "cameras": [guard.health.to_json() for guard in gw.cameras],

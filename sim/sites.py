@@ -70,6 +70,21 @@ def satellite_section(gateway_number: int, key_file: Path, rule_aliases: str = "
   ack_key_file: {key_file}"""
 
 
+def danger_plan(clips: dict[str, Path], flood: str = "[[2, 1]], repeat: 10", drill: str = "[[1, 2]], repeat: 5") -> str:
+    """The rest of a ``broadcast:`` section after ``zones:``: clips, patterns, and the site plan that sounds zone
+    ``dam`` when rule ``level.danger`` raises (``clips`` from :func:`tone`: evacuate, exercise, test, all_clear)."""
+    return f"""  clips: {{{", ".join(f"{n}: {{file: {p}}}" for n, p in clips.items())}}}
+  patterns:
+    flood: {{steps: {flood}}}
+    drill: {{steps: {drill}}}
+  status_patterns: {{actual: flood, exercise: drill}}
+  announce: {{exercise: exercise, test: test}}
+  all_clear_clip: all_clear
+  rate_limit: {{min_interval: 0, max_per_hour: 60}}
+  automatic:
+    - {{rule: level.danger, zones: [dam], event: 水库超危险水位, clips: [evacuate]}}"""
+
+
 def safety_site(tmp: Path, gauge_port: int, board_port: int, broker_port: int) -> Path:
     """Offline-first safety: the gauge's danger rule sounds the siren and the PA (played by sox into
     ``tmp/sink.wav``) automatically; a comm_fail rule raises a fault alarm only. Returns the config file."""
@@ -95,16 +110,7 @@ broadcast:
     pa: {{type: alsa_audio, device: {tmp / 'sink.wav'}, player: [sox, -q, "{{files}}", "{{device}}"],
          work_dir: {tmp / 'tts'}, amplifier: {{board: {board}, coil: {AMP_COIL}, warmup: 0}}}}
   zones: {{dam: {{outputs: [siren, pa]}}}}
-  clips: {{{", ".join(f"{n}: {{file: {p}}}" for n, p in clips.items())}}}
-  patterns:
-    flood: {{steps: [[2, 1]], repeat: 10}}
-    drill: {{steps: [[1, 2]], repeat: 5}}
-  status_patterns: {{actual: flood, exercise: drill}}
-  announce: {{exercise: exercise, test: test}}
-  all_clear_clip: all_clear
-  rate_limit: {{min_interval: 0, max_per_hour: 60}}
-  automatic:
-    - {{rule: level.danger, zones: [dam], event: 水库超危险水位, clips: [evacuate]}}
+{danger_plan(clips)}
 """
     path = tmp / "site.yaml"
     path.write_text(text)

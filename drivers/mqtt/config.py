@@ -93,6 +93,9 @@ class MqttLinkConfig(StrictModel):
     reply_expiry: Seconds = Field(default=300.0, le=0xFFFFFFFF, description="default expiry of command replies")
     reconnect_min: Seconds = Field(default=1.0, gt=0)
     reconnect_max: Seconds = Field(default=60.0, gt=0)
+    reconnect_fast_window: Seconds = Field(default=120.0, ge=0, description=(
+        "after a loss, probe the broker every reconnect_min/2..reconnect_min for this long, then back off "
+        "(doubling, jittered) up to reconnect_max; 0 = back off at once"))
     classes: list[RecordClassName] = Field(
         default=list(RECORD_CLASS_NAMES),
         description="journal classes this link carries",

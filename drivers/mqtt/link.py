@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +36,7 @@ from drivers.mqtt.client import FieldgateClient
 from drivers.mqtt.config import MqttLinkConfig
 from drivers.mqtt.credentials import TlsFiles
 from drivers.mqtt.inbound import MAX_PACKET_BYTES, RECEIVE_MAXIMUM, InboundQueue
+from drivers.mqtt.reconnect import ReconnectPacer
 from drivers.mqtt.session import DefaultSession, MqttSession
 from drivers.mqtt.tls import Failure, build_context, explain
 from gateway.credentials import CredentialError
@@ -157,7 +157,8 @@ class MqttLink:
         await self._publish(self.session.reply_topic(topic_suffix), payload, properties=props)
 
     async def run(self, progress: Progress) -> None:
-        delay = self.config.reconnect_min
+        # Quick probes for a while after a loss, then jittered back-off (drivers/mqtt/reconnect.py).
+        pacer = ReconnectPacer(self.config.reconnect_min, self.config.reconnect_max, self.config.reconnect_fast_window)
         while True:
             progress.beat()
             try:
@@ -173,7 +174,7 @@ class MqttLink:
                 async with client:
                     self._client = client
                     await self._start_session(client)
-                    delay = self.config.reconnect_min
+                    pacer.connected()
                     try:
                         await self._serve(client, progress)
                     except asyncio.CancelledError:
@@ -186,13 +187,14 @@ class MqttLink:
                                   self.config.tls.min_version if self.config.tls else "1.2")
                 if was_up:
                     failure = Failure("lost", f"connection lost: {failure.text}")
-                self._report(failure, delay)
+                wait = pacer.next_delay(failure.kind)
+                self._report(failure, wait)
+            else:
+                wait = pacer.next_delay("other")
             finally:
                 self._connected.clear()
                 self._client = None
-            # Full jitter: many gateways losing the same broker must not come back in lockstep.
-            await self._pause(random.uniform(delay / 2, delay), progress)
-            delay = min(delay * 2, self.config.reconnect_max)
+            await self._pause(wait, progress)
 
     # ---- connection ----------------------------------------------------------------------
 

@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.alerts.audit import AuditLog
 from gateway.alerts.config import AutomaticTrigger, BroadcastConfig
 from gateway.alerts.contract import Activation, BroadcastOutput, OutputResult
+from gateway.alerts.fallback import AuditTrail
 from gateway.alerts.interlock import HISTORY_S, Decision, Interlock
 from gateway.alerts.model import Alert, MsgType, Origin, Status
 from gateway.alerts.signing import OperatorSignature
@@ -31,7 +31,7 @@ class BroadcastSubsystem:
     def __init__(
         self,
         config: BroadcastConfig,
-        audit: AuditLog,
+        audit: AuditTrail,
         outputs: Mapping[str, BroadcastOutput],
         on_evidence: EvidenceSink | None = None,
         on_fault_alarm: EvidenceSink | None = None,

@@ -39,6 +39,9 @@ Bytes = Annotated[int, BeforeValidator(_parse_size), WrittenWithUnit(_SIZE_SCHEM
 
 MiB = 1024 * 1024
 
+# Backlog replay per link: "adaptive" (paced by the link's acknowledgements) or a fixed records/s (0 = adaptive).
+ReplayRate = Annotated[float, Field(ge=0)] | Literal["adaptive"]
+
 
 class JournalSettings(StrictModel):
     """Durability, capacity and replay of the journal. Drop-in for the foundation's JournalSection."""
@@ -57,9 +60,10 @@ class JournalSettings(StrictModel):
     reserve_bytes: Bytes = Field(default=4 * MiB, description="ballast file released when the disk is full")
     thin_to: Annotated[Seconds, Field(gt=0)] | None = Field(default=None, description=(
         "when full, first thin telemetry to one value per point per this interval, then drop oldest"))
-    replay_rate: float = Field(default=1000.0, ge=0, description=(
-        "records/s of backlog (state, telemetry, bulk) replayed per link after an outage; 0 = no limit"))
-    replay_rates: dict[str, float] = Field(default_factory=dict, description="per-link override of replay_rate")
+    replay_rate: ReplayRate = Field(default="adaptive", description=(
+        "backlog (state, telemetry, bulk) replayed per link after an outage: 'adaptive' (or 0) as fast as the "
+        "link acknowledges while live data keeps its latency, or a fixed number of records/s (metered links)"))
+    replay_rates: dict[str, ReplayRate] = Field(default_factory=dict, description="per-link override of replay_rate")
     historical_after: Seconds = Field(default=30.0, description="a record sent this long after it was taken "
                                       "is marked historical (hist: true)")
     integrity_check: Literal["quick", "off"] = Field(default="quick",
@@ -69,6 +73,6 @@ class JournalSettings(StrictModel):
                                          description="at most one 'records dropped' event this often")
 
     def replay_rate_for(self, link: str) -> float | None:
-        """Records/s for ``link``'s backlog replay; None means unlimited."""
+        """Records/s for ``link``'s backlog replay; None means adaptive (gateway/links_pacing.py)."""
         rate = self.replay_rates.get(link, self.replay_rate)
-        return None if rate <= 0 else rate
+        return None if rate == "adaptive" or rate <= 0 else float(rate)

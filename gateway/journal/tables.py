@@ -144,6 +144,39 @@ class RecordStore:
                 for (cls,) in gone:
                     self.counts[_CLASS[cls]] -= 1
 
+    # ----- moving rows between journals (the degraded journal merged back, gateway/journal/fallback.py) ----
+
+    def export_rows(self, after: int, limit: int) -> list[tuple[int, int, str, float, str, list[str]]]:
+        """(seq, cls, point, created, body, links that still owe it) of records above ``after``, oldest first."""
+        rows = self.db.execute("SELECT seq, cls, point, created, body FROM records WHERE seq > ? ORDER BY seq "
+                               "LIMIT ?", (after, limit)).fetchall()
+        if not rows:
+            return []
+        owed: dict[int, list[str]] = {}
+        for link, seq in self.db.execute("SELECT link, seq FROM pending WHERE seq BETWEEN ? AND ?",
+                                         (rows[0][0], rows[-1][0])):
+            owed.setdefault(int(seq), []).append(str(link))
+        return [(int(seq), int(cls), str(point), float(created), str(body), owed.get(int(seq), []))
+                for seq, cls, point, created, body in rows]
+
+    def adopt(self, rows: Sequence[tuple[int, int, str, float, str, list[str]]]) -> int:
+        """Inside a transaction: records of another journal under **their own seqs** (a record already sent
+        from there is sent again with the same seq), owed only by links that are configured here. The caller
+        raises the seq floor (``raise_seq``) above every seq the other journal handed out."""
+        pending = [(link, cls, seq) for seq, cls, _p, _c, _b, links in rows for link in links if link in self.links]
+        owing = {seq for _link, _cls, seq in pending}
+        kept = [(seq, cls, point, created, body) for seq, cls, point, created, body, _ in rows if seq in owing]
+        self.db.executemany("INSERT OR IGNORE INTO records (seq, cls, point, created, body) VALUES (?, ?, ?, ?, ?)",
+                            kept)
+        self.db.executemany("INSERT OR IGNORE INTO pending (link, cls, seq) VALUES (?, ?, ?)", pending)
+        return len(kept)
+
+    def raise_seq(self, floor: int) -> None:
+        """Inside a transaction: the next seq handed out is above ``floor``."""
+        if self.db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'records'",
+                           (floor,)).rowcount == 0:
+            self.db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('records', ?)", (floor,))
+
     def set_meta(self, key: str, value: int) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 

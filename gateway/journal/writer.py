@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -17,6 +18,11 @@ from gateway.shared import Journalable, Progress, RecordClass
 log = logging.getLogger("fieldgate.journal")
 
 T = TypeVar("T")
+
+# Stop: how long the stop path keeps retrying a commit the journal refuses (full of alarms, I/O errors) before
+# it spills the records to the temporary journal (gateway/journal/fallback.py) and goes on stopping.
+STOP_COMMIT_BOUND = 5.0
+Spill = Callable[[list[tuple[RecordClass, Journalable]]], int]
 
 
 class AsyncJournal:
@@ -41,6 +47,10 @@ class AsyncJournal:
         self._batch_lock = asyncio.Lock()  # held by the writer from its first item to its commit, and by flush()
         self._next_maintenance = time.monotonic() + self.MAINTAIN_EVERY
         self.committed = 0
+        # Bounded stop (docs/durability.md, "Stop"): set by flush(); ``spill`` keeps what the journal refused.
+        self._stopping = asyncio.Event()
+        self._give_up_at = float("inf")
+        self.spill: Spill | None = None
         # Refreshed by the writer every few seconds: what a status page may read without waiting.
         self.latest_stats: dict[str, Any] = {}
 
@@ -132,8 +142,11 @@ class AsyncJournal:
             log.error("journal maintenance failed: %s", exc)
         self._notify()
 
-    async def flush(self) -> None:
-        """Commit everything queued now (shutdown path), after the batch the writer may hold."""
+    async def flush(self, bound: float = STOP_COMMIT_BOUND) -> None:
+        """Commit everything queued now (shutdown path), after the batch the writer may hold. A commit the
+        journal keeps refusing is retried for ``bound`` seconds at most, then spilled (see ``_commit``)."""
+        self._give_up_at = time.monotonic() + bound
+        self._stopping.set()
         async with self._batch_lock:
             batch: list[tuple[RecordClass, Journalable]] = []
             while not self._queue.empty():
@@ -153,10 +166,30 @@ class AsyncJournal:
                 log.critical("journal full of alarms/evidence: %s; retrying", exc)
             except sqlite3.Error as exc:
                 log.error("journal commit of %d records failed: %s; retrying in %.1fs", len(batch), exc, delay)
-            await asyncio.sleep(delay)
+            if self._stopping.is_set() and time.monotonic() >= self._give_up_at:
+                await self._spill(batch)
+                return
+            with contextlib.suppress(TimeoutError):  # a stop cuts the nap short
+                async with asyncio.timeout(delay if not self._stopping.is_set() else 0.5):
+                    await self._stopping.wait()
+                    await asyncio.sleep(0.5)
             delay = min(delay * 2, 10.0)
         self.committed += len(batch)
         self._notify()
+
+    async def _spill(self, batch: list[tuple[RecordClass, Journalable]]) -> None:
+        """Stopping, and the journal still refuses ``batch``: to the temporary journal, merged at the next start."""
+        kept = 0
+        if self.spill is not None:
+            try:
+                kept = await self.call(self.spill, batch)
+            except (sqlite3.Error, OSError) as exc:
+                log.critical("stop: could not spill %d records to the temporary journal: %s", len(batch), exc)
+        if kept < len(batch):
+            log.critical("stop: %d of %d records NOT journalled (the journal refused them for %.0f s)",
+                         len(batch) - kept, len(batch), STOP_COMMIT_BOUND)
+        else:
+            log.error("stop: %d records the journal refused were spilled to the temporary journal", kept)
 
     def _notify(self) -> None:
         for event in self._listeners:

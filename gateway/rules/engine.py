@@ -160,6 +160,19 @@ class RuleEngine:
             for s in self._states if s.active is not None
         ]
 
+    def resume(self, active: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Alarms active before a restart or reload (rule id -> {alarm_id, acknowledged}), active again under
+        the same id: the next reading clears them (once) or not. Returns those whose rule is gone."""
+        by_rule = {state.rule.id: state for state in self._states}
+        orphans: dict[str, dict[str, Any]] = {}
+        for rule_id, entry in active.items():
+            state = by_rule.get(rule_id)
+            if state is None:
+                orphans[rule_id] = entry
+            elif state.active is None and entry.get("alarm_id"):
+                state.active = _Active(str(entry["alarm_id"]), bool(entry.get("acknowledged")))
+        return orphans
+
     # ---- evaluation ----
 
     def _condition(self, state: _RuleState, now: float) -> Tri:

@@ -254,6 +254,9 @@ class StatusServer:
         late = overdue_loops(snapshot)
         if late:
             return Response.text(HTTPStatus.SERVICE_UNAVAILABLE, "overdue: " + ", ".join(late) + "\n")
+        degraded = [str(d.get("fault")) for d in snapshot.get("degraded") or [] if isinstance(d, dict)]
+        if degraded:  # running, polling and sounding: not a reason to restart it, but say so
+            return Response.text(HTTPStatus.OK, "degraded: " + ", ".join(degraded) + "\n")
         return Response.text(HTTPStatus.OK, "ok\n")
 
     async def _snapshot(self, _request: Request) -> Response:

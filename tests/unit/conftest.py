@@ -37,3 +37,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         yield
     finally:
         _running.clear()
+
+
+@pytest.fixture
+def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """$RUNTIME_DIRECTORY of the test: where the daemon's temporary journal and audit log go when degraded."""
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(run))
+    return run

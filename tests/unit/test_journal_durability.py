@@ -226,7 +226,8 @@ def test_uncommitted_transaction_leaves_no_trace_after_kill(tmp_path: Path) -> N
 def test_settings_parse_sizes_and_reject_nonsense() -> None:
     s = JournalSettings.model_validate({"max_bytes": "64MiB", "min_free_bytes": "1GB", "thin_to": "5m"})
     assert s.max_bytes == 64 * MiB and s.min_free_bytes == 10**9 and s.thin_to == 300.0
-    assert s.replay_rate_for("x") == 1000.0
+    assert s.replay_rate_for("x") is None  # adaptive by default (gateway/links_pacing.py)
+    assert JournalSettings(replay_rate=1000).replay_rate_for("x") == 1000.0
     assert JournalSettings(replay_rate=0, replay_rates={"sat": 5}).replay_rate_for("mqtt") is None
     assert JournalSettings(replay_rates={"sat": 5}).replay_rate_for("sat") == 5
     with pytest.raises(ValidationError):

@@ -1,0 +1,170 @@
+"""Outage benchmark: how fast the real daemon recovers when the county's broker comes back.
+
+N simulated Modbus TCP devices x M registers (every value changes every ``--change-ms``, polled every
+``--poll-ms``, zero deadband: 2 000 points/s with the defaults) → gateway → mosquitto → the platform. After a
+warm-up the broker is stopped for ``--outage`` seconds and started again on the same port. Prints JSON:
+
+- ``flowing_after_s``: broker back → the first record reaches the platform;
+- ``live_after_s``: broker back → the first record polled after the return reaches the platform;
+- ``drained_after_reconnect_s``: first arrival after the return → every record taken during the outage (and
+  in the 2 s after the return) has arrived (seqs are gap-free: checked seq by seq); ``missing`` if some never did;
+- ``live_p50_ms`` / ``live_p99_ms``: poll → platform latency of records polled after the link was back
+  (first arrival), while the backlog drained;
+- ``duplicates``: records that arrived more than once (same seq; ``conflicting`` if the content differs).
+
+    .venv/bin/python bench/outage.py --outage 20
+    .venv/bin/python bench/outage.py --outage 600 --timeout 1800
+
+``--root`` runs the gateway (and the simulator) of another checkout, for a before/after in one session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.ingest import site_arguments, site_yaml  # noqa: E402
+from sim.broker import Broker  # noqa: E402
+from sim.gateway_process import GatewayProcess  # noqa: E402
+from sim.modbus import SimServer, SimUnit  # noqa: E402
+from sim.platform import Message, Platform  # noqa: E402
+from sim.support import free_port, wait_for  # noqa: E402
+
+
+class Arrivals:
+    """Per seq: first arrival time and the record's source time (only what the figures need, for 1 M+ records)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.first: dict[int, float] = {}
+        self.ts: dict[int, float] = {}
+        self.body: dict[int, int] = {}
+        self.duplicates = 0
+        self.conflicting = 0
+
+    def on_message(self, message: Message) -> None:
+        if not isinstance(message.body, dict):
+            return
+        with self.lock:
+            for record in message.body.get("records", []):
+                seq = record.get("seq")
+                if not isinstance(seq, int):
+                    continue
+                digest = hash(json.dumps(record, sort_keys=True))
+                if seq in self.first:
+                    self.duplicates += 1
+                    self.conflicting += self.body[seq] != digest
+                    continue
+                self.first[seq] = message.arrived
+                self.ts[seq] = float(record.get("ts", 0.0))
+                self.body[seq] = digest
+
+    def view(self) -> tuple[dict[int, float], dict[int, float]]:
+        with self.lock:
+            return dict(self.first), dict(self.ts)
+
+
+def main() -> int:
+    parser = site_arguments()
+    parser.add_argument("--outage", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=8.0)
+    parser.add_argument("--timeout", type=float, default=300.0, help="longest wait for the drain after the return")
+    parser.add_argument("--label", default="")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="fg-outage-"))
+    broker = Broker(tmp / "broker").start()
+    arrivals = Arrivals()
+    collector = Platform(broker.port, keep=False, on_message=arrivals.on_message)
+    units = [SimUnit(1) for _ in range(args.devices)]
+    servers = [SimServer([u], port=free_port()).start() for u in units]
+    config = site_yaml(tmp, [s.port for s in servers], args.registers, args.poll_ms, broker.port, "fieldgate")
+    stop = threading.Event()
+
+    def change_values() -> None:
+        k = 0
+        while not stop.is_set():
+            k = (k + 1) % 65536
+            for unit in units:
+                unit.set_registers("holding", 0, [k] * args.registers)
+            time.sleep(args.change_ms / 1000)
+
+    changer = threading.Thread(target=change_values, daemon=True)
+    changer.start()
+    gateway = GatewayProcess(config, tmp / "gateway.log").start()
+    try:
+        wait_for(lambda: len(arrivals.view()[0]) > args.devices * args.registers, 60, "first values")
+        time.sleep(args.warmup)
+        t_down = time.time()
+        broker.stop()
+        time.sleep(args.outage)
+        broker.start()
+        t_up = time.time()
+        result = measure(arrivals, t_down, t_up, args.timeout)
+    finally:
+        stop.set()
+        gateway.stop()
+        collector.close()
+        for server in servers:
+            server.stop()
+        broker.stop()
+    result.update({
+        "benchmark": "outage", "label": args.label, "root": str(ROOT), "outage_s": args.outage,
+        "offered_points_per_s": round(args.devices * args.registers * 1000 / args.poll_ms, 1),
+        "duplicates": arrivals.duplicates, "conflicting": arrivals.conflicting,
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}",
+    })
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def measure(arrivals: Arrivals, t_down: float, t_up: float, timeout: float) -> dict[str, Any]:
+    """Wait for the outage's records to arrive (or ``timeout``), then the figures."""
+    wait_for(lambda: any(t >= t_up for t in arrivals.view()[0].values()), timeout, "the first record after the return")
+    deadline = time.time() + timeout
+    lo = hi = 0
+    while time.time() < deadline:
+        first, ts = arrivals.view()
+        during = [seq for seq, t in ts.items() if t_down <= t <= t_up]
+        after = [seq for seq, t in ts.items() if t > t_up + 2]
+        if during and after:
+            # Seqs are gap-free: everything from the outage's first record to the first record polled well
+            # after the return must arrive (the backlog arrives oldest first, so max(during) would lie).
+            lo, hi = min(during), min(after) - 1
+            if all(seq in first for seq in range(lo, hi + 1)):
+                break
+        time.sleep(0.5)
+    first, ts = arrivals.view()
+    t_flow = min(t for t in first.values() if t >= t_up)
+    outage_seqs = range(lo, hi + 1)
+    missing = [seq for seq in outage_seqs if seq not in first]
+    drained = max((first[seq] for seq in outage_seqs if seq in first), default=t_flow)
+    # Live: polled once the link was back (what was polled before that is backlog to the gateway too).
+    live = [(first[seq] - t) * 1000 for seq, t in ts.items() if t > t_flow and first[seq] <= max(drained, t_flow + 1)]
+    live_first = min((first[seq] for seq, t in ts.items() if t > t_up), default=float("nan"))
+    return {
+        "flowing_after_s": round(t_flow - t_up, 2),
+        "live_after_s": round(live_first - t_up, 2),
+        "outage_records": len(outage_seqs),
+        "missing": len(missing),
+        "drained_after_reconnect_s": None if missing else round(drained - t_flow, 2),
+        "drained_after_return_s": None if missing else round(drained - t_up, 2),
+        "live_records_during_drain": len(live),
+        "live_p50_ms": round(statistics.median(live), 1) if live else None,
+        "live_p99_ms": round(statistics.quantiles(live, n=100)[98], 1) if len(live) > 100 else None,
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,25 @@
+"""The chaos soak, short: every fault of bench/soak.py once against the real daemon, and what must hold.
+
+The long run (an hour or more, faults at random after the first round) is ``make soak``; its report is in
+bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bench.soak import run_soak
+
+pytestmark = [pytest.mark.hil, pytest.mark.timeout(300)]
+
+
+def test_short_chaos_soak(tmp_path: Path) -> None:
+    report = run_soak(float(os.environ.get("FIELDGATE_SOAK_S", "30")), seed=int(os.environ.get("FIELDGATE_SOAK_SEED",
+                                                                                                  "7")), tmp=tmp_path)
+    assert report["ok"], json.dumps(report, indent=2, ensure_ascii=False)
+    assert len(report["faults"]) == 11  # every kind of fault was injected
+    assert report["records_delivered"] > 1000 and report["danger_alarms"] >= 1
