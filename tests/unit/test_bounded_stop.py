@@ -62,10 +62,14 @@ def test_stop_with_a_journal_full_of_alarms_is_bounded(tmp_path: Path) -> None:
 
     took = asyncio.run(scenario())
     assert took < STOP_COMMIT_BOUND + 20
-    # What could not be committed waits in the temporary journal for the next start.
-    spilled = Journal(fallback_path(config.journal_path, "stop-gw"), {"county": set(RecordClass)})
-    try:
-        points = {r.body["key"] for r in spilled.owed("county", RecordClass.ALARM, 0, 2**62, 100)}
-    finally:
-        spilled.close()
-    assert points == {"late0", "late1", "late2"}
+    # Nothing is lost: what could not be committed waits in the temporary journal for the next start. (With
+    # the batch layout of the footprint work the journal's own drops can leave room for them at stop, so
+    # some or all may be in the journal itself.)
+    points: set[str] = set()
+    for path in (fallback_path(config.journal_path, "stop-gw"), config.journal_path):
+        held = Journal(path, {"county": set(RecordClass)})
+        try:
+            points |= {r.body["key"] for r in held.owed("county", RecordClass.ALARM, 0, 2**62, 100_000)}
+        finally:
+            held.close()
+    assert {"late0", "late1", "late2"} <= points
