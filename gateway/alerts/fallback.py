@@ -7,7 +7,9 @@ gateway/journal/fallback.py) and says so (``problem``: the daemon raises an ``au
 fault alarm). ``retry()`` reopens the real log; once it opens, every record of the temporary log is
 appended to it, in order, as a ``fallback_record`` (the original record, hash and all, inside), then
 the temporary log is deleted. Only if neither can be written does an append raise: the subsystem
-then does not act (the decision is recorded before any output is driven).
+then takes no new activation (the decision is recorded before any output is driven), while a
+Cancel still switches outputs off (gateway/alerts/subsystem.py). The daemon runs on in that state
+too (polling, rules, journal, the fault alarm) and retries both logs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import logging
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,18 +39,35 @@ class AuditTrail(Protocol):
     def close(self) -> None: ...
 
 
+class _NoAuditLog:
+    """Neither the audit log nor the temporary one can be opened: every append fails (see above)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def history(self, since: float) -> History:
+        return History([], False, time.time())  # nothing is known: alerts sent before now are refused
+
+    def append(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        raise OSError(f"no audit log can be written ({self.why})")
+
+    def close(self) -> None:
+        return None
+
+
 class ResilientAudit:
     def __init__(self, path: Path, spare: Path) -> None:
         self.path = path
         self.spare = spare
         self.problem: str | None = None
         self._lock = threading.Lock()
+        self._log: AuditLog | _NoAuditLog
         try:
             self._log = AuditLog(path)
         except OSError as exc:
             self.problem = f"{type(exc).__name__}: {exc}"
             log.critical("audit log %s cannot be opened (%s): DEGRADED, auditing to %s meanwhile", path, exc, spare)
-            self._log = AuditLog(spare)
+            self._log = self._open_spare()
             return
         if spare.exists():
             self._merge_spare()  # an earlier run audited to the temporary log
@@ -71,8 +91,18 @@ class ResilientAudit:
                 log.critical("audit log %s failed (%s): DEGRADED, auditing to %s meanwhile", self.path, exc,
                              self.spare)
                 self._close_quietly()
-                self._log = AuditLog(self.spare)
+                self._log = self._open_spare()
                 return self._log.append(kind, {**data, "audit_fallback": self.problem})
+
+    def _open_spare(self) -> AuditLog | _NoAuditLog:
+        try:
+            return AuditLog(self.spare)
+        except OSError as exc:
+            # First in the text: the status line shows 80 characters, and this is what blocks broadcasts.
+            self.problem = f"no audit log can be written: {self.problem}; temporary log: {type(exc).__name__}: {exc}"
+            log.critical("temporary audit log %s cannot be opened either (%s): no new broadcast activation "
+                         "until an audit log opens (a Cancel still switches outputs off)", self.spare, exc)
+            return _NoAuditLog(self.problem)
 
     async def record(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         return await asyncio.to_thread(self.append, kind, data)
@@ -86,6 +116,8 @@ class ResilientAudit:
                 real = AuditLog(self.path)
             except OSError as exc:
                 self.problem = f"{type(exc).__name__}: {exc}"
+                if isinstance(self._log, _NoAuditLog):
+                    self._log = self._open_spare()  # at least the temporary one, if it opens now
                 return False
             self._close_quietly()
             self._log = real

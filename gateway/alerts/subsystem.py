@@ -82,7 +82,9 @@ class BroadcastSubsystem:
         async with self._lock:
             now = self._clock()
             decision = self.interlock.decide(alert, origin, now, list(signatures), alarm)
-            await self._evidence("decision", self._decision_record(alert, origin, decision, now))
+            # A new activation is never taken without its record; a Cancel never waits for one.
+            await self._evidence("decision", self._decision_record(alert, origin, decision, now),
+                                 required=alert.msg_type is not MsgType.CANCEL)
             if not decision.accepted:
                 return [OutputResult("interlock", "decide", False, "refused", {"reason": decision.reason})]
             if alert.msg_type is MsgType.CANCEL:
@@ -102,7 +104,7 @@ class BroadcastSubsystem:
     async def cancel(self, alert_id: str, sender: str = "local") -> list[OutputResult]:
         """One action: stop every output (of that alert, or all if unknown) and play the all-clear."""
         async with self._lock:
-            await self._evidence("cancel", {"alert_id": alert_id, "by": sender})
+            await self._evidence("cancel", {"alert_id": alert_id, "by": sender}, required=False)
             return await self._cancel_locked(alert_id, sender)
 
     async def selftest(self) -> list[OutputResult]:
@@ -222,7 +224,8 @@ class BroadcastSubsystem:
         zones = list(known[0].areas) if known else list(self.config.zones)
         now = self._clock()
         # Recorded (and rebuilt at start) so that people may sound these zones again at once.
-        await self._evidence("stopped", {"alert_id": alert_id, "by": sender, "zones": zones, "at": round(now, 3)})
+        await self._evidence("stopped", {"alert_id": alert_id, "by": sender, "zones": zones, "at": round(now, 3)},
+                             required=False)
         self.interlock.limiter.stopped(zones, now)
         results = await self._deactivate(alert_id, names)
         results += await self._all_clear(alert_id, known[0] if known else None)
@@ -248,7 +251,7 @@ class BroadcastSubsystem:
 
     async def _result(self, alert_id: str | None, result: OutputResult) -> None:
         record = {"alert_id": alert_id, **result.to_json()}
-        await self._evidence("output", record)
+        await self._evidence("output", record, required=False)  # what was done is done: record it if we can
         if self._on_fault_alarm is None:
             return
         if not result.ok and result.fault in _FAULTS_THAT_ALARM:
@@ -272,8 +275,21 @@ class BroadcastSubsystem:
             "at": round(at, 3),
         }
 
-    async def _evidence(self, kind: str, data: dict[str, Any]) -> None:
-        entry = await self.audit.record(kind, data)
+    async def _evidence(self, kind: str, data: dict[str, Any], *, required: bool = True) -> None:
+        """Audit, then send upstream. ``required``: an audit failure raises, and the caller does not act.
+
+        Stopping outputs and recording what an output already did are never ``required``: a siren must
+        go off on Cancel even when no audit log can be written; the system log and the platform keep
+        the record then.
+        """
+        try:
+            entry = await self.audit.record(kind, data)
+            proof: dict[str, Any] = {"audit_seq": entry["seq"], "audit_hash": entry["hash"], "ts": entry["ts"]}
+        except OSError as exc:
+            if required:
+                log.critical("broadcast %s NOT acted on: no audit log can be written (%s)", kind, exc)
+                raise
+            log.critical("broadcast %s acted on without an audit record (%s): %s", kind, exc, data)
+            proof = {"audit_error": str(exc)[:200], "ts": round(self._clock(), 3)}
         if self._on_evidence is not None:
-            await self._on_evidence({"type": f"broadcast_{kind}", "audit_seq": entry["seq"],
-                                     "audit_hash": entry["hash"], "ts": entry["ts"], **data})
+            await self._on_evidence({"type": f"broadcast_{kind}", **proof, **data})
