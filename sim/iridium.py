@@ -1,6 +1,6 @@
 """Iridium 9602/9603 SBD modem emulator on a pty (protocols.md §1a).
 
-AT, ATE0/ATE1, AT&K0, AT&W0, AT+SBDMTA, AT+CSQ(F), AT+SBDWB (READY, checksum, 60 s timeout
+AT, ATE0/ATE1, AT&K0, AT&W0, AT+SBDMTA, AT+CSQ(F), AT+CGSN, AT+SBDWB (READY, checksum, 60 s timeout
 quirk: no OK after 1), AT+SBDIX(A) with MO failures on demand, AT+SBDRB, AT+SBDD0/1/2,
 ring alerts (SBDRING) when an MT message is injected and alerts are on, garbled SBDRB length
 fields on demand (``garble_sbdrb``).
@@ -28,9 +28,10 @@ class Session:
 
 
 class IridiumEmulator(PtyEmulator):
-    def __init__(self, device: str, *, signal: int = 4) -> None:
+    def __init__(self, device: str, *, signal: int = 4, imei: str = "300234063904190") -> None:
         super().__init__(device)
         self.signal = signal
+        self.imei = imei
         self.echo = True
         self.ring_alerts = False
         self.mo_buffer = b""
@@ -96,6 +97,8 @@ class IridiumEmulator(PtyEmulator):
         elif cmd == "AT+SBDMTA=1":
             self.ring_alerts = True
             self._reply("OK")
+        elif cmd == "AT+CGSN":
+            self._reply(self.imei, "OK")  # as the 9603 answers: the bare 15 digits
         elif cmd in ("AT+CSQ", "AT+CSQF"):
             self._reply(f"{cmd[2:]}:{self.signal}", "OK")  # +CSQ:n / +CSQF:n
         elif cmd.startswith("AT+SBDWB="):

@@ -156,6 +156,18 @@ def parse_csq(line: str) -> int | AtParseError:
     return int(m.group(1))
 
 
+_IMEI = re.compile(r"^(?:\+CGSN:\s*)?(\d{15})$")
+
+
+def parse_imei(lines: list[str]) -> str | AtParseError:
+    """The 15-digit IMEI from ``AT+CGSN``'s reply (bare, as the 9602/9603 answer, or ``+CGSN:`` prefixed)."""
+    for line in lines:
+        m = _IMEI.match(line.strip())
+        if m is not None:
+            return m.group(1)
+    return AtParseError("no IMEI in the AT+CGSN reply", " ".join(lines).encode("utf-8", "replace")[:80])
+
+
 def is_ring(line: str) -> bool:
     return line.strip() == RING
 

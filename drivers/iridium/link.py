@@ -15,6 +15,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 from drivers.iridium.at import (
     AtParseError,
@@ -23,6 +24,7 @@ from drivers.iridium.at import (
     WriteResult,
     is_ring,
     parse_csq,
+    parse_imei,
     parse_sbdix,
     parse_sbdrb,
     parse_write_result,
@@ -65,6 +67,7 @@ class IridiumLink:
         self.credits_used = 0
         self.last_momsn: int | None = None
         self.last_signal: int | None = None
+        self.imei: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -77,6 +80,9 @@ class IridiumLink:
     @property
     def interval_s(self) -> float:
         return 0.0  # SBD has no service interval: the next send may follow at once
+
+    def modem_identity(self) -> dict[str, Any]:
+        return {"imei": self.imei}  # the platform's fleet list; the IMEI is what the SBD gateway routes by
 
     @property
     def foreign_count(self) -> None:
@@ -125,6 +131,14 @@ class IridiumLink:
                 bars = parse_csq(line)
                 if isinstance(bars, int):
                     self.last_signal = bars
+            try:  # inventory only: a modem that will not say its IMEI still sends
+                imei = parse_imei(await self._at("AT+CGSN"))
+            except AtCommandError as exc:
+                imei = AtParseError(str(exc), b"")
+            if isinstance(imei, str):
+                self.imei = imei
+            else:
+                log.warning("%s: modem IMEI unknown (%s)", self.name, imei)
 
     async def _read_loop(self, progress: Progress) -> None:
         while True:

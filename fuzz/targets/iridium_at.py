@@ -15,6 +15,7 @@ from drivers.iridium.at import (
     WriteResult,
     is_ring,
     parse_csq,
+    parse_imei,
     parse_sbdix,
     parse_sbdrb,
     parse_write_result,
@@ -47,6 +48,7 @@ def seeds() -> list[bytes]:
 def _line(text: str) -> None:
     assert isinstance(parse_sbdix(text), SessionResult | AtParseError)
     assert isinstance(parse_csq(text), int | AtParseError)
+    assert isinstance(parse_imei(text.splitlines()), str | AtParseError)
     assert isinstance(parse_write_result(text), WriteResult | AtParseError)
     is_ring(text)
 

@@ -229,6 +229,7 @@ async def test_iridium_oversize_refused(pty_pair: tuple[str, str]) -> None:
         link = IridiumLink(iridium_config(ours), lambda _b: None)
         async with running(link):
             assert link.last_signal == 4  # AT+CSQF read at start-up, telemetry only
+            assert link.modem_identity() == {"imei": emu.imei}  # the fleet inventory's modem id
             with pytest.raises(MessageTooLarge):
                 await link.send(msg(bytes(341), 1))
             assert emu.sessions == []

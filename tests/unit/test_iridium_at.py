@@ -20,6 +20,7 @@ from drivers.iridium.at import (
     checksum,
     is_ring,
     parse_csq,
+    parse_imei,
     parse_sbdix,
     parse_sbdrb,
     parse_write_result,
@@ -109,6 +110,10 @@ def test_csq_ring_and_write_results() -> None:
     assert parse_csq("+CSQ:4") == 4
     assert parse_csq("+CSQF: 0") == 0
     assert isinstance(parse_csq("+CSQ:9"), AtParseError)
+    assert parse_imei(["300234063904190"]) == "300234063904190"
+    assert parse_imei(["+CGSN: 300234063904190"]) == "300234063904190"
+    assert isinstance(parse_imei(["30023406390419"]), AtParseError)  # 14 digits
+    assert isinstance(parse_imei([]), AtParseError)
     assert is_ring("SBDRING\r")
     assert parse_write_result("2") is WriteResult.BAD_CHECKSUM
     assert isinstance(parse_write_result("READY"), AtParseError)
