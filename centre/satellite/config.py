@@ -89,6 +89,8 @@ class CentreConfig(StrictModel):
     gateways: list[GatewayEntry] = Field(min_length=1, max_length=10_000)
     dedup_per_gateway: int = Field(4096, ge=64, le=1_000_000, description="seqs remembered per gateway")
     max_queued: int = Field(1000, ge=10, le=100_000, description="messages waiting for the broker at most")
+    state_file: Path | None = Field(None, description="dedup, owed ACKs, queued commands and publications (SQLite); "
+                                                      "default /var/lib/fieldgate/<name>.db; relative: to this file")
 
     @model_validator(mode="after")
     def _unique_cards(self) -> CentreConfig:
@@ -124,10 +126,14 @@ class Gateway:
         object.__setattr__(self, "base", f"{self.topic_prefix.rstrip('/')}/{self.gateway_id}")
 
 
+STATE_DIR = Path("/var/lib/fieldgate")
+
+
 @dataclass(frozen=True)
 class Centre:
     config: CentreConfig
     gateways: Mapping[int, Gateway]  # by card
+    state_path: Path = STATE_DIR / "satcentre.db"
 
 
 def load_centre(path: str | Path) -> Centre:
@@ -156,7 +162,8 @@ def load_centre(path: str | Path) -> Centre:
         gateways[entry.card] = gateway
     if problems:
         raise ConfigError(problems)
-    return Centre(config, gateways)
+    state = config.state_file or STATE_DIR / f"{config.name}.db"
+    return Centre(config, gateways, state if state.is_absolute() else folder / state)
 
 
 def _resolve(entry: GatewayEntry, config: CentreConfig, folder: Path) -> Gateway:

@@ -38,6 +38,7 @@ def centre_config(tmp: Path, receiver_port: str, broker_port: int, site: Path, k
     path.write_text(f"""
 receiver: {{port: {receiver_port}, dialect: "{dialect}", probe_timeout: 500ms}}
 broker: {{host: 127.0.0.1, port: {broker_port}, reconnect: 500ms}}
+state_file: {tmp / "satcentre.db"}
 gateways:
   - {{card: {GATEWAY_CARD}, site: {site}, ack_key_file: {key_file}}}
 """)
