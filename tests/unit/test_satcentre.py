@@ -311,3 +311,16 @@ def test_a_damaged_state_file_is_moved_aside_and_a_new_one_begun(tmp_path: Path)
     bridge.on_incoming(CARD, alarm(3))
     assert bridge.unpublished == 1
     assert [p.name.startswith("centre.db.corrupt-") for p in centre.state_path.parent.iterdir()].count(True) == 1
+
+
+def test_readings_from_a_gateway_not_yet_updated_version_1_publish_the_same(tmp_path: Path) -> None:
+    """Gateways update slowly: the centre reads READINGS version 1 and 2 alike."""
+    readings = [Reading("dam.level", 23.417, Quality.GOOD, NOW, seq=10),
+                Reading("rain.total", 3505.5, Quality.UNCERTAIN, NOW + 10, seq=11)]
+    published = []
+    for version in (1, 2):
+        (tmp_path / str(version)).mkdir()
+        bridge = Bridge(load_centre(write_config(tmp_path / str(version))), clock=lambda: NOW + 20)
+        bridge.on_incoming(CARD, compact.encode_readings(readings, gateway=NUMBER, aliases=ALIASES, version=version))
+        published.append(bridge.next_publication())
+    assert published[0] is not None and published[0] == published[1]
