@@ -27,11 +27,12 @@ from sim.beidou import BeidouEmulator, Constellation
 from sim.broker import Broker
 from sim.gateway_process import GatewayProcess
 from sim.modbus import SimServer, SimUnit
+from sim.pki import make_pki
 from sim.platform import Platform
 from sim.serial_pty import socat_pair
 from sim.sites import GATEWAY_NUMBER, PLATFORM_CARD, ack_key_file, failover_site
 from sim.support import free_port, listening, wait_for
-from tests.hil.rig import ROOT
+from tests.hil.rig import ROOT, RigFile
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(180)]
 GATEWAY_CARD, CENTRE_CARD = 166166, PLATFORM_CARD  # the failover site's gateway sends to the platform's card
@@ -230,3 +231,63 @@ def test_a_platform_command_by_satellite_through_the_centre_and_its_reply(
         refused = replies(collector)[1]
         assert (refused["id"], refused["status"], refused["reason"]) == (command_id, "rejected", "replayed"), refused
         assert "interval" not in rig.module.refusals and "interval" not in rig.receiver.refusals
+
+
+def test_the_bridge_reaches_its_broker_over_mutual_tls_and_says_why_it_cannot(tmp_path: Path, rig: RigFile) -> None:
+    """The broker section takes the gateway's MQTT ``tls:`` settings: with the county CA and a client certificate
+    the bridge publishes through a listener that requires one; trusting another CA, it refuses the broker in one
+    line naming the cause and publishes nothing."""
+    pki = make_pki(tmp_path / "pki")
+    tls_port = free_port()
+    cert, key = pki.server
+    listener = (f"listener {tls_port} 127.0.0.1\ncafile {pki.ca.cert_path}\ncertfile {cert}\nkeyfile {key}\n"
+                "require_certificate true\n")
+    broker = Broker(tmp_path / "tls-broker", rig.mosquitto, extra_conf=listener).start()
+    collector = Platform(broker.port)  # on the plain listener
+    key_file, _key = ack_key_file(tmp_path)
+    client_cert, client_key = pki.client
+
+    def config(ca: Path, name: str, receiver_port: str) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"""
+name: {name}
+receiver: {{port: {receiver_port}, dialect: "2.1", probe_timeout: 500ms}}
+broker: {{host: 127.0.0.1, port: {tls_port}, reconnect: 500ms, client_id: {name},
+         tls: {{ca_file: {ca}, cert_file: {client_cert}, key_file: {client_key}, check_hostname: false}}}}
+state_file: {tmp_path / name}.db
+gateways:
+  - {{card: {GATEWAY_CARD}, ack_key_file: {key_file}, gateway_id: tls-gw, gateway_number: {GATEWAY_NUMBER},
+     aliases: {{1: dam.level}}}}
+""")
+        return path
+
+    alarm = compact.encode_alarm(compact.CompactAlarm(seq=12, time=int(time.time()), point="dam.level", rule=0,
+                                                      level=3, value=152.5), gateway=GATEWAY_NUMBER,
+                                 aliases=compact.AliasTable({1: "dam.level"}))
+    try:
+        wait_for(lambda: listening(tls_port), 10, "the TLS listener")
+        for name, ca in (("stranger", pki.other_ca.cert_path), ("county", pki.ca.cert_path)):
+            with socat_pair() as (centre_end, receiver_end), \
+                    BeidouEmulator(receiver_end, card_id=CENTRE_CARD, interval_s=1,
+                                   subordinates=frozenset({GATEWAY_CARD})) as receiver:
+                centre = Process([sys.executable, "-m", "gateway.cli", "sat-centre",
+                                  str(config(ca, name, centre_end))], tmp_path / f"{name}.log")
+                try:
+                    wait_for(lambda c=centre: "dialect" in c.log(), 20, f"the receiver probed; log:\n{centre.log()}")
+                    receiver.inject(GATEWAY_CARD, alarm)
+                    if name == "stranger":
+                        wait_for(lambda c=centre: "TLS: broker certificate not signed by the configured CA" in c.log(),
+                                 20, f"one clear line; log:\n{centre.log()}")
+                        time.sleep(1)
+                        assert not collector.records("alarm") and not receiver.sent  # nothing published, no ACK
+                    else:
+                        wait_for(lambda: bool(collector.records("alarm")), 20, f"published; log:\n{centre.log()}")
+                        [record] = collector.records("alarm")
+                        assert (record["seq"], record["via"]) == (12, "beidou")
+                        wait_for(lambda: bool(receiver.sent), 20, f"the ACK; log:\n{centre.log()}")
+                        assert compact.decode(receiver.sent[0].payload).acked == ((12, 12),)
+                finally:
+                    assert centre.stop() in (0, -signal.SIGTERM, 128 + signal.SIGTERM), centre.log()
+    finally:
+        collector.close()
+        broker.stop()

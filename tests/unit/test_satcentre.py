@@ -324,3 +324,14 @@ def test_readings_from_a_gateway_not_yet_updated_version_1_publish_the_same(tmp_
         bridge.on_incoming(CARD, compact.encode_readings(readings, gateway=NUMBER, aliases=ALIASES, version=version))
         published.append(bridge.next_publication())
     assert published[0] is not None and published[0] == published[1]
+
+
+def test_the_broker_takes_the_gateways_tls_settings_with_files_relative_to_the_config(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace(
+        "broker: {host: 127.0.0.1}",
+        "broker: {host: b.example, port: 8883, tls: {ca_file: pki/ca.pem, cert_credential: centre.pem, "
+        "key_credential: centre.key}}"))
+    tls = load_centre(path).config.broker.tls
+    assert tls is not None and tls.ca_file == tmp_path / "pki" / "ca.pem" and tls.cert_credential == "centre.pem"
+    assert tls.check_hostname and tls.min_version == "1.2"
