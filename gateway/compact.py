@@ -975,17 +975,17 @@ def _decode(data: bytes, aliases: AliasTable) -> CompactMessage:
                               version=version)
     if kind in (MessageKind.ALARM, MessageKind.ALARM_CANCEL):
         alarm = _decode_alarm(r, kind, base_time, seq, aliases)
-        return CompactMessage(kind, gateway, base_time, (seq,), alarm=alarm)
+        return CompactMessage(kind, gateway, base_time, (seq,), alarm=alarm, version=version)
     if kind is MessageKind.ACK:
         acked = _decode_ack(r, seq)
         mac = r.rest()
         if len(mac) != ACK_MAC_BYTES:  # none: the layout before ACKs were authenticated
             raise CompactDecodeError(
                 f"an ack ends with its {ACK_MAC_BYTES}-byte MAC; {len(mac)} bytes follow the ranges")
-        return CompactMessage(kind, gateway, base_time, (), acked=acked, ack_mac=mac)
+        return CompactMessage(kind, gateway, base_time, (), acked=acked, ack_mac=mac, version=version)
     if kind is MessageKind.REPLY:
-        return CompactMessage(kind, gateway, base_time, (), reply=_decode_reply(r, seq))
-    return CompactMessage(kind, gateway, base_time, (seq,), command=r.rest())
+        return CompactMessage(kind, gateway, base_time, (), reply=_decode_reply(r, seq), version=version)
+    return CompactMessage(kind, gateway, base_time, (seq,), command=r.rest(), version=version)
 
 
 def _expect_end(r: _Reader) -> None:
