@@ -14,6 +14,7 @@ admits is the journal, packed into 77-byte messages one after another. Runs agai
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import random
 from collections.abc import Callable
@@ -115,13 +116,16 @@ def _gauges(rng: random.Random, full_float32: bool) -> dict[str, Callable[[float
             "water.turbidity": turbidity}
 
 
-def reservoir_site(rng: random.Random, full_float32: bool, by_exception: bool) -> tuple[list[Reading], AliasTable]:
+def reservoir_site(rng: random.Random, full_float32: bool, by_exception: bool,
+                   late_s: tuple[float, float] = (0.0, 0.3)) -> tuple[list[Reading], AliasTable]:
     """The journal of HOURS of reservoir.yaml's points, and its aliases (the config's, then the points it
     leaves without one, numbered on: the satellite path needs one for every point it carries).
 
     ``by_exception``: each device polled at its poll interval, journalled as the report filter admits
     (the rain gauge dominates in heavy rain). Otherwise a scan of every point every 5 minutes, as in
-    ``site()`` (the model of the 18-20 figure and of issue 17's 9-15)."""
+    ``site()`` (the model of the 18-20 figure and of issue 17's 9-15). ``late_s``: each reading's time is its
+    poll instant plus between these seconds (a poll answered late; across a second boundary the whole second
+    moves now and then)."""
     from drivers.modbus.codec import decode_point, encode_point
     from gateway.config import load_site
     from gateway.report import ReportFilter
@@ -144,19 +148,19 @@ def reservoir_site(rng: random.Random, full_float32: bool, by_exception: bool) -
             if by_exception and t % device.poll_interval:
                 continue
             value = decode_point(point, encode_point(point, gauges[point.id](t)))  # as the bus reads it
-            reading = Reading(point.id, value, Quality.GOOD, BASE + t + rng.random() * 0.3, unit=point.unit)
+            reading = Reading(point.id, value, Quality.GOOD, BASE + t + rng.uniform(*late_s), unit=point.unit)
             if report.admit(reading) is not None or not by_exception:
                 journal.append(dataclasses.replace(reading, seq=seq))
                 seq += 1 + (rng.random() < 0.05)  # now and then an event or health record between
     return journal, AliasTable(aliases)
 
 
-def per_message(journal: list[Reading], aliases: AliasTable) -> dict[str, float]:
+def per_message(journal: list[Reading], aliases: AliasTable, **options: int) -> dict[str, float]:
     """Readings in each 77-byte message when the journal leaves one full message after another."""
     counts: list[int] = []
     rest = journal
     while rest:
-        packed = pack_readings(rest, gateway=GATEWAY, aliases=aliases, max_bytes=BEIDOU_LEVEL3_BYTES)
+        packed = pack_readings(rest, gateway=GATEWAY, aliases=aliases, max_bytes=BEIDOU_LEVEL3_BYTES, **options)
         if not packed.seqs:
             break
         counts.append(len(packed.seqs))
@@ -172,6 +176,11 @@ def reservoir_figures() -> dict[str, object]:
             journal, aliases = reservoir_site(random.Random(17), noisy, by_exception)
             out[f"{model}/{name}"] = {"journal_readings": len(journal),
                                       "readings_per_77_byte_message": per_message(journal, aliases)}
+    if "version" in inspect.signature(pack_readings).parameters:  # the branch's codec: both versions, late polls
+        journal, aliases = reservoir_site(random.Random(17), False, True, late_s=(0.5, 1.5))
+        for version in (1, 2):
+            out[f"by_exception/gauge_resolution/polls_answered_0.5_to_1.5s_late/v{version}"] = {
+                "readings_per_77_byte_message": per_message(journal, aliases, version=version)}
     return out
 
 

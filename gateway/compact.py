@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 
 from gateway.shared import FLOAT32_MAX, Quality, Reading, Value, float32_decimal
 
-VERSION = 1
+VERSION = 1  # every kind but READINGS is written as version 1 (and read under 1 or 2)
+READINGS_VERSION = 2  # READINGS: shared time step, time code in the head byte (docs/satellite.md 1.2)
+VERSIONS = (1, 2)  # what decode reads
 BEIDOU_LEVEL3_BYTES = 77  # (628 bits - 8-bit 0xA4 mixed-mode marker) / 8, see protocols.md 1b
 # Truncated HMAC-SHA256 that ends every ACK (docs/satellite.md 1.4): 96 bits, above RFC 2104's
 # 80-bit floor, while an Ed25519 signature (64 bytes) would leave a 77-byte message room for one range.
@@ -90,14 +92,93 @@ class _Form(enum.IntEnum):
     F32 = 12  # IEEE 754 binary32, big-endian; the value is float32_decimal() of it (codes 32/33)
 
 
-_PAIRED_FORMS = 12  # forms 0..11 have value codes form * 2 + q (q: GOOD 0, UNCERTAIN 1)
-_FORM_COUNT = 13
-_CODE_NULL = 2 * _PAIRED_FORMS  # 24..30: no value, quality index added
-_CODE_ESCAPE = _CODE_NULL + len(_QUALITIES)  # 31: next byte = quality << 4 | form
-_CODE_F32 = _CODE_ESCAPE + 1  # 32, 33: F32 with GOOD / UNCERTAIN (added after forms 0..11 had the codes below)
-_FLAG_SAME_TIME = 0x80
-_FLAG_NEXT_SEQ = 0x40
-_CODE_MASK = 0x3F
+_ESCAPE = "escape"  # a code table entry: the next byte is quality index << 4 | form
+
+
+@dataclass(frozen=True, slots=True)
+class _CodeTable:
+    """Value codes of one format version: code -> (form or None for "no value", quality) or the escape.
+
+    A (form, quality) pair without a code of its own goes as the escape code and one more byte."""
+
+    entries: tuple[tuple[_Form | None, Quality] | str | None, ...]  # None: reserved (decode error)
+    escape_no_value: int | None = None  # the form nibble that says "no value" in the escape byte, if any
+    by_pair: Mapping[tuple[_Form | None, Quality], int] = field(init=False)
+    escape: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        pairs = {e: i for i, e in enumerate(self.entries) if isinstance(e, tuple)}
+        object.__setattr__(self, "by_pair", pairs)
+        object.__setattr__(self, "escape", self.entries.index(_ESCAPE))
+
+    def write(self, form: _Form | None, quality: Quality) -> bytes:
+        code = self.by_pair.get((form, quality))
+        if code is not None:
+            return bytes([code])
+        nibble = self.escape_no_value if form is None else int(form)
+        if nibble is None:
+            raise CompactEncodeError(f"no code for a missing value of quality {quality.value}")
+        return bytes([self.escape, _QUALITY_INDEX[quality] << 4 | nibble])
+
+    def read(self, r: _Reader, code: int) -> tuple[_Form | None, Quality]:
+        entry = self.entries[code] if code < len(self.entries) else None
+        if isinstance(entry, tuple):
+            return entry
+        if entry is None:
+            raise CompactDecodeError(f"reserved value code {code}")
+        b = r.byte()
+        qi, f = b >> 4, b & 0x0F
+        if qi < len(_QUALITIES) and f == self.escape_no_value:
+            return None, _QUALITIES[qi]
+        if qi >= len(_QUALITIES) or f >= len(_Form):
+            raise CompactDecodeError(f"bad escape byte 0x{b:02x}")
+        return _Form(f), _QUALITIES[qi]
+
+
+_GOOD, _UNCERTAIN = Quality.GOOD, Quality.UNCERTAIN
+_NO_VALUE: tuple[tuple[_Form | None, Quality], ...] = tuple((None, q) for q in _QUALITIES)
+# Version 1 (6-bit codes): forms 0..11 as form * 2 + (0 GOOD, 1 UNCERTAIN), no value 24..30, escape 31,
+# F32 32/33 (added after forms 0..11 had their codes; 34..63 reserved).
+_CODES_V1 = _CodeTable((
+    *((f, q) for f in list(_Form)[:12] for q in (_GOOD, _UNCERTAIN)), *_NO_VALUE, _ESCAPE,
+    (_Form.F32, _GOOD), (_Form.F32, _UNCERTAIN)))
+# Version 2 (4-bit codes: the head byte also carries a 3-bit time code): every form GOOD, no value with the
+# bus's two failure qualities, escape (its form nibble 15 = no value, for any other quality).
+_CODES_V2 = _CodeTable((*((f, _GOOD) for f in _Form), (None, Quality.COMM_FAIL), (None, Quality.BAD_FRAME),
+                        _ESCAPE), escape_no_value=15)
+
+
+class _TimeCode(enum.IntEnum):
+    """Version 2 READINGS: bits 7..5 of a reading's head byte (docs/satellite.md 1.2). Codes 1..5: the
+    previous reading of the same point in this message (else the previous reading) + code * step."""
+
+    SAME = 0  # the previous reading's second (readings of one scan)
+    EXPLICIT = 6  # a varint follows: svarint(delta) << 1 | delta counted in steps; delta from the previous reading
+    HISTORICAL = 7  # the same, and the reading is historical
+
+
+_MAX_STEPS = 5
+# Time codes 1..5: (steps, seconds) after the previous reading of the same point. Codes for a step ± 1 s (a
+# poll answered across a second boundary) were measured and not taken: 18.3 instead of 18.8 readings a message
+# by exception with the poll phase steady (the scheduler keeps it), 17.1 instead of 16.4 with every poll on a
+# second boundary (bench/RESULTS.md, issue 17).
+_STEP_CODES: dict[int, tuple[int, int]] = {k: (k, 0) for k in range(1, _MAX_STEPS + 1)}
+_CODE_OF_STEP = {v: k for k, v in _STEP_CODES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where a READINGS head byte keeps what, per version."""
+
+    version: int
+    codes: _CodeTable
+    next_seq: int  # flag bit: seq = previous + 1
+    code_mask: int
+    time_shift: int  # v1: bit 7 is SAME_TIME; v2: bits 7..5 are a _TimeCode
+
+
+_LAYOUTS = {1: _Layout(1, _CODES_V1, 0x40, 0x3F, 7), 2: _Layout(2, _CODES_V2, 0x10, 0x0F, 5)}
+_V1_SAME_TIME = 0x80
 
 
 # --------------------------------------------------------------------------- data
@@ -179,6 +260,7 @@ class CompactMessage:
     ack_mac: bytes = b""  # ACK: its MAC, unchecked by decode (ack_authentic checks it)
     command: bytes = b""  # opaque signed envelope (COMMAND); verified by the command plane
     reply: CompactReply | None = None  # REPLY
+    version: int = VERSION  # the header's version nibble (READINGS: 1 from gateways not yet updated, else 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,43 +479,17 @@ def _read_value(r: _Reader, form: _Form, prev: _Prev) -> Value:
     return value
 
 
-def _value_code(form: _Form | None, quality: Quality) -> bytes:
-    """Low six bits of the head byte (+ the escape byte when needed)."""
-    qi = _QUALITY_INDEX[quality]
-    if form is None:
-        return bytes([_CODE_NULL + qi])
-    if qi <= 1:
-        return bytes([_CODE_F32 + qi if form is _Form.F32 else 2 * form + qi])
-    return bytes([_CODE_ESCAPE, qi << 4 | form])
-
-
-def _read_code(r: _Reader, code: int) -> tuple[_Form | None, Quality]:
-    if code < _CODE_NULL:
-        return _Form(code >> 1), _QUALITIES[code & 1]
-    if code < _CODE_ESCAPE:
-        return None, _QUALITIES[code - _CODE_NULL]
-    if code == _CODE_ESCAPE:
-        b = r.byte()
-        qi, f = b >> 4, b & 0x0F
-        if qi >= len(_QUALITIES) or f >= _FORM_COUNT:
-            raise CompactDecodeError(f"bad escape byte 0x{b:02x}")
-        return _Form(f), _QUALITIES[qi]
-    if code - _CODE_F32 in (0, 1):
-        return _Form.F32, _QUALITIES[code - _CODE_F32]
-    raise CompactDecodeError(f"reserved value code {code}")
-
-
 # --------------------------------------------------------------------------- header
 
 
-def _header(kind: MessageKind, gateway: int, base_time: int, seq: int) -> bytearray:
+def _header(kind: MessageKind, gateway: int, base_time: int, seq: int, version: int = VERSION) -> bytearray:
     if not 0 <= gateway < _U32:
         raise CompactEncodeError(f"gateway id {gateway} out of range 0..2**32-1")
     if not 0 <= base_time < _U32:
         raise CompactEncodeError(f"time {base_time} out of range for a u32 epoch")
     if not 0 <= seq < _U63:
         raise CompactEncodeError(f"seq {seq} out of range")
-    out = bytearray([VERSION << 4 | kind])
+    out = bytearray([version << 4 | kind])
     _put_varint(out, gateway)
     out += base_time.to_bytes(4, "big")
     _put_varint(out, seq)
@@ -458,13 +514,16 @@ def _reading_seq(r: Reading) -> int:
 class _ReadingsWriter:
     """Appends readings one at a time so pack_readings can stop at the byte budget."""
 
-    def __init__(self, aliases: AliasTable, base_time: int, base_seq: int) -> None:
+    def __init__(self, aliases: AliasTable, base_time: int, base_seq: int, version: int, step: int) -> None:
         self.aliases = aliases
+        self.layout = _LAYOUTS[version]
+        self.step = step
         self.body = bytearray()
         self.count = 0
         self._time = base_time
         self._seq = base_seq - 1
         self._prev: dict[int, _Prev] = {}
+        self._times: dict[int, int] = {}  # alias -> second of its last reading here (version 2's STEP codes)
 
     def encoded(self, r: Reading) -> tuple[bytes, _Prev, int, int]:
         """Bytes for ``r`` and the state after it (not committed)."""
@@ -476,14 +535,10 @@ class _ReadingsWriter:
         prev = _Prev(old.value, old.form, old.mantissa)
         out = bytearray()
         _put_varint(out, alias)
-        flags = 0
         tail = bytearray()
-        if t == self._time and not r.historical:
-            flags |= _FLAG_SAME_TIME
-        else:
-            _put_varint(tail, _zigzag(t - self._time) << 1 | r.historical)
+        flags = self._time_flags(t - self._time, t - self._times.get(alias, self._time), r.historical, tail)
         if seq == self._seq + 1:
-            flags |= _FLAG_NEXT_SEQ
+            flags |= self.layout.next_seq
         else:
             _put_varint(tail, _zigzag(seq - self._seq))
         form: _Form | None = None
@@ -492,19 +547,47 @@ class _ReadingsWriter:
             form, value_bytes = _write_value(r.value, prev)
         else:
             prev = old
-        code = _value_code(form, r.quality)
+        code = self.layout.codes.write(form, r.quality)
         out.append(flags | code[0])
         out += code[1:] + tail + value_bytes
         return bytes(out), prev, t, seq
+
+    def _time_flags(self, delta: int, own_delta: int, historical: bool, tail: bytearray) -> int:
+        """Head bits for a time ``delta`` s after the previous reading and ``own_delta`` s after the previous
+        reading of the same point (or the previous reading); a varint appended to ``tail`` if needed."""
+        if self.layout.version == 1:
+            if delta == 0 and not historical:
+                return _V1_SAME_TIME
+            _put_varint(tail, _zigzag(delta) << 1 | historical)
+            return 0
+        steps, rest = divmod(own_delta, self.step)
+        step_code = _CODE_OF_STEP.get((steps, rest))
+        if delta == 0 and not historical:
+            code = int(_TimeCode.SAME)
+        elif not historical and step_code is not None:
+            code = step_code
+        else:
+            code = _TimeCode.HISTORICAL if historical else _TimeCode.EXPLICIT
+            in_steps = self.step > 1 and delta % self.step == 0
+            _put_varint(tail, _zigzag(delta // self.step if in_steps else delta) << 1 | in_steps)
+        return code << self.layout.time_shift
 
     def add(self, r: Reading) -> bytes:
         raw, prev, t, seq = self.encoded(r)
         alias = self.aliases.by_point[r.point]
         self._prev[alias] = prev
+        self._times[alias] = t
         self._time, self._seq = t, seq
         self.body += raw
         self.count += 1
         return raw
+
+    def message(self, gateway: int, base_time: int, base_seq: int) -> bytes:
+        out = _header(MessageKind.READINGS, gateway, base_time, base_seq, self.layout.version)
+        if self.layout.version >= 2:
+            _put_varint(out, self.step)
+        _put_varint(out, self.count)
+        return bytes(out + self.body)
 
 
 def _readings_base(readings: Sequence[Reading]) -> tuple[int, int]:
@@ -512,38 +595,82 @@ def _readings_base(readings: Sequence[Reading]) -> tuple[int, int]:
     return _whole_seconds(first.source_time), _reading_seq(first)
 
 
-def encode_readings(readings: Sequence[Reading], *, gateway: int, aliases: AliasTable) -> bytes:
-    """All ``readings`` in one READINGS message (no size limit; see pack_readings)."""
+def _step_candidates(readings: Sequence[Reading]) -> list[int]:
+    """Time steps worth trying for these readings: the most frequent gaps between readings of one point."""
+    gaps: dict[int, int] = {}
+    last: dict[str, int] = {}
+    for r in readings:
+        try:
+            t = _whole_seconds(r.source_time)
+        except CompactEncodeError:
+            continue
+        gap = t - last.get(r.point, t)
+        if 0 < gap < _STEP_MAX:
+            gaps[gap] = gaps.get(gap, 0) + 1
+        last[r.point] = t
+    ranked = sorted(gaps, key=lambda g: (-gaps[g], g))[:_STEP_TRIES]
+    return ranked or [1]
+
+
+_STEP_MAX = 1 << 14  # a step fits two varint bytes
+_STEP_TRIES = 4  # pack_readings tries this many steps and keeps the one that carries most
+
+
+def encode_readings(readings: Sequence[Reading], *, gateway: int, aliases: AliasTable, step: int | None = None,
+                    version: int = READINGS_VERSION) -> bytes:
+    """All ``readings`` in one READINGS message (no size limit; see pack_readings). ``step`` (version 2): the
+    time step in seconds (None: the most frequent gap between readings); ``version`` 1 writes the old layout."""
     if not readings:
         raise CompactEncodeError("no readings to encode")
+    if version not in _LAYOUTS:
+        raise CompactEncodeError(f"no READINGS version {version}")
+    step = _step_candidates(readings)[0] if step is None else step
+    if not 1 <= step < _STEP_MAX:
+        raise CompactEncodeError(f"time step {step} out of range 1..{_STEP_MAX - 1}")
     base_time, base_seq = _readings_base(readings)
-    w = _ReadingsWriter(aliases, base_time, base_seq)
+    w = _ReadingsWriter(aliases, base_time, base_seq, version, step)
     for r in readings:
         w.add(r)
-    out = _header(MessageKind.READINGS, gateway, base_time, base_seq)
-    _put_varint(out, w.count)
-    return bytes(out + w.body)
+    return w.message(gateway, base_time, base_seq)
 
 
 def pack_readings(
-    readings: Iterable[Reading], *, gateway: int, aliases: AliasTable, max_bytes: int
+    readings: Iterable[Reading], *, gateway: int, aliases: AliasTable, max_bytes: int,
+    version: int = READINGS_VERSION,
 ) -> PackedReadings:
     """Pack readings, in the order given, until the next one would exceed ``max_bytes``.
 
     Readings the format cannot carry (point without alias, no seq, odd value) are
     skipped and reported in ``unencodable`` so the caller can route them elsewhere.
-    An empty ``payload`` means not even one reading fitted.
+    An empty ``payload`` means not even one reading fitted. Version 2 tries the few most
+    frequent gaps between the readings as the message's time step and keeps the best.
     """
+    if version not in _LAYOUTS:
+        raise CompactEncodeError(f"no READINGS version {version}")
+    ahead: list[Reading] = []
+    source = iter(readings)
+    carriable = 0
+    for r in source:  # each reading takes >= 2 bytes: no more than max_bytes of them can fit
+        ahead.append(r)
+        carriable += r.point in aliases.by_point and r.seq is not None
+        if carriable >= max_bytes:
+            break
+    steps = _step_candidates(ahead) if version >= 2 else [1]
+    return max((_pack(ahead, gateway, aliases, max_bytes, version, step) for step in steps),
+               key=lambda p: (len(p.seqs), -len(p.payload)))
+
+
+def _pack(readings: Sequence[Reading], gateway: int, aliases: AliasTable, max_bytes: int, version: int,
+          step: int) -> PackedReadings:
     w: _ReadingsWriter | None = None
-    header = b""
+    base_time = base_seq = 0
     seqs: list[int] = []
     skipped: list[int] = []
     for r in readings:
         try:
             if w is None:
                 base_time, base_seq = _readings_base([r])
-                header = bytes(_header(MessageKind.READINGS, gateway, base_time, base_seq))
-                w = _ReadingsWriter(aliases, base_time, base_seq)
+                w = _ReadingsWriter(aliases, base_time, base_seq, version, step)
             raw = w.encoded(r)[0]
         except CompactEncodeError:
             if r.seq is not None:
@@ -551,34 +678,36 @@ def pack_readings(
             if w is not None and w.count == 0:
                 w = None  # the base was taken from a reading we cannot carry
             continue
-        if len(header) + _varint_len(w.count + 1) + len(w.body) + len(raw) > max_bytes:
+        if len(w.message(gateway, base_time, base_seq)) + _varint_len(w.count + 1) - _varint_len(w.count) \
+                + len(raw) > max_bytes:
             break
         w.add(r)
         seqs.append(_reading_seq(r))
     if w is None or w.count == 0:
         return PackedReadings(b"", (), tuple(skipped))
-    count = bytearray()
-    _put_varint(count, w.count)
-    return PackedReadings(header + bytes(count) + bytes(w.body), tuple(seqs), tuple(skipped))
+    return PackedReadings(w.message(gateway, base_time, base_seq), tuple(seqs), tuple(skipped))
 
 
-def _decode_readings(r: _Reader, base_time: int, base_seq: int, aliases: AliasTable) -> list[Reading]:
+def _decode_readings(r: _Reader, version: int, base_time: int, base_seq: int,
+                     aliases: AliasTable) -> list[Reading]:
+    layout = _LAYOUTS[version]
+    step = r.varint() if version >= 2 else 1
+    if not 1 <= step < _STEP_MAX:
+        raise CompactDecodeError(f"time step {step} out of range")
     count = r.varint()
     out: list[Reading] = []
     t, seq = base_time, base_seq - 1
     prevs: dict[int, _Prev] = {}
+    times: dict[int, int] = {}
     for _ in range(count):
         if r.at_end:  # each reading takes >= 2 bytes: a huge count cannot make us loop long
             raise CompactDecodeError(f"truncated: {len(out)} of {count} readings")
         alias = r.varint()
         head = r.byte()
-        form, quality = _read_code(r, head & _CODE_MASK)
-        historical = False
-        if not head & _FLAG_SAME_TIME:
-            tv = r.varint()
-            historical = bool(tv & 1)
-            t += _unzigzag(tv >> 1)
-        seq = seq + 1 if head & _FLAG_NEXT_SEQ else seq + _unzigzag(r.varint())
+        form, quality = layout.codes.read(r, head & layout.code_mask)
+        t, historical = _read_time(r, layout, head, step, t, times.get(alias, t))
+        times[alias] = t
+        seq = seq + 1 if head & layout.next_seq else seq + _unzigzag(r.varint())
         if not 0 <= t < _U32 or not 0 <= seq < _U63:
             raise CompactDecodeError("time or seq out of range")
         value: Value = None
@@ -595,6 +724,25 @@ def _decode_readings(r: _Reader, base_time: int, base_seq: int, aliases: AliasTa
             )
         )
     return out
+
+
+def _read_time(r: _Reader, layout: _Layout, head: int, step: int, prev: int, own_prev: int) -> tuple[int, bool]:
+    """(second, historical) of a reading from its head byte and what follows it; ``prev`` is the previous
+    reading's second, ``own_prev`` that of the previous reading of the same point (else ``prev``)."""
+    if layout.version == 1:
+        if head & _V1_SAME_TIME:
+            return prev, False
+        tv = r.varint()
+        return prev + _unzigzag(tv >> 1), bool(tv & 1)
+    code = head >> layout.time_shift
+    if code == _TimeCode.SAME:
+        return prev, False
+    if code in _STEP_CODES:
+        steps, seconds = _STEP_CODES[code]
+        return own_prev + steps * step + seconds, False
+    tv = r.varint()
+    delta = _unzigzag(tv >> 1)
+    return prev + (delta * step if tv & 1 else delta), code == _TimeCode.HISTORICAL
 
 
 # --------------------------------------------------------------------------- alarms
@@ -626,7 +774,7 @@ def _encode_alarm(
     value_bytes = b""
     if alarm.value is not None:
         form, value_bytes = _write_value(alarm.value, _Prev())
-    out += _value_code(form, alarm.quality) + value_bytes
+    out += _CODES_V1.write(form, alarm.quality) + value_bytes
     if len(out) > max_bytes:
         raise CompactEncodeError(f"alarm takes {len(out)} bytes, more than {max_bytes}")
     return bytes(out + _utf8_prefix(alarm.text, max_bytes - len(out)))
@@ -654,7 +802,7 @@ def _decode_alarm(r: _Reader, kind: MessageKind, time: int, seq: int, aliases: A
         if ref > seq + 1:
             raise CompactDecodeError("cancel refers to a seq below zero")
         ref_seq = None if ref == 0 else seq - ref + 1
-    form, quality = _read_code(r, r.byte())
+    form, quality = _CODES_V1.read(r, r.byte())
     if rule >= _U32:
         raise CompactDecodeError("rule alias out of range")
     value = None if form is None else _read_value(r, form, _Prev())
@@ -807,8 +955,10 @@ def decode(data: bytes, aliases: AliasTable | Mapping[int, str] | None = None) -
 def _decode(data: bytes, aliases: AliasTable) -> CompactMessage:
     r = _Reader(data)
     first = r.byte()
-    if first >> 4 != VERSION:
-        raise CompactDecodeError(f"unsupported version {first >> 4}")
+    version = first >> 4
+    if version not in VERSIONS:
+        raise CompactDecodeError(f"unsupported version {version} (this decoder reads versions "
+                                 f"{', '.join(map(str, VERSIONS))}: update it)")
     try:
         kind = MessageKind(first & 0x0F)
     except ValueError:
@@ -819,22 +969,23 @@ def _decode(data: bytes, aliases: AliasTable) -> CompactMessage:
     if gateway >= _U32 or seq >= _U63:
         raise CompactDecodeError("gateway id or seq out of range")
     if kind is MessageKind.READINGS:
-        readings = tuple(_decode_readings(r, base_time, seq, aliases))
+        readings = tuple(_decode_readings(r, version, base_time, seq, aliases))
         _expect_end(r)
-        return CompactMessage(kind, gateway, base_time, tuple(x.seq or 0 for x in readings), readings)
+        return CompactMessage(kind, gateway, base_time, tuple(x.seq or 0 for x in readings), readings,
+                              version=version)
     if kind in (MessageKind.ALARM, MessageKind.ALARM_CANCEL):
         alarm = _decode_alarm(r, kind, base_time, seq, aliases)
-        return CompactMessage(kind, gateway, base_time, (seq,), alarm=alarm)
+        return CompactMessage(kind, gateway, base_time, (seq,), alarm=alarm, version=version)
     if kind is MessageKind.ACK:
         acked = _decode_ack(r, seq)
         mac = r.rest()
         if len(mac) != ACK_MAC_BYTES:  # none: the layout before ACKs were authenticated
             raise CompactDecodeError(
                 f"an ack ends with its {ACK_MAC_BYTES}-byte MAC; {len(mac)} bytes follow the ranges")
-        return CompactMessage(kind, gateway, base_time, (), acked=acked, ack_mac=mac)
+        return CompactMessage(kind, gateway, base_time, (), acked=acked, ack_mac=mac, version=version)
     if kind is MessageKind.REPLY:
-        return CompactMessage(kind, gateway, base_time, (), reply=_decode_reply(r, seq))
-    return CompactMessage(kind, gateway, base_time, (seq,), command=r.rest())
+        return CompactMessage(kind, gateway, base_time, (), reply=_decode_reply(r, seq), version=version)
+    return CompactMessage(kind, gateway, base_time, (seq,), command=r.rest(), version=version)
 
 
 def _expect_end(r: _Reader) -> None:

@@ -52,7 +52,8 @@ def dumps(obj: Any, *, indent: int | None = None) -> str:
 def message_json(message: compact.CompactMessage, *, ack_mac: str | None = None) -> dict[str, Any]:
     """Every field of ``message``; ``ack_mac`` is the verdict on an ACK's MAC, if one was checked."""
     out: dict[str, Any] = {
-        "kind": message.kind.name.lower(), "gateway": message.gateway, "base_time": message.base_time,
+        "kind": message.kind.name.lower(), "version": message.version, "gateway": message.gateway,
+        "base_time": message.base_time,
         "seqs": list(message.seqs),
         "readings": [{**r.to_json(), "value": json_value(r.value)} for r in message.readings],
     }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
@@ -108,3 +109,30 @@ def _explain(path: Path, exc: OSError) -> OSError:
     if exc.errno == errno.ELOOP:
         return LinkRefused(f"{path} is a symbolic link; the daemon writes no file through a link")
     return exc
+
+
+def open_checked_database(path: Path, schema: str, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    """A small state database (WAL, ``synchronous=FULL``, autocommit) that passed ``quick_check``, with
+    ``schema`` applied. Raises sqlite3.DatabaseError for a damaged file: the caller moves it aside."""
+    prepare_database(path)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread, timeout=5.0)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        check = db.execute("PRAGMA quick_check").fetchone()
+        if check is None or check[0] != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {check}")
+        db.executescript(schema)
+    except sqlite3.DatabaseError:
+        db.close()
+        raise
+    return db
+
+
+def move_database_aside(path: Path, stamp: int) -> Path:
+    """Rename a damaged database to ``<name>.corrupt-<stamp>`` and remove its -wal/-shm/-journal."""
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    path.replace(aside)
+    for suffix in ("-wal", "-shm", "-journal"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    return aside

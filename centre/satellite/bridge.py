@@ -1,4 +1,4 @@
-"""What the centre does with each card's message, and what it owes each card: no I/O here.
+"""What the centre does with each card's message, and what it owes each card: no I/O but its state file.
 
 In: ``on_incoming(card, payload)`` for every message the command receiver reports. Out:
 ``next_publication()`` (to the broker, QoS 1) and ``next_send()`` (to a card, by the receiver).
@@ -7,6 +7,8 @@ the platform has it. A copy already published (the gateway resent it because the
 is not published again, only ACKed again. Every piece of state is bounded: the publication queue
 (``max_queued``; the oldest is dropped unACKed, so the gateway sends it again), the seqs remembered
 per gateway (``dedup_per_gateway``), the seqs owed an ACK per card, the commands queued per card.
+All of it is also in the state file (centre/satellite/store.py), changed in step with memory and read
+back at start: a restart neither publishes a record twice nor forgets an ACK or a command it owes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 
 from centre.satellite.config import Centre, Gateway
 from centre.satellite.records import Publication, alarm_record, envelope, reading_record, reply_publication
+from centre.satellite.store import CentreStore
 from gateway import compact
 
 log = logging.getLogger("fieldgate.satcentre")
@@ -32,13 +35,14 @@ LOG_EVERY_S = 600.0  # a repeated complaint (unknown card, ...) is logged once, 
 class _Queued:
     card: int
     publication: Publication
+    row: int  # in the state file
 
 
 @dataclass(slots=True)
 class _Card:
     gateway: Gateway
     owed: set[int] = field(default_factory=set)  # seqs the broker has, not yet ACKed to the card
-    commands: deque[bytes] = field(default_factory=lambda: deque(maxlen=COMMANDS_PER_CARD))
+    commands: deque[tuple[int, bytes]] = field(default_factory=deque)  # (state file row, COMMAND), oldest first
     seen: OrderedDict[int, None] = field(default_factory=OrderedDict)  # published seqs, oldest first
     queued: set[int] = field(default_factory=set)  # seqs waiting in the publication queue
 
@@ -59,11 +63,31 @@ class Bridge:
         self._cards = {card: _Card(gw) for card, gw in centre.gateways.items()}
         self._clock = clock
         self._queue: deque[_Queued] = deque()
+        self.store = CentreStore(centre.state_path)
+        self._restore()
         self._turn: deque[int] = deque(self._cards)  # round robin over cards for the receiver's slots
         self.counters: dict[str, int] = dict.fromkeys(
             ("received", "published", "duplicates", "unknown_card", "undecodable", "wrong_gateway", "ignored",
              "dropped_unpublished", "acks_sent", "commands_sent", "commands_dropped"), 0)
         self._logged: dict[str, float] = {}
+
+    def _restore(self) -> None:
+        """Memory as the state file left it (after forgetting gateways no longer configured)."""
+        card_of = {state.gateway.number: card for card, state in self._cards.items()}
+        self.store.keep_only(card_of)
+        for number, saved in self.store.gateways().items():
+            state = self._cards[card_of[number]]
+            state.seen.update(dict.fromkeys(saved.seen))
+            state.owed.update(saved.owed)
+            state.commands.extend(saved.commands)
+        for item in self.store.queue():
+            card = card_of[item.gateway]
+            self._queue.append(_Queued(card, Publication(item.topic, item.payload, item.seqs, item.expiry_s), item.row))
+            self._cards[card].queued.update(item.seqs)
+        if self._queue or any(s.owed or s.commands for s in self._cards.values()):
+            log.info("state %s: %d messages to publish, %d seqs owed an ACK, %d commands to send", self.store.path,
+                     len(self._queue), sum(len(s.owed) for s in self._cards.values()),
+                     sum(len(s.commands) for s in self._cards.values()))
 
     # ---- in: a card's message -----------------------------------------------------------------
 
@@ -113,14 +137,18 @@ class Bridge:
         return True
 
     def _enqueue(self, card: int, publication: Publication) -> None:
+        drop: int | None = None
         if len(self._queue) >= self.config.max_queued:
             old = self._queue.popleft()
+            drop = old.row
             self._cards[old.card].queued.difference_update(old.publication.seqs)
             self.counters["dropped_unpublished"] += 1
             self._complain("dropped_unpublished", f"the broker is not taking messages and {self.config.max_queued} "
                            f"wait; the oldest dropped unACKed (its gateway sends it again)", count=False)
+        row = self.store.enqueue(self._cards[card].gateway.number, publication.topic, publication.payload,
+                                 publication.seqs, publication.expiry_s, drop)
         self._cards[card].queued.update(publication.seqs)
-        self._queue.append(_Queued(card, publication))
+        self._queue.append(_Queued(card, publication, row))
 
     # ---- out: to the broker ---------------------------------------------------------------------
 
@@ -141,15 +169,23 @@ class Bridge:
         for seq in publication.seqs:
             state.seen[seq] = None
             state.seen.move_to_end(seq)
-        while len(state.seen) > self.config.dedup_per_gateway:
-            state.seen.popitem(last=False)
-        self._owe(state, publication.seqs)
+        forget_seen = [state.seen.popitem(last=False)[0]
+                       for _ in range(max(0, len(state.seen) - self.config.dedup_per_gateway))]
+        self.store.published(item.row, state.gateway.number, publication.seqs, forget_seen,
+                             self._owe_in_memory(state, publication.seqs))
         self.counters["published"] += 1
 
     def _owe(self, state: _Card, seqs: tuple[int, ...] | list[int]) -> None:
+        self.store.owe(state.gateway.number, seqs, self._owe_in_memory(state, seqs))
+
+    @staticmethod
+    def _owe_in_memory(state: _Card, seqs: tuple[int, ...] | list[int]) -> list[int]:
+        """Owe ``seqs``; return the oldest forgotten beyond the bound (the gateway sends them again)."""
         state.owed.update(seqs)
-        while len(state.owed) > ACK_OWED_MAX:
-            state.owed.discard(min(state.owed))
+        excess = len(state.owed) - ACK_OWED_MAX
+        forgotten = sorted(state.owed)[:excess] if excess > 0 else []
+        state.owed.difference_update(forgotten)
+        return forgotten
 
     # ---- out: to the cards ------------------------------------------------------------------------
 
@@ -166,9 +202,11 @@ class Bridge:
             return f"not a COMMAND for gateway number {state.gateway.number}"
         if len(data) > max_bytes:
             return f"{len(data)} bytes, the receiver sends at most {max_bytes}"
-        if len(state.commands) == state.commands.maxlen:
+        drop: int | None = None
+        if len(state.commands) >= COMMANDS_PER_CARD:
+            drop = state.commands.popleft()[0]
             self.counters["commands_dropped"] += 1
-        state.commands.append(data)
+        state.commands.append((self.store.add_command(state.gateway.number, data, drop), data))
         return ""
 
     def next_send(self, max_bytes: int) -> Send | None:
@@ -178,7 +216,7 @@ class Bridge:
             self._turn.rotate(-1)
             state = self._cards[card]
             if state.commands:
-                return Send(card, state.commands[0], command=True)
+                return Send(card, state.commands[0][1], command=True)
             if state.owed:
                 return self._ack(card, state, max_bytes)
         return None
@@ -198,11 +236,12 @@ class Bridge:
         """The receiver accepted ``send``."""
         state = self._cards[send.card]
         if send.command:
-            if state.commands and state.commands[0] == send.payload:
-                state.commands.popleft()
+            if state.commands and state.commands[0][1] == send.payload:
+                self.store.command_sent(state.commands.popleft()[0])
             self.counters["commands_sent"] += 1
         else:
             state.owed.difference_update(send.acked)
+            self.store.acked(state.gateway.number, send.acked)
             self.counters["acks_sent"] += 1
 
     # ---- logs ---------------------------------------------------------------------------------------

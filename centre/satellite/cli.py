@@ -30,9 +30,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.check:
         cards = ", ".join(f"{card} -> {gw.gateway_id} ({gw.number})" for card, gw in sorted(centre.gateways.items()))
         print(f"{args.config}: ok — receiver {centre.config.receiver.port}, broker {centre.config.broker.host}:"
-              f"{centre.config.broker.port}, cards {cards}")
+              f"{centre.config.broker.port}, state {centre.state_path}, cards {cards}")
         return 0
+    import sqlite3
+
     from centre.satellite.service import CentreService
 
-    asyncio.run(CentreService(centre).run())
+    try:
+        service = CentreService(centre)
+    except (OSError, sqlite3.Error) as exc:  # LinkRefused is an OSError
+        print(f"{args.config}: state file {centre.state_path}: {exc}", file=sys.stderr)
+        return 1
+    asyncio.run(service.run())
     return 0

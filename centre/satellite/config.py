@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from drivers.beidou.config import BeidouConfig
+from drivers.mqtt.config import MqttTls
 from gateway import compact
 from gateway.ackkey import AckKeyError, load_ack_key
 from gateway.config.errors import ConfigError
@@ -55,6 +56,9 @@ class BrokerConfig(StrictModel):
     client_id: Name = Field("fieldgate-satcentre", description="one per bridge: several receivers, several ids")
     keepalive: Seconds = Field(30, ge=5, le=3600)
     reconnect: Seconds = Field(2.0, gt=0, le=300)
+    tls: MqttTls | None = Field(None, description="as a gateway's MQTT link: ca/cert/key as file or systemd "
+                                                  "credential, check_hostname, min_version (files: relative to "
+                                                  "this file)")
 
 
 class GatewayEntry(StrictModel):
@@ -89,6 +93,8 @@ class CentreConfig(StrictModel):
     gateways: list[GatewayEntry] = Field(min_length=1, max_length=10_000)
     dedup_per_gateway: int = Field(4096, ge=64, le=1_000_000, description="seqs remembered per gateway")
     max_queued: int = Field(1000, ge=10, le=100_000, description="messages waiting for the broker at most")
+    state_file: Path | None = Field(None, description="dedup, owed ACKs, queued commands and publications (SQLite); "
+                                                      "default /var/lib/fieldgate/<name>.db; relative: to this file")
 
     @model_validator(mode="after")
     def _unique_cards(self) -> CentreConfig:
@@ -124,10 +130,14 @@ class Gateway:
         object.__setattr__(self, "base", f"{self.topic_prefix.rstrip('/')}/{self.gateway_id}")
 
 
+STATE_DIR = Path("/var/lib/fieldgate")
+
+
 @dataclass(frozen=True)
 class Centre:
     config: CentreConfig
     gateways: Mapping[int, Gateway]  # by card
+    state_path: Path = STATE_DIR / "satcentre.db"
 
 
 def load_centre(path: str | Path) -> Centre:
@@ -156,7 +166,13 @@ def load_centre(path: str | Path) -> Centre:
         gateways[entry.card] = gateway
     if problems:
         raise ConfigError(problems)
-    return Centre(config, gateways)
+    state = config.state_file or STATE_DIR / f"{config.name}.db"
+    tls = config.broker.tls
+    if tls is not None:  # files named relative to this config, like every other file it names
+        tls = tls.model_copy(update={k: folder / v for k in ("ca_file", "cert_file", "key_file")
+                                     if (v := getattr(tls, k)) is not None and not v.is_absolute()})
+        config = config.model_copy(update={"broker": config.broker.model_copy(update={"tls": tls})})
+    return Centre(config, gateways, state if state.is_absolute() else folder / state)
 
 
 def _resolve(entry: GatewayEntry, config: CentreConfig, folder: Path) -> Gateway:

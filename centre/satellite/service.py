@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
+import time
 from typing import Any
 
 import aiomqtt
@@ -21,13 +23,16 @@ from paho.mqtt import client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from centre.satellite.bridge import Bridge
+from centre.satellite.bridge import LOG_EVERY_S, Bridge
 from centre.satellite.config import Centre
 from centre.satellite.records import Publication
 from drivers.beidou.link import BeidouLink
 from drivers.beidou.sentences import Incoming
 from drivers.mqtt.client import FieldgateClient
+from drivers.mqtt.credentials import TlsFiles, tls_files_of
+from drivers.mqtt.tls import build_context, explain
 from drivers.satlink import SatLinkError
+from gateway.credentials import CredentialError
 from gateway.shared import NullProgress, OutboundMessage
 
 log = logging.getLogger("fieldgate.satcentre")
@@ -45,6 +50,7 @@ class CentreService:
         self._to_publish = asyncio.Event()  # a card's message was decoded
         self._to_send = asyncio.Event()  # an ACK or a command is owed to a card
         self._by_base = {gw.base: gw.gateway_id for gw in centre.gateways.values()}
+        self._broker_failure = ("", 0.0)  # the last broker failure logged, and when
 
     def _incoming(self, item: Incoming) -> None:
         self.bridge.on_incoming(item.sender, item.payload)
@@ -65,21 +71,33 @@ class CentreService:
     async def _broker_loop(self) -> None:
         broker = self.centre.config.broker
         while True:
+            files: TlsFiles | None = None
             try:
+                files = tls_files_of(broker.tls)  # read at each connect: a renewed certificate needs no restart
+                context = None if files is None or broker.tls is None else \
+                    build_context(files, check_hostname=broker.tls.check_hostname, min_version=broker.tls.min_version)
                 props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = 3600  # commands queued for the bridge survive a short restart
                 async with FieldgateClient(hostname=broker.host, port=broker.port, identifier=broker.client_id,
                                            protocol=paho.MQTTv5, keepalive=int(broker.keepalive), clean_start=False,
-                                           properties=props) as client:
+                                           properties=props, tls_context=context) as client:
                     log.info("%s: broker connected", self.centre.config.name)
                     for base in self._by_base:
                         await client.subscribe(f"{base}/{COMMAND_TOPIC}", qos=1)
                     async with asyncio.TaskGroup() as tasks:
                         tasks.create_task(self._publish_loop(client))
                         tasks.create_task(self._command_loop(client))
-            except* aiomqtt.MqttError as group:
-                log.warning("%s: broker: %s; %d messages wait; retrying in %.0f s", self.centre.config.name,
-                            group.exceptions[0], self.bridge.unpublished, broker.reconnect)
+            except* (aiomqtt.MqttError, OSError, ssl.SSLError, CredentialError) as group:
+                failure = explain(group.exceptions[0], broker.host, broker.port, files,
+                                  broker.tls.min_version if broker.tls else "1.2")
+                now = time.monotonic()
+                repeated = failure.text == self._broker_failure[0] and now - self._broker_failure[1] < LOG_EVERY_S
+                if not repeated:
+                    self._broker_failure = (failure.text, now)
+                log.log(logging.DEBUG if repeated else logging.WARNING,
+                        "%s: broker: %s; %d messages wait; retrying every %.1f s (the same cause logged again in "
+                        "%.0f s at most)", self.centre.config.name, failure.text, self.bridge.unpublished,
+                        broker.reconnect, LOG_EVERY_S)
             await asyncio.sleep(broker.reconnect)
 
     async def _publish_loop(self, client: FieldgateClient) -> None:

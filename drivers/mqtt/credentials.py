@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.mqtt.config import MqttLinkConfig
+from drivers.mqtt.config import MqttLinkConfig, MqttTls
 from gateway.credentials import CredentialError, check_readable, locate, read_secret
 
 
@@ -18,7 +18,11 @@ class TlsFiles:
 
 def tls_files(config: MqttLinkConfig, environ: dict[str, str] | None = None) -> TlsFiles | None:
     """Resolve and check the TLS files; raises CredentialError naming the first bad one."""
-    tls = config.tls
+    return tls_files_of(config.tls, environ)
+
+
+def tls_files_of(tls: MqttTls | None, environ: dict[str, str] | None = None) -> TlsFiles | None:
+    """The same for a ``tls:`` section used elsewhere (the centre bridge's broker)."""
     if tls is None:
         return None
     files = TlsFiles(

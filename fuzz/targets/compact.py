@@ -2,7 +2,7 @@
 ``CompactDecodeError``; what it returns re-encodes to the same readings; a COMMAND's issuer and
 a REPLY's body (gateway/commands/reply.py, documented ``ValueError``) are read without crashing.
 
-Seeds: one message of every kind, made by the codec's own encoders (the ACK as bytes: its
+Seeds: one message of every kind (READINGS in versions 1 and 2), made by the codec's own encoders (the ACK as bytes: its
 format is being changed elsewhere, and a seed only has to be a good starting point).
 """
 
@@ -28,6 +28,14 @@ def _readings() -> list[Reading]:
             for i, v in enumerate(values)]
 
 
+def _grid() -> list[Reading]:
+    """Readings 0, 1..5 and 6 steps of 10 s apart, some historical: every version-2 time code."""
+    offsets = (0, 0, 10, 30, 50, 110, 3, -20)
+    return [Reading(point=f"p{(1, 2)[i % 2]}", value=0.5 * i, quality=Quality.GOOD,
+                    source_time=T0 + sum(offsets[: i + 1]), seq=200 + i, historical=i == 6)
+            for i in range(len(offsets))]
+
+
 def _alarm(value: Value, text: str, ref: int | None = None) -> compact.CompactAlarm:
     return compact.CompactAlarm(seq=500, time=T0, point="p7", rule=3, level=2, value=value, text=text, ref_seq=ref)
 
@@ -37,6 +45,8 @@ def seeds() -> list[bytes]:
     return [
         compact.encode_readings(readings, gateway=GATEWAY, aliases=ALIASES),
         compact.encode_readings(readings[:3], gateway=0, aliases=ALIASES),
+        compact.encode_readings(readings, gateway=GATEWAY, aliases=ALIASES, version=1),  # what older gateways send
+        compact.encode_readings(_grid(), gateway=GATEWAY, aliases=ALIASES),  # version 2's time codes
         compact.encode_alarm(_alarm(41.25, "水位超警戒"), gateway=GATEWAY, aliases=ALIASES),
         compact.encode_alarm_cancel(_alarm(None, "", ref=480), gateway=GATEWAY, aliases=ALIASES),
         bytes.fromhex("14e9076b0a8cd3050200040200"),  # ACK of seqs 5..9 and 12, gateway 1001

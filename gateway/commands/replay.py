@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.commands.names import Reason
-from gateway.fsutil import ensure_dir, prepare_database
+from gateway.fsutil import ensure_dir, move_database_aside, open_checked_database
 
 log = logging.getLogger("fieldgate.commands")
 
@@ -63,12 +63,9 @@ class ReplayCache:
         try:
             self._db = self._connect()
         except sqlite3.DatabaseError as exc:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}")
+            aside = move_database_aside(self.path, int(self._clock()))
             log.error("command replay cache %s is unreadable (%s); moved to %s, starting a new one",
                       self.path, exc, aside)
-            self.path.replace(aside)
-            for suffix in ("-wal", "-shm", "-journal"):
-                self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
             fresh = True
             self._db = self._connect()
         row = self._db.execute("SELECT value FROM meta WHERE key = 'floor'").fetchone()
@@ -82,19 +79,7 @@ class ReplayCache:
             self.floor = float(row[0])
 
     def _connect(self) -> sqlite3.Connection:
-        prepare_database(self.path)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            check = db.execute("PRAGMA quick_check").fetchone()
-            if check is None or check[0] != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {check}")
-            db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError:
-            db.close()
-            raise
-        return db
+        return open_checked_database(self.path, _SCHEMA, check_same_thread=False)  # claim() runs in a worker thread
 
     # ---- the one operation ----
 

@@ -17,8 +17,9 @@ ALIASES = compact.AliasTable({1: "dam.level", 2: "water.turbidity"})
 T = 1_800_000_000
 
 
-def one(value: float, quality: Quality = Quality.GOOD) -> bytes:
-    return compact.encode_readings([Reading("dam.level", value, quality, T, seq=1)], gateway=7, aliases=ALIASES)
+def one(value: float, quality: Quality = Quality.GOOD, version: int = compact.READINGS_VERSION) -> bytes:
+    return compact.encode_readings([Reading("dam.level", value, quality, T, seq=1)], gateway=7, aliases=ALIASES,
+                                   version=version)
 
 
 def widened(v: float) -> float:
@@ -68,7 +69,7 @@ def test_infinities_go_as_f32_and_nan_keeps_its_bits() -> None:
 
 def test_older_decoders_refuse_f32_rather_than_misread_it() -> None:
     """Codes 32/33 were reserved in version 1: a decoder without F32 raises, it does not misread."""
-    data = one(float32_decimal(0.12345678))
+    data = one(float32_decimal(0.12345678), version=1)
     assert data[-5] & 0x3F == 32  # the head byte's value code, then 4 bytes of float32
 
 

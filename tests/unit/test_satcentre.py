@@ -40,6 +40,7 @@ def write_config(tmp: Path, gateways: str | None = None, extra: str = "") -> Pat
 receiver: {{port: /dev/ttyUSB9}}
 broker: {{host: 127.0.0.1}}
 {extra}gateways:{gateways}
+state_file: state/centre.db
 """))
     return path
 
@@ -211,3 +212,126 @@ def test_what_the_bridge_publishes_validates_against_the_payload_schema(centre: 
     while (publication := bridge.next_publication()) is not None:
         validate(json.loads(publication.payload), SCHEMA)
         bridge.published(publication)
+
+
+# ---- the bridge's state across a restart (centre/satellite/store.py) ---------------------------------------
+# Each of these failed before the state was kept in a file: the bridge restarted with empty memory.
+
+
+def restart(centre: Centre, now: float) -> Bridge:
+    return Bridge(centre, clock=lambda: now)
+
+
+def test_a_restart_between_the_puback_and_the_ack_still_acks(centre: Centre) -> None:
+    bridge = restart(centre, NOW + 5)
+    bridge.on_incoming(CARD, alarm(41))
+    publication = bridge.next_publication()
+    assert publication is not None
+    bridge.published(publication)
+    bridge.store.close()
+    after = restart(centre, NOW + 60)
+    send = after.next_send(77)
+    assert send is not None and send.acked == {41} and compact.ack_authentic(compact.decode(send.payload), KEY)
+    after.sent(send)
+    assert restart(centre, NOW + 120).next_send(77) is None  # the ACK sent is not owed again
+
+
+def test_a_copy_resent_after_a_restart_is_acked_not_published_again(centre: Centre) -> None:
+    """The gateway resends after ``ack_timeout``; the bridge restarted meanwhile. Decoded again an hour later the
+    readings would read ``"hist": true``: published twice with different content, which the platform's
+    (gw, seq) dedup would keep or drop at random."""
+    readings = [Reading("dam.level", 23.417, Quality.GOOD, NOW, seq=10)]
+    message = compact.encode_readings(readings, gateway=NUMBER, aliases=ALIASES)
+    bridge = restart(centre, NOW + 5)
+    bridge.on_incoming(CARD, message)
+    publication = bridge.next_publication()
+    assert publication is not None and "hist" not in body(bridge)["records"][0]
+    bridge.published(publication)
+    send = bridge.next_send(77)
+    assert send is not None
+    bridge.sent(send)  # ... and the ACK is lost on the way
+    bridge.store.close()
+    after = restart(centre, NOW + 3600)
+    after.on_incoming(CARD, message)
+    assert after.next_publication() is None and after.counters["duplicates"] == 1
+    again = after.next_send(77)
+    assert again is not None and again.acked == {10}
+
+
+def test_a_restart_before_the_puback_publishes_the_same_bytes(centre: Centre) -> None:
+    readings = [Reading("dam.level", 23.417, Quality.GOOD, NOW, seq=10)]
+    bridge = restart(centre, NOW + 5)
+    bridge.on_incoming(CARD, compact.encode_readings(readings, gateway=NUMBER, aliases=ALIASES))
+    first = bridge.next_publication()
+    assert first is not None
+    bridge.store.close()
+    after = restart(centre, NOW + 3600)
+    again = after.next_publication()
+    assert again == first and after.unpublished == 1
+    after.on_incoming(CARD, compact.encode_readings(readings, gateway=NUMBER, aliases=ALIASES))
+    assert after.unpublished == 1  # its resend is not queued a second time
+
+
+def test_a_queued_command_survives_a_restart_and_is_sent_once(centre: Centre) -> None:
+    command = compact.encode_command(b"\x01\x03envelope", gateway=NUMBER, time=NOW, command_id=5)
+    bridge = restart(centre, NOW)
+    assert bridge.queue_command(GW, command, 77) == ""
+    bridge.store.close()
+    after = restart(centre, NOW + 30)
+    send = after.next_send(77)
+    assert send is not None and send.command and send.payload == command
+    after.sent(send)
+    after.store.close()
+    assert restart(centre, NOW + 60).next_send(77) is None
+
+
+def test_the_state_file_stays_bounded_and_forgets_gateways_no_longer_configured(tmp_path: Path) -> None:
+    centre = load_centre(write_config(tmp_path, extra="dedup_per_gateway: 64\n"))
+    bridge = restart(centre, NOW)
+    for seq in range(1, 101):
+        bridge.on_incoming(CARD, alarm(seq))
+        publication = bridge.next_publication()
+        assert publication is not None
+        bridge.published(publication)
+    for n in range(12):
+        bridge.queue_command(GW, compact.encode_command(b"\x01\x03e", gateway=NUMBER, time=NOW, command_id=n), 77)
+    bridge.store.close()
+    saved = restart(centre, NOW).store.gateways()[NUMBER]
+    assert saved.seen == list(range(37, 101)) and len(saved.commands) == 8
+    other = """
+  - {card: 5, ack_key_file: gw.key, gateway_id: other, gateway_number: 7}"""
+    assert restart(load_centre(write_config(tmp_path, other)), NOW).store.gateways() == {}
+
+
+def test_a_damaged_state_file_is_moved_aside_and_a_new_one_begun(tmp_path: Path) -> None:
+    centre = load_centre(write_config(tmp_path))
+    centre.state_path.parent.mkdir(parents=True)
+    centre.state_path.write_bytes(b"not a database" * 100)
+    bridge = restart(centre, NOW)
+    bridge.on_incoming(CARD, alarm(3))
+    assert bridge.unpublished == 1
+    assert [p.name.startswith("centre.db.corrupt-") for p in centre.state_path.parent.iterdir()].count(True) == 1
+
+
+def test_readings_from_a_gateway_not_yet_updated_version_1_publish_the_same(tmp_path: Path) -> None:
+    """Gateways update slowly: the centre reads READINGS version 1 and 2 alike."""
+    readings = [Reading("dam.level", 23.417, Quality.GOOD, NOW, seq=10),
+                Reading("rain.total", 3505.5, Quality.UNCERTAIN, NOW + 10, seq=11)]
+    published = []
+    for version in (1, 2):
+        (tmp_path / str(version)).mkdir()
+        bridge = Bridge(load_centre(write_config(tmp_path / str(version))), clock=lambda: NOW + 20)
+        bridge.on_incoming(CARD, compact.encode_readings(readings, gateway=NUMBER, aliases=ALIASES, version=version))
+        published.append(bridge.next_publication())
+    assert published[0] is not None and published[0] == published[1]
+
+
+def test_the_broker_takes_the_gateways_tls_settings_with_files_relative_to_the_config(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace(
+        "broker: {host: 127.0.0.1}",
+        "broker: {host: b.example, port: 8883, tls: {ca_file: pki/ca.pem, cert_credential: centre.pem, "
+        "key_credential: centre.key}}"))
+    tls = load_centre(path).config.broker.tls
+    assert tls is not None and tls.ca_file == tmp_path / "pki" / "ca.pem" and tls.cert_credential == "centre.pem"
+    assert tls.check_hostname and tls.min_version == "1.2"
