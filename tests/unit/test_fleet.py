@@ -147,3 +147,15 @@ def test_health_message_carries_the_compact_inventory(tmp_path: Path) -> None:
     assert message["inventory"]["rollout"] == {"phase": "rolled_back", "cfg": "cd" * 8,
                                                "reason": "link county not connected"}
     assert "inventory" not in health_message({}, tmp_path, thermal_dir=tmp_path)
+
+
+def test_a_full_config_chunk_passes_the_envelope_check() -> None:
+    """centre.fleet sends 32 KiB of a site file per config_chunk; the envelope's 8 KiB args limit refused
+    every chunk of a file larger than about 6 KiB (found with the update chunks, which are 36 KiB)."""
+    from centre.fleet import CHUNK_BYTES, chunk_commands
+    from gateway.commands.envelope import check_fields, parse_json
+
+    body = b"# padding\n" * (CHUNK_BYTES // 10 + 1)
+    envelope = chunk_commands(ALICE, "ops", "gw1", body)[0]
+    assert len(envelope.args["data"]) > 40_000
+    check_fields(parse_json(envelope.to_bytes()))
