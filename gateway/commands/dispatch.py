@@ -44,6 +44,7 @@ class CameraArgs(StrictModel):
 
 
 _SHA256 = r"^[0-9a-f]{64}$"
+CHUNK_B64 = 30 * 1024  # base64 of 22 KiB is 30 040 characters
 
 
 class ConfigChunkArgs(StrictModel):
@@ -52,8 +53,8 @@ class ConfigChunkArgs(StrictModel):
     sha256: str = Field(pattern=_SHA256)
     index: int = Field(ge=0, lt=64)
     total: int = Field(ge=1, le=64)
-    # base64 of at most 36 KiB of the file: the whole envelope stays under the links' 64 KiB command limit
-    data: str = Field(max_length=48 * 1024)
+    # base64 of at most 22 KiB of the file: the whole envelope fits the MQTT link's 32 KiB message limit
+    data: str = Field(max_length=CHUNK_B64)
 
 
 class ConfigApplyArgs(StrictModel):
@@ -70,7 +71,7 @@ class UpdateChunkArgs(StrictModel):
     sha256: str = Field(pattern=_SHA256)
     index: int = Field(ge=0, lt=100_000)
     total: int = Field(ge=1, le=100_000)
-    data: str = Field(max_length=48 * 1024)  # base64 of at most 36 KiB (gateway/fleet/updates.py CHUNK_BYTES)
+    data: str = Field(max_length=CHUNK_B64)  # base64 of at most 22 KiB (gateway/fleet/updates.py CHUNK_BYTES)
 
 
 class UpdateApplyArgs(StrictModel):

@@ -31,12 +31,13 @@ MAX_ID = 2**53 - 1  # JSON-safe integer; also fits the compact header's command 
 MAX_TIME = 2**32 - 1  # u32 epoch seconds, as in the compact header
 MAX_NONCE_BYTES = 12  # the compact form keeps the nonce length in 4 bits
 SIGNATURE_BYTES = 64
-# A broadcast request with two signatures is ~2 KB; a chunk (below) ~50 KB. The links take up to 64 KiB.
-MAX_ENVELOPE_BYTES = 56 * 1024
+# A broadcast request with two signatures is ~2 KB; a chunk (below) ~30 KB. The MQTT link takes 32 KiB
+# (drivers/mqtt/inbound.py MAX_MESSAGE_BYTES).
+MAX_ENVELOPE_BYTES = 32 * 1024
 MAX_ARGS_BYTES = 8_192
-# A chunk of a site file or an update bundle carries up to 48 KiB of base64 (gateway/commands/dispatch.py):
-# the MQTT links take commands up to 64 KiB; a chunk never fits a satellite message anyway.
-MAX_CHUNK_ARGS_BYTES = 50 * 1024
+# A chunk of a site file or an update bundle carries up to 30 KiB of base64 (gateway/commands/dispatch.py);
+# a chunk never fits a satellite message anyway.
+MAX_CHUNK_ARGS_BYTES = 31 * 1024
 _CHUNKS = frozenset({"config_chunk", "update_chunk"})
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _FIELDS = frozenset({"v", "id", "gw", "iat", "exp", "nonce", "kid", "cmd", "args", "sig"})

@@ -33,7 +33,7 @@ from gateway.fleet import boot, bundle
 from gateway.fleet.store import RolloutStore
 from gateway.fsutil import ensure_dir, write_atomic
 
-CHUNK_BYTES = 36 * 1024  # of the bundle per update_chunk: the signed envelope stays under 64 KiB
+CHUNK_BYTES = 22 * 1024  # of the bundle per update_chunk: the signed envelope fits the MQTT link's 32 KiB
 MAX_CHUNKS = 100_000
 FREE_MARGIN_BYTES = 64 * 1024 * 1024  # left free for the journal, whatever an update needs
 MAX_INBOX_BUNDLES = 4
@@ -189,7 +189,8 @@ def _run(argv: list[str], what: str) -> str:
     # The new release must not see the running one's import path.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=STEP_TIMEOUT_S, env=env, check=False)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=STEP_TIMEOUT_S, env=env, check=False,
+                              cwd="/")  # nothing of the working directory on the new release's path
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise bundle.UpdateRefused(f"{what} failed: {exc}"[:400]) from None
     if done.returncode != 0:
