@@ -393,7 +393,7 @@ class RolloutManager:
 
     def _body(self, step: str, extra: dict[str, Any]) -> dict[str, Any]:
         s = self.state
-        return {"step": step, "kind": s.kind, "phase": s.phase, "sha256": s.sha256, "label": s.label,
+        return {"step": step, "of": s.kind, "phase": s.phase, "sha256": s.sha256, "label": s.label,
                 "previous_sha256": s.previous_sha256, "command_id": s.command_id, "reason": s.reason[:300], **extra}
 
     async def event(self, step: str, extra: dict[str, Any], concerned: bool = False) -> None:
