@@ -1,9 +1,10 @@
 """A box with an A/B install on this machine, run as its systemd unit would run it (tests, bench).
 
 ``build_release`` makes a fieldgate wheel of this tree under another version (optionally one whose daemon
-cannot start). ``ABBox`` lays out ``<root>/venv`` (the installed release) and ``current -> venv`` and runs
-the unit's loop: the boot check from the stable venv (``ExecStartPre``), then ``<root>/current/bin/fieldgate
-run SITE``, started again after a failure exit (``Restart=on-failure``) until stopped.
+cannot start). ``ABBox`` lays out what the installer does, under a prefix: ``<prefix>/venv`` (the installed
+release) and the A/B root ``<prefix>/releases`` with ``current -> ../venv``; and it runs the unit's loop:
+the boot check from the stable venv (``ExecStartPre``), then ``<root>/current/bin/fieldgate run SITE``,
+started again after a failure exit (``Restart=on-failure``) until stopped.
 
 The releases' virtualenvs see this environment's dependencies through a ``fieldgate-deps.pth`` (the update
 carries such links into the new slot, gateway/fleet/updates.py), so a test installs only fieldgate itself.
@@ -62,8 +63,8 @@ class ABBox:
         self._thread: threading.Thread | None = None
 
     def install(self, wheel: Path) -> ABBox:
-        """The installer's part: ``venv`` with this release, ``current -> venv``."""
-        venv = self.root / "venv"
+        """The installer's part: ``<prefix>/venv`` with this release, ``<prefix>/releases/current -> ../venv``."""
+        venv = self.venv
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
         site = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
         (site / "fieldgate-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -71,8 +72,13 @@ class ABBox:
         subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
                         "--force-reinstall", "--disable-pip-version-check", str(wheel)],
                        check=True, capture_output=True, timeout=300, env=clean_env())
-        (self.root / "current").symlink_to("venv")
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "current").symlink_to("../venv")
         return self
+
+    @property
+    def venv(self) -> Path:
+        return self.root.parent / "venv"
 
     def slot(self) -> str:
         return os.readlink(self.root / "current")
@@ -86,7 +92,7 @@ class ABBox:
     def _unit(self) -> None:
         with self.log_path.open("ab") as log:
             while not self._stopping.is_set():
-                subprocess.run([str(self.root / "venv" / "bin" / "python"), "-m", "gateway.fleet.boot",
+                subprocess.run([str(self.venv / "bin" / "python"), "-m", "gateway.fleet.boot",
                                 "--state-dir", str(self.state_dir), "--root", str(self.root)],
                                stdout=log, stderr=log, env=clean_env(), timeout=60, check=False, cwd=self.root)
                 slot = self.slot()

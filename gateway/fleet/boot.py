@@ -32,15 +32,16 @@ def flip_current(root: Path, slot: str) -> None:
     tmp = root / f".{CURRENT}.{os.getpid()}.new"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    os.symlink(slot, tmp)  # relative: the root may be mounted or staged elsewhere
+    os.symlink(slot, tmp)  # relative (a, b, ../venv): the root may be staged elsewhere
     os.replace(tmp, link)
     fsync_dir(root)
 
 
 def current_slot(root: Path) -> str | None:
-    """The name of the slot ``current`` points at (``venv``, ``a`` or ``b``), or None without a link."""
+    """What ``current`` points at, relative to the root (``a``, ``b``, or ``../venv``: the installed release
+    outside the root), or None without a link."""
     try:
-        return Path(os.readlink(root / CURRENT)).name
+        return os.readlink(root / CURRENT)
     except OSError:
         return None
 
@@ -70,7 +71,7 @@ def check(state_dir: Path, root: Path, now: float | None = None) -> str:
         state["starts"] = starts
         _save(state_dir, state, at)
         return f"update {state.get('to_version')} on trial: start {starts}"
-    back = str(state.get("from_slot") or "venv")
+    back = str(state.get("from_slot") or "../venv")
     flip_current(root, back)
     why = (f"the new release started {starts} times inside the health window (it crashed or was not healthy)"
            if not late else "the new release was not committed before the deadline of its health window")
@@ -90,7 +91,7 @@ def _save(state_dir: Path, state: dict[str, Any], at: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.fleet.boot", description=__doc__.split("\n")[0])
     parser.add_argument("--state-dir", default="/var/lib/fieldgate", help="the site's gateway.state_dir")
-    parser.add_argument("--root", default="/opt/fieldgate", help="the A/B root holding a, b and current")
+    parser.add_argument("--root", default="/opt/fieldgate/releases", help="the A/B root holding a, b and current")
     args = parser.parse_args(argv)
     try:
         print(f"fleet-boot: {check(Path(args.state_dir), Path(args.root))}", file=sys.stderr)

@@ -16,8 +16,8 @@ class FleetSection(StrictModel):
     update_keys: dict[Name, str] = Field(
         default_factory=dict,
         description="name -> base64 raw Ed25519 public key that signs update bundles (not a command or operator key)")
-    ab_root: Path = Field(default=Path("/opt/fieldgate"),
-                          description="holds the release virtualenvs (venv, a, b) and the 'current' link")
+    ab_root: Path = Field(default=Path("/opt/fieldgate/releases"),
+                          description="holds the update slots a and b and the 'current' link (to ../venv at install)")
     max_update_bytes: int = Field(default=DEFAULT_MAX_UPDATE_BYTES, ge=1024 * 1024, le=2 * 1024**3,
                                   description="largest update bundle accepted, in bytes")
 

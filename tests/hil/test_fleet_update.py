@@ -66,7 +66,6 @@ class Box:
     def __init__(self, tmp: Path, broker: Broker, releases: Releases, archive_port: int | None = None) -> None:
         self.gw = "upd-01"
         self.issuer = Ed25519PrivateKey.generate()
-        (tmp / "ab").mkdir()
         archive = "" if archive_port is None else (
             f"  - {{type: mqtt, name: archive, host: 127.0.0.1, port: {archive_port}, reconnect_min: 0.2, "
             "reconnect_max: 1}\n")
@@ -82,9 +81,9 @@ links:
   max_clock_skew: 1s
 fleet:
   update_keys: {{release: "{public_key_text(releases.update_key)}"}}
-  ab_root: {tmp / 'ab'}
+  ab_root: {tmp / 'opt' / 'releases'}
 """)
-        self.box = ABBox(tmp / "ab", tmp / "state", site, tmp / "box.log").install(releases.base)
+        self.box = ABBox(tmp / "opt" / "releases", tmp / "state", site, tmp / "box.log").install(releases.base)
 
     def up(self) -> None:
         seen = self.box.log().count("county: connected")
@@ -118,8 +117,8 @@ def test_a_release_that_cannot_start_rolls_back_and_the_backlog_is_published(
         done = push_update(link, box.plan(), [Target(box.gw, releases.broken)])[0]
         assert done.outcome == "rolled_back", (done.to_json(), box.box.log())
         assert "started 2 times" in done.reason
-        assert box.box.slot() == "venv"
-        assert [slot for slot, _code in box.box.starts] == ["venv", "a"]  # the switch, the crash
+        assert box.box.slot() == "../venv"
+        assert [slot for slot, _code in box.box.starts] == ["../venv", "a"]  # the switch, the crash
         assert box.box.starts[1][1] not in (0, None)
         record = next(r for r in rollouts(collector, box.gw) if r["step"] == "rolled_back")
         assert record["at_start"] is True and record["of"] == "update"
@@ -174,6 +173,6 @@ def test_a_downgrade_without_the_flag_is_refused(
         done = push_update(link, box.plan(), [Target(box.gw, releases.older)])[0]
         assert done.outcome == "refused", done.to_json()
         assert "older than the running 0.1.0" in done.reason and "downgrade: true" in done.reason
-        assert box.box.slot() == "venv" and not (tmp_path / "ab" / "a").exists()
+        assert box.box.slot() == "../venv" and not (tmp_path / "opt" / "releases" / "a").exists()
     finally:
         box.box.stop()
