@@ -27,6 +27,30 @@ _TREE = ("pyproject.toml", "README.md", "gateway", "drivers", "sim", "centre")
 BROKEN_DAEMON = 'raise RuntimeError("this release cannot start (a test release)")\n'
 
 
+UPDATE_ALLOW = "[ping, status, config_chunk, config_apply, update_chunk, update_apply]"
+
+
+def update_site(gw: str, state_dir: Path, broker_port: int, issuer: str, update_key: str, ab_root: Path, *,
+                name: str = "v1", archive_port: int | None = None) -> str:
+    """A site that takes roll-outs and updates over MQTT (``archive_port``: a second uplink)."""
+    archive = "" if archive_port is None else (
+        f"  - {{type: mqtt, name: archive, host: 127.0.0.1, port: {archive_port}, reconnect_min: 0.2, "
+        "reconnect_max: 1}\n")
+    return f"""
+gateway: {{id: {gw}, name: {name}, state_dir: {state_dir}}}
+links:
+  - {{type: mqtt, name: county, host: 127.0.0.1, port: {broker_port}, reconnect_min: 0.2, reconnect_max: 1}}
+{archive}commands:
+  issuers:
+    ops: {{key: "{issuer}", allow: {UPDATE_ALLOW}}}
+  allow: {UPDATE_ALLOW}
+  max_clock_skew: 1s
+fleet:
+  update_keys: {{release: "{update_key}"}}
+  ab_root: {ab_root}
+"""
+
+
 def clean_env() -> dict[str, str]:
     """What systemd gives the unit: no import path of this checkout."""
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -115,6 +139,17 @@ class ABBox:
                 self._proc.kill()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def up(self, marker: str = "county: connected") -> None:
+        """Start and wait for the uplink, and past the replay cache's start (+ a clock skew of 1 s)."""
+        seen = self.log().count(marker)
+        self.start()
+        deadline = time.monotonic() + 30
+        while self.log().count(marker) <= seen:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the box did not come up; log:\n{self.log()}")
+            time.sleep(0.1)
+        time.sleep(2.2)
 
     def log(self) -> str:
         try:

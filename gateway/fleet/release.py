@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from typing import TYPE_CHECKING, Any
 
 from gateway.commands.target import CommandFailed
@@ -47,6 +48,9 @@ class ReleaseUpdates:
 
     async def _chunk(self, sha256: str, index: int, total: int, data: str) -> dict[str, Any]:
         m = self.manager
+        if m.state.kind == "update" and m.state.phase in ("installing", "waiting"):
+            # The unpacked wheelhouse is being installed from: another bundle must not replace it now.
+            raise CommandFailed(f"update {m.state.to_version} is {m.state.phase}: send the next bundle afterwards")
         section = self._gateway().config.fleet
         if (m.store.updates / f"bundle-{sha256}.tar").is_file():  # complete already: a resend changes nothing
             return {**updates.Transfer(sha256, total, []).reply(), "assembled": True}
@@ -135,6 +139,10 @@ class ReleaseUpdates:
             return True
 
         await m.when_safe(max_wait_s, gw.broadcast is not None, switch)
+
+    def clean(self) -> None:
+        """After a commit: the bundle and its unpacked wheels are not needed any more (hundreds of MB)."""
+        shutil.rmtree(self.manager.store.updates, ignore_errors=True)
 
     def roll_back(self, reason: str) -> None:
         """The new release is unhealthy at the end of its window (the wait for a safe moment is done): go

@@ -326,6 +326,8 @@ class RolloutManager:
         log.warning("roll-out %s (%s) committed", self.state.sha256, self.state.label)
         await self.event("committed", {}, self._concerned())
         self._task = None
+        if self.state.kind == "update":
+            await asyncio.to_thread(self.releases.clean)
 
     async def _roll_back(self, reason: str) -> None:
         if self.state.kind == "update":
