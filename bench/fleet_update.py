@@ -60,8 +60,13 @@ def one_run(work: Path, base: Path, good: bytes, update_key: Ed25519PrivateKey, 
         total = time.monotonic() - started
         if config.outcome != "committed" or update.outcome != "committed":
             raise RuntimeError(f"config {config.to_json()}, update {update.to_json()}; log:\n{box.log()}")
+        steps = {r["step"]: float(r["ts"]) for r in link.rollouts["bench-01"] if r.get("sha256") == target.sha256}
         return {"config_s": config.to_json()["seconds"], "update_s": round(total, 2),
                 "transfer_s": round(transferred, 2), "chunks": target.chunks_sent,
+                # From the gateway's own record times: pip and `fieldgate validate` in the new venv; then
+                # the switch, the restart on the new release, READY and the health window.
+                "install_s": round(steps["installed"] - steps["installing"], 2),
+                "switch_to_commit_s": round(steps["committed"] - steps["applying"], 2),
                 "ratio": round(total / config.to_json()["seconds"], 2)}
     finally:
         link.close()
@@ -81,7 +86,8 @@ def main() -> int:
         wheel = build_release(work / "good", "0.1.1")
         good = bundle.build([wheel], bundle.manifest_for([wheel], "0.1.1"), key, "release")
         runs = [one_run(work / f"run-{i}", base, good, key, args.window) for i in range(args.runs)]
-    summary = {k: statistics.median(r[k] for r in runs) for k in ("config_s", "update_s", "transfer_s", "ratio")}
+    summary = {k: statistics.median(r[k] for r in runs)
+               for k in ("config_s", "update_s", "transfer_s", "install_s", "switch_to_commit_s", "ratio")}
     print(json.dumps({"machine": platform.machine(), "window_s": args.window, "bundle_bytes": len(good),
                       "runs": runs, "median": summary}, indent=1))
     return 0
