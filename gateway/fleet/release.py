@@ -17,22 +17,47 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, Protocol
 
 from gateway.commands.target import CommandFailed
 from gateway.fleet import boot, updates
 from gateway.fleet import inventory as inv
 from gateway.fleet.bundle import Manifest, UpdateRefused
-from gateway.fleet.store import RolloutState
+from gateway.fleet.moment import RolloutGateway, unsafe_reason
+from gateway.fleet.store import RolloutState, RolloutStore
 
-if TYPE_CHECKING:
-    from gateway.fleet.rollout import RolloutGateway, RolloutManager
+
+class RolloutSteps(Protocol):
+    """What the update's steps use of the roll-out (gateway/fleet/rollout.py RolloutManager)."""
+
+    state: RolloutState
+    store: RolloutStore
+    config_path: Path
+    exit_for_switch: Callable[[], None] | None
+    _gateway: RolloutGateway | None
+
+    def idle(self) -> bool: ...
+
+    def inventory(self) -> dict[str, Any]: ...
+
+    def finish(self, phase: str, reason: str) -> None: ...
+
+    def enter_trial(self, gw: RolloutGateway) -> None: ...
+
+    async def event(self, step: str, extra: dict[str, Any], concerned: bool = False) -> None: ...
+
+    async def when_safe(self, max_wait_s: float, concerned: bool,
+                        act: Callable[[RolloutGateway, float], Awaitable[bool]]) -> bool: ...
+
+    def start_task(self, steps: Coroutine[Any, Any, None], name: str, concerned: bool) -> None: ...
 
 log = logging.getLogger("fieldgate.fleet")
 
 
 class ReleaseUpdates:
-    def __init__(self, manager: RolloutManager) -> None:
+    def __init__(self, manager: RolloutSteps) -> None:
         self.manager = manager
         self._one_chunk = asyncio.Lock()  # the command plane runs a few at once; the last one assembles
 
@@ -126,8 +151,6 @@ class ReleaseUpdates:
 
         async def switch(gw: RolloutGateway, waited_s: float) -> bool:
             await m.event("applying", {"waited_s": round(waited_s, 1), "to": state.to_slot})
-            from gateway.fleet.rollout import unsafe_reason  # the roll-out imports this module
-
             if unsafe_reason(gw) is not None:  # the record was written meanwhile: look again
                 return False
             m.enter_trial(gw)

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from gateway.alerts.signing import OperatorSignature
 from gateway.commands.target import CommandFailed
@@ -33,24 +33,16 @@ from gateway.config import SiteConfig
 from gateway.contracts import IdentifiedModem
 from gateway.fleet import inventory as inv
 from gateway.fleet import staging
+from gateway.fleet.moment import RolloutGateway, unsafe_reason
 from gateway.fleet.release import ReleaseUpdates
 from gateway.fleet.store import RolloutState, RolloutStore, sha256_hex
 from gateway.fsutil import write_atomic
 from gateway.shared import EventRecord, RecordClass, now
-from gateway.state import GatewayState
 
 log = logging.getLogger("fieldgate.fleet")
 READY_TIMEOUT_S = 60.0  # a new gateway that is not READY within this is rolled back
 _SAFE_POLL_S = 0.5
 Restart = Callable[[SiteConfig], None]
-
-
-class RolloutGateway(GatewayState, Protocol):
-    @property
-    def ready(self) -> asyncio.Event: ...
-
-    @property
-    def commands_running(self) -> bool: ...
 
 
 def health_facts(gw: RolloutGateway) -> dict[str, Any]:
@@ -78,20 +70,6 @@ def health_problems(baseline: dict[str, Any], gw: RolloutGateway) -> list[str]:
     if baseline.get("commands") and not facts["commands"]:
         problems.append("the command plane is not running (it was): the box would no longer take commands")
     return problems
-
-
-def unsafe_reason(gw: GatewayState) -> str | None:
-    """Why this is not the moment to restart the gateway, or None."""
-    broadcast = gw.broadcast
-    if broadcast is not None:
-        busy = broadcast.busy()
-        if busy:
-            return busy
-    plan = {entry.rule for entry in gw.config.broadcast.automatic}
-    raised = [a["rule"] for a in gw.rules.active_alarms() if a["rule"] in plan]
-    if raised:
-        return f"alarm(s) that trigger a broadcast are raised: {', '.join(raised[:5])}"
-    return None
 
 
 class RolloutManager:
