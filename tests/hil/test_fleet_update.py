@@ -11,6 +11,9 @@ broker, the platform's `centre.fleetupdate` sending signed bundles of real relea
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from centre.fleet import FleetLink, Plan, Target
@@ -30,7 +34,7 @@ from sim.ab_box import ABBox, build_release, update_site
 from sim.broker import Broker
 from sim.platform import Platform
 from sim.support import free_port, wait_for
-from tests.hil.rig import RigFile
+from tests.hil.rig import ROOT, RigFile
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(240)]
 
@@ -148,14 +152,26 @@ def test_an_interrupted_transfer_resumes_and_the_release_commits_after_its_windo
 
 
 def test_a_downgrade_without_the_flag_is_refused(
-    tmp_path: Path, broker: Broker, collector: Platform, link: FleetLink, releases: Releases
+    tmp_path: Path, broker: Broker, collector: Platform, releases: Releases
 ) -> None:
+    """With `fieldgate fleet push-update` itself, the gateway named by a group."""
     box = Box(tmp_path, broker, releases)
     box.up()
     try:
-        done = push_update(link, box.plan(), [Target(box.gw, releases.older)])[0]
-        assert done.outcome == "refused", done.to_json()
-        assert "older than the running 0.1.0" in done.reason and "downgrade: true" in done.reason
+        (tmp_path / "older.tar").write_bytes(releases.older)
+        (tmp_path / "groups.yaml").write_text(f"north: [{box.gw}]\n")
+        ops = tmp_path / "ops.key"
+        ops.write_bytes(box.issuer.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))
+        done = subprocess.run([sys.executable, "-m", "gateway.cli", "fleet", "push-update", "--broker",
+                               f"127.0.0.1:{broker.port}", "--key", str(ops), "--key-id", "ops", "--bundle",
+                               str(tmp_path / "older.tar"), "--group", "north", "--groups",
+                               str(tmp_path / "groups.yaml"), "--window", "5"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1, done.stderr
+        (result,) = json.loads(done.stdout)
+        assert result["gateway"] == box.gw and result["outcome"] == "refused", result
+        assert "older than the running 0.1.0" in result["reason"] and "downgrade: true" in result["reason"]
         assert box.box.slot() == "../venv" and not (tmp_path / "opt" / "releases" / "a").exists()
     finally:
         box.box.stop()

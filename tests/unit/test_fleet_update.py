@@ -235,3 +235,25 @@ def test_groups_name_gateways_once_each(tmp_path: Path) -> None:
         group_members(str(groups), ["east"])
     with pytest.raises(ValueError, match="needs --groups"):
         group_members(None, ["north"])
+
+
+def test_build_update_signs_a_wheelhouse_the_gateway_accepts(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from gateway.cli import main
+
+    wheel(tmp_path, "0.3.0")
+    (tmp_path / "wh" / "dep-1.0-py3-none-any.whl").write_bytes(b"PK dep")
+    key = tmp_path / "release.key"
+    key.write_bytes(RELEASE.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    out = tmp_path / "fieldgate-0.3.0.tar"
+    assert main(["fleet", "build-update", "--wheelhouse", str(tmp_path / "wh"), "--version", "0.3.0", "--key",
+                 str(key), "--key-name", "release", "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["sha256"] == sha256_hex(out.read_bytes()) and printed["files"] == 2
+    assert verify(tmp_path, out).files.keys() == {"fieldgate-0.3.0-py3-none-any.whl", "dep-1.0-py3-none-any.whl"}
+    assert main(["fleet", "build-update", "--wheelhouse", str(tmp_path / "wh"), "--version", "0.4.0", "--key",
+                 str(key), "--key-name", "release", "--out", str(tmp_path / "no.tar")]) == 2
+    assert "no fieldgate-0.4.0 wheel" in capsys.readouterr().err
