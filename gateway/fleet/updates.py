@@ -157,10 +157,15 @@ def install(root: Path, slot: str, wheels: Path, manifest: bundle.Manifest, conf
         raise bundle.UpdateRefused(f"slot {slot} is running")
     target = root / slot
     shutil.rmtree(target, ignore_errors=True)
-    _run([sys.executable, "-m", "venv", str(target)], "creating the virtualenv")
+    # pip from the bundle when it carries one (run from its wheel, as get-pip does): the Debian package's
+    # venv has no pip and the box may lack python3-venv's ensurepip; else the interpreter's ensurepip.
+    carried = sorted(name for name in manifest.files if name.startswith("pip-"))
+    _run([sys.executable, "-m", "venv", *(["--without-pip"] if carried else []), str(target)],
+         "creating the virtualenv")
     _carry_links(Path(sysconfig.get_paths()["purelib"]), target)
     python = target / "bin" / "python"
-    _run([str(python), "-m", "pip", "install", "--no-index", "--no-cache-dir", "--disable-pip-version-check",
+    pip = [str(python), str(wheels / carried[-1] / "pip")] if carried else [str(python), "-m", "pip"]
+    _run([*pip, "install", "--no-index", "--no-cache-dir", "--disable-pip-version-check",
           "--find-links", str(wheels), *sorted(str(wheels / name) for name in manifest.files)], "pip install")
     version = _run([str(python), "-c", "from importlib import metadata; print(metadata.version('fieldgate'))"],
                    "reading the installed version").strip()

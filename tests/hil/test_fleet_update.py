@@ -11,6 +11,7 @@ broker, the platform's `centre.fleetupdate` sending signed bundles of real relea
 
 from __future__ import annotations
 
+import ensurepip
 import json
 import subprocess
 import sys
@@ -53,14 +54,18 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
     out = tmp_path_factory.mktemp("releases")
     key = Ed25519PrivateKey.generate()
 
-    def pack(wheel: Path, **kw: Any) -> bytes:
+    def pack(wheel: Path, *extra: Path, **kw: Any) -> bytes:
         version = wheel.name.split("-")[1]
-        return bundle.build([wheel], bundle.manifest_for([wheel], version, **kw), key, "release")
+        return bundle.build([wheel, *extra], bundle.manifest_for([wheel, *extra], version, **kw), key, "release")
+
+    # The good release carries its installer (pip, run from its wheel into a venv made without pip), as a
+    # bundle for the Debian package must; the broken one relies on the interpreter's ensurepip.
+    pip = next((Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl"))
 
     older = out / "old" / "fieldgate-0.0.9-py3-none-any.whl"  # refused before anything reads it
     older.parent.mkdir()
     older.write_bytes(b"not read")
-    return Releases(base=build_release(out / "base", "0.1.0"), good=pack(build_release(out / "good", "0.1.1")),
+    return Releases(base=build_release(out / "base", "0.1.0"), good=pack(build_release(out / "good", "0.1.1"), pip),
                     broken=pack(build_release(out / "broken", "0.1.2", broken=True)), older=pack(older),
                     update_key=key)
 
