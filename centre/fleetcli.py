@@ -154,6 +154,9 @@ def _build_update(args: argparse.Namespace) -> int:
     except (OSError, ValueError, bundle.UpdateRefused) as exc:
         print(f"fleet build-update: {exc}", file=sys.stderr)
         return 2
+    if not any(w.name.startswith("pip-") for w in wheels):
+        print("fleet build-update: note: no pip-*.whl in the wheelhouse; the box must have python3-venv "
+              "(ensurepip) to install it (docs/fleet.md)", file=sys.stderr)
     print(json.dumps({"bundle": args.out, "sha256": sha256_hex(data), "bytes": len(data),
                       "version": manifest.version, "files": len(manifest.files)}))
     return 0
