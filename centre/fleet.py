@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ from gateway.commands.envelope import Envelope
 from gateway.fleet.store import sha256_hex
 
 PREFIX = "fieldgate/v1"
-CHUNK_BYTES = 32 * 1024  # of the file per config_chunk: the signed envelope stays under 64 KiB
+CHUNK_BYTES = 22 * 1024  # of the file per config_chunk: the signed envelope fits the MQTT link's 32 KiB
 FINAL_STEPS = frozenset({"committed", "rolled_back", "refused"})
 
 
@@ -42,6 +42,7 @@ class Target:
     reason: str = ""
     sent_at: float | None = None
     done_at: float | None = None
+    chunks_sent: int = 0
 
     @property
     def sha256(self) -> str:
@@ -162,14 +163,20 @@ class Plan:
 
 def push(link: FleetLink, plan: Plan, targets: Sequence[Target]) -> list[Target]:
     """Roll the targets out wave by wave; a wave that does not commit entirely stops the rest."""
-    waves = [list(targets[:plan.first]), list(targets[plan.first:])] if 0 < plan.first < len(targets) \
+    return waves(link, plan, targets, _start)
+
+
+def waves(link: FleetLink, plan: Plan, targets: Sequence[Target], start: Callable[[FleetLink, Plan, Target], None],
+          extra_timeout: float = 0.0) -> list[Target]:
+    """The first ``plan.first`` targets, then the rest only if all of those committed."""
+    groups = [list(targets[:plan.first]), list(targets[plan.first:])] if 0 < plan.first < len(targets) \
         else [list(targets)]
-    for number, wave in enumerate(waves):
+    for number, wave in enumerate(groups):
         for target in wave:
-            _start(link, plan, target)
-        _await_outcomes(link, plan, wave)
-        if number + 1 < len(waves) and any(t.outcome != "committed" for t in wave):
-            for target in waves[number + 1]:
+            start(link, plan, target)
+        _await_outcomes(link, plan, wave, extra_timeout)
+        if number + 1 < len(groups) and any(t.outcome != "committed" for t in wave):
+            for target in groups[number + 1]:
                 target.outcome, target.reason = "not_sent", "the first wave did not commit entirely"
             break
     return list(targets)
@@ -198,8 +205,8 @@ def _start(link: FleetLink, plan: Plan, target: Target) -> None:
         target.outcome, target.reason = "refused", f"config_apply: {_why(reply)}"
 
 
-def _await_outcomes(link: FleetLink, plan: Plan, wave: list[Target]) -> None:
-    limit = plan.outcome_timeout or (60.0 + plan.window_s + plan.max_wait_s + 60.0)
+def _await_outcomes(link: FleetLink, plan: Plan, wave: list[Target], extra_timeout: float = 0.0) -> None:
+    limit = plan.outcome_timeout or (60.0 + plan.window_s + plan.max_wait_s + 60.0 + extra_timeout)
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         for target in wave:

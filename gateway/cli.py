@@ -216,11 +216,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.journal import JournalUnavailable
 
     try:
-        asyncio.run(serve(args.config, config))
+        return asyncio.run(serve(args.config, config))
     except JournalUnavailable as exc:
         print(f"{args.config}: the journal cannot be opened: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -115,6 +115,13 @@ class GatewayControl:
                            signatures: list[OperatorSignature], command_id: int | None) -> dict[str, Any]:
         return await self._fleet().apply(sha256, label, window_s, max_wait_s, signatures, command_id)
 
+    async def update_chunk(self, sha256: str, index: int, total: int, data: str) -> dict[str, Any]:
+        return await self._fleet().update_chunk(sha256, index, total, data)
+
+    async def update_apply(self, sha256: str, window_s: float, max_wait_s: float,
+                           command_id: int | None) -> dict[str, Any]:
+        return await self._fleet().update_apply(sha256, window_s, max_wait_s, command_id)
+
     def _fleet(self) -> RolloutManager:
         if self.fleet is None:
             raise CommandFailed("no configuration roll-out here: the gateway was not started by `fieldgate run`")

@@ -21,6 +21,7 @@ from gateway.app import Gateway
 from gateway.commands import CommandFailed
 from gateway.config import ConfigError, SiteConfig, load_site
 from gateway.fleet.rollout import RolloutManager
+from gateway.fleet.updates import RESTART_EXIT
 from gateway.rules import RuleEngine
 from gateway.shared import Progress
 from gateway.systemd import LivenessSupervisor, LoopHandle
@@ -28,7 +29,8 @@ from gateway.systemd import LivenessSupervisor, LoopHandle
 log = logging.getLogger("fieldgate")
 
 
-async def serve(config_path: str, config: SiteConfig) -> None:
+async def serve(config_path: str, config: SiteConfig) -> int:
+    """Runs until stopped; the exit code: 0, or RESTART_EXIT after a software update switched releases."""
     supervisor = LivenessSupervisor.from_env()
     watchdog = asyncio.create_task(supervisor.run(), name="watchdog")
     shutdown = asyncio.Event()
@@ -39,6 +41,14 @@ async def serve(config_path: str, config: SiteConfig) -> None:
     loop.add_signal_handler(signal.SIGHUP, reloads.signalled.set)
     previous: Gateway | None = None
     fleet = RolloutManager(config_path, config)
+    exit_code = 0
+
+    def exit_for_switch() -> None:  # a release was switched (gateway/fleet/release.py): systemd starts it
+        nonlocal exit_code
+        exit_code = RESTART_EXIT
+        shutdown.set()
+
+    fleet.exit_for_switch = exit_for_switch
     config = fleet.recover(config)  # a roll-out left on trial (crash, power cut) goes back first
     try:
         while True:
@@ -63,7 +73,7 @@ async def serve(config_path: str, config: SiteConfig) -> None:
             for handle in handles:
                 handle.retire()
             if new_config is None:
-                return
+                return exit_code
             config, previous = new_config, gateway
             log.info("configuration reloaded from %s", config_path)
     finally:

@@ -6,7 +6,7 @@
 #   deploy/raspberrypi/install.sh --dry-run                  # print every step, change nothing
 #   deploy/raspberrypi/install.sh --root /tmp/img            # lay the files out under a prefix
 #
-# Layout: virtualenv /opt/fieldgate/venv, config /etc/fieldgate (keys in
+# Layout: virtualenv /opt/fieldgate/venv (the update slots in /opt/fieldgate/releases), config /etc/fieldgate (keys in
 # /etc/fieldgate/credentials, root only; the status page's TLS pair in /etc/fieldgate/status-tls,
 # made self-signed on the first run), state /var/lib/fieldgate, unit
 # /etc/systemd/system/fieldgate.service, udev rules /etc/udev/rules.d/99-fieldgate-rs485.rules.
@@ -18,6 +18,9 @@ SOURCE_DIR=$(cd "$SCRIPT_DIR/../.." && pwd)
 
 PREFIX=/opt/fieldgate
 VENV=$PREFIX/venv
+# Software updates (docs/fleet.md): slots a and b and the link current, written by the daemon itself;
+# current -> ../venv after every install, so the installed release is the one that runs.
+RELEASES=$PREFIX/releases
 CONF_DIR=/etc/fieldgate
 CRED_DIR=$CONF_DIR/credentials
 # status.tls: {} in site.yaml uses cert.pem and key.pem here (gateway/status/config.py).
@@ -171,10 +174,14 @@ install_file() {
 install_layout() {
     note "installing files under $ROOT"
     make_dir 0755 root root "$PREFIX"
-    make_dir 0750 root "$SERVICE_USER" "$CONF_DIR"
+    # Group-writable: a configuration roll-out replaces site.yaml (the unit keeps credentials/ and
+    # status-tls/ read-only); see docs/fleet.md.
+    make_dir 0770 root "$SERVICE_USER" "$CONF_DIR"
     # Read by systemd (LoadCredential=) as root, never by the service user directly.
     make_dir 0700 root root "$CRED_DIR"
     make_dir 0750 "$SERVICE_USER" "$SERVICE_USER" "$STATE_DIR"
+    make_dir 0755 "$SERVICE_USER" "$SERVICE_USER" "$RELEASES"
+    run ln -sfn ../venv "$(target "$RELEASES/current")"
     make_dir 0755 root root "$UNIT_DIR"
     make_dir 0755 root root "$UDEV_DIR"
     install_file 0644 root root "$SCRIPT_DIR/fieldgate.service" "$UNIT_DIR/$SERVICE"

@@ -169,14 +169,9 @@ class BroadcastConfig(StrictModel):
     @field_validator("operators")
     @classmethod
     def _keys_parse(cls, operators: dict[str, str]) -> dict[str, str]:
-        from gateway.alerts.signing import load_public_key
+        from gateway.alerts.signing import checked_keys
 
-        for name, key in operators.items():
-            try:
-                load_public_key(key)
-            except ValueError as exc:
-                raise ValueError(f"operator {name}: {exc}") from exc
-        return operators
+        return checked_keys(operators, "operator")
 
     @model_validator(mode="after")
     def _references(self) -> BroadcastConfig:

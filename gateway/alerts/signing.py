@@ -59,6 +59,16 @@ def load_public_key(text: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
+def checked_keys(keys: dict[str, str], what: str) -> dict[str, str]:
+    """A config's name -> base64 key mapping, every key parsed (a validator of operator and update keys)."""
+    for name, text in keys.items():
+        try:
+            load_public_key(text)
+        except ValueError as exc:
+            raise ValueError(f"{what} {name}: {exc}") from exc
+    return keys
+
+
 def public_key_text(key: Ed25519PrivateKey) -> str:
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode()

@@ -44,6 +44,7 @@ class CameraArgs(StrictModel):
 
 
 _SHA256 = r"^[0-9a-f]{64}$"
+CHUNK_B64 = 30 * 1024  # base64 of 22 KiB is 30 040 characters
 
 
 class ConfigChunkArgs(StrictModel):
@@ -52,8 +53,8 @@ class ConfigChunkArgs(StrictModel):
     sha256: str = Field(pattern=_SHA256)
     index: int = Field(ge=0, lt=64)
     total: int = Field(ge=1, le=64)
-    # base64 of at most 36 KiB of the file: the whole envelope stays under the links' 64 KiB command limit
-    data: str = Field(max_length=48 * 1024)
+    # base64 of at most 22 KiB of the file: the whole envelope fits the MQTT link's 32 KiB message limit
+    data: str = Field(max_length=CHUNK_B64)
 
 
 class ConfigApplyArgs(StrictModel):
@@ -64,10 +65,26 @@ class ConfigApplyArgs(StrictModel):
     signatures: list[OperatorSignature] = Field(default_factory=list, max_length=8)
 
 
+class UpdateChunkArgs(StrictModel):
+    """One piece of a software update bundle (docs/fleet.md); kept as its own file, so a transfer resumes."""
+
+    sha256: str = Field(pattern=_SHA256)
+    index: int = Field(ge=0, lt=100_000)
+    total: int = Field(ge=1, le=100_000)
+    data: str = Field(max_length=CHUNK_B64)  # base64 of at most 22 KiB (gateway/fleet/updates.py CHUNK_BYTES)
+
+
+class UpdateApplyArgs(StrictModel):
+    sha256: str = Field(pattern=_SHA256)
+    window_s: float = Field(default=120.0, ge=5, le=3600, description="health window of the new release")
+    max_wait_s: float = Field(default=600.0, ge=0, le=86400, description="longest wait for a safe moment")
+
+
 ARG_MODELS: dict[CommandName, type[StrictModel]] = {
     "ping": NoArgs, "status": NoArgs, "read_point": PointArgs, "write_point": WriteArgs,
     "trigger_broadcast": BroadcastArgs, "cancel_broadcast": CancelArgs, "request_snapshot": CameraArgs,
     "reload_config": NoArgs, "config_chunk": ConfigChunkArgs, "config_apply": ConfigApplyArgs,
+    "update_chunk": UpdateChunkArgs, "update_apply": UpdateApplyArgs,
 }
 
 
@@ -123,4 +140,8 @@ def call_for(cmd: CommandName, args: dict[str, Any], parsed: StrictModel, target
     if isinstance(parsed, ConfigApplyArgs):
         return lambda: target.config_apply(parsed.sha256, parsed.label, parsed.window_s, parsed.max_wait_s,
                                            parsed.signatures, command_id)
+    if isinstance(parsed, UpdateChunkArgs):
+        return lambda: target.update_chunk(parsed.sha256, parsed.index, parsed.total, parsed.data)
+    if isinstance(parsed, UpdateApplyArgs):
+        return lambda: target.update_apply(parsed.sha256, parsed.window_s, parsed.max_wait_s, command_id)
     raise AssertionError(f"no dispatch for {cmd}")

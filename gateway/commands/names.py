@@ -8,7 +8,7 @@ from typing import Literal
 CommandName = Literal[
     "ping", "status", "read_point", "write_point",
     "trigger_broadcast", "cancel_broadcast", "request_snapshot", "reload_config",
-    "config_chunk", "config_apply",
+    "config_chunk", "config_apply", "update_chunk", "update_apply",
 ]
 
 # Position = the 4-bit code of the command in the compact satellite form. Append only.
@@ -16,6 +16,7 @@ COMMANDS: tuple[CommandName, ...] = (
     "ping", "status", "read_point", "write_point",
     "trigger_broadcast", "cancel_broadcast", "request_snapshot", "reload_config",
     "config_chunk", "config_apply",  # fleet roll-out (docs/fleet.md); a chunk never fits a satellite message
+    "update_chunk", "update_apply",  # software update (docs/fleet.md); MQTT only as well
 )
 
 # What a site accepts when its config says nothing: commands that change nothing in the field.

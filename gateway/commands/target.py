@@ -45,3 +45,12 @@ class CommandTarget(Protocol):
                            signatures: list[OperatorSignature], command_id: int | None) -> dict[str, Any]:
         """Start the roll-out of the staged file; answers once it is accepted (or refused)."""
         ...
+
+    async def update_chunk(self, sha256: str, index: int, total: int, data: str) -> dict[str, Any]:
+        """Keep one piece of an update bundle; the reply lists the pieces still missing (docs/fleet.md)."""
+        ...
+
+    async def update_apply(self, sha256: str, window_s: float, max_wait_s: float,
+                           command_id: int | None) -> dict[str, Any]:
+        """Install the checked bundle beside the running release, then switch at a safe moment."""
+        ...

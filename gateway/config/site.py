@@ -13,6 +13,7 @@ from gateway.alerts.interlock import check_bus_boards, check_site_plan, check_wr
 from gateway.commands import CommandsConfig
 from gateway.config.extras import vision_extra_problem
 from gateway.config.yamlmarks import dotted
+from gateway.fleet.config import FleetSection
 from gateway.history.config import HistoryConfig
 from gateway.journal import JournalSettings
 from gateway.registry import BusConfig, CameraSection, LinkConfig, report_links, satellite_links
@@ -67,6 +68,7 @@ class SiteConfig(StrictModel):
     history: HistoryConfig = Field(default_factory=HistoryConfig, description="trend charts (docs/status.md)")
     broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig,
                                        description="emergency broadcast outputs and interlock (docs/broadcast.md)")
+    fleet: FleetSection = Field(default_factory=FleetSection, description="software updates (docs/fleet.md)")
 
     @field_validator("cameras", mode="before")
     @classmethod

@@ -23,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from gateway.alerts.signing import OperatorSignature
 from gateway.commands.target import CommandFailed
@@ -33,23 +33,16 @@ from gateway.config import SiteConfig
 from gateway.contracts import IdentifiedModem
 from gateway.fleet import inventory as inv
 from gateway.fleet import staging
+from gateway.fleet.moment import RolloutGateway, unsafe_reason
+from gateway.fleet.release import ReleaseUpdates
 from gateway.fleet.store import RolloutState, RolloutStore, sha256_hex
 from gateway.fsutil import write_atomic
 from gateway.shared import EventRecord, RecordClass, now
-from gateway.state import GatewayState
 
 log = logging.getLogger("fieldgate.fleet")
 READY_TIMEOUT_S = 60.0  # a new gateway that is not READY within this is rolled back
 _SAFE_POLL_S = 0.5
 Restart = Callable[[SiteConfig], None]
-
-
-class RolloutGateway(GatewayState, Protocol):
-    @property
-    def ready(self) -> asyncio.Event: ...
-
-    @property
-    def commands_running(self) -> bool: ...
 
 
 def health_facts(gw: RolloutGateway) -> dict[str, Any]:
@@ -79,20 +72,6 @@ def health_problems(baseline: dict[str, Any], gw: RolloutGateway) -> list[str]:
     return problems
 
 
-def unsafe_reason(gw: GatewayState) -> str | None:
-    """Why this is not the moment to restart the gateway, or None."""
-    broadcast = gw.broadcast
-    if broadcast is not None:
-        busy = broadcast.busy()
-        if busy:
-            return busy
-    plan = {entry.rule for entry in gw.config.broadcast.automatic}
-    raised = [a["rule"] for a in gw.rules.active_alarms() if a["rule"] in plan]
-    if raised:
-        return f"alarm(s) that trigger a broadcast are raised: {', '.join(raised[:5])}"
-    return None
-
-
 class RolloutManager:
     def __init__(self, config_path: str, config: SiteConfig, clock: Callable[[], float] = time.time) -> None:
         self.config_path = Path(config_path)
@@ -106,17 +85,24 @@ class RolloutManager:
         self._events: set[asyncio.Task[None]] = set()
         self._one_apply = asyncio.Lock()  # two config_apply commands at once: the second sees the first
         self.config_sha = self._file_sha()
+        # Set by the daemon: stop the gateway and exit with updates.RESTART_EXIT (a release was switched).
+        self.exit_for_switch: Callable[[], None] | None = None
+        self.releases = ReleaseUpdates(self)
+        if self.state.unreported:  # rolled back by the boot check or a daemon that exited right after
+            self.state.unreported = False
+            self._pending_events.append(self._body("rolled_back", {"at_start": True}))
+            self.store.save(self.state)
 
     # ---- the daemon's calls ----
 
     def recover(self, config: SiteConfig) -> SiteConfig:
         """At start, before anything runs: a roll-out left on trial is rolled back; one left waiting is dropped."""
         state = self.state
-        if state.phase == "waiting":
-            self._finish("refused", "the daemon stopped while the roll-out waited for a safe moment")
+        if state.phase in ("waiting", "installing"):
+            self.finish("refused", f"the daemon stopped while the roll-out was {state.phase}")
             self._pending_events.append(self._body("refused", {"at_start": True}))
-        if state.phase != "trial":
-            return config
+        if state.phase != "trial" or state.kind == "update":
+            return config  # an update on trial is the boot check's (gateway/fleet/boot.py) and the window's
         reason = ("the daemon restarted inside the health window (a crash, the watchdog or a power cut) "
                   "before the new configuration was committed")
         previous = self._restore_previous()
@@ -124,7 +110,7 @@ class RolloutManager:
             log.critical("roll-out %s: cannot roll back (%s); running the new configuration", state.sha256,
                          state.reason)
             return config
-        self._finish("rolled_back", reason)
+        self.finish("rolled_back", reason)
         self._pending_events.append(self._body("rolled_back", {"at_start": True}))
         log.error("roll-out %s rolled back: %s", state.sha256, reason)
         return previous
@@ -136,14 +122,23 @@ class RolloutManager:
         for body in self._pending_events:
             self._spawn_event(body)
         self._pending_events.clear()
-        if self.state.phase == "trial" and self.state.sha256 == self.config_sha:
+        if self.state.phase == "trial" and self._on_trial():
             if self._task is not None:
                 self._task.cancel()  # a reload inside the window: the window starts again on the new gateway
             self._task = asyncio.create_task(self._watch(gateway), name="rollout-watch")
 
+    def _on_trial(self) -> bool:
+        """Is what runs now the configuration or release on trial?"""
+        if self.state.kind == "update":
+            return self.state.to_version == inv.software_version()
+        return self.state.sha256 == self.config_sha
+
     def inventory(self) -> dict[str, Any]:
         state = self.state
-        label = state.label if state.sha256 == self.config_sha and state.phase in ("trial", "committed") else None
+        if state.kind == "update":
+            label = state.config_label
+        else:
+            label = state.label if state.sha256 == self.config_sha and state.phase in ("trial", "committed") else None
         modems = [{"link": slot.config.name, "type": slot.config.type,
                    **(slot.link.modem_identity() if isinstance(slot.link, IdentifiedModem) else {})}
                   for slot in (self._gateway.satellites if self._gateway else [])]
@@ -158,11 +153,11 @@ class RolloutManager:
             return result
         body = await asyncio.to_thread(staging.assemble, self.store, progress)
         config, problems = await asyncio.to_thread(staging.validate, body, str(self.config_path))
-        if self._idle():
+        if self.idle():
             self.state = RolloutState(phase="staged" if config else "refused", sha256=sha256,
                                       reason="; ".join(problems[:3]), history=self.state.history)
             await asyncio.to_thread(self.store.save, self.state)
-        await self._event("staged" if config else "invalid", {"problems": problems[:10]})
+        await self.event("staged" if config else "invalid", {"problems": problems[:10]})
         return {**result, "staged": config is not None, "problems": problems[:10]}
 
     async def apply(self, sha256: str, label: str | None, window_s: float, max_wait_s: float,
@@ -175,7 +170,7 @@ class RolloutManager:
         gw = self._gateway
         if gw is None or self._restart is None:
             raise CommandFailed("no roll-out on this gateway: it was not started by `fieldgate run`")
-        if not self._idle() or self.state.phase in ("waiting", "trial"):
+        if not self.idle() or self.state.phase in ("waiting", "trial"):
             raise CommandFailed(f"a roll-out is in progress ({self.state.phase} {self.state.sha256})")
         try:
             body = self.store.staged_path.read_bytes()
@@ -192,67 +187,89 @@ class RolloutManager:
         self.state = RolloutState(phase="waiting", sha256=sha256, label=label, previous_sha256=self.config_sha,
                                   command_id=command_id, window_s=window_s, history=self.state.history)
         if refused is not None or config is None:
-            self._finish("refused", refused or "invalid")
-            await self._event("refused", {"broadcast": concerned}, concerned)
+            self.finish("refused", refused or "invalid")
+            await self.event("refused", {"broadcast": concerned}, concerned)
             raise CommandFailed(f"roll-out refused: {refused}")
         await asyncio.to_thread(self.store.save, self.state)
         waiting = unsafe_reason(gw)
-        self._task = asyncio.create_task(self._apply_when_safe(config, body, max_wait_s, concerned),
-                                         name="rollout-apply")
+        self.start_task(self._wait_and_apply(config, body, max_wait_s, concerned), "rollout-apply", concerned)
         return {"sha256": sha256, "label": label, "window_s": window_s, "broadcast_change": concerned,
                 "waiting": waiting, "max_wait_s": max_wait_s}
 
+    async def update_chunk(self, sha256: str, index: int, total: int, data: str) -> dict[str, Any]:
+        return await self.releases.chunk(sha256, index, total, data)
+
+    async def update_apply(self, sha256: str, window_s: float, max_wait_s: float,
+                           command_id: int | None) -> dict[str, Any]:
+        async with self._one_apply:
+            return await self.releases.apply(sha256, window_s, max_wait_s, command_id)
+
     # ---- the steps ----
 
-    async def _apply_when_safe(self, config: SiteConfig, body: bytes, max_wait_s: float, concerned: bool) -> None:
-        try:
-            await self._wait_and_apply(config, body, max_wait_s, concerned)
-        except Exception as exc:  # a failed step must leave a clear state, never a roll-out stuck half-way
-            log.exception("roll-out %s failed", self.state.sha256)
-            if self.state.phase == "trial":
-                await self._roll_back(f"applying failed: {exc!r}"[:300])
-            else:
-                self._finish("refused", f"applying failed: {exc!r}"[:300])
-                await self._event("refused", {}, concerned)
+    def start_task(self, steps: Coroutine[Any, Any, None], name: str, concerned: bool) -> None:
+        async def run() -> None:
+            try:
+                await steps
+            except Exception as exc:  # a failed step must leave a clear state, never a roll-out stuck half-way
+                log.exception("roll-out %s failed", self.state.sha256)
+                if self.state.phase == "trial":
+                    await self._roll_back(f"applying failed: {exc!r}"[:300])
+                else:
+                    self.finish("refused", f"applying failed: {exc!r}"[:300])
+                    await self.event("refused", {}, concerned)
+        self._task = asyncio.create_task(run(), name=name)
+
 
     async def _wait_and_apply(self, config: SiteConfig, body: bytes, max_wait_s: float, concerned: bool) -> None:
+        async def act(gw: RolloutGateway, waited_s: float) -> bool:
+            previous = await asyncio.to_thread(self.config_path.read_bytes)
+            await asyncio.to_thread(self.store.write_file, self.store.previous_path, previous)
+            mode = self.config_path.stat().st_mode & 0o777
+            await asyncio.to_thread(write_atomic, self.config_path, body, mode)
+            # Checked again with no await between this check and the restart: an alarm raised while the
+            # files were written puts the running file back and waits again.
+            if unsafe_reason(gw) is not None:
+                write_atomic(self.config_path, previous, mode)
+                return False
+            self.enter_trial(gw)
+            log.warning("roll-out %s (%s): applying; health window %.0f s", self.state.sha256,
+                        self.state.label, self.state.window_s)
+            # Journalled by the next gateway (this one's journal closes with the restart).
+            self._pending_events.append(self._body("applying", {
+                "waited_s": round(waited_s, 1), "baseline": self.state.baseline}))
+            self._task = None
+            assert self._restart is not None
+            self._restart(config)
+            return True
+
+        await self.when_safe(max_wait_s, concerned, act)
+
+    async def when_safe(self, max_wait_s: float, concerned: bool,
+                         act: Callable[[RolloutGateway, float], Awaitable[bool]]) -> bool:
+        """Wait (bounded, each reason recorded) until nothing forbids a restart, then ``act``; it returns
+        False when it found the moment gone at its last check, and the wait goes on. False: refused."""
         started = time.monotonic()
         said: str | None = None
         while True:
             gw = self._gateway
-            assert gw is not None and self._restart is not None
+            assert gw is not None
             reason = unsafe_reason(gw)
             if reason is None:
-                previous = await asyncio.to_thread(self.config_path.read_bytes)
-                await asyncio.to_thread(self.store.write_file, self.store.previous_path, previous)
-                mode = self.config_path.stat().st_mode & 0o777
-                await asyncio.to_thread(write_atomic, self.config_path, body, mode)
-                # Checked again with no await between this check and the restart: an alarm raised while the
-                # files were written puts the running file back and waits again.
-                reason = unsafe_reason(gw)
-                if reason is None:
-                    self._enter_trial(gw)
-                    log.warning("roll-out %s (%s): applying; health window %.0f s", self.state.sha256,
-                                self.state.label, self.state.window_s)
-                    # Journalled by the next gateway (this one's journal closes with the restart).
-                    self._pending_events.append(self._body("applying", {
-                        "waited_s": round(time.monotonic() - started, 1), "baseline": self.state.baseline}))
-                    self._task = None
-                    self._restart(config)
-                    return
-                write_atomic(self.config_path, previous, mode)
+                if await act(gw, time.monotonic() - started):
+                    return True
+                reason = unsafe_reason(gw) or "the safe moment passed"
             if reason != said:
                 said = reason
                 self.state.reason = f"waiting: {reason}"
                 await asyncio.to_thread(self.store.save, self.state)
-                await self._event("waiting", {"until_s": max_wait_s}, concerned)
+                await self.event("waiting", {"until_s": max_wait_s}, concerned)
             if time.monotonic() - started > max_wait_s:
-                self._finish("refused", f"no safe moment within {max_wait_s:.0f} s: {reason}")
-                await self._event("refused", {}, concerned)
-                return
+                self.finish("refused", f"no safe moment within {max_wait_s:.0f} s: {reason}")
+                await self.event("refused", {}, concerned)
+                return False
             await asyncio.sleep(_SAFE_POLL_S)
 
-    def _enter_trial(self, gw: RolloutGateway) -> None:
+    def enter_trial(self, gw: RolloutGateway) -> None:
         """Persisted before the restart (synchronously: nothing else runs in between)."""
         self.state.phase = "trial"
         self.state.reason = ""
@@ -283,30 +300,41 @@ class RolloutManager:
         if problems:
             await self._roll_back("unhealthy at the end of the window: " + "; ".join(problems[:5]))
             return
-        self._finish("committed", "")
+        self.finish("committed", "")
         log.warning("roll-out %s (%s) committed", self.state.sha256, self.state.label)
-        await self._event("committed", {}, self._concerned())
+        await self.event("committed", {}, self._concerned())
         self._task = None
+        if self.state.kind == "update":
+            await asyncio.to_thread(self.releases.clean)
 
     async def _roll_back(self, reason: str) -> None:
+        if self.state.kind == "update":
+            self._task = None
+            await self.wait_to_restart(reason)
+            self.releases.roll_back(reason)
+            return
         previous = await asyncio.to_thread(self._restore_previous)
         self._task = None
         if previous is None:
             log.critical("roll-out %s: %s; rollback impossible (%s)", self.state.sha256, reason, self.state.reason)
             return
-        gw = self._gateway
-        said = None
-        while gw is not None and (busy := unsafe_reason(gw)) is not None:
-            # Going back restarts the gateway too: it waits for the broadcast like the roll-out did.
-            if busy != said:
-                said = busy
-                await self._event("rollback_waiting", {"why": reason[:200], "waiting": busy}, self._concerned())
-            await asyncio.sleep(_SAFE_POLL_S)
-        self._finish("rolled_back", reason)
+        await self.wait_to_restart(reason)
+        self.finish("rolled_back", reason)
         log.error("roll-out %s rolled back: %s", self.state.sha256, reason)
         self._pending_events.append(self._body("rolled_back", {}))
         assert self._restart is not None
         self._restart(previous)
+
+    async def wait_to_restart(self, reason: str) -> None:
+        """Going back restarts the gateway too: it waits for a broadcast like the roll-out did."""
+        gw = self._gateway
+        said = None
+        while gw is not None and (busy := unsafe_reason(gw)) is not None:
+            if busy != said:
+                said = busy
+                await self.event("rollback_waiting", {"why": reason[:200], "waiting": busy}, self._concerned())
+            await asyncio.sleep(_SAFE_POLL_S)
+            gw = self._gateway
 
     def _restore_previous(self) -> SiteConfig | None:
         try:
@@ -324,7 +352,7 @@ class RolloutManager:
 
     # ---- bookkeeping ----
 
-    def _finish(self, phase: str, reason: str) -> None:
+    def finish(self, phase: str, reason: str) -> None:
         self.state.phase = phase  # type: ignore[assignment]  # one of the Phase literals, by the callers
         self.state.reason = reason
         self.state.deadline = None
@@ -334,7 +362,7 @@ class RolloutManager:
         gw = self._gateway
         return gw is not None and gw.broadcast is not None
 
-    def _idle(self) -> bool:
+    def idle(self) -> bool:
         return self._task is None or self._task.done()
 
     def _file_sha(self) -> str | None:
@@ -345,10 +373,10 @@ class RolloutManager:
 
     def _body(self, step: str, extra: dict[str, Any]) -> dict[str, Any]:
         s = self.state
-        return {"step": step, "phase": s.phase, "sha256": s.sha256, "label": s.label,
+        return {"step": step, "of": s.kind, "phase": s.phase, "sha256": s.sha256, "label": s.label,
                 "previous_sha256": s.previous_sha256, "command_id": s.command_id, "reason": s.reason[:300], **extra}
 
-    async def _event(self, step: str, extra: dict[str, Any], concerned: bool = False) -> None:
+    async def event(self, step: str, extra: dict[str, Any], concerned: bool = False) -> None:
         body = self._body(step, extra)
         gw = self._gateway
         if gw is None:

@@ -2,9 +2,9 @@
 
 The file is validated with the loader `fieldgate validate` uses (``load_site_text``, which reports
 ``file:line:column``). Beyond validity, a roll-out may not change what it cannot safely change remotely:
-the gateway's id and its state directory (the journal lives there). A file that changes the broadcast
-outputs or the interlock needs the operators' signatures as an Actual alert does (two distinct
-operators of the *running* config, fresh within its ``two_person_window``), over
+the gateway's id, its state directory (the journal lives there) and who signs its software updates. A file
+that changes the broadcast outputs or the interlock needs the operators' signatures as an Actual alert does
+(two distinct operators of the *running* config, fresh within its ``two_person_window``), over
 ``config_signing_message(gateway id, sha256, signed_at)``.
 """
 
@@ -110,6 +110,9 @@ def refusal(running: SiteConfig, staged: SiteConfig, sha256: str, signatures: li
         return f"the file is for gateway '{staged.gateway.id}', this is '{running.gateway.id}'"
     if staged.gateway.state_dir.resolve() != running.gateway.state_dir.resolve():
         return "the file moves gateway.state_dir (the journal lives there): that needs a technician"
+    if (staged.fleet.update_keys, staged.fleet.ab_root) != (running.fleet.update_keys, running.fleet.ab_root):
+        # Who may sign the software, and where it is installed: a technician's decision, never a remote one.
+        return "the file changes fleet.update_keys or fleet.ab_root: that needs a technician"
     if changes_broadcast(running, staged):
         keyring = Keyring(running.broadcast.operators)
         try:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from gateway.fsutil import ensure_dir, write_atomic
 
-Phase = Literal["idle", "staged", "waiting", "trial", "committed", "rolled_back", "refused"]
+Phase = Literal["idle", "staged", "installing", "waiting", "trial", "committed", "rolled_back", "refused"]
 # Phases in which the running config is on trial: a start that finds one of these rolls back.
 UNCOMMITTED: frozenset[str] = frozenset({"trial"})
 MAX_CONFIG_BYTES = 1024 * 1024  # a site file larger than this is refused (a site file is a few KiB)
@@ -36,11 +36,21 @@ class RolloutState:
     baseline: dict[str, Any] = field(default_factory=dict)  # health facts before the change (rollout.py)
     at: float = field(default_factory=time.time)
     history: list[dict[str, Any]] = field(default_factory=list)  # the last few outcomes, newest last
+    # A software update (kind "update", gateway/fleet/updates.py) uses the same state: sha256 is the bundle's,
+    # label the new version; the boot check (gateway/fleet/boot.py) counts starts while it is on trial.
+    kind: Literal["config", "update"] = "config"
+    from_slot: str | None = None  # the release venv it came from ("venv", "a", "b"): where a rollback goes
+    to_slot: str | None = None
+    from_version: str | None = None
+    to_version: str | None = None
+    starts: int = 0
+    config_label: str | None = None  # the running file's roll-out label, still reported during an update
+    unreported: bool = False  # rolled back where nothing could journal it (the boot check, a dying daemon)
 
     def summary(self) -> dict[str, Any]:
         """What the health message and /api/status say about the last roll-out."""
-        return {"phase": self.phase, "sha256": self.sha256, "label": self.label, "reason": self.reason[:200],
-                "at": round(self.at, 1), "deadline": self.deadline}
+        return {"phase": self.phase, "kind": self.kind, "sha256": self.sha256, "label": self.label,
+                "reason": self.reason[:200], "at": round(self.at, 1), "deadline": self.deadline}
 
 
 class RolloutStore:
@@ -52,6 +62,8 @@ class RolloutStore:
         self.staged_path = self.folder / "staged.yaml"
         self.previous_path = self.folder / "previous.yaml"
         self.chunks = self.folder / "chunks"
+        self.updates = self.folder / "update"  # update bundles in transit (one file per chunk) and unpacked
+        self.inbox = self.folder / "inbox"  # bundles a technician drops on the box
 
     def load(self) -> RolloutState:
         try:

@@ -203,11 +203,16 @@ def test_upgrade_keeps_site_keys_and_backlog_then_remove_and_purge(debs: Builds,
 
     upgrade = in_root(root, f"dpkg -i /tmp/{debs.new.name}\n"
                             "echo VERSION=$(dpkg-query -W -f='${Version}' fieldgate)\n"
-                            "stat -c '%U:%G %a %n' /etc/fieldgate /etc/fieldgate/credentials /var/lib/fieldgate\n"
+                            "stat -c '%U:%G %a %n' /etc/fieldgate /etc/fieldgate/credentials /var/lib/fieldgate "
+                            "/opt/fieldgate/releases\n"
+                            "echo CURRENT=$(readlink /opt/fieldgate/releases/current)\n"
                             "ls /etc/systemd/system/multi-user.target.wants/\n")
     assert re.search(r"^VERSION=\d+\.\d+\.\d+-2$", upgrade, re.M), upgrade
     assert {p: sha256(p) for p in kept} == before  # site file, keys, TLS pair, journal: untouched
-    assert "root:fieldgate 750 /etc/fieldgate" in upgrade and "root:root 700 /etc/fieldgate/credentials" in upgrade
+    # /etc/fieldgate group-writable: a configuration roll-out replaces site.yaml (docs/fleet.md)
+    assert "root:fieldgate 770 /etc/fieldgate" in upgrade and "root:root 700 /etc/fieldgate/credentials" in upgrade
+    # The update slots, and current back on the packaged release after the upgrade
+    assert "fieldgate:fieldgate 755 /opt/fieldgate/releases" in upgrade and "CURRENT=../venv" in upgrade
     assert "fieldgate:fieldgate 750 /var/lib/fieldgate" in upgrade and "fieldgate.service" in upgrade
     assert (root / "etc/fieldgate/site.yaml").read_text().endswith("# edited on site\n")
 

@@ -27,7 +27,8 @@ def verifiable_copy(tmp_path: Path) -> Path:
     # ExecStart at one that does and keep every other line as shipped.
     true = shutil.which("true")
     assert true is not None
-    text = UNIT.read_text().replace("/opt/fieldgate/venv/bin/fieldgate", true, 1)
+    text = UNIT.read_text().replace("/opt/fieldgate/releases/current/bin/fieldgate", true, 1)
+    text = text.replace("/opt/fieldgate/venv/bin/python", true, 1)
     copy = tmp_path / "fieldgate.service"
     copy.write_text(text)
     return copy
@@ -76,7 +77,7 @@ def planned_commands(output: str) -> list[str]:
 
 
 def tree(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): stat.S_IMODE(p.stat().st_mode) for p in sorted(root.rglob("*"))}
+    return {str(p.relative_to(root)): stat.S_IMODE(p.lstat().st_mode) for p in sorted(root.rglob("*"))}
 
 
 def test_dry_run_into_a_root_changes_nothing_and_plans_the_layout(tmp_path: Path) -> None:
@@ -98,7 +99,9 @@ def test_install_into_a_root_then_uninstall_keeps_data_unless_purged(tmp_path: P
     files = tree(tmp_path)
     assert files["etc/systemd/system/fieldgate.service"] == 0o644
     assert files["etc/udev/rules.d/99-fieldgate-rs485.rules"] == 0o644
-    assert files["etc/fieldgate"] == 0o750
+    assert files["etc/fieldgate"] == 0o770  # a roll-out replaces site.yaml (the unit keeps the keys read-only)
+    assert files["opt/fieldgate/releases"] == 0o755
+    assert os.readlink(tmp_path / "opt/fieldgate/releases/current") == "../venv"
     assert files["etc/fieldgate/credentials"] == 0o700
     assert files["var/lib/fieldgate"] == 0o750
     assert files["etc/fieldgate/site.example.yaml"] == 0o640

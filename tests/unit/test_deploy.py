@@ -59,17 +59,22 @@ def test_unit_has_the_required_settings() -> None:
         "Group": "fieldgate",
         "ProtectSystem": "strict",
         "StateDirectory": "fieldgate",
-        "ReadWritePaths": "/var/lib/fieldgate",
+        "ReadWritePaths": "/var/lib/fieldgate /etc/fieldgate /opt/fieldgate/releases",
         "NoNewPrivileges": "yes",
         "CapabilityBoundingSet": "",
         "PrivateTmp": "yes",
         "DevicePolicy": "closed",
-        "ExecStart": "/opt/fieldgate/venv/bin/fieldgate run /etc/fieldgate/site.yaml",
+        "ExecStart": "/opt/fieldgate/releases/current/bin/fieldgate run /etc/fieldgate/site.yaml",
+        "ExecStartPre": "/opt/fieldgate/venv/bin/python -m gateway.fleet.boot --state-dir /var/lib/fieldgate "
+                        "--root /opt/fieldgate/releases",
         "ExecReload": "/bin/kill -HUP $MAINPID",
     }
     for key, value in expected.items():
         assert last(service, key) == value, key
-    assert service["ReadWritePaths"] == ["/var/lib/fieldgate"]  # nothing else writable
+    # Nothing else writable: the state, the site file's folder (a roll-out replaces the file), the update
+    # slots; the keys in the site folder stay read-only.
+    assert service["ReadWritePaths"] == ["/var/lib/fieldgate /etc/fieldgate /opt/fieldgate/releases"]
+    assert service["ReadOnlyPaths"] == ["-/etc/fieldgate/credentials -/etc/fieldgate/status-tls"]
     assert int(last(service, "TimeoutStopSec")) >= 30  # room to flush the journal
     assert int(last(service, "RestartSec")) > 0
     assert set(last(service, "SupplementaryGroups").split()) == {"dialout", "audio"}
@@ -87,6 +92,26 @@ def test_unit_has_the_required_settings() -> None:
     assert all(path.startswith("/etc/fieldgate/credentials/") for path in credentials.values())
     assert last(sections["Install"], "WantedBy") == "multi-user.target"
     assert last(sections["Unit"], "StartLimitIntervalSec") == "0"
+
+
+def test_unit_and_fleet_agree_on_the_writable_site_folder_and_the_update_slots() -> None:
+    """A roll-out replaces the site file in its folder and an update writes the A/B root: both writable;
+    the boot check and the daemon use the same A/B root and state directory as the site's defaults."""
+    from gateway.config.site import GatewaySection
+    from gateway.fleet.config import FleetSection
+
+    service = unit()["Service"]
+    binary, _run, site = last(service, "ExecStart").split()
+    writable = [Path(p) for p in last(service, "ReadWritePaths").split()]
+    root = FleetSection().ab_root
+    assert Path(site).parent in writable and root in writable
+    assert Path(binary) == root / "current" / "bin" / "fieldgate"
+    pre = last(service, "ExecStartPre").split()
+    assert pre[:3] == ["/opt/fieldgate/venv/bin/python", "-m", "gateway.fleet.boot"]
+    assert not Path(pre[0]).is_relative_to(root)  # the stable side: never replaced by an update
+    options = dict(zip(pre[3::2], pre[4::2], strict=True))
+    assert options == {"--root": str(root), "--state-dir": str(GatewaySection(id="x").state_dir)}
+    assert "/var/lib/fieldgate" in map(str, writable)
 
 
 def test_unit_parser_rejects_garbage() -> None:

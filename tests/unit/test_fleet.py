@@ -147,3 +147,19 @@ def test_health_message_carries_the_compact_inventory(tmp_path: Path) -> None:
     assert message["inventory"]["rollout"] == {"phase": "rolled_back", "cfg": "cd" * 8,
                                                "reason": "link county not connected"}
     assert "inventory" not in health_message({}, tmp_path, thermal_dir=tmp_path)
+
+
+def test_a_full_config_chunk_passes_the_envelope_check() -> None:
+    """A full chunk of centre.fleet passes the envelope's limits and the MQTT link's message limit; before,
+    32 KiB chunks were over all three (8 KiB args, 16 KiB envelope, 32 KiB message): a site file larger
+    than about 6 KiB could not be rolled out."""
+    from centre.fleet import CHUNK_BYTES, chunk_commands
+    from gateway.commands.envelope import check_fields, parse_json
+
+    body = b"# padding\n" * (CHUNK_BYTES // 10 + 1)
+    envelope = chunk_commands(ALICE, "ops", "gw1", body)[0]
+    from drivers.mqtt.inbound import MAX_MESSAGE_BYTES
+
+    assert len(envelope.args["data"]) > 30_000
+    check_fields(parse_json(envelope.to_bytes()))
+    assert len(envelope.to_bytes()) < MAX_MESSAGE_BYTES - 512  # a ThingsBoard RPC wraps it in a few hundred bytes
