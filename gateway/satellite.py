@@ -417,11 +417,4 @@ def _delivered_elsewhere(journal: AsyncJournal, link: str, primaries: list[str])
     carried = sorted({int(cls) for name in primaries for cls in journal.journal.links.get(name, ())})
     if not carried:
         return []
-    marks = ",".join("?" for _ in primaries)
-    cls_marks = ",".join("?" for _ in carried)
-    rows = journal.journal.db.execute(
-        f"SELECT seq FROM pending p WHERE link = ? AND cls IN ({cls_marks}) AND NOT EXISTS "
-        f"(SELECT 1 FROM pending q WHERE q.seq = p.seq AND q.link IN ({marks})) LIMIT 500",
-        (link, *carried, *primaries),
-    ).fetchall()
-    return [int(row[0]) for row in rows]
+    return journal.journal.store.delivered_elsewhere(link, primaries, carried, 500)
