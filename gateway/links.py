@@ -1,8 +1,8 @@
 """Link scheduler: moves journal records onto a link and acknowledges them in the journal.
 
-One runner per link, with its own cursors over the journal's ``pending`` rows for
-that link (so one record can leave by satellite now and by MQTT later: each link
-acknowledges its own rows, the record goes when the last one has). Order of what
+One runner per link, with its own cursors over what the journal's ``owed`` rows say
+that link still owes (so one record can leave by satellite now and by MQTT later: each link
+acknowledges its own records, the record goes when the last one has). Order of what
 is sent (docs/durability.md):
 
 1. alarms, evidence, events — any age, highest class first, oldest first; never throttled;

@@ -1,7 +1,7 @@
 """The satellite fallback: when every primary link has been down for ``failover_after``, what
 must leave (alarms, by default) leaves by satellite, compactly, within the link's budget.
 
-Each satellite link has its own journal cursor (its ``pending`` rows, written for the classes
+Each satellite link has its own journal cursor (its ``owed`` rows, written for the classes
 it carries). While a primary link is up the satellite stays on standby and forgets what a
 primary has delivered; when every primary is down long enough it sends, oldest alarm first,
 one compact message per service interval. A module's acceptance ($BDFKI) is not delivery:
@@ -413,15 +413,8 @@ def _delivered_elsewhere(journal: AsyncJournal, link: str, primaries: list[str])
     """Seqs the satellite still owes that no primary owes any more (runs on the journal thread).
 
     Only classes some primary carries: a record of a class no primary carries never had a primary
-    pending row, so its absence says nothing about delivery."""
+    owed row, so its absence says nothing about delivery."""
     carried = sorted({int(cls) for name in primaries for cls in journal.journal.links.get(name, ())})
     if not carried:
         return []
-    marks = ",".join("?" for _ in primaries)
-    cls_marks = ",".join("?" for _ in carried)
-    rows = journal.journal.db.execute(
-        f"SELECT seq FROM pending p WHERE link = ? AND cls IN ({cls_marks}) AND NOT EXISTS "
-        f"(SELECT 1 FROM pending q WHERE q.seq = p.seq AND q.link IN ({marks})) LIMIT 500",
-        (link, *carried, *primaries),
-    ).fetchall()
-    return [int(row[0]) for row in rows]
+    return journal.journal.store.delivered_elsewhere(link, primaries, carried, 500)

@@ -106,12 +106,11 @@ class Capacity:
                     self._thin_bucket[point] = bucket
             upto = rows[-1][0]
             with self.store.tx(durable=False):
-                self.store.delete(doomed, RecordClass.TELEMETRY)
+                thinned = self.store.delete(doomed, RecordClass.TELEMETRY)
                 self.store.set_meta("thinned_upto", upto)
-                if doomed:
-                    self.count_drop("thinned", RecordClass.TELEMETRY, len(doomed))
+                if thinned:
+                    self.count_drop("thinned", RecordClass.TELEMETRY, thinned)
                     self._drop_event_if_due()
-            self.store.counts[RecordClass.TELEMETRY] -= len(doomed)
             deleted = len(doomed)
         return deleted
 
@@ -119,17 +118,16 @@ class Capacity:
         """Delete up to ``want`` oldest records of ``cls`` (only those created before ``before``)."""
         if cls in KEEP_ALWAYS:
             return 0
-        seqs = self.store.oldest(cls, want, before)
-        if not seqs:
+        batches = self.store.oldest_batches(cls, want, before)  # whole batches: one commit's records go together
+        if not batches:
             return 0
         with self.store.tx(durable=False):
-            self.store.delete(seqs, cls)
-            self.count_drop(reason, cls, len(seqs))
-            self._drop_event_if_due()
-        self.store.counts[cls] -= len(seqs)
-        log.warning("journal: dropped %d oldest %s records (%s), up to seq %d",
-                    len(seqs), cls.label, reason, seqs[-1])
-        return len(seqs)
+            dropped, last = self.store.drop_batches(batches)
+            if dropped:
+                self.count_drop(reason, cls, dropped)
+                self._drop_event_if_due()
+        log.warning("journal: dropped %d oldest %s records (%s), up to seq %d", dropped, cls.label, reason, last)
+        return max(dropped, 1)  # a batch whose records were all delivered still counts as progress
 
     def count_drop(self, reason: str, cls: RecordClass, n: int, persist: bool = True) -> None:
         key = f"{reason}/{cls.label}"

@@ -109,9 +109,11 @@ def merge(real: Journal, temp: Journal) -> int:
     thread. The real journal's seqs continue above every seq ``temp`` handed out."""
     moved, after = 0, 0
     with real.store.tx(durable=True):
-        while rows := temp.store.export_rows(after, _MERGE_CHUNK):
+        while True:
+            rows, after = temp.store.export_rows(after, _MERGE_CHUNK)
+            if not rows:
+                break
             moved += real.store.adopt(rows)
-            after = rows[-1][0]
         real.store.raise_seq(temp.store.last)
     real.store.last = max(real.store.last, temp.store.last)
     real.store.reserve_for(0)

@@ -17,14 +17,15 @@ import time
 from pathlib import Path
 
 from gateway.fsutil import ensure_dir, fsync_dir, prepare_database, write_atomic
+from gateway.journal.batch import damaged as batch_damage
 from gateway.journal.config import JournalSettings
-from gateway.journal.records import REQUIRED_COLUMNS, SCHEMA, JournalUnavailable
+from gateway.journal.records import LEGACY_COLUMNS, REQUIRED_COLUMNS, SCHEMA, JournalUnavailable
 
 log = logging.getLogger("fieldgate.journal")
 
 WAL_LIMIT = 8 * 1024 * 1024  # the WAL is truncated to this after a checkpoint
 # Every commit writes each page it touched whole to the WAL (and a checkpoint writes it again): an alarm
-# committed on its own touches ~10 pages (records, its index, pending, its index, sqlite_sequence). With
+# committed on its own touched ~10 pages in schema 1 (records, its index, pending, its index, sqlite_sequence). With
 # 1 KiB pages instead of SQLite's 4 KiB that is 13.6 kB written per alarm instead of 41 kB, and 428 instead
 # of 539 bytes per group-committed telemetry reading (bench/RESULTS.md, issue 18). Applies to a journal
 # created from now on; an existing file keeps its page size (changing it needs a VACUUM).
@@ -97,8 +98,16 @@ class JournalFiles:
                 if result != ["ok"]:
                     db.close()
                     return None, "quick_check: " + "; ".join(str(r) for r in result[:5])
+                if "batches" in {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}:
+                    reason = batch_damage(db)
+                    if reason:
+                        db.close()
+                        return None, reason
             db.executescript(SCHEMA)
-            for table, needed in REQUIRED_COLUMNS.items():
+            # A schema 1 journal (records, pending) is migrated by migrate.py once the tables are checked.
+            legacy = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                                     "name IN ('records', 'pending')")}
+            for table, needed in [*REQUIRED_COLUMNS.items(), *((t, LEGACY_COLUMNS[t]) for t in sorted(legacy))]:
                 have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
                 if not needed <= have:
                     db.close()

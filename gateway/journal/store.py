@@ -3,9 +3,10 @@
 The contract this code honours is written in docs/durability.md. In short: a record
 is *taken* when the transaction that inserts it has committed with
 ``synchronous=FULL`` (the WAL is fsync'd), which is also the moment it gets its
-sequence number; from then on it survives a process kill and a power cut. Each
-record gets a ``pending`` row for every link whose class filter admits it, in the
-same transaction, and is deleted when the last of those links acknowledged it.
+sequence number; from then on it survives a process kill and a power cut. A commit
+stores one ``batches`` row per class and one ``owed`` row per link whose class filter
+admits that class, in the same transaction; each link's acks set bits in its row, and
+the batch is deleted when the last link acknowledged all of it.
 
 ``Journal`` is the blocking API over the parts: ``files.py`` (opening, damage moved aside,
 seq reservation, ballast), ``tables.py`` (rows), ``capacity.py`` (bounds, drops, disk-full
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.journal.batch import PLAIN, ZLIB
 from gateway.journal.capacity import Capacity
 from gateway.journal.config import JournalSettings
 from gateway.journal.files import JournalFiles, is_full
@@ -42,7 +44,7 @@ class Journal:
         self.settings = settings or JournalSettings()
         self.clock = clock
         self.files = JournalFiles(self.path, self.settings)
-        self.store = RecordStore(self.files.open(), links, self.files)
+        self.store = RecordStore(self.files.open(), links, self.files, ZLIB if self.settings.compress else PLAIN)
         self.db = self.store.db
         self.capacity = Capacity(self.store, self.files, self.settings, clock)
         self.disk_full_events = 0

@@ -1,38 +1,51 @@
-"""The journal's SQLite tables: records, one ``pending`` row per link that owes a record, meta.
+"""The journal's SQLite tables: one ``batches`` row per committed batch of a class, ``owed`` per link, meta.
 
 One connection, used only from the journal's thread. Knows how rows are written, read,
-acknowledged and deleted; what to drop and when is ``capacity.py``'s business.
+acknowledged and deleted; what to drop and when is ``capacity.py``'s business; the row format is
+``batch.py``'s. A record is *held* while at least one link still owes it (its bit is clear in that
+link's ``owed`` row); ``counts`` are the records held, by class.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 
+from gateway.journal import batch as rows
+from gateway.journal.batch import Batch, BatchCache, Row
 from gateway.journal.files import JournalFiles
-from gateway.journal.records import MAX_SEQ, JournalRecord, encode_body
+from gateway.journal.migrate import migrate_legacy
+from gateway.journal.records import MAX_SEQ, RECORDS_VIEW, SCHEMA_VERSION, JournalRecord, encode_body
 from gateway.shared import Journalable, RecordClass
 
 log = logging.getLogger("fieldgate.journal")
 
 SEQ_BLOCK = 10_000  # sequence numbers reserved (fsync'd to <journal>.seq) ahead of use
-_CHUNK = 500  # seqs per DELETE ... IN (...) statement
 _CLASS = {int(c): c for c in RecordClass}
-_ALL_CLASSES = ",".join(str(int(c)) for c in RecordClass)
+
+# (hi, cls, positions of the seqs asked for, as a bitmap)
+Located = tuple[int, int, int]
 
 
 class RecordStore:
-    def __init__(self, db: sqlite3.Connection, links: dict[str, set[RecordClass]], files: JournalFiles) -> None:
+    def __init__(self, db: sqlite3.Connection, links: dict[str, set[RecordClass]], files: JournalFiles,
+                 codec: int = rows.PLAIN) -> None:
         self.db = db
         self.links = links
         self.files = files
+        self.codec = codec
+        self.cache = BatchCache()
         self.counts: dict[RecordClass, int] = dict.fromkeys(RecordClass, 0)
-        # Per class: the links that carry it (their pending rows), computed once, not per record.
+        # Per class: the links that carry it (their owed rows), computed once, not per record.
         self.carriers = {cls: [link for link, classes in links.items() if cls in classes] for cls in RecordClass}
         self.page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
         self._synchronous = ""
+        migrate_legacy(self)
+        db.executescript(RECORDS_VIEW)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.last = self.last_seq()  # highest seq handed out
         self.reserved = files.read_reserved()
         if self.reserved < self.last:
@@ -50,22 +63,29 @@ class RecordStore:
             self._reserve(self.last + n + SEQ_BLOCK)
 
     def _recount(self) -> None:
+        """Records held, by class: per batch, those whose bit is clear in at least one owed row."""
+        held: dict[int, tuple[int, int, int]] = {}  # hi -> (cls, n, bits clear in some row)
+        for hi, cls, n, acked in self.db.execute(
+                "SELECT o.hi, o.cls, b.n, o.acked FROM owed o JOIN batches b ON b.hi = o.hi"):
+            _, _, clear = held.get(hi, (cls, n, 0))
+            held[hi] = (cls, n, clear | (rows.full(n) & ~rows.mask_of(acked)))
         self.counts = dict.fromkeys(RecordClass, 0)
-        for cls, n in self.db.execute("SELECT cls, count(*) FROM records GROUP BY cls"):
-            self.counts[RecordClass(cls)] = int(n)
+        for cls, _n, clear in held.values():
+            self.counts[_CLASS[cls]] += clear.bit_count()
 
     def _release_unconfigured_links(self) -> None:
         # A link removed from the config would otherwise pin its records forever.
         known = list(self.links)
         marks = ",".join("?" * len(known)) or "''"
-        stale = self.db.execute(f"SELECT count(*) FROM pending WHERE link NOT IN ({marks})", known).fetchone()[0]
+        stale = self.db.execute(f"SELECT count(*) FROM owed WHERE link NOT IN ({marks})", known).fetchone()[0]
         if stale:
-            log.warning("journal: %d pending rows for links no longer configured are released", stale)
+            log.warning("journal: %d owed rows for links no longer configured are released", stale)
             with self.tx(durable=False):
-                self.db.execute(f"DELETE FROM pending WHERE link NOT IN ({marks})", known)
-                self.db.execute(f"DELETE FROM records WHERE NOT EXISTS (SELECT 1 FROM pending p WHERE "
-                                f"p.link IN ({marks}) AND p.cls = records.cls AND p.seq = records.seq)", known)
-                self._recount()
+                self.db.execute(f"DELETE FROM owed WHERE link NOT IN ({marks})", known)
+                self.db.execute(f"DELETE FROM batches WHERE NOT EXISTS (SELECT 1 FROM owed o WHERE "
+                                f"o.link IN ({marks}) AND o.cls = batches.cls AND o.hi = batches.hi)", known)
+            self.cache.clear()
+            self._recount()
 
     @contextlib.contextmanager
     def tx(self, durable: bool) -> Iterator[None]:
@@ -82,30 +102,49 @@ class RecordStore:
             if self.db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     self.db.execute("ROLLBACK")
+            self.cache.clear()  # rows it holds may have been rewritten by the rolled-back transaction
             raise
 
     # ----- writing -----------------------------------------------------------------------------
 
     def insert(self, items: Sequence[tuple[RecordClass, Journalable]], created: float) -> list[int]:
-        """Inside a transaction: the records and their pending rows; returns their seqs.
+        """Inside a transaction: the records, one batch row per class, and the owed rows; returns their seqs.
 
-        The seqs are assigned here, above the highest ever handed out (``sqlite_sequence``, read inside
-        this transaction), so the whole batch is one ``executemany`` per table, not a statement per record.
+        The seqs are assigned here, above the highest ever handed out (read inside this transaction), in
+        the order of ``items``; a record no link carries is not kept (nobody would acknowledge it), its seq
+        stays used.
         """
         first = self.last_seq() + 1
         seqs = list(range(first, first + len(items)))
-        self.db.executemany(
-            "INSERT INTO records (seq, cls, point, created, body) VALUES (?, ?, ?, ?, ?)",
-            [(seq, int(cls), reading.point, created, encode_body(reading.to_json()))
-             for seq, (cls, reading) in zip(seqs, items, strict=True)])
-        pending = [(link, int(cls), seq) for seq, (cls, _) in zip(seqs, items, strict=True)
-                   for link in self.carriers[cls]]
-        self.db.executemany("INSERT INTO pending (link, cls, seq) VALUES (?, ?, ?)", pending)
-        # A record no link carries is not kept (nobody would ever acknowledge it); its seq stays used.
-        orphans = [(seq,) for seq, (cls, _) in zip(seqs, items, strict=True) if not self.carriers[cls]]
-        if orphans:
-            self.db.executemany("DELETE FROM records WHERE seq = ?", orphans)
+        by_class: dict[RecordClass, tuple[list[int], list[str]]] = {}
+        for seq, (cls, reading) in zip(seqs, items, strict=True):
+            if self.carriers[cls]:
+                group = by_class.setdefault(cls, ([], []))
+                group[0].append(seq)
+                group[1].append(encode_body(reading.to_json()))
+        for cls, (cls_seqs, texts) in by_class.items():
+            self._write_batches(int(cls), created, cls_seqs, texts, {link: 0 for link in self.carriers[cls]})
+        if seqs:
+            self.raise_seq(seqs[-1])
         return seqs
+
+    def _write_batches(self, cls: int, created: float, seqs: Sequence[int], texts: Sequence[str],
+                       acked: dict[str, int]) -> None:
+        """Rows for ``seqs`` (ascending, one class); ``acked``: per owing link, the bitmap over all of
+        ``seqs`` of what it does not owe."""
+        batch_rows, owed_rows = [], []
+        for start, end in rows.chunks(seqs):
+            part = seqs[start:end]
+            body = rows.encode(texts[start:end], self.codec)
+            batch_rows.append((part[-1], part[0], cls, end - start, created, rows.seqs_column(part), self.codec,
+                               rows.crc(body), body))
+            for link, mask in acked.items():
+                bits = (mask >> start) & rows.full(end - start)
+                if bits != rows.full(end - start):
+                    owed_rows.append((link, cls, part[-1], bits.bit_count(), rows.acked_column(bits, end - start)))
+        self.db.executemany("INSERT INTO batches (hi, lo, cls, n, created, seqs, codec, crc, body) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", batch_rows)
+        self.db.executemany("INSERT INTO owed (link, cls, hi, nacked, acked) VALUES (?, ?, ?, ?, ?)", owed_rows)
 
     def accounted(self, items: Sequence[tuple[RecordClass, Journalable]], seqs: list[int]) -> None:
         """Once ``insert`` committed: the last seq and the per-class counts."""
@@ -115,60 +154,179 @@ class RecordStore:
             if self.carriers[cls]:
                 self.counts[cls] += 1
 
-    def delete(self, seqs: list[int], cls: RecordClass) -> None:
-        """Inside a transaction: the records (all of class ``cls``) and every pending row of them."""
-        for start in range(0, len(seqs), _CHUNK):
-            chunk = seqs[start:start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for link in self.links:
-                self.db.execute(f"DELETE FROM pending WHERE link = ? AND cls = ? AND seq IN ({marks})",
-                                [link, int(cls), *chunk])
-            self.db.execute(f"DELETE FROM records WHERE seq IN ({marks})", chunk)
+    def _batch(self, hi: int) -> Batch:
+        cached = self.cache.get(hi)
+        if cached is not None:
+            return cached
+        lo, cls, n, created, seqs, codec, body = self.db.execute(
+            "SELECT lo, cls, n, created, seqs, codec, body FROM batches WHERE hi = ?", (hi,)).fetchone()
+        batch = Batch(cls, created, rows.seqs_of(lo, n, seqs), rows.decode(body, codec))
+        self.cache.put(hi, batch)
+        return batch
+
+    def _locate(self, seqs: Iterable[int]) -> list[Located]:
+        """The batch rows holding ``seqs`` (those still stored), with the positions of the seqs in each."""
+        left = sorted(set(seqs))
+        if not left:
+            return []
+        wanted, top = set(left), left[-1]
+        found: list[Located] = []
+        cursor = self.db.execute("SELECT hi, lo, cls FROM batches WHERE hi >= ? ORDER BY hi", (left[0],))
+        try:
+            for hi, lo, cls in cursor:
+                if hi - rows.SPAN > top or not wanted:
+                    break  # every further row starts above the highest seq asked for
+                if lo > top:
+                    continue
+                batch = self._batch(hi)
+                mask = 0
+                for seq in [s for s in wanted if lo <= s <= hi]:
+                    position = batch.position(seq)
+                    if position is not None:
+                        mask |= 1 << position
+                        wanted.discard(seq)
+                if mask:
+                    found.append((hi, cls, mask))
+        finally:
+            cursor.close()
+        return found
+
+    def _owed_masks(self, cls: int, hi: int) -> dict[str, int]:
+        """Per link owing something of batch ``hi``: its ack bitmap (one key lookup per link)."""
+        out: dict[str, int] = {}
+        for link in self.links:
+            row = self.db.execute("SELECT acked FROM owed WHERE link = ? AND cls = ? AND hi = ?",
+                                  (link, cls, hi)).fetchone()
+            if row is not None:
+                out[link] = rows.mask_of(row[0])
+        return out
+
+    def _held_mask(self, masks: dict[str, int], n: int) -> int:
+        """Records of a batch some link still owes."""
+        held = 0
+        for mask in masks.values():
+            held |= rows.full(n) & ~mask
+        return held
+
+    def _set_acked(self, link: str, cls: int, hi: int, mask: int, n: int) -> None:
+        if mask == rows.full(n):
+            self.db.execute("DELETE FROM owed WHERE link = ? AND cls = ? AND hi = ?", (link, cls, hi))
+        else:
+            self.db.execute("UPDATE owed SET acked = ?, nacked = ? WHERE link = ? AND cls = ? AND hi = ?",
+                            (rows.acked_column(mask, n), mask.bit_count(), link, cls, hi))
+
+    def _drop_batch(self, cls: int, hi: int) -> None:
+        """Inside a transaction: the row of batch ``hi`` and every owed row of it."""
+        for link in self.links:
+            self.db.execute("DELETE FROM owed WHERE link = ? AND cls = ? AND hi = ?", (link, cls, hi))
+        self.db.execute("DELETE FROM batches WHERE hi = ?", (hi,))
+        self.cache.drop(hi)
+
+    def delete(self, seqs: list[int], cls: RecordClass) -> int:
+        """Inside a transaction: the records ``seqs`` (all of class ``cls``) taken out of their batches
+        (a batch left empty goes, a batch left partly is rewritten); returns how many of them were held."""
+        removed = 0
+        for hi, row_cls, doomed in self._locate(seqs):
+            batch = self._batch(hi)
+            n = len(batch.seqs)
+            masks = self._owed_masks(row_cls, hi)
+            removed += (doomed & self._held_mask(masks, n)).bit_count()
+            keep = [i for i in range(n) if not doomed >> i & 1]
+            if not keep:
+                self._drop_batch(row_cls, hi)
+                continue
+            kept_seqs = [batch.seqs[i] for i in keep]
+            body = rows.encode([batch.texts[i] for i in keep], self.codec)
+            self.db.execute("UPDATE batches SET lo = ?, n = ?, seqs = ?, codec = ?, crc = ?, body = ? WHERE hi = ?",
+                            (kept_seqs[0], len(keep), rows.seqs_column(kept_seqs), self.codec, rows.crc(body), body,
+                             hi))
+            self.cache.drop(hi)
+            for link, mask in masks.items():
+                kept_mask = sum(1 << j for j, i in enumerate(keep) if mask >> i & 1)
+                self._set_acked(link, row_cls, hi, kept_mask, len(keep))
+            if not self._owed_masks(row_cls, hi):
+                self._drop_batch(row_cls, hi)
+        self.counts[cls] -= removed
+        return removed
+
+    def drop_batches(self, his: Sequence[int]) -> tuple[int, int]:
+        """Inside a transaction: whole batches; returns (records held among them, their highest seq)."""
+        removed, top = 0, 0
+        for hi in his:
+            row = self.db.execute("SELECT cls, n FROM batches WHERE hi = ?", (hi,)).fetchone()
+            if row is None:
+                continue
+            cls, n = int(row[0]), int(row[1])
+            held = self._held_mask(self._owed_masks(cls, hi), n).bit_count()
+            self.counts[_CLASS[cls]] -= held
+            removed += held
+            top = max(top, hi)
+            self._drop_batch(cls, hi)
+        return removed, top
 
     def ack(self, link: str, seqs: Sequence[int]) -> None:
-        """``link``'s pending rows for ``seqs`` go, then the records no link owes any more."""
-        others = [other for other in self.links if other != link]
-        owed_elsewhere = "".join(
-            " AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.link = ? AND p.cls = records.cls "
-            "AND p.seq = records.seq)" for _ in others)
+        """``link``'s bits for ``seqs`` are set; a fully acknowledged owed row goes, then a batch no link owes."""
         with self.tx(durable=False):
-            for start in range(0, len(seqs), _CHUNK):
-                chunk = list(seqs[start:start + _CHUNK])
-                marks = ",".join("?" * len(chunk))
-                # The class of each seq is not known here: pending's key is (link, cls, seq), so name them all.
-                self.db.execute(f"DELETE FROM pending WHERE link = ? AND cls IN ({_ALL_CLASSES}) AND seq IN ({marks})",
-                                [link, *chunk])
-                gone = self.db.execute(
-                    f"DELETE FROM records WHERE seq IN ({marks}){owed_elsewhere} RETURNING cls",
-                    [*chunk, *others]).fetchall()
-                for (cls,) in gone:
-                    self.counts[_CLASS[cls]] -= 1
+            for hi, cls, positions in self._locate(seqs):
+                masks = self._owed_masks(cls, hi)
+                if link not in masks:
+                    continue
+                n = len(self._batch(hi).seqs)
+                old = masks[link]
+                new = old | positions
+                if new == old:
+                    continue
+                others = rows.full(n)
+                for other, mask in masks.items():
+                    if other != link:
+                        others &= mask
+                self.counts[_CLASS[cls]] -= (new & ~old & others).bit_count()
+                if new == rows.full(n) and len(masks) == 1:
+                    self._drop_batch(cls, hi)
+                else:
+                    self._set_acked(link, cls, hi, new, n)
 
-    # ----- moving rows between journals (the degraded journal merged back, gateway/journal/fallback.py) ----
+    # ----- moving rows between journals (the degraded journal merged back, a schema 1 journal migrated) ----
 
-    def export_rows(self, after: int, limit: int) -> list[tuple[int, int, str, float, str, list[str]]]:
-        """(seq, cls, point, created, body, links that still owe it) of records above ``after``, oldest first."""
-        rows = self.db.execute("SELECT seq, cls, point, created, body FROM records WHERE seq > ? ORDER BY seq "
-                               "LIMIT ?", (after, limit)).fetchall()
-        if not rows:
-            return []
-        owed: dict[int, list[str]] = {}
-        for link, seq in self.db.execute("SELECT link, seq FROM pending WHERE seq BETWEEN ? AND ?",
-                                         (rows[0][0], rows[-1][0])):
-            owed.setdefault(int(seq), []).append(str(link))
-        return [(int(seq), int(cls), str(point), float(created), str(body), owed.get(int(seq), []))
-                for seq, cls, point, created, body in rows]
+    def export_rows(self, after: int, limit: int) -> tuple[list[Row], int]:
+        """Records of the batches above ``after`` (whole batches, about ``limit`` records, oldest first) and
+        the ``after`` of the next call; the links of a row are those that still owe it."""
+        out: list[Row] = []
+        cursor = after
+        for (hi,) in self.db.execute("SELECT hi FROM batches WHERE hi > ? ORDER BY hi", (after,)).fetchall():
+            if len(out) >= limit:
+                break
+            batch = self._batch(hi)
+            masks = self._owed_masks(batch.cls, hi)
+            for i, seq in enumerate(batch.seqs):
+                owing = [link for link, mask in masks.items() if not mask >> i & 1]
+                out.append((seq, batch.cls, batch.created, batch.texts[i], owing))
+            cursor = hi
+        return out, cursor
 
-    def adopt(self, rows: Sequence[tuple[int, int, str, float, str, list[str]]]) -> int:
+    def adopt(self, records: Sequence[Row]) -> int:
         """Inside a transaction: records of another journal under **their own seqs** (a record already sent
-        from there is sent again with the same seq), owed only by links that are configured here. The caller
-        raises the seq floor (``raise_seq``) above every seq the other journal handed out."""
-        pending = [(link, cls, seq) for seq, cls, _p, _c, _b, links in rows for link in links if link in self.links]
-        owing = {seq for _link, _cls, seq in pending}
-        kept = [(seq, cls, point, created, body) for seq, cls, point, created, body, _ in rows if seq in owing]
-        self.db.executemany("INSERT OR IGNORE INTO records (seq, cls, point, created, body) VALUES (?, ?, ?, ?, ?)",
-                            kept)
-        self.db.executemany("INSERT OR IGNORE INTO pending (link, cls, seq) VALUES (?, ?, ?)", pending)
+        from there is sent again with the same seq), owed only by links that are configured here, none
+        that is stored here already. The caller raises the seq floor (``raise_seq``) above every seq the
+        other journal handed out. Returns how many were kept."""
+        present = {seq for hi, _cls, mask in self._locate(r[0] for r in records)
+                   for i, seq in enumerate(self._batch(hi).seqs) if mask >> i & 1}
+        kept = sorted((r for r in records if r[0] not in present and any(link in self.links for link in r[4])),
+                      key=lambda r: r[0])
+        start = 0
+        for i in range(1, len(kept) + 1):  # one batch per run of records of one class and commit time
+            if i < len(kept) and (kept[i][1], kept[i][2]) == (kept[start][1], kept[start][2]):
+                continue
+            run = kept[start:i]
+            acked: dict[str, int] = {}
+            for j, (_seq, _cls, _created, _text, owing) in enumerate(run):
+                for link in self.links:
+                    acked.setdefault(link, 0)
+                    if link not in owing:
+                        acked[link] |= 1 << j
+            owing_links = {link: mask for link, mask in acked.items() if mask != rows.full(len(run))}
+            self._write_batches(run[0][1], run[0][2], [r[0] for r in run], [r[3] for r in run], owing_links)
+            start = i
         return len(kept)
 
     def raise_seq(self, floor: int) -> None:
@@ -181,8 +339,8 @@ class RecordStore:
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def meta_counters(self, prefix: str) -> dict[str, int]:
-        rows = self.db.execute("SELECT key, value FROM meta WHERE key LIKE ?", (prefix + "%",))
-        return {key.removeprefix(prefix): int(value) for key, value in rows}
+        rows_ = self.db.execute("SELECT key, value FROM meta WHERE key LIKE ?", (prefix + "%",))
+        return {key.removeprefix(prefix): int(value) for key, value in rows_}
 
     def meta_int(self, key: str) -> int:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -194,12 +352,28 @@ class RecordStore:
         """What ``link`` still owes of class ``cls`` with after < seq <= upto, oldest first."""
         if limit <= 0 or self.counts[cls] <= 0:
             return []  # a link runner asks for 9 (class, range)s per pull; usually only telemetry is held
-        rows = self.db.execute(
-            "SELECT r.seq, r.cls, r.body, r.created FROM pending p JOIN records r ON r.seq = p.seq "
-            "WHERE p.link = ? AND p.cls = ? AND p.seq > ? AND p.seq <= ? ORDER BY p.seq LIMIT ?",
-            (link, int(cls), after, upto, limit),
-        ).fetchall()
-        return [JournalRecord(seq, _CLASS[c], None, created, body) for seq, c, body, created in rows]
+        out: list[JournalRecord] = []
+        cursor = self.db.execute("SELECT o.hi, o.acked, b.lo FROM owed o JOIN batches b ON b.hi = o.hi "
+                                 "WHERE o.link = ? AND o.cls = ? AND o.hi > ? ORDER BY o.hi", (link, int(cls), after))
+        try:
+            for hi, acked, lo in cursor:
+                if lo > upto:
+                    break
+                batch = self._batch(hi)
+                mask = rows.mask_of(acked)
+                created, texts, seqs = batch.created, batch.texts, batch.seqs
+                for i in range(batch.start_after(after), len(seqs)):
+                    seq = seqs[i]
+                    if seq > upto:
+                        return out
+                    if mask >> i & 1:
+                        continue
+                    out.append(JournalRecord(seq, cls, None, created, texts[i]))
+                    if len(out) >= limit:
+                        return out
+        finally:
+            cursor.close()
+        return out
 
     def pending(self, link: str, limit: int, exclude: Iterable[int] = ()) -> list[JournalRecord]:
         """Priority order (alarm first), oldest first within a class, of what ``link`` owes."""
@@ -213,57 +387,94 @@ class RecordStore:
                 break
         return out[:limit]
 
-    def oldest(self, cls: RecordClass, limit: int, before: float | None = None) -> list[int]:
-        """Seqs of the ``limit`` oldest records of ``cls`` (only those created before ``before``).
+    def delivered_elsewhere(self, link: str, primaries: Sequence[str], classes: Iterable[int],
+                            limit: int) -> list[int]:
+        """Seqs ``link`` still owes (of ``classes``) that none of ``primaries`` owes any more."""
+        out: list[int] = []
+        for cls in classes:
+            for hi, acked, n, lo, seqs in self.db.execute(
+                    "SELECT o.hi, o.acked, b.n, b.lo, b.seqs FROM owed o JOIN batches b ON b.hi = o.hi "
+                    "WHERE o.link = ? AND o.cls = ? ORDER BY o.hi", (link, cls)).fetchall():
+                primary_owes = 0
+                for primary in primaries:
+                    row = self.db.execute("SELECT acked FROM owed WHERE link = ? AND cls = ? AND hi = ?",
+                                          (primary, cls, hi)).fetchone()
+                    if row is not None:
+                        primary_owes |= rows.full(n) & ~rows.mask_of(row[0])
+                done = rows.full(n) & ~rows.mask_of(acked) & ~primary_owes
+                if done:  # the seqs only when needed: no batch body is read for this
+                    out += [seq for i, seq in enumerate(rows.seqs_of(lo, n, seqs)) if done >> i & 1]
+                if len(out) >= limit:
+                    return out[:limit]
+        return out
 
-        Through pending's key: a live record has a pending row of at least one configured link (every
-        link is asked, not only those whose class filter admits ``cls`` now: a filter may have changed).
+    def oldest_batches(self, cls: RecordClass, want: int, before: float | None = None) -> list[int]:
+        """The oldest batches of ``cls`` (only those taken before ``before``) holding about ``want`` records.
+
+        Through owed's key: a live batch has an owed row of at least one configured link (every link is
+        asked, not only those whose class filter admits ``cls`` now: a filter may have changed).
         """
         links = list(self.links)
-        if not links or limit <= 0:
+        if not links or want <= 0:
             return []
-        union = " UNION ".join("SELECT seq FROM pending WHERE link = ? AND cls = ?" for _ in links)
+        union = " UNION ".join("SELECT hi FROM owed WHERE link = ? AND cls = ?" for _ in links)
         args: list[object] = [x for link in links for x in (link, int(cls))]
-        if before is None:
-            query = f"{union} ORDER BY 1 LIMIT ?"  # a compound select: SQLite merges the ordered key ranges
-        else:
-            query = (f"SELECT o.seq FROM ({union}) o JOIN records r ON r.seq = o.seq WHERE r.created < ? "
-                     f"ORDER BY o.seq LIMIT ?")
+        # A compound select: SQLite merges the ordered key ranges.
+        query = f"SELECT o.hi, b.n FROM ({union}) o JOIN batches b ON b.hi = o.hi"
+        if before is not None:
+            query += " WHERE b.created < ?"
             args.append(before)
-        return [seq for (seq,) in self.db.execute(query, (*args, limit))]
+        out, total = [], 0
+        cursor = self.db.execute(query + " ORDER BY o.hi", args)
+        try:
+            for hi, n in cursor:
+                if total >= want:
+                    break
+                out.append(int(hi))
+                total += int(n)
+        finally:
+            cursor.close()
+        return out
 
     def oldest_created(self, cls: RecordClass | None = None) -> float | None:
         """When the oldest record (of ``cls``) was taken."""
         if cls is None:
-            row = self.db.execute("SELECT created FROM records ORDER BY seq LIMIT 1").fetchone()
+            row = self.db.execute("SELECT created FROM batches ORDER BY hi LIMIT 1").fetchone()
             return None if row is None else float(row[0])
-        first = self.oldest(cls, 1)
+        first = self.oldest_batches(cls, 1)
         if not first:
             return None
-        row = self.db.execute("SELECT created FROM records WHERE seq = ?", (first[0],)).fetchone()
-        return None if row is None else float(row[0])
+        return float(self.db.execute("SELECT created FROM batches WHERE hi = ?", (first[0],)).fetchone()[0])
 
     def oldest_owed_created(self, link: str) -> float | None:
         """When the oldest record ``link`` owes was taken."""
         oldest: float | None = None
         for cls in RecordClass:
             row = self.db.execute(
-                "SELECT r.created FROM pending p JOIN records r ON r.seq = p.seq "
-                "WHERE p.link = ? AND p.cls = ? ORDER BY p.seq LIMIT 1", (link, int(cls))).fetchone()
+                "SELECT b.created FROM owed o JOIN batches b ON b.hi = o.hi "
+                "WHERE o.link = ? AND o.cls = ? ORDER BY o.hi LIMIT 1", (link, int(cls))).fetchone()
             if row is not None:
                 oldest = row[0] if oldest is None else min(oldest, row[0])
         return oldest
 
     def telemetry_after(self, seq: int, limit: int) -> list[tuple[int, str, float]]:
-        """(seq, point, created) of the telemetry records after ``seq``, oldest first."""
-        return self.db.execute(
-            "SELECT seq, point, created FROM records WHERE cls = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (int(RecordClass.TELEMETRY), seq, limit)).fetchall()
+        """(seq, point, created) of the telemetry records after ``seq``, oldest first (whole batches)."""
+        out: list[tuple[int, str, float]] = []
+        for (hi,) in self.db.execute("SELECT hi FROM batches WHERE hi > ? AND cls = ? ORDER BY hi",
+                                     (seq, int(RecordClass.TELEMETRY))).fetchall():
+            if len(out) >= limit:
+                break
+            batch = self._batch(hi)
+            out += [(s, str(json.loads(text).get("point", "")), batch.created)
+                    for s, text in zip(batch.seqs, batch.texts, strict=True) if s > seq]
+        return out
 
     def depth(self, link: str | None = None) -> int:
         if link is None:
             return sum(self.counts.values())
-        return int(self.db.execute("SELECT count(*) FROM pending WHERE link = ?", (link,)).fetchone()[0])
+        row = self.db.execute("SELECT sum(b.n - o.nacked) FROM owed o JOIN batches b ON b.hi = o.hi "
+                              "WHERE o.link = ?", (link,)).fetchone()
+        return int(row[0] or 0)
 
     def last_seq(self) -> int:
         row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()

@@ -216,7 +216,10 @@ def test_uncommitted_transaction_leaves_no_trace_after_kill(tmp_path: Path) -> N
     j.append([(RecordClass.TELEMETRY, reading("a", 1.0))])
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
-    other.execute("INSERT INTO records (cls, point, created, body) VALUES (4, 'x', 0, '{}')")
+    # What a commit writes (schema 2, gateway/journal/tables.py): a batch row and the seq it used.
+    other.execute("INSERT INTO batches (hi, lo, cls, n, created, codec, crc, body) VALUES (2, 2, 4, 1, 0, 0, 0, "
+                  "'[\n{}\n]')")
+    other.execute("UPDATE sqlite_sequence SET seq = 2 WHERE name = 'records'")
     other.close()  # like a process killed before COMMIT
     j.close()
     j = Journal(path, {"mqtt": ALL}, settings())
