@@ -169,11 +169,11 @@ class BroadcastConfig(StrictModel):
     @field_validator("operators")
     @classmethod
     def _keys_parse(cls, operators: dict[str, str]) -> dict[str, str]:
-        from gateway.alerts.signing import load_public_key
+        from gateway.alerts.signing import public_key_bytes
 
         for name, key in operators.items():
             try:
-                load_public_key(key)
+                public_key_bytes(key)
             except ValueError as exc:
                 raise ValueError(f"operator {name}: {exc}") from exc
         return operators
