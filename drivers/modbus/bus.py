@@ -271,8 +271,7 @@ class ModbusBus:
                 continue
             answered, probing = True, False
             taken = now()
-            for point in block.points:
-                await sink(self._reading(point, block.slice_for(point, words), taken, cfg.name))
+            await sink([self._reading(point, block.slice_for(point, words), taken, cfg.name) for point in block.points])
         return answered
 
     async def _read(self, master: Master, device: DeviceState, block: Block, retries: int) -> list[int]:
@@ -318,8 +317,7 @@ class ModbusBus:
 
     async def _report(self, sink: ReadingSink, block: Block, quality: Quality) -> None:
         taken = now()
-        for point in block.points:
-            await sink(Reading(point.id, None, quality, taken, point.unit))
+        await sink([Reading(point.id, None, quality, taken, point.unit) for point in block.points])
 
     async def _report_all(self, sink: ReadingSink, quality: Quality) -> None:
         for device in self.devices:
