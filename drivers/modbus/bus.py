@@ -78,6 +78,10 @@ class DeviceState:
     good_polls: int = 0
     requests: int = 0
     last_logged: dict[str, float] = field(default_factory=dict)
+    priority: bool = field(init=False)  # polled before ordinary devices; asked at every scheduling step
+
+    def __post_init__(self) -> None:
+        self.priority = self.config.priority or any(p.priority for p in self.config.points)
 
     @property
     def name(self) -> str:
@@ -86,10 +90,6 @@ class DeviceState:
     @property
     def unit_id(self) -> int:
         return self.config.unit_id
-
-    @property
-    def priority(self) -> bool:
-        return self.config.priority or any(p.priority for p in self.config.points)
 
     def finish_poll(self, t: float, answered: bool) -> DeviceMode:
         """Record a poll's outcome and schedule the next one; returns the previous mode."""
