@@ -1,5 +1,6 @@
 """Import only what a site uses (issue 18, memory): ``cryptography`` (OpenSSL bound in, ~7 MB resident) is
-imported when a key is loaded or a signature checked, not to validate a site or start the daemon.
+imported when a key is loaded or a signature checked, not to validate a site or start the daemon; pymodbus
+only for a relay board of its own (a siren on a running bus writes through the bus).
 
 A site's operator and issuer keys are checked in the config without it (any 32 bytes are an Ed25519 key
 to cryptography too); the command plane loads its issuers' keys when it starts, so every command is still
@@ -10,9 +11,11 @@ None``), with the project's modules imported afresh, as in tests/unit/test_optio
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib
 import sys
 from collections.abc import Iterator
+from typing import Any, cast
 
 import pytest
 
@@ -21,19 +24,25 @@ from tests.unit.test_optional_extras import REPO, SITES_WITHOUT_CAMERAS, _ours, 
 KEY = base64.b64encode(bytes(range(32))).decode()
 
 
-@pytest.fixture
-def without_cryptography() -> Iterator[None]:
+@contextlib.contextmanager
+def hidden(package: str) -> Iterator[None]:
     saved = dict(sys.modules)
     try:
-        for name in [n for n in sys.modules if _ours(n)]:
-            del sys.modules[name]
-        sys.modules["cryptography"] = None  # type: ignore[assignment]  # what "not installed" looks like
+        for name in [n for n in sys.modules if _ours(n) or n.split(".")[0] == package]:
+            del sys.modules[name]  # put back afterwards: an extension module cannot be imported twice
+        sys.modules[package] = None  # type: ignore[assignment]  # what "not installed" looks like
         yield
     finally:
         for name in [n for n in sys.modules if n not in saved and _ours(n)]:
             del sys.modules[name]
-        del sys.modules["cryptography"]
+        sys.modules.pop(package, None)
         sys.modules.update(saved)
+
+
+@pytest.fixture
+def without_cryptography() -> Iterator[None]:
+    with hidden("cryptography"):
+        yield
 
 
 @pytest.mark.usefixtures("without_cryptography")
@@ -65,3 +74,20 @@ def test_keys_in_the_config_are_checked_without_cryptography() -> None:
             CommandsConfig.model_validate({"issuers": {"ops": {"key": bad, "allow": ["ping"]}}})
         with pytest.raises(ValueError, match="operator key"):
             BroadcastConfig.model_validate({"operators": {"alice": bad}})
+
+
+def test_a_siren_on_a_bus_is_built_without_pymodbus() -> None:
+    with hidden("pymodbus"):
+        from drivers.broadcast.busboard import CoilWriter
+        from drivers.broadcast.factory import build_output
+        from gateway.config import load_site
+
+        site = load_site(REPO / "config" / "demo.yaml")
+        bus = next(b for b in site.buses if b.name == "gauges")
+        writers = {bus.name: CoilWriter(cast(Any, bus), cast(Any, _never_written), lambda: True)}
+        for name, output in site.broadcast.outputs.items():
+            assert type(build_output(name, cast(Any, output), writers)).__name__ == "SirenRelay"
+
+
+async def _never_written(point: str, value: float | bool | str, verify: bool = True) -> bool:
+    raise AssertionError("no coil is written here")
