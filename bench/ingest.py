@@ -185,8 +185,13 @@ def measure(variant: Variant, ports: list[int], args: argparse.Namespace, broker
         with arrivals.lock:
             mark = len(arrivals.values)
         cpu0, io0, t0 = proc_cpu_seconds(pid), proc_write_bytes(pid), time.time()
+        rss_track: list[float] = []
         if args.py_spy:
             sample_with_py_spy(pid, variant.name, Path(args.py_spy), args.seconds)
+        elif args.rss_every:
+            while time.time() < t0 + args.seconds:
+                rss_track.append(round(proc_status_mb(pid, "VmRSS"), 1))
+                time.sleep(min(args.rss_every, max(0.0, t0 + args.seconds - time.time())))
         else:
             time.sleep(args.seconds)
         cpu1, io1, t1 = proc_cpu_seconds(pid), proc_write_bytes(pid), time.time()
@@ -213,6 +218,7 @@ def measure(variant: Variant, ports: list[int], args: argparse.Namespace, broker
         "peak_rss_mb": round(peak_rss, 1),
         "write_bytes_per_reading": round((io1 - io0) / max(delivered, 1), 1),
         "load_1min": os.getloadavg()[0],
+        **({"rss_mb_track": rss_track} if rss_track else {}),
     }
 
 
@@ -268,6 +274,8 @@ def main() -> int:
                         help="NAME[:KIND[:PROFILE[:ROOT]]]; default: bare and fieldgate")
     parser.add_argument("--cprofile", default=None, help="directory for cProfile summaries of gateway variants")
     parser.add_argument("--py-spy", default=None, help="directory for py-spy summaries of gateway variants")
+    parser.add_argument("--rss-every", type=float, default=0.0,
+                        help="seconds between VmRSS samples over the window (a long run's memory, bounded or not)")
     args = parser.parse_args()
     variants = [Variant.parse(s) for s in (args.variant or ["bare", "fieldgate:gateway:fieldgate"])]
 
