@@ -102,9 +102,10 @@ class Keyring:
     def verified_message_signers(
         self, message: Callable[[int], bytes], signatures: Iterable[OperatorSignature], window_s: float, now: float
     ) -> tuple[list[str], list[str]]:
-        """As verified_signers, for any message stamped with the signing time (a site file's digest)."""
-        from cryptography.exceptions import InvalidSignature  # loaded with the keys (load_public_key)
+        """As verified_signers, for any message stamped with the signing time (a site file's digest).
 
+        cryptography is imported at the first signature to check, not before: an automatic alert (no
+        signatures) never waits on that import on its way to the sirens."""
         good: list[str] = []
         keys_seen: set[bytes] = set()
         problems: list[str] = []
@@ -119,6 +120,8 @@ class Keyring:
             if now - sig.signed_at > window_s:
                 problems.append(f"{sig.operator}: signature older than {window_s:.0f} s")
                 continue
+            from cryptography.exceptions import InvalidSignature  # imported already: the key was made with it
+
             try:
                 key.verify(base64.b64decode(sig.signature, validate=True), message(sig.signed_at))
             except (InvalidSignature, binascii.Error, ValueError):

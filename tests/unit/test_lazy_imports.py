@@ -68,7 +68,9 @@ def test_keys_in_the_config_are_checked_without_cryptography() -> None:
 
     commands = CommandsConfig.model_validate({"issuers": {"ops": {"key": KEY, "allow": ["ping"]}}})
     assert commands.issuers["ops"].key == KEY
-    Keyring({"alice": KEY})  # the broadcast subsystem makes one at start; keys are loaded at the first signature
+    keyring = Keyring({"alice": KEY})  # the broadcast subsystem makes one at start
+    # An automatic alert carries no signature: deciding it must not import cryptography (the siren path).
+    assert keyring.require_message(lambda at: b"automatic", [], 0, 60.0, 1000.0) == []
     for bad in ("not base64!", base64.b64encode(b"short").decode()):
         with pytest.raises(ValueError, match="operator key"):
             CommandsConfig.model_validate({"issuers": {"ops": {"key": bad, "allow": ["ping"]}}})
