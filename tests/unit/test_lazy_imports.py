@@ -15,6 +15,7 @@ import contextlib
 import importlib
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -93,3 +94,13 @@ def test_a_siren_on_a_bus_is_built_without_pymodbus() -> None:
 
 async def _never_written(point: str, value: float | bool | str, verify: bool = True) -> bool:
     raise AssertionError("no coil is written here")
+
+
+def test_fieldgate_run_does_not_load_the_other_subcommands(tmp_path: Path) -> None:
+    """The centre programs stand in for every tool subcommand (alerts, commands, probe, scan, model...)."""
+    with hidden("centre"):
+        code, _out, err = fieldgate("run", str(tmp_path / "missing.yaml"))  # stops at the config: no daemon
+        assert code == 1 and "missing.yaml" in err
+        assert not any(name.startswith("gateway.commission") for name in sys.modules)
+        with pytest.raises(ModuleNotFoundError):
+            fieldgate("validate", str(tmp_path / "missing.yaml"))  # the others still register them all
