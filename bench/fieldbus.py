@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,7 @@ def line_budget(bus: ModbusRtuBus) -> dict[str, Any]:
 
 
 async def _measure(bus: ModbusBus, relay: NoiseRelay, cycles: int) -> dict[str, Any]:
-    async def sink(_reading: Reading) -> None:
+    async def sink(_block: Sequence[Reading]) -> None:
         return None
 
     task = asyncio.create_task(bus.run(sink, NullProgress()))

@@ -20,7 +20,10 @@ payload profile; ROOT another checkout of the repository to run the gateway from
 this one); JOURNAL the body of the site's ``journal:`` section in YAML flow style without braces, e.g.
 ``min_commit_interval: 1s``.
 ``--cprofile DIR`` runs gateway variants under ``bench/profiled_gateway.py`` (cProfile per thread; CPU figures of
-such a run include the profiler's overhead, so profile and measure in separate runs).
+such a run include the profiler's overhead, so profile and measure in separate runs). ``--py-spy DIR``
+instead samples each gateway variant's process over the measuring window with py-spy (all threads, no
+profiler inside the process) and writes ``DIR/<name>.txt``, a summary by ``bench/pyspy_summary.py``; the
+sampler runs on the same CPUs, so such a run's figures are not the measurement either.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.pyspy_summary import summarise_stacks  # noqa: E402
 from sim.broker import Broker  # noqa: E402
 from sim.modbus import SimServer, SimUnit  # noqa: E402
 from sim.platform import Message, Platform  # noqa: E402
@@ -181,7 +185,15 @@ def measure(variant: Variant, ports: list[int], args: argparse.Namespace, broker
         with arrivals.lock:
             mark = len(arrivals.values)
         cpu0, io0, t0 = proc_cpu_seconds(pid), proc_write_bytes(pid), time.time()
-        time.sleep(args.seconds)
+        rss_track: list[float] = []
+        if args.py_spy:
+            sample_with_py_spy(pid, variant.name, Path(args.py_spy), args.seconds)
+        elif args.rss_every:
+            while time.time() < t0 + args.seconds:
+                rss_track.append(round(proc_status_mb(pid, "VmRSS"), 1))
+                time.sleep(min(args.rss_every, max(0.0, t0 + args.seconds - time.time())))
+        else:
+            time.sleep(args.seconds)
         cpu1, io1, t1 = proc_cpu_seconds(pid), proc_write_bytes(pid), time.time()
         with arrivals.lock:
             window = arrivals.values[mark:]
@@ -206,7 +218,18 @@ def measure(variant: Variant, ports: list[int], args: argparse.Namespace, broker
         "peak_rss_mb": round(peak_rss, 1),
         "write_bytes_per_reading": round((io1 - io0) / max(delivered, 1), 1),
         "load_1min": os.getloadavg()[0],
+        **({"rss_mb_track": rss_track} if rss_track else {}),
     }
+
+
+def sample_with_py_spy(pid: int, name: str, outdir: Path, seconds: float) -> None:
+    """py-spy over the window (it ends with the window), then the collapsed stacks summarised as text."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    raw = outdir / f"{name}.collapsed"
+    subprocess.run([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--format", "raw",
+                    "--rate", "200", "--nonblocking", "--threads", "--duration", str(int(seconds)),
+                    "--output", str(raw)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (outdir / f"{name}.txt").write_text(summarise_stacks(raw.read_text(), f"{name}: py-spy, {seconds:.0f} s"))
 
 
 def summarise(variants: list[Variant]) -> dict[str, Any]:
@@ -250,6 +273,9 @@ def main() -> int:
     parser.add_argument("--variant", action="append", default=[],
                         help="NAME[:KIND[:PROFILE[:ROOT]]]; default: bare and fieldgate")
     parser.add_argument("--cprofile", default=None, help="directory for cProfile summaries of gateway variants")
+    parser.add_argument("--py-spy", default=None, help="directory for py-spy summaries of gateway variants")
+    parser.add_argument("--rss-every", type=float, default=0.0,
+                        help="seconds between VmRSS samples over the window (a long run's memory, bounded or not)")
     args = parser.parse_args()
     variants = [Variant.parse(s) for s in (args.variant or ["bare", "fieldgate:gateway:fieldgate"])]
 

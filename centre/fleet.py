@@ -18,15 +18,17 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.alerts.signing import OperatorSignature, config_signing_message, sign_message
 from gateway.commands.envelope import Envelope
 from gateway.fleet.store import sha256_hex
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 PREFIX = "fieldgate/v1"
 CHUNK_BYTES = 22 * 1024  # of the file per config_chunk: the signed envelope fits the MQTT link's 32 KiB

@@ -48,7 +48,6 @@ from gateway.report import ReportFilter
 from gateway.router import CommandRouter
 from gateway.rules import RuleEngine
 from gateway.rules.continuity import RULE_REMOVED, AlarmBook, cleared_body
-from gateway.satellite import SatelliteRunner
 from gateway.shared import EventRecord, NullProgress, Progress, Reading, RecordClass, now
 from gateway.state import PrimarySlot, SatelliteSlot
 from gateway.status import StatusServer
@@ -262,6 +261,8 @@ class Gateway:
                 runner.run, progress(f"sender {report_link.name}", deadline)))))
         base = Path(self.config_path).parent if self.config_path else Path.cwd()
         ack_key = ack_key_for_daemon(self.config.satellite, base) if self.satellites else None
+        if self.satellites:
+            from gateway.satellite import SatelliteRunner  # ~1 MB: only a site with a satellite link
         for sat_slot in self.satellites:
             sat, sat_cfg = sat_slot.link, sat_slot.config
             sat_runner = sat_slot.runner = SatelliteRunner(

@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway import i18n
 from gateway.config import ConfigError, SiteConfig, load_site
@@ -47,26 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     decode.add_argument("--ack-key-file", help="an ACK: check its MAC with this gateway's ACK key")
     decode.set_defaults(handler=cmd_decode)
 
-    from centre.cli import add_subcommands as centre_commands
-    from gateway.ackkey import add_subcommands as ack_commands
-    from gateway.alerts.cli import add_subcommands as alert_commands
-    from gateway.commands.cli import add_subcommands as command_commands
-    from gateway.commission.cli import add_subcommands as commission_commands
-    from gateway.registry import add_tool_subcommands
-    from gateway.rules.cli import add_subcommands as rules_commands
-    from gateway.status.cli import add_subcommands as status_commands
-
-    rules_commands(sub)
-    alert_commands(sub)
-    command_commands(sub)
-    ack_commands(sub)
-    status_commands(sub)
-    add_tool_subcommands(sub)
-    from gateway.vision.modelcli import add_subcommands as model_commands  # argparse only; numpy on use
-
-    model_commands(sub)
-    centre_commands(sub)
-    commission_commands(sub)
+    if _command_word(sys.argv[1:] if argv is None else argv) != "run":
+        _add_tool_subcommands(sub)  # not for the daemon: ~1 MB resident of modules it never uses
 
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -201,6 +183,41 @@ def _ack_mac_check(message: CompactMessage, key_file: str | None) -> str | None:
         return None
     assert key is not None  # a file was named
     return "valid" if compact.ack_authentic(message, key) else "INVALID: not made with this key"
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` names (the first word that is not an option or ``--lang``'s value)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--lang":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _add_tool_subcommands(sub: Any) -> None:
+    """The subcommands of the modules beside the daemon (rules, alerts, commands, tools, centre programs)."""
+    from centre.cli import add_subcommands as centre_commands
+    from gateway.ackkey import add_subcommands as ack_commands
+    from gateway.alerts.cli import add_subcommands as alert_commands
+    from gateway.commands.cli import add_subcommands as command_commands
+    from gateway.commission.cli import add_subcommands as commission_commands
+    from gateway.registry import add_tool_subcommands
+    from gateway.rules.cli import add_subcommands as rules_commands
+    from gateway.status.cli import add_subcommands as status_commands
+
+    rules_commands(sub)
+    alert_commands(sub)
+    command_commands(sub)
+    ack_commands(sub)
+    status_commands(sub)
+    add_tool_subcommands(sub)
+    from gateway.vision.modelcli import add_subcommands as model_commands  # argparse only; numpy on use
+
+    model_commands(sub)
+    centre_commands(sub)
+    commission_commands(sub)
 
 
 def cmd_schema(_args: argparse.Namespace) -> int:

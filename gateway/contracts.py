@@ -119,7 +119,8 @@ class BusDriver(Protocol):
     def points(self) -> list[PointInfo]: ...
 
     async def run(self, sink: ReadingSink, progress: Progress) -> None:
-        """Poll forever, handing every sample (good or not) to ``sink``. Never returns normally."""
+        """Poll forever, handing every sample (good or not) to ``sink``, the samples of one read in one call.
+        Never returns normally."""
         ...
 
     async def write_point(self, point_id: str, value: float | bool | str, verify: bool = True) -> Value:

@@ -69,8 +69,5 @@ class FieldgateProfile:
 _HIST = ',"hist":true'
 
 
-_HIST = ',"hist":true'
-
-
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()

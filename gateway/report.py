@@ -51,8 +51,10 @@ class ReportFilter:
     @staticmethod
     def _changed(policy: ReportPolicy, last: _Last, reading: Reading) -> bool:
         new, old = reading.value, last.value
-        if isinstance(new, bool) or isinstance(old, bool) or not isinstance(new, int | float) \
-                or not isinstance(old, int | float):
+        # Exact types first: the usual int or float costs two type() checks (bool is not one of them).
+        if not ((type(new) is int or type(new) is float) and (type(old) is int or type(old) is float)) and (
+                isinstance(new, bool) or isinstance(old, bool) or not isinstance(new, (int, float))
+                or not isinstance(old, (int, float))):
             return new != old
         delta = abs(new - old)
         if policy.deadband is not None:

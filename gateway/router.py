@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.commands import CommandKeyError, CommandPlane, CommandTarget, ReplayCache, Reply, load_issuer_keys
 from gateway.compact import AliasTable, CompactDecodeError, CompactMessage, MessageKind
@@ -20,9 +20,11 @@ from gateway.compact import decode as decode_compact
 from gateway.config.site import SiteConfig
 from gateway.datapath import Background
 from gateway.journal import AsyncJournal
-from gateway.satellite import SatelliteRunner
 from gateway.shared import EventRecord, RecordClass, now
 from gateway.state import PrimarySlot, SatelliteSlot
+
+if TYPE_CHECKING:
+    from gateway.satellite import SatelliteRunner
 
 log = logging.getLogger("fieldgate")
 

@@ -14,7 +14,7 @@ import math
 import re
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, ClassVar, Literal, Protocol, cast, get_args
 
@@ -337,9 +337,10 @@ def now() -> float:
     return time.time()
 
 
-# A driver hands readings to the core through this callable. It may block (await)
-# when the journal is behind: that back-pressure is deliberate, memory stays bounded.
-ReadingSink = Callable[[Reading], Awaitable[None]]
+# A driver hands readings to the core through this callable, the readings of one read at a time (a Modbus
+# block, a serial line, the points of a device that did not answer): one hand-off per poll, not per point.
+# It may block (await) when the journal is behind: that back-pressure is deliberate, memory stays bounded.
+ReadingSink = Callable[[Sequence[Reading]], Awaitable[None]]
 
 
 class Progress(Protocol):

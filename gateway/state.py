@@ -26,10 +26,10 @@ from gateway.journal import AsyncJournal
 from gateway.links import LinkRunner
 from gateway.profiles import PayloadProfile
 from gateway.rules import RuleEngine
-from gateway.satellite import SatelliteRunner
 from gateway.shared import Reading
 
 if TYPE_CHECKING:  # the guard imports no vision library, but its name stays out of a camera-less start
+    from gateway.satellite import SatelliteRunner  # likewise out of a start without a satellite link
     from gateway.vision.camerafault import CameraGuard
 
 

@@ -1,4 +1,7 @@
-"""Build output objects from their configs (the daemon calls this through gateway/registry.py; it loads pymodbus).
+"""Build output objects from their configs (the daemon calls this through gateway/registry.py).
+
+Each kind's module is imported when an output of that kind is built: a site with a siren on a bus loads
+neither pymodbus (a board of its own), the audio player nor the RTP sender.
 
 A relay board configured with ``board: {transport: bus, bus: <name>, unit_id: N}`` gets the `CoilWriter`
 of that running bus: its coil writes go through the bus task.
@@ -10,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from drivers.broadcast.audio import AlsaAudio
 from drivers.broadcast.busboard import CoilWriter
 from drivers.broadcast.config import (
     AlsaAudioConfig,
@@ -19,9 +21,6 @@ from drivers.broadcast.config import (
     RtpMulticastConfig,
     SirenRelayConfig,
 )
-from drivers.broadcast.http import HttpTrigger
-from drivers.broadcast.rtp import RtpMulticast
-from drivers.broadcast.siren import SirenRelay
 from gateway.alerts.contract import BroadcastOutput
 from gateway.contracts import BusDriver
 
@@ -30,12 +29,20 @@ def build_output(name: str, config: OutputConfig,
                  coil_writers: Mapping[str, CoilWriter] | None = None) -> BroadcastOutput:
     """Raises ValueError when a bus-routed relay has no writer or its coil is not a point of the bus."""
     if isinstance(config, SirenRelayConfig):
+        from drivers.broadcast.siren import SirenRelay
+
         return SirenRelay(name, config, coil_writers)
     if isinstance(config, AlsaAudioConfig):
+        from drivers.broadcast.audio import AlsaAudio
+
         return AlsaAudio(name, config, coil_writers)
     if isinstance(config, RtpMulticastConfig):
+        from drivers.broadcast.rtp import RtpMulticast
+
         return RtpMulticast(name, config)
     if isinstance(config, HttpTriggerConfig):
+        from drivers.broadcast.http import HttpTrigger
+
         return HttpTrigger(name, config)
     raise TypeError(f"unknown output config {type(config).__name__}")
 

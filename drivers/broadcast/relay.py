@@ -13,9 +13,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from pymodbus.client import ModbusSerialClient, ModbusTcpClient
-from pymodbus.exceptions import ModbusException
-
 from drivers.broadcast.base import Relay, RelayError
 from drivers.broadcast.busboard import BusRelayCoil, CoilWriter
 from drivers.broadcast.config import BoardAutoOffConfig, ModbusBoardConfig, RelayCoilConfig
@@ -24,6 +21,9 @@ __all__ = ["RelayCoil", "RelayError", "make_relay"]
 
 
 def _make_client(board: ModbusBoardConfig) -> Any:
+    # pymodbus (~2 MB resident) only for a board of its own; a board on a running bus (BusRelayCoil) needs none.
+    from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+
     if board.transport == "tcp":
         return ModbusTcpClient(board.host, port=board.port, timeout=board.timeout, retries=0)
     return ModbusSerialClient(
@@ -42,6 +42,11 @@ class RelayCoil:
     def __init__(self, config: RelayCoilConfig) -> None:
         self.config = config
         self._client: Any = _make_client(config.board)
+        from pymodbus.exceptions import ModbusException  # loaded with the client above
+
+        # Anything the client raises is "no usable answer": the siren threads only handle RelayError,
+        # and an escaping exception would end a cadence or a backstop.
+        self._no_answer = (ModbusException, OSError, ValueError, TypeError, IndexError, AttributeError)
         self._lock = threading.Lock()
         # Upper bound for waiting on the lock: one request in flight at most, plus a margin.
         self._lock_timeout = 3 * config.board.timeout + 1.0
@@ -60,9 +65,7 @@ class RelayCoil:
                     raise RelayError(f"{what}: reply without bits")
             except RelayError:
                 raise
-            except (ModbusException, OSError, ValueError, TypeError, IndexError, AttributeError) as exc:
-                # Anything the client raises is "no usable answer": the siren threads only handle
-                # RelayError, and an escaping exception would end a cadence or a backstop.
+            except self._no_answer as exc:
                 self._client.close()  # reconnect next time: the stream may be out of step
                 raise RelayError(f"{what}: {exc!r}") from exc
             return response

@@ -111,6 +111,15 @@ def decode_point(point: PointConfig, registers: list[int]) -> int | float | bool
     return value
 
 
+def plain_word(point: PointConfig) -> str | None:
+    """"uint16" / "int16" when ``decode_point`` of this point is the register itself (signed for int16): one
+    register read as sent, no bit, enumeration, scaling or valid range. The bus decodes those inline."""
+    plain = (point.table in ("holding", "input") and point.type in ("uint16", "int16")
+             and point.byte_order in _ONE_WORD_AS_IS and point.bit is None and point.enum is None
+             and point.scale == 1.0 and point.offset == 0.0 and point.valid_min is None and point.valid_max is None)
+    return point.type if plain else None
+
+
 def _decimals(*factors: float) -> int:
     """Decimal places that scale and offset can produce (0.1 → 1, 0.005 → 3), at most 9."""
     places = 0

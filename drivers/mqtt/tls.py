@@ -13,8 +13,6 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-
 from drivers.mqtt.credentials import TlsFiles
 from gateway.credentials import CredentialError
 
@@ -78,6 +76,8 @@ def build_context(files: TlsFiles, *, check_hostname: bool, min_version: str) ->
 
 def _check_own_certificate(path: Path) -> None:
     """Our certificate expired (or this box's clock is wrong): say so before the broker does."""
+    from cryptography import x509  # only a site with a client certificate pays for it (~7 MB resident)
+
     try:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
     except ValueError:

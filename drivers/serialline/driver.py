@@ -141,14 +141,12 @@ class SerialLineDriver:
             log.warning("line %s device %s: %s: %r", self.name, device.config.name, exc, line[:80],
                         extra={"device": device.config.name})
             readings = [Reading(p.id, None, Quality.BAD_FRAME, taken, p.unit) for p in device.config.points]
-        for reading in readings:
-            await sink(reading)
+        await sink(readings)
         return any(r.quality is Quality.GOOD for r in readings)
 
     async def _report(self, device: _Device, sink: ReadingSink, quality: Quality) -> None:
         taken = now()
-        for p in device.config.points:
-            await sink(Reading(p.id, None, quality, taken, p.unit))
+        await sink([Reading(p.id, None, quality, taken, p.unit) for p in device.config.points])
 
     async def _report_all(self, sink: ReadingSink, quality: Quality) -> None:
         for device in self.devices:

@@ -6,7 +6,6 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from drivers.sl651.elements import BY_CODE, Kind
 from gateway.shared import Name, RecordClassName, Seconds, StrictModel
 
 STATION_CLASSES = {"rain": 0x50, "river": 0x48, "reservoir": 0x4B, "sluice": 0x5A, "pump": 0x44, "tidal": 0x54,
@@ -49,6 +48,8 @@ class Sl651LinkConfig(StrictModel):
     @field_validator("points")
     @classmethod
     def _known_codes(cls, points: dict[str, str]) -> dict[str, str]:
+        from drivers.sl651.elements import BY_CODE, Kind  # the codec's tables: only a site with an SL 651 link
+
         for point, code in points.items():
             spec = BY_CODE.get(code)
             if spec is None or spec.kind is not Kind.BCD:

@@ -13,10 +13,8 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from gateway.alerts.audit import verify_chain
@@ -26,6 +24,9 @@ from gateway.alerts.signing import Keyring, OperatorSignature, public_key_text, 
 from gateway.fsutil import SECRET, create_exclusive
 from gateway.i18n import _
 from gateway.shared import parse_duration
+
+if TYPE_CHECKING:
+    pass
 
 _COLOUR = {Status.ACTUAL: "\033[1;41;97m", Status.EXERCISE: "\033[1;43;30m", Status.TEST: "\033[1;46;30m"}
 
@@ -61,6 +62,9 @@ def _broadcast_config(path: Path) -> BroadcastConfig:
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     out = Path(args.out) / f"{args.operator}.key"
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -96,6 +100,9 @@ def _sign(args: argparse.Namespace) -> int:
         print(_("refused: type --confirm {status} to sign this {status} alert").format(status=alert.status.value),
               file=sys.stderr)
         return 2
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = serialization.load_pem_private_key(Path(args.key).read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         print(_("refused: not an Ed25519 key"), file=sys.stderr)

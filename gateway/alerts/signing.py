@@ -5,14 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import Field
 
 from gateway.alerts.model import Alert
 from gateway.shared import StrictModel
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+# cryptography (OpenSSL bound in, ~7 MB resident) is imported where a key is loaded or a signature checked,
+# not with this module: the site config imports it, and a site without operators or issuers never signs.
 
 MAX_FUTURE_SKEW_S = 60.0  # a signature stamped further ahead than this is refused
 
@@ -48,36 +52,56 @@ def sign_message(message: Callable[[int], bytes], operator: str, key: Ed25519Pri
     return OperatorSignature(operator=operator, signed_at=signed_at, signature=base64.b64encode(signature).decode())
 
 
-def load_public_key(text: str) -> Ed25519PublicKey:
-    """A raw 32-byte Ed25519 public key, base64 (what `fieldgate alert keygen` prints)."""
+def public_key_bytes(text: str) -> bytes:
+    """The raw 32 bytes of a base64 Ed25519 public key (what `fieldgate alert keygen` prints), checked as far
+    as ``load_public_key`` checks it (any 32 bytes load), without importing cryptography: the config does this."""
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ValueError("operator key is not base64") from exc
+        raise ValueError("the key is not base64") from exc
     if len(raw) != 32:
-        raise ValueError("operator key must be a raw 32-byte Ed25519 public key")
+        raise ValueError("the key must be a raw 32-byte Ed25519 public key")
+    return raw
+
+
+def load_public_key(text: str) -> Ed25519PublicKey:
+    """A raw 32-byte Ed25519 public key, base64 (what `fieldgate alert keygen` prints)."""
+    raw = public_key_bytes(text)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def checked_keys(keys: dict[str, str], what: str) -> dict[str, str]:
-    """A config's name -> base64 key mapping, every key parsed (a validator of operator and update keys)."""
+    """A config's name -> base64 key mapping, every key checked (a validator of operator and update keys)."""
     for name, text in keys.items():
         try:
-            load_public_key(text)
+            public_key_bytes(text)
         except ValueError as exc:
             raise ValueError(f"{what} {name}: {exc}") from exc
     return keys
 
 
 def public_key_text(key: Ed25519PrivateKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode()
 
 
 class Keyring:
     def __init__(self, operators: Mapping[str, str]) -> None:
-        self._keys = {name: load_public_key(text) for name, text in operators.items()}
-        self._raw = {name: base64.b64decode(text) for name, text in operators.items()}
+        self._raw = {name: public_key_bytes(text) for name, text in operators.items()}  # every key checked now
+        self._loaded: dict[str, Ed25519PublicKey] | None = None
+
+    @property
+    def _keys(self) -> dict[str, Ed25519PublicKey]:
+        """The key objects, made at the first signature to check (cryptography is imported then)."""
+        if self._loaded is None:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            self._loaded = {name: Ed25519PublicKey.from_public_bytes(raw) for name, raw in self._raw.items()}
+        return self._loaded
 
     def verified_signers(
         self, alert: Alert, signatures: Iterable[OperatorSignature], window_s: float, now: float
@@ -88,7 +112,10 @@ class Keyring:
     def verified_message_signers(
         self, message: Callable[[int], bytes], signatures: Iterable[OperatorSignature], window_s: float, now: float
     ) -> tuple[list[str], list[str]]:
-        """As verified_signers, for any message stamped with the signing time (a site file's digest)."""
+        """As verified_signers, for any message stamped with the signing time (a site file's digest).
+
+        cryptography is imported at the first signature to check, not before: an automatic alert (no
+        signatures) never waits on that import on its way to the sirens."""
         good: list[str] = []
         keys_seen: set[bytes] = set()
         problems: list[str] = []
@@ -103,6 +130,8 @@ class Keyring:
             if now - sig.signed_at > window_s:
                 problems.append(f"{sig.operator}: signature older than {window_s:.0f} s")
                 continue
+            from cryptography.exceptions import InvalidSignature  # imported already: the key was made with it
+
             try:
                 key.verify(base64.b64decode(sig.signature, validate=True), message(sig.signed_at))
             except (InvalidSignature, binascii.Error, ValueError):

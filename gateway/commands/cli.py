@@ -12,10 +12,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any, cast
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any, cast
 
 from gateway import compact
 from gateway.alerts.signing import public_key_text
@@ -33,6 +30,9 @@ from gateway.commands.envelope import (
 from gateway.commands.names import COMMANDS, CommandName
 from gateway.commands.plane import Rejected, Verifier
 from gateway.fsutil import SECRET, create_exclusive
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 
 def add_subcommands(sub: Any) -> None:
@@ -74,6 +74,9 @@ def add_subcommands(sub: Any) -> None:
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     out = Path(args.out) / f"{args.key_id}.key"
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -91,6 +94,9 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _private_key(path: str) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} is not an Ed25519 private key")

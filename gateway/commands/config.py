@@ -6,15 +6,16 @@ import base64
 import binascii
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import Field, field_validator, model_validator
 
-from gateway.alerts.signing import load_public_key
+from gateway.alerts.signing import load_public_key, public_key_bytes
 from gateway.commands.names import READ_ONLY, CommandName
 from gateway.shared import Seconds, StrictModel
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 KEY_ID = r"^[A-Za-z0-9_.-]{1,64}$"
 KeyId = Annotated[str, Field(pattern=KEY_ID)]
@@ -37,7 +38,7 @@ class IssuerConfig(StrictModel):
     @classmethod
     def _key_parses(cls, key: str | None) -> str | None:
         if key is not None:
-            load_public_key(key)
+            public_key_bytes(key)  # loaded (with cryptography) when the command plane starts
         return key
 
     @model_validator(mode="after")
@@ -104,6 +105,9 @@ def public_key_from_bytes(data: bytes, where: str) -> Ed25519PublicKey:
     """A PEM ``PUBLIC KEY`` or the base64 raw key that ``fieldgate command keygen`` prints."""
     text = data.strip()
     if text.startswith(b"-----BEGIN"):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             key = serialization.load_pem_public_key(text)
         except ValueError as exc:
@@ -118,6 +122,8 @@ def public_key_from_bytes(data: bytes, where: str) -> Ed25519PublicKey:
 
 
 def raw_public_key(key: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 

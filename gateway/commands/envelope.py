@@ -17,13 +17,14 @@ import binascii
 import json
 import re
 from dataclasses import dataclass, replace
-from typing import Any, cast
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING, Any, cast
 
 from gateway import compact
 from gateway.commands.canonical import CanonicalError, canonical_json
 from gateway.commands.names import COMMANDS, CommandName, Reason
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 VERSION = 1
 DOMAIN = b"fieldgate-command-v1|"

@@ -16,10 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from gateway import compact
 from gateway.commands.canonical import CanonicalError, canonical_json
@@ -31,6 +28,9 @@ from gateway.commands.replay import ReplayCache, ReplayRefused
 from gateway.commands.reply import Reply
 from gateway.commands.target import CommandFailed, CommandTarget
 from gateway.shared import StrictModel
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 log = logging.getLogger("fieldgate.commands")
 
@@ -87,6 +87,8 @@ class Verifier:
         key = self.keys.get(env.kid)
         if key is None:
             raise Rejected(Reason.UNKNOWN_KEY, f"no issuer key '{env.kid}' on this gateway")
+        from cryptography.exceptions import InvalidSignature  # imported already: the keys were loaded with it
+
         try:
             key.verify(env.sig, env.signing_bytes())
         except (InvalidSignature, CanonicalError):
@@ -160,6 +162,8 @@ class CommandPlane:
         key = self.verifier.keys.get(env.kid)
         if env.sig is None or key is None or env.gw != self.gateway_id:
             return False
+        from cryptography.exceptions import InvalidSignature  # imported already: the keys were loaded with it
+
         try:
             key.verify(env.sig, env.signing_bytes())
         except (InvalidSignature, CanonicalError):

@@ -47,6 +47,10 @@ MAX_COMMAND_BYTES = 64 * 1024
 MAX_DEVICES = 10_000
 
 
+# The stored body, parsed without json.loads' wrapper (no whitespace scans: the journal wrote it compact).
+_decode = json.JSONDecoder().raw_decode
+
+
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -64,6 +68,9 @@ class ThingsboardProfile:
         self._known: dict[str, str] = {}  # ThingsBoard device name → fieldgate device (point prefix)
         self._announced: set[str] = set()  # connected in this MQTT session
         self._units_sent: set[tuple[str, str]] = set()
+        # point -> route(point): the names are worked out once per point, not once per record. Points are
+        # bounded by the config; the bound is for records of points no longer configured.
+        self._routes: dict[str, tuple[str | None, str]] = {}
         for device in dict.fromkeys(options.device_of_point.values()):
             self._remember(device)
 
@@ -74,6 +81,14 @@ class ThingsboardProfile:
 
     def route(self, point: str) -> tuple[str | None, str]:
         """(ThingsBoard device name or None for the gateway itself, telemetry key) of a point."""
+        found = self._routes.get(point)
+        if found is None:
+            found = self._route(point)
+            if len(self._routes) < MAX_DEVICES * 10:
+                self._routes[point] = found
+        return found
+
+    def _route(self, point: str) -> tuple[str | None, str]:
         mapped = self.options.device_of_point.get(point)
         if mapped is not None:
             return self.device_name(mapped), point
@@ -98,11 +113,12 @@ class ThingsboardProfile:
         own: list[dict[str, Any]] = []
         own_seqs: list[int] = []
         attributes: dict[str, dict[str, str]] = {}
+        route = self.route
         for record in records:
-            body = record.body
+            body = _decode(record.text)[0] if record.text is not None else record.body
             if "point" in body and "q" in body:
-                device, key = self.route(str(body["point"]))
-                values = self._values(record, key)
+                device, key = route(str(body["point"]))
+                values = self._values(record.cls, body, key)
                 unit = str(body.get("unit") or "")
                 if device is None:
                     own.append({"ts": _ms(body.get("ts", record.created)), "values": values})
@@ -128,8 +144,7 @@ class ThingsboardProfile:
             messages.append(OutboundMessage(OWN_TELEMETRY, _dumps(own), tuple(own_seqs)))
         return messages
 
-    def _values(self, record: JournalRecord, key: str) -> dict[str, Any]:
-        body = record.body
+    def _values(self, cls: RecordClass, body: dict[str, Any], key: str) -> dict[str, Any]:
         quality = str(body.get("q", "good"))
         values: dict[str, Any] = {}
         value = body.get("value")
@@ -137,7 +152,7 @@ class ThingsboardProfile:
             values[key] = value
         # The quality goes along when it is not good and when it changed (back to good): a
         # dashboard then shows the latest quality, never a stale "comm_fail".
-        if quality != "good" or record.cls == RecordClass.STATE or not values:
+        if quality != "good" or cls == RecordClass.STATE or not values:
             values[f"{key}{self.options.quality_suffix}"] = quality
         return values
 
@@ -222,7 +237,8 @@ class ThingsboardProfile:
 
 def _append(entries: list[dict[str, Any]], ts: int, values: dict[str, Any]) -> None:
     """Readings of one device taken in the same millisecond share one entry (smaller messages)."""
-    if entries and entries[-1]["ts"] == ts and not set(entries[-1]["values"]) & set(values):
-        entries[-1]["values"].update(values)
+    last = entries[-1] if entries else None
+    if last is not None and last["ts"] == ts and last["values"].keys().isdisjoint(values):
+        last["values"].update(values)
     else:
         entries.append({"ts": ts, "values": values})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +80,9 @@ class Line:
         self.outputs = build_outputs(self.config.outputs, buses=[bus], bus_configs=[bus.config])
         self.subsystem = BroadcastSubsystem(self.config, self.audit, self.outputs, on_fault_alarm=self._fault)
 
-    async def sink(self, reading: Reading) -> None:
+    async def sink(self, block: Sequence[Reading]) -> None:
         if len(self.readings) < 10_000:
-            self.readings.append(reading)
+            self.readings.extend(block)
 
     async def _fault(self, record: dict[str, Any]) -> None:
         self.faults.append(record)

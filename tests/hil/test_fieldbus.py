@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -111,8 +111,8 @@ async def run_bus(bus: ModbusBus, until: Callable[[], bool], limit: float,
     """Run the bus task until ``until()`` holds (bounded by ``limit`` seconds); returns every reading."""
     readings: list[Reading] = []
 
-    async def sink(reading: Reading) -> None:
-        readings.append(reading)
+    async def sink(block: Sequence[Reading]) -> None:
+        readings.extend(block)
 
     task = asyncio.create_task(bus.run(sink, NullProgress()))
     try:
@@ -201,8 +201,8 @@ def test_port_pulled_and_plugged_back(rig: RigFile) -> None:
             return any(r.quality is quality for r in readings[after:])
 
         async def scenario() -> None:
-            async def sink(reading: Reading) -> None:
-                readings.append(reading)
+            async def sink(block: Sequence[Reading]) -> None:
+                readings.extend(block)
 
             task = asyncio.create_task(bus.run(sink, NullProgress()))
             try:

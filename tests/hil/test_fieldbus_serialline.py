@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import select
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 import serial
@@ -46,8 +46,8 @@ async def collect(driver: SerialLineDriver, until: Callable[[list[Reading]], boo
                   between: Callable[[], None] | None = None) -> list[Reading]:
     readings: list[Reading] = []
 
-    async def sink(reading: Reading) -> None:
-        readings.append(reading)
+    async def sink(block: Sequence[Reading]) -> None:
+        readings.extend(block)
 
     task = asyncio.create_task(driver.run(sink, NullProgress()))
     try:
@@ -100,8 +100,8 @@ def test_nmea_stream_bad_checksum_noise_then_silence(rig: RigFile) -> None:
         async def scenario() -> list[Reading]:
             readings: list[Reading] = []
 
-            async def sink(reading: Reading) -> None:
-                readings.append(reading)
+            async def sink(block: Sequence[Reading]) -> None:
+                readings.extend(block)
 
             task = asyncio.create_task(driver.run(sink, NullProgress()))
             try:

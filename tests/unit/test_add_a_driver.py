@@ -109,8 +109,7 @@ class CounterDriver:
             for state, device in zip(self.devices, self.config.devices):
                 state.polls += 1
                 state.good_polls += 1
-                for point in device.points:
-                    await sink(Reading(point.id, count, Quality.GOOD, now()))
+                await sink([Reading(point.id, count, Quality.GOOD, now()) for point in device.points])
             progress.beat()
             await asyncio.sleep(self.config.interval)
 

@@ -38,7 +38,7 @@ def run(gateway: Gateway, *levels: float) -> list[dict[str, Any]]:
         task = asyncio.create_task(gateway.run(stop))
         await asyncio.wait_for(gateway.ready.wait(), 10)
         for i, level in enumerate(levels):
-            await gateway.datapath.ingest(Reading("dam.level", level, Quality.GOOD, 1000.0 + i))
+            await gateway.datapath.ingest([Reading("dam.level", level, Quality.GOOD, 1000.0 + i)])
         owed = await gateway.journal.call(gateway.journal.journal.owed, "county", RecordClass.ALARM, 0, 2**62, 100)
         stop.set()
         await asyncio.wait_for(task, 20)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,9 @@ def run_case(folder: Path) -> tuple[dict[str, Reading], dict[str, int]]:
     readings: dict[str, Reading] = {}
     requests: dict[str, int] = {}
 
-    async def sink(reading: Reading) -> None:
-        readings[reading.point] = reading
+    async def sink(block: Sequence[Reading]) -> None:
+        for reading in block:
+            readings[reading.point] = reading
 
     async def poll_all() -> None:
         for bus_config in site.buses:

@@ -57,8 +57,8 @@ async def run_degraded(gateway: Gateway, unblock: Any) -> None:
     run = asyncio.create_task(gateway.run(stop))
     await asyncio.wait_for(gateway.ready.wait(), 10)
     assert gateway.degraded.status_text() is not None and "journal_unavailable" in gateway.degraded.status_text()
-    await gateway.datapath.ingest(Reading("dam.level", 151.0, Quality.GOOD, 1000.0))  # the rule raises
-    await gateway.datapath.ingest(Reading("dam.level", 140.0, Quality.GOOD, 1001.0))  # and clears
+    await gateway.datapath.ingest([Reading("dam.level", 151.0, Quality.GOOD, 1000.0)])  # the rule raises
+    await gateway.datapath.ingest([Reading("dam.level", 140.0, Quality.GOOD, 1001.0)])  # and clears
     assert [t["transition"] for t in _alarm_bodies(gateway)] == ["raised", "cleared"]
     unblock()
     for _ in range(200):

@@ -104,3 +104,29 @@ def test_coalescing_joins_within_gap_and_splits_on_limits() -> None:
     assert len([b for b in one_each if b.table == "holding"]) == 8  # the float needs 2 > max_block: its own block
     capped = plan_blocks(points, max_block=12, max_gap=50)
     assert all(b.count <= 12 or len(b.points) == 1 for b in capped)
+
+
+PLAIN_CASES = [  # (the point's settings, decoded inline by the bus)
+    ({"type": "uint16"}, True), ({"type": "int16"}, True), ({"type": "int16", "byte_order": "CDAB"}, True),
+    ({"type": "uint16", "table": "input"}, True), ({"type": "int16", "byte_order": "BADC"}, False),
+    ({"type": "uint16", "scale": 0.1}, False), ({"type": "uint16", "offset": 1.0}, False),
+    ({"type": "uint16", "bit": 3}, False), ({"type": "uint16", "valid_max": 100}, False),
+    ({"type": "uint16", "enum": {0: "off", 1: "on"}}, False), ({"type": "uint32"}, False),
+    ({"type": "float32"}, False), ({"type": "bool", "table": "coil"}, False),
+]
+
+
+@pytest.mark.parametrize(("extra", "inline"), PLAIN_CASES)
+@given(words=st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4))
+def test_the_bus_inline_decode_of_plain_registers_is_decode_point(extra: dict[str, object], inline: bool,
+                                                                  words: list[int]) -> None:
+    """drivers/modbus/bus.py reads a plain 16-bit register without decode_point: the same readings."""
+    from drivers.modbus.bus import ModbusBus
+    from drivers.modbus.codec import plain_word
+
+    point = PointConfig.model_validate({"id": "p", "address": 0, **extra})
+    assert (plain_word(point) is not None) == inline
+    layout = [(point, 1, point.register_count, plain_word(point))]
+    got = ModbusBus._readings(layout, words, 1.0, "d")[0]
+    want = ModbusBus._reading(point, words[1 : 1 + point.register_count], 1.0, "d")
+    assert (got.value, got.quality, type(got.value)) == (want.value, want.quality, type(want.value))

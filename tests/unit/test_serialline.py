@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -124,7 +125,7 @@ def test_a_line_drives_its_rs485_transceiver_as_configured(monkeypatch: pytest.M
         "type": "serial_line", "name": "l", "port": os.ttyname(ours), "devices": [wind().model_dump()],
         "rs485": {"rts_level_for_tx": False, "rts_level_for_rx": True, "delay_before_tx": "5ms"},
     })
-    readings: asyncio.Queue[Reading] = asyncio.Queue()
+    readings: asyncio.Queue[Sequence[Reading]] = asyncio.Queue()
 
     async def body() -> None:
         driver = SerialLineDriver(bus)
@@ -134,7 +135,7 @@ def test_a_line_drives_its_rs485_transceiver_as_configured(monkeypatch: pytest.M
                 while not driver.connected:  # noqa: ASYNC110 - the driver sets a flag, no event to await
                     await asyncio.sleep(0.01)
                 os.write(device, mwv("270", "3") + b"\n")
-                while (await readings.get()).quality is not Quality.GOOD:  # the port is open and read
+                while (await readings.get())[0].quality is not Quality.GOOD:  # the port is open and read
                     pass
         finally:
             task.cancel()
