@@ -27,15 +27,16 @@ import sys
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, StrictBool, ValidationError
 
 from gateway.alerts.signing import load_public_key
 from gateway.fsutil import ensure_dir
 from gateway.shared import StrictModel
+
+if TYPE_CHECKING:  # cryptography is imported where a bundle is built or checked, not with the daemon
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 UPDATE_DOMAIN = b"fieldgate-update-v1|"
 MAX_MANIFEST_BYTES = 256 * 1024
@@ -182,6 +183,8 @@ def _signed_manifest(tar: tarfile.TarFile, members: Mapping[str, tarfile.TarInfo
         raise UpdateRefused("this site trusts no update key (fleet.update_keys is empty)")
     if key_name not in keys:
         raise UpdateRefused(f"signed with key '{key_name[:64]}', not one of fleet.update_keys")
+    from cryptography.exceptions import InvalidSignature
+
     try:
         load_public_key(keys[key_name]).verify(signature, signed_bytes(body))
     except InvalidSignature:
