@@ -9,6 +9,8 @@
 * ``sim.broker``: mosquitto on a free loopback port; ``sim.platform``: the county platform's MQTT client
   (collects envelopes, publishes signed commands, keeps a persistent session).
 * ``sim.gateway_process``: ``fieldgate run`` as a child process; ``sim.sites``: site configs for these devices.
+* ``sim.smallfs``: a small loop-mounted ext4 to fill up (disk full); ``sim.faketime``: one child's wall clock
+  stepped under libfaketime (clock steps). Both for the full-disk test and the chaos soak (bench/soak.py).
 * ``sim.demo``: ``make demo``, the reservoir site against ``python -m sim.modbus`` and a local mosquitto.
 
 It ships in the wheel because ``make demo`` (sim/demo.py) runs from it. The daemon never imports it: gateway/

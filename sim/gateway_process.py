@@ -14,13 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 class GatewayProcess:
     """`fieldgate run CONFIG` as a real child process (what systemd would run)."""
 
-    def __init__(self, config_path: Path, log_path: Path) -> None:
+    def __init__(self, config_path: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.config_path = config_path
         self.log_path = log_path
+        self.env = env or {}  # on top of ours (e.g. libfaketime for the daemon only: sim/faketime.py)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        env.update(self.env)
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", str(self.config_path)],
                                      cwd=ROOT, env=env, stdout=log, stderr=log)

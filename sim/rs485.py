@@ -1,15 +1,16 @@
 """A multi-drop RS-485 line in software: several simulated units on one serial port, and a noise relay.
 
 ``LineSimulator`` answers Modbus RTU (or ASCII) requests for the ``SimUnit``s it holds,
-one at a time like a real half-duplex line. A unit id that is not present is a dead
-unit (silence); ``SimUnit.delay`` makes a slow one. It uses the driver's own framing
+one at a time like a real half-duplex line. A unit id that is not present, or is in
+``dead``, is a dead unit (silence); ``SimUnit.delay`` makes a slow one. It uses the driver's own framing
 code from the device side, and a frame it cannot parse is ignored (a real device does
 the same on a CRC error).
 
 ``NoiseRelay`` sits between two pty pairs (socat cannot corrupt data) and damages a
 configurable fraction of the frames passing in either direction: one flipped byte (a CRC
 error), a truncated frame, a garbage frame, a reply re-addressed from another unit (valid
-CRC), or a frame dropped. Seeded, so a failing run can be replayed.
+CRC), or a frame dropped; ``burst`` puts a burst of line noise on the gateway's side.
+Seeded, so a failing run can be replayed.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class LineSimulator:
     units: list[SimUnit]
     framer: FramerKind = "rtu"
     ignored_frames: int = 0
+    dead: set[int] = field(default_factory=set)  # unit ids that are present but do not answer (a dead unit)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -131,7 +133,7 @@ class LineSimulator:
                     break
                 buf = buf[frame.consumed :]
                 unit = by_id.get(frame.unit)
-                if unit is None or frame.unit == 0:
+                if unit is None or frame.unit == 0 or frame.unit in self.dead:
                     continue  # not ours (a dead unit), or a broadcast
                 if unit.delay:
                     time.sleep(unit.delay)
@@ -160,6 +162,9 @@ class NoiseRelay:
         self.rng = random.Random(seed)
         self.stats = NoiseStats()
         self.bytes = {"to_devices": 0, "to_gateway": 0}
+        self.noise_bytes = 0
+        self._noise = bytearray()  # a burst waiting to go out (written by the relay thread only)
+        self._noise_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="noise-relay", daemon=True)
 
@@ -172,6 +177,11 @@ class NoiseRelay:
         self._thread.join(5)
         self.a.close()
         self.b.close()
+
+    def burst(self, size: int) -> None:
+        """Line noise (random bytes, no frame) towards the gateway, e.g. a motor starting next to the cable."""
+        with self._noise_lock:
+            self._noise += bytes(self.rng.randrange(256) for _ in range(size))
 
     def damage(self, frame: bytes) -> bytes:
         self.stats.frames += 1
@@ -197,6 +207,11 @@ class NoiseRelay:
         while not self._stop.is_set():
             try:
                 ready, _, _ = select.select(list(pairs), [], [], 0.05)
+                with self._noise_lock:
+                    noise, self._noise = bytes(self._noise), bytearray()
+                if noise:
+                    self.noise_bytes += len(noise)
+                    self.a.write(noise)
                 for fd in ready:
                     src, dst, direction = pairs[fd]
                     time.sleep(0.002)  # let the whole frame arrive: a pty write lands in one piece or two

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,10 +121,17 @@ def required_signatures(alert: Alert) -> int:
 
 
 class ZoneRateLimiter:
-    def __init__(self, min_interval: float, max_per_hour: int) -> None:
+    """Activations per zone on the wall clock (the audit chain's, shared with the next start), each with the
+    monotonic time it was counted at: if the wall clock was stepped back past an activation, its age is taken
+    from the monotonic clock, so a step back does not silence a zone for the size of the step (the chaos
+    soak's clock steps: an hour). A step forward still ages them early (docs/durability.md, Clock steps)."""
+
+    def __init__(self, min_interval: float, max_per_hour: int,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.min_interval = min_interval
         self.max_per_hour = max_per_hour
-        self._times: dict[str, collections.deque[float]] = {}
+        self._monotonic = monotonic
+        self._times: dict[str, collections.deque[tuple[float, float]]] = {}  # zone -> (wall, monotonic)
         self._stopped: dict[str, float] = {}  # zone -> when its outputs were last stopped by a cancel
 
     def problem(self, zones: Iterable[str], now: float, *, by_people: bool = False) -> str | None:
@@ -138,16 +146,23 @@ class ZoneRateLimiter:
             times = self._times.get(zone)
             if not times:
                 continue
-            waived = by_people and self._stopped.get(zone, float("-inf")) >= times[-1]
-            if now - times[-1] < self.min_interval and not waived:
-                return f"zone {zone}: last activation {now - times[-1]:.0f} s ago (< {self.min_interval:.0f} s)"
-            if sum(1 for t in times if now - t < 3600) >= self.max_per_hour:
+            waived = by_people and self._stopped.get(zone, float("-inf")) >= times[-1][0]
+            age = self._age(times[-1], now)
+            if age < self.min_interval and not waived:
+                return f"zone {zone}: last activation {age:.0f} s ago (< {self.min_interval:.0f} s)"
+            if sum(1 for t in times if self._age(t, now) < 3600) >= self.max_per_hour:
                 return f"zone {zone}: {self.max_per_hour} activations in the last hour"
         return None
 
+    def _age(self, activation: tuple[float, float], now: float) -> float:
+        wall, counted = activation
+        age = now - wall
+        return age if age >= 0 else max(0.0, self._monotonic() - counted)  # the clock went back past it
+
     def commit(self, zones: Iterable[str], now: float) -> None:
+        counted = self._monotonic()
         for zone in zones:
-            self._times.setdefault(zone, collections.deque(maxlen=self.max_per_hour)).append(now)
+            self._times.setdefault(zone, collections.deque(maxlen=self.max_per_hour)).append((now, counted))
 
     def stopped(self, zones: Iterable[str], now: float) -> None:
         for zone in zones:

@@ -33,6 +33,7 @@ from sim.broker import Broker
 from sim.gateway_process import GatewayProcess
 from sim.modbus import SimServer, SimUnit
 from sim.platform import Message, Platform
+from sim.smallfs import fill, mount_small_fs, unmount
 from sim.support import free_port, wait_for
 
 pytestmark = pytest.mark.hil
@@ -194,33 +195,6 @@ def start_connected(gateway: GatewayProcess) -> None:
     wait_for(connected, 30, "the gateway connected to the broker")
 
 
-def mount_small_fs(tmp: Path, megabytes: int) -> Path | None:
-    """A small ext4 file system on a loop device (needs root); None if this machine cannot."""
-    image, mnt = tmp / "fs.img", tmp / "fs"
-    mnt.mkdir()
-    try:
-        with open(image, "wb") as fh:
-            fh.truncate(megabytes * 1024 * 1024)
-        subprocess.run(["mkfs.ext4", "-q", "-m", "0", str(image)], check=True, capture_output=True)
-        subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return mnt
-
-
-def fill(directory: Path, leave: int) -> Path:
-    """Write a filler file until only ``leave`` bytes are free."""
-    filler = directory / "filler"
-    st = os.statvfs(directory)
-    size = max(0, st.f_bavail * st.f_frsize - leave)
-    chunk = b"\0" * (1024 * 1024)
-    with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as fh:  # ENOSPC ends the filling
-        while size > 0:
-            size -= fh.write(chunk[: min(size, len(chunk))])
-        os.fsync(fh.fileno())
-    return filler
-
-
 def test_full_disk_drops_telemetry_keeps_alarms_and_runs_on(tmp_path: Path, broker: Broker) -> None:
     mnt = mount_small_fs(tmp_path, 40)
     if mnt is None:
@@ -266,7 +240,7 @@ def test_full_disk_drops_telemetry_keeps_alarms_and_runs_on(tmp_path: Path, brok
         assert len(missing) <= _dropped(db_path), "records vanished without being counted as dropped"
         assert all(json.loads(journal_rows(db_path).get(s, "{}")) == {} for s in missing)
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True)
+        unmount(mnt)
 
 
 def _dropped(db_path: Path) -> int:
