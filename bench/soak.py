@@ -66,7 +66,7 @@ from sim.modbus import SimServer, SimUnit  # noqa: E402
 from sim.platform import Message, Platform  # noqa: E402
 from sim.rs485 import LineSimulator, NoiseRelay  # noqa: E402
 from sim.serial_pty import socat_pair  # noqa: E402
-from sim.sites import danger_plan, tone  # noqa: E402
+from sim.sites import DANGER_PLAN_MAX_PER_HOUR, danger_plan, tone  # noqa: E402
 from sim.smallfs import fill, mount_small_fs_or_reason, unmount  # noqa: E402
 from sim.support import free_port, listening, wait_for  # noqa: E402
 
@@ -653,12 +653,30 @@ def _siren_violations(timeline: Timeline) -> list[str]:
     for t, on in timeline.coil:
         if on and not any(start - 0.5 <= t <= end + slack for start, end in timeline.danger):
             out.append(f"siren switched on at {time.strftime('%H:%M:%S', time.localtime(t))} outside any episode")
+    sounded = [start for start, end in timeline.danger
+               if any(on and start - 0.5 <= t <= end + slack for t, on in timeline.coil)]
     silent = [start for start, end in timeline.danger
-              if not any(on and start - 0.5 <= t <= end + slack for t, on in timeline.coil)
+              if start not in sounded
               and not any(down_start - slack <= end and start <= down_end for down_start, down_end in timeline.down)]
-    if silent:
-        out.append(f"{len(silent)} of {len(timeline.danger)} danger episodes without the siren")
+    # The interlock's hourly cap (the site plan's max_per_hour) silences the zone by design once reached; a run
+    # longer than a few minutes reaches it. Silent is right only when the cap was reached, and the cap holds.
+    capped = [s for s in silent if _in_hour_before(sounded, s, CAP_SLACK_S) >= DANGER_PLAN_MAX_PER_HOUR]
+    if len(silent) > len(capped):
+        out.append(f"{len(silent) - len(capped)} of {len(timeline.danger)} danger episodes without the siren "
+                   f"(the hourly cap of {DANGER_PLAN_MAX_PER_HOUR} not reached)")
+    # Each activation with those before it in the hour (narrowed by the slack): never more than the cap.
+    if sounded and max(sum(1 for e in sounded if s - 3600 + CAP_SLACK_S < e <= s) for s in sounded) \
+            > DANGER_PLAN_MAX_PER_HOUR:
+        out.append(f"more than {DANGER_PLAN_MAX_PER_HOUR} siren activations within an hour")
     return out
+
+
+CAP_SLACK_S = 10.0  # between an episode's start (seen here) and the activation time the interlock counts
+
+
+def _in_hour_before(starts: list[float], at: float, slack: float) -> int:
+    """Episodes that sounded within the hour before ``at`` (the window widened by ``slack`` seconds)."""
+    return sum(1 for s in starts if at - 3600 - slack < s <= at + slack)
 
 
 def _resources(timeline: Timeline, until: float) -> dict[int, dict[str, Any]]:

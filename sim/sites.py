@@ -70,6 +70,9 @@ def satellite_section(gateway_number: int, key_file: Path, rule_aliases: str = "
   ack_key_file: {key_file}"""
 
 
+DANGER_PLAN_MAX_PER_HOUR = 60  # the interlock's hourly cap for zone dam in danger_plan (the highest it allows)
+
+
 def danger_plan(clips: dict[str, Path], flood: str = "[[2, 1]], repeat: 10", drill: str = "[[1, 2]], repeat: 5") -> str:
     """The rest of a ``broadcast:`` section after ``zones:``: clips, patterns, and the site plan that sounds zone
     ``dam`` when rule ``level.danger`` raises (``clips`` from :func:`tone`: evacuate, exercise, test, all_clear)."""
@@ -80,7 +83,7 @@ def danger_plan(clips: dict[str, Path], flood: str = "[[2, 1]], repeat: 10", dri
   status_patterns: {{actual: flood, exercise: drill}}
   announce: {{exercise: exercise, test: test}}
   all_clear_clip: all_clear
-  rate_limit: {{min_interval: 0, max_per_hour: 60}}
+  rate_limit: {{min_interval: 0, max_per_hour: {DANGER_PLAN_MAX_PER_HOUR}}}
   automatic:
     - {{rule: level.danger, zones: [dam], event: 水库超危险水位, clips: [evacuate]}}"""
 

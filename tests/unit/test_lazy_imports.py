@@ -73,9 +73,9 @@ def test_keys_in_the_config_are_checked_without_cryptography() -> None:
     # An automatic alert carries no signature: deciding it must not import cryptography (the siren path).
     assert keyring.require_message(lambda at: b"automatic", [], 0, 60.0, 1000.0) == []
     for bad in ("not base64!", base64.b64encode(b"short").decode()):
-        with pytest.raises(ValueError, match="the key (is not base64|must be a raw 32-byte)"):
+        with pytest.raises(ValueError, match=r"the key (is not base64|must be a raw 32-byte)"):
             CommandsConfig.model_validate({"issuers": {"ops": {"key": bad, "allow": ["ping"]}}})
-        with pytest.raises(ValueError, match="the key (is not base64|must be a raw 32-byte)"):
+        with pytest.raises(ValueError, match=r"the key (is not base64|must be a raw 32-byte)"):
             BroadcastConfig.model_validate({"operators": {"alice": bad}})
 
 
