@@ -19,7 +19,13 @@ from pathlib import Path
 from gateway.fsutil import ensure_dir, fsync_dir, prepare_database, write_atomic
 from gateway.journal.batch import damaged as batch_damage
 from gateway.journal.config import JournalSettings
-from gateway.journal.records import LEGACY_COLUMNS, REQUIRED_COLUMNS, SCHEMA, JournalUnavailable
+from gateway.journal.records import (
+    LEGACY_COLUMNS,
+    REQUIRED_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    JournalUnavailable,
+)
 
 log = logging.getLogger("fieldgate.journal")
 
@@ -93,6 +99,13 @@ class JournalFiles:
         db: sqlite3.Connection | None = None
         try:
             db = self._connect()
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                # Written by a newer release (a software update rolled back): not damage, never moved aside.
+                db.close()
+                raise JournalUnavailable(
+                    f"journal {self.path} has schema {version}, newer than this release reads ({SCHEMA_VERSION}): "
+                    "written by a newer release; its backlog waits for that release (docs/fleet.md)")
             if self.settings.integrity_check == "quick":
                 result = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
                 if result != ["ok"]:

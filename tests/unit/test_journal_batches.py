@@ -9,8 +9,10 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from gateway.journal import AsyncJournal, Journal, JournalSettings
-from gateway.journal.records import SCHEMA_VERSION
+from gateway.journal.records import SCHEMA_VERSION, JournalUnavailable
 from gateway.links import LinkRunner
 from gateway.payloads import FieldgateProfile
 from gateway.shared import EventRecord, NullProgress, Quality, Reading, RecordClass
@@ -160,3 +162,18 @@ def test_a_box_upgraded_with_a_backlog_publishes_it(tmp_path: Path) -> None:
     assert sorted(got) == list(range(3, 3003))
     assert got[5]["_kind"] == "alarm" and link.records[0]["seq"] == 5  # the alarm first
     assert all(got[s]["value"] == s for s in got)
+
+
+def test_a_journal_from_a_newer_release_is_refused_untouched(tmp_path: Path) -> None:
+    """A software update rolled back leaves a journal the newer release wrote. Before: a file this release
+    could not read was 'damaged' (moved aside, a fresh journal begun) or opened with its backlog unseen."""
+    path = tmp_path / "j.sqlite"
+    j = Journal(path, {"mqtt": ALL}, settings())
+    j.append([(RecordClass.TELEMETRY, reading(i)) for i in range(10)])
+    j.db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    j.close()
+    with pytest.raises(JournalUnavailable, match=f"schema {SCHEMA_VERSION + 1}, newer than this release"):
+        Journal(path, {"mqtt": ALL}, settings())
+    assert sorted(p.name for p in tmp_path.iterdir() if "aside" in p.name or "damaged" in p.name) == []
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
