@@ -63,6 +63,10 @@ class JournalFull(Exception):
     """An alarm or evidence record could not be stored even after dropping everything droppable."""
 
 
+class SeqsNotReserved(OSError):
+    """The next block of seqs could not be reserved (``<journal>.seq`` not written) and this one is used up."""
+
+
 class JournalUnavailable(Exception):
     """The journal file cannot be opened for a reason that is not damage (permissions, I/O, lock)."""
 

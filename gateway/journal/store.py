@@ -16,6 +16,7 @@ never blocks on fsync and the connection is only used from one thread.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sqlite3
 import time
@@ -27,7 +28,7 @@ from gateway.journal.batch import PLAIN, ZLIB
 from gateway.journal.capacity import Capacity
 from gateway.journal.config import JournalSettings
 from gateway.journal.files import JournalFiles, is_full
-from gateway.journal.records import KEEP_ALWAYS, JournalFull, JournalRecord, journal_event
+from gateway.journal.records import KEEP_ALWAYS, JournalFull, JournalRecord, SeqsNotReserved, journal_event
 from gateway.journal.tables import RecordStore
 from gateway.shared import Journalable, RecordClass
 
@@ -84,17 +85,20 @@ class Journal:
             return []
         try:
             return self._insert(items)
-        except sqlite3.OperationalError as exc:
-            if not is_full(exc):
+        except (sqlite3.OperationalError, SeqsNotReserved) as exc:
+            if not _full(exc):
                 raise
             log.error("journal: disk full (%s); dropping per policy to make room", exc)
+            no_seqs = isinstance(exc, SeqsNotReserved)
         self.disk_full_events += 1
-        for keep_fraction in (0.9, 0.7, 0.4):  # make more room each time the batch still does not fit
+        # Room in the file is made by dropping the oldest droppable records; seqs are not (a new
+        # reservation needs room on the file system), so then only the incoming droppable ones go.
+        for keep_fraction in () if no_seqs else (0.9, 0.7, 0.4):  # more room each time it still does not fit
             self.capacity.relieve_full(keep_fraction)
             try:
                 return self._insert(items)
-            except sqlite3.OperationalError as exc:
-                if not is_full(exc):
+            except (sqlite3.OperationalError, SeqsNotReserved) as exc:
+                if not _full(exc):
                     raise
         keep = [(cls, r) for cls, r in items if cls in KEEP_ALWAYS]
         for cls, _ in items:
@@ -104,8 +108,8 @@ class Journal:
             return []
         try:
             return self._insert(keep)
-        except sqlite3.OperationalError as exc:
-            if is_full(exc):
+        except (sqlite3.OperationalError, SeqsNotReserved) as exc:
+            if _full(exc):
                 raise JournalFull(f"no room for {len(keep)} alarm/evidence records: {exc}") from exc
             raise
 
@@ -179,3 +183,10 @@ class Journal:
             "file_system_low": self.capacity.pinned is not None,
             "moved_aside": list(self.moved_aside),
         }
+
+
+def _full(exc: sqlite3.OperationalError | SeqsNotReserved) -> bool:
+    """A full disk, as SQLite or the seq reservation met it."""
+    if isinstance(exc, SeqsNotReserved):
+        return exc.errno == errno.ENOSPC
+    return is_full(exc)

@@ -138,7 +138,7 @@ class AsyncJournal:
         try:
             await self.call(self.journal.maintain)
             self.latest_stats = await self.call(self.journal.stats)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             log.error("journal maintenance failed: %s", exc)
         self._notify()
 
@@ -164,7 +164,7 @@ class AsyncJournal:
                 # Only alarms/evidence are left in a full journal: hold them (the queue fills and
                 # back-pressures the buses) and keep trying; never drop them.
                 log.critical("journal full of alarms/evidence: %s; retrying", exc)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:  # a failing card: retried, never the end of the writer
                 log.error("journal commit of %d records failed: %s; retrying in %.1fs", len(batch), exc, delay)
             if self._stopping.is_set() and time.monotonic() >= self._give_up_at:
                 await self._spill(batch)
