@@ -194,6 +194,7 @@ class Rig:
         self.line = LineSimulator(line_port, units).start()
         self._parts.callback(self.line.stop)
         self.skipped: dict[str, str] = {}
+        self.crashes: list[str] = []  # the daemon exited by itself (see _ensure_gateway)
         self.small_fs, reason = mount_small_fs_or_reason(tmp, SMALL_FS_MB)
         if self.small_fs is None:
             self.skipped["disk full"] = f"no loop-mounted file system for the state directory: {reason}"
@@ -288,9 +289,16 @@ class Rig:
         self._ensure_gateway()
 
     def _ensure_gateway(self) -> None:
+        """A daemon that exited by itself is a violation; it is restarted as systemd would, and the soak goes on
+        (a long run then still ends with its report, and the log tail says why)."""
         proc = self.gateway.proc
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the daemon exited ({proc.returncode}); log:\n{self.gateway.log()}")
+            exited = time.time()
+            tail = self.gateway.log()[-3000:]
+            self.crashes.append(f"the daemon exited by itself ({proc.returncode}) at "
+                                f"{time.strftime('%H:%M:%S', time.localtime(exited))}; log tail:\n{tail}")
+            self.gateway.start()
+            self.timeline.down.append((exited, time.time() + 6))
 
     def faults(self) -> dict[str, Callable[[], None]]:
         def outage() -> None:
@@ -484,6 +492,7 @@ def check(rig: Rig, elapsed: float, faults: int) -> dict[str, Any]:
     danger_ids = [a for a in alarms if a.startswith("level.danger")]
     if len(danger_ids) > len(rig.timeline.danger) or (rig.timeline.danger and not danger_ids):
         violations.append(f"{len(danger_ids)} danger alarms for {len(rig.timeline.danger)} episodes")
+    violations += rig.crashes
     violations += _siren_violations(rig.timeline)
     injected = {name for _, name in rig.timeline.faults}
     serial, serial_problems = _serial(records, alarms, rig.timeline, injected, calm)
