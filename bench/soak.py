@@ -58,6 +58,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gateway.journal.batch import owed_seqs  # noqa: E402
 from sim.broker import Broker  # noqa: E402
 from sim.faketime import FakeClock, libfaketime  # noqa: E402
 from sim.faultproxy import FaultProxyControl  # noqa: E402
@@ -523,14 +524,14 @@ def check(rig: Rig, elapsed: float, faults: int) -> dict[str, Any]:
 def _pending(journal: Path) -> int:
     try:
         with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=5)) as db:
-            return int(db.execute("SELECT count(*) FROM pending").fetchone()[0])
+            return len(owed_seqs(db))
     except sqlite3.Error:
         return -1
 
 
 def _owed(journal: Path) -> set[int]:
     with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=5)) as db:
-        return {int(seq) for (seq,) in db.execute("SELECT seq FROM pending")}
+        return set(owed_seqs(db))
 
 
 def _alarm_episodes(records: dict[int, list[dict[str, Any]]]) -> dict[str, list[str]]:

@@ -139,3 +139,19 @@ class BatchCache:
     def clear(self) -> None:
         self._batches.clear()
         self._held = 0
+
+
+def owed_seqs(db: sqlite3.Connection, link: str | None = None) -> list[int]:
+    """The seqs some link (or ``link``) still owes, from any connection to a journal file (read-only is
+    enough), schema 1 files too (their ``pending`` table). For tools and tests, not the daemon's path."""
+    where, args = (" WHERE link = ?", (link,)) if link is not None else ("", ())
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "pending" in tables:
+        return sorted({int(seq) for (seq,) in db.execute("SELECT seq FROM pending" + where, args)})
+    owed: set[int] = set()
+    for acked, lo, n, column in db.execute(
+            "SELECT o.acked, b.lo, b.n, b.seqs FROM owed o JOIN batches b ON b.hi = o.hi" + where.replace(
+                "link", "o.link"), args):
+        mask = mask_of(acked)
+        owed.update(seq for i, seq in enumerate(seqs_of(lo, n, column)) if not mask >> i & 1)
+    return sorted(owed)

@@ -27,6 +27,7 @@ from gateway import compact
 from gateway.commands.names import Status
 from gateway.commands.reply import parse_satellite_reply
 from gateway.config import load_site
+from gateway.journal.batch import owed_seqs
 from gateway.satbudget import REJECTED_REPLIES_PER_HOUR, REJECTED_REPLY_SHARE
 from sim.beidou import BeidouEmulator
 from sim.gateway_process import GatewayProcess
@@ -160,7 +161,7 @@ def test_a_forged_ack_releases_nothing(tmp_path: Path, forgery: str) -> None:
         wait_for(lambda: f"platform acknowledged seqs [{seq}]" in s.log(), 20,
                  f"the genuine ACK taken; log:\n{s.gateway.log()}")
     with sqlite3.connect(s.state / "journal.sqlite") as db:
-        owed = [row[0] for row in db.execute("SELECT seq FROM pending WHERE link = 'bd'")]
+        owed = owed_seqs(db, "bd")
     assert seq not in owed
     assert EVIDENCE[forgery] in s.log()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.journal import AsyncJournal, Journal, JournalSettings
+from gateway.journal import AsyncJournal, Journal, JournalSettings, batch
 from gateway.journal.records import SCHEMA_VERSION, JournalUnavailable
 from gateway.links import LinkRunner
 from gateway.payloads import FieldgateProfile
@@ -177,3 +177,22 @@ def test_a_journal_from_a_newer_release_is_refused_untouched(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir() if "aside" in p.name or "damaged" in p.name) == []
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+
+
+def test_owed_seqs_reads_either_schema_from_a_plain_connection(tmp_path: Path) -> None:
+    """What tools and tests (the soak, the package upgrade test) read of a journal file they do not own."""
+    old = tmp_path / "old.sqlite"
+    write_schema_1(old, 20)
+    with contextlib.closing(sqlite3.connect(old)) as db:
+        assert batch.owed_seqs(db) == [1, *range(3, 23)] and batch.owed_seqs(db, "gone") == [1]
+        assert batch.owed_seqs(db, "mqtt") == list(range(3, 23))
+    new = tmp_path / "new.sqlite"
+    j = Journal(new, {"mqtt": ALL, "bd": {RecordClass.ALARM}}, settings())
+    seqs = j.append([(RecordClass.TELEMETRY, reading(i)) for i in range(10)]
+                    + [(RecordClass.ALARM, EventRecord("alarm", "lvl", {"transition": "raised"}, 1.0))])
+    j.ack("mqtt", [seqs[0], seqs[3], seqs[-1]])
+    j.close()
+    with contextlib.closing(sqlite3.connect(f"file:{new}?mode=ro", uri=True)) as db:
+        assert batch.owed_seqs(db, "mqtt") == [s for i, s in enumerate(seqs) if i not in (0, 3, 10)]
+        assert batch.owed_seqs(db, "bd") == [seqs[-1]]
+        assert batch.owed_seqs(db) == [s for i, s in enumerate(seqs) if i not in (0, 3)]
