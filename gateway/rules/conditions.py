@@ -1,5 +1,8 @@
 """Condition evaluators: three-valued (True / False / None = unknown), one object per condition.
 
+Times here are the engine's monotonic clock (gateway/rules/engine.py): ``now`` when the condition is
+evaluated, ``taken`` when the point's latest reading was taken.
+
 Unknown is what a non-GOOD reading gives: it neither raises nor clears an alarm. That is how
 "a gauge whose quality is not good never triggers on its own" is kept, without a failing gauge
 silently clearing a real alarm either.
@@ -30,8 +33,8 @@ class ThresholdEval:
     spec: ThresholdCondition
     latched: bool = False
 
-    def update(self, reading: Reading | None, now: float, freshness: bool) -> Tri:
-        if reading is not None and freshness and now - reading.source_time > self.spec.within:
+    def update(self, reading: Reading | None, taken: float, now: float, freshness: bool) -> Tri:
+        if reading is not None and freshness and now - taken > self.spec.within:
             return None
         value = numeric(reading)
         if value is None:
@@ -53,12 +56,12 @@ class RateEval:
         default_factory=lambda: collections.deque(maxlen=_RATE_SAMPLES)
     )
 
-    def add(self, reading: Reading) -> None:
+    def add(self, reading: Reading, taken: float) -> None:
         value = numeric(reading)
-        if value is not None and (not self.samples or reading.source_time > self.samples[-1][0]):
-            self.samples.append((reading.source_time, value))
+        if value is not None and (not self.samples or taken > self.samples[-1][0]):
+            self.samples.append((taken, value))
 
-    def update(self, reading: Reading | None, now: float, freshness: bool) -> Tri:
+    def update(self, reading: Reading | None, taken: float, now: float, freshness: bool) -> Tri:
         if reading is None or not reading.good:
             return None
         while self.samples and self.samples[0][0] < now - self.spec.window:
@@ -80,12 +83,12 @@ class RateEval:
 class DetectionEval:
     spec: DetectionCondition
 
-    def update(self, reading: Reading | None, now: float, freshness: bool) -> Tri:
+    def update(self, reading: Reading | None, taken: float, now: float, freshness: bool) -> Tri:
         if reading is None:
             return False
         if not reading.good:
             return None
-        if now - reading.source_time > self.spec.hold:
+        if now - taken > self.spec.hold:
             return False  # detections are events: no recent one means none
         value = reading.value
         confidence = (1.0 if value else 0.0) if isinstance(value, bool) else value

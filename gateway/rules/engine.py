@@ -1,7 +1,23 @@
-"""The rule engine: a pure class, readings in, alarm transitions out. No I/O, no clock of its own.
+"""The rule engine: a pure class, readings in, alarm transitions out. No I/O; its clock is injected.
 
-Time comes from the readings (``source_time``) and from ``tick(now)``, so a recorded series
-replays exactly as it ran live (``fieldgate rules test``).
+Durations are measured on the clock's step-free ``monotonic()`` time (gateway/rules/clock.py): a reading's
+wall-clock ``source_time`` is converted to it when the reading is evaluated, so a step of the wall clock
+neither holds an alarm back nor raises ``stale`` for a fresh point. Transitions keep the wall clock (their
+``ts`` and alarm ids). A replay passes a ``RecordedClock`` and runs on the recorded time exactly as it ran
+live (``fieldgate rules test``).
+
+What a reading's time means here (``_taken``): a reading is taken at ``source_time - offset`` on the monotonic
+clock, ``offset`` being wall minus monotonic, read at each tick and again whenever a reading's time is
+more than ``OFFSET_SLACK`` from the monotonic now (a step; or a time that is not the box's present). So:
+- a live reading (stamped on the box a moment ago) converts with the cached offset: one ``monotonic()`` per
+  evaluate, no other clock read; a step smaller than ``OFFSET_SLACK`` goes unseen until the next tick (≤ 1 s);
+- a reading stamped by a device (source time earlier than acquisition) keeps its own age: it counts as
+  taken that long ago, for freshness, ``hold``, rate windows and ``stale``, as before;
+- a historical / back-filled reading is taken in the past the same way: it is evaluated at its own time
+  (persistence counts from it, other points look fresher than it), as before; it never moves a later
+  reading's age;
+- a reading stamped in the future of the box's clock (a device clock ahead) counts as taken now: it cannot
+  keep a point fresh, or a detection held, for longer than it really is.
 """
 
 from __future__ import annotations
@@ -12,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.rules.clock import Clock, RecordedClock, SystemClock
 from gateway.rules.conditions import Evaluator, RateEval, Tri, all_of, any_of, make_eval
 from gateway.rules.config import (
     FAULT_RULE_TYPES,
@@ -88,10 +105,10 @@ class _RuleState:
             self.evals = [(rule.point, make_eval(rule))]
         p = rule.persistence
         self.history: collections.deque[bool] = collections.deque(maxlen=p.m if p and p.m else 1)
-        self.true_since: float | None = None
+        self.true_since: float | None = None  # monotonic
         self.active: _Active | None = None
         self.fail_count = 0
-        self.last_good: float | None = None
+        self.last_good: float | None = None  # monotonic
 
     @property
     def points(self) -> list[str]:
@@ -100,8 +117,11 @@ class _RuleState:
         return [point for point, _ in self.evals]
 
 
+OFFSET_SLACK = 1.0  # s: a reading this close to the monotonic now converts with the cached offset
+
+
 class RuleEngine:
-    def __init__(self, rules: RulesConfig | Sequence[Rule]) -> None:
+    def __init__(self, rules: RulesConfig | Sequence[Rule], clock: Clock | None = None) -> None:
         rule_list = rules.rules if isinstance(rules, RulesConfig) else list(rules)
         self._states = [_RuleState(rule) for rule in rule_list]
         self._by_point: dict[str, list[_RuleState]] = collections.defaultdict(list)
@@ -109,7 +129,11 @@ class RuleEngine:
             for point in dict.fromkeys(state.points):
                 self._by_point[point].append(state)
         self._latest: dict[str, Reading] = {}  # only points some rule uses: bounded by config
-        self._started: float | None = None
+        self._taken_at: dict[str, float] = {}  # point -> when its latest reading was taken (monotonic)
+        self.clock = clock or SystemClock()
+        self._monotonic = self.clock.monotonic
+        self._offset = self.clock.wall() - self._monotonic()  # wall minus monotonic
+        self._started: float | None = None  # monotonic
         self._counter = 0
 
     @property
@@ -123,26 +147,44 @@ class RuleEngine:
         states = self._by_point.get(reading.point)
         if not states:
             return []
-        now = reading.source_time
+        # The reading is evaluated at its own time (as before), on the monotonic clock; its wall time stamps
+        # what it raises or clears.
+        wall = reading.source_time
+        now = self._monotonic()
+        taken = wall - self._offset
+        if not now - OFFSET_SLACK <= taken <= now + OFFSET_SLACK:
+            taken = self._taken(wall, now)
+        elif taken > now:
+            taken = now
         if self._started is None:
-            self._started = now
+            self._started = taken
         self._latest[reading.point] = reading
+        self._taken_at[reading.point] = taken
         out: list[AlarmTransition] = []
         for state in states:
             for point, evaluator in state.evals:
                 if point == reading.point and isinstance(evaluator, RateEval):
-                    evaluator.add(reading)
-            out.extend(self._step(state, now, sample=True))
+                    evaluator.add(reading, taken)
+            out.extend(self._step(state, taken, wall, sample=True))
         return out
 
     def tick(self, now: float) -> list[AlarmTransition]:
-        """Time-based conditions: stale points, persistence by time, detections that expire."""
+        """Time-based conditions: stale points, persistence by time, detections that expire. ``now`` (the
+        wall clock) stamps what the tick raises or clears; the durations run on the engine's clock."""
+        monotonic = self._monotonic()
+        self._offset = self.clock.wall() - monotonic  # follows a step within a tick
         if self._started is None:
-            self._started = now
+            self._started = monotonic
         out: list[AlarmTransition] = []
         for state in self._states:
-            out.extend(self._step(state, now, sample=False))
+            out.extend(self._step(state, monotonic, now, sample=False))
         return out
+
+    def _taken(self, wall: float, now: float) -> float:
+        """A reading's time on the monotonic clock when the cached offset does not place it near now:
+        re-read the offset (the wall clock may have stepped) and convert; never later than now."""
+        self._offset = self.clock.wall() - now
+        return min(wall - self._offset, now)
 
     def acknowledge(self, key: str, operator: str, now: float) -> list[AlarmTransition]:
         """Acknowledge by alarm id or rule id. Acknowledging does not clear: the condition must go."""
@@ -181,8 +223,11 @@ class RuleEngine:
             return self._stale(state, now)
         if isinstance(rule, CommFailRule):
             return self._comm_fail(state)
-        freshness = isinstance(rule, AllOfRule | AnyOfRule)
-        values = [ev.update(self._latest.get(point), now, freshness) for point, ev in state.evals]
+        latest, taken_at = self._latest, self._taken_at
+        if not isinstance(rule, AllOfRule | AnyOfRule):  # one condition, no freshness: the common case, kept lean
+            point, evaluator = state.evals[0]
+            return evaluator.update(latest.get(point), taken_at.get(point, now), now, False)
+        values = [ev.update(latest.get(point), taken_at.get(point, now), now, True) for point, ev in state.evals]
         if isinstance(rule, AnyOfRule):
             return any_of(values)
         return all_of(values)
@@ -191,7 +236,7 @@ class RuleEngine:
         assert isinstance(state.rule, StaleRule)
         latest = self._latest.get(state.rule.point)
         if latest is not None and latest.good:
-            state.last_good = latest.source_time
+            state.last_good = self._taken_at[state.rule.point]
         since = state.last_good if state.last_good is not None else self._started
         return since is not None and now - since > state.rule.max_age
 
@@ -204,7 +249,8 @@ class RuleEngine:
             return False
         return state.fail_count >= state.rule.after if latest.quality in state.rule.qualities else None
 
-    def _step(self, state: _RuleState, now: float, sample: bool) -> list[AlarmTransition]:
+    def _step(self, state: _RuleState, now: float, wall: float, sample: bool) -> list[AlarmTransition]:
+        """``now``: the monotonic time the rule is evaluated at; ``wall``: the same moment on the wall clock."""
         if sample and isinstance(state.rule, CommFailRule):
             latest = self._latest[state.rule.point]
             state.fail_count = 0 if latest.quality not in state.rule.qualities else state.fail_count + 1
@@ -220,11 +266,11 @@ class RuleEngine:
         if state.active is None:
             if value is True and self._persisted(state, now):
                 self._counter += 1
-                state.active = _Active(f"{state.rule.id}-{int(now * 1000)}-{self._counter}")
-                return [self._transition(state, TransitionKind.RAISED, now)]
+                state.active = _Active(f"{state.rule.id}-{int(wall * 1000)}-{self._counter}")
+                return [self._transition(state, TransitionKind.RAISED, wall)]
             return []
         if value is False and not self._still_counting(state):
-            transition = self._transition(state, TransitionKind.CLEARED, now)
+            transition = self._transition(state, TransitionKind.CLEARED, wall)
             state.active = None
             state.history.clear()
             return [transition]
@@ -271,10 +317,12 @@ class RuleEngine:
         )
 
 
-def run_series(engine: RuleEngine, readings: Iterable[Reading]) -> list[AlarmTransition]:
-    """Feed a recorded series: tick at each sample time (for time-based rules), then evaluate it."""
+def run_series(engine: RuleEngine, clock: RecordedClock, readings: Iterable[Reading]) -> list[AlarmTransition]:
+    """Feed a recorded series on its own time (``engine`` runs on ``clock``): the clock follows each sample's
+    time; tick at it (for time-based rules), then evaluate the sample."""
     out: list[AlarmTransition] = []
     for reading in readings:
+        clock.advance(reading.source_time)
         out.extend(engine.tick(reading.source_time))
         out.extend(engine.evaluate(reading))
     return out

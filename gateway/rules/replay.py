@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
+from gateway.rules.clock import RecordedClock
 from gateway.rules.config import RulesConfig
 from gateway.rules.engine import AlarmTransition, RuleEngine, run_series
 from gateway.shared import Quality, Reading, Value
@@ -90,9 +91,10 @@ def format_transition(t: AlarmTransition, auto_broadcast: dict[str, str] | None 
 def replay(rules_config: RulesConfig, csv_path: Path | str,
            auto_broadcast: dict[str, str] | None = None) -> list[str]:
     """Report lines for the series; ``auto_broadcast`` maps rule id -> what the site plan would sound."""
-    engine = RuleEngine(rules_config)
+    clock = RecordedClock()  # the engine runs on the series' own time
+    engine = RuleEngine(rules_config, clock)
     readings = list(read_series(Path(csv_path)))
-    transitions = run_series(engine, readings)
+    transitions = run_series(engine, clock, readings)
     if readings:
         transitions.extend(engine.tick(readings[-1].source_time))
     lines = [format_transition(t, auto_broadcast) for t in transitions]

@@ -8,14 +8,38 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from gateway.rules.clock import RecordedClock
 from gateway.rules.config import RulesConfig
-from gateway.rules.engine import AlarmClass, RuleEngine, TransitionKind
+from gateway.rules.engine import AlarmClass, AlarmTransition, RuleEngine, TransitionKind
 from gateway.rules.replay import ReplayError, replay
 from gateway.shared import Quality, Reading
 
 
-def engine(*rules: dict[str, Any]) -> RuleEngine:
-    return RuleEngine(RulesConfig.model_validate(list(rules)))
+class OnRecordedTime:
+    """The engine on its inputs' own time, as a replay runs it: each reading's ``ts`` and each tick's ``now``
+    advance the engine's clock (these tests write time as small numbers, not as the box's clock)."""
+
+    def __init__(self, rules: RulesConfig) -> None:
+        self.clock = RecordedClock()
+        self.engine = RuleEngine(rules, self.clock)
+
+    def evaluate(self, reading: Reading) -> list[AlarmTransition]:
+        self.clock.advance(reading.source_time)
+        return self.engine.evaluate(reading)
+
+    def tick(self, now: float) -> list[AlarmTransition]:
+        self.clock.advance(now)
+        return self.engine.tick(now)
+
+    def acknowledge(self, key: str, operator: str, now: float) -> list[AlarmTransition]:
+        return self.engine.acknowledge(key, operator, now)
+
+    def active_alarms(self) -> list[dict[str, Any]]:
+        return self.engine.active_alarms()
+
+
+def engine(*rules: dict[str, Any]) -> OnRecordedTime:
+    return OnRecordedTime(RulesConfig.model_validate(list(rules)))
 
 
 def good(point: str, value: float, t: float, **attrs: Any) -> Reading:

@@ -1,42 +1,112 @@
-"""Known defect, found by the chaos soak's clock steps (issue 14): the rule engine measures its time conditions
-(persistence ``duration``, ``stale`` ``max_age``, freshness ``within``, rate windows, detection ``hold``) on the
-readings' wall-clock timestamps, so a step of the system clock moves them: a backward step of an hour holds a
-persistent danger alarm back for that hour, a forward step raises ``stale`` for a point that is fresh.
+"""Clock steps (issue 14, found by the chaos soak): the rule engine's time conditions (persistence
+``duration``, ``stale`` ``max_age``, freshness ``within``, rate windows, detection ``hold``) run on a step-free
+clock, so a step of the wall clock moves none of them; transitions keep the wall clock (``ts``, alarm ids).
 
-Strict xfail: these fail on today's code and say what must hold; whoever moves the engine's durations onto a
-step-free clock (monotonic, with the wall clock kept for ``ts`` and alarm ids) removes the markers.
+Before the fix they ran on the readings' wall-clock timestamps: a backward step of an hour held a persistent
+danger alarm back for that hour, a forward step raised ``stale`` for a fresh point (these tests failed).
 """
 
 from __future__ import annotations
 
-import pytest
-
+from gateway.rules.clock import RecordedClock
 from gateway.rules.config import RulesConfig
-from gateway.rules.engine import RuleEngine, TransitionKind
+from gateway.rules.engine import RuleEngine, TransitionKind, run_series
 from gateway.shared import Quality, Reading
 
 T = 1_800_000_000.0
 HOUR = 3600.0
 
 
-@pytest.mark.xfail(strict=True, reason="rule durations are measured on the wall clock (docs/durability.md)")
+class SteppedClock:
+    """Real time passes when the test says (``elapsed``); the wall clock is real time plus the steps made."""
+
+    def __init__(self) -> None:
+        self.elapsed = 0.0
+        self.step = 0.0
+
+    def monotonic(self) -> float:
+        return 50_000.0 + self.elapsed  # the monotonic clock's zero means nothing
+
+    def wall(self) -> float:
+        return T + self.elapsed + self.step
+
+
+def rules(*spec: dict[str, object]) -> RulesConfig:
+    return RulesConfig.model_validate(list(spec))
+
+
+DANGER = {"type": "threshold", "id": "danger", "point": "lvl", "above": 1.0, "persistence": {"duration": 10}}
+
+
 def test_backward_step_does_not_hold_back_a_persistent_alarm() -> None:
-    engine = RuleEngine(RulesConfig.model_validate([{"type": "threshold", "id": "danger", "point": "lvl",
-                                                     "above": 1.0, "persistence": {"duration": 10}}]))
+    clock = SteppedClock()
+    engine = RuleEngine(rules(DANGER), clock)
     raised = []
     for second in range(25):  # 25 s of real time above the level; the clock steps back 1 h after 5 s
-        wall = T + second - (HOUR if second >= 5 else 0.0)
-        raised += [t for t in engine.evaluate(Reading("lvl", 2.0, Quality.GOOD, wall)) + engine.tick(wall)
+        clock.elapsed, clock.step = second, (-HOUR if second >= 5 else 0.0)
+        wall = clock.wall()
+        raised += [(second, t) for t in engine.evaluate(Reading("lvl", 2.0, Quality.GOOD, wall)) + engine.tick(wall)
                    if t.kind is TransitionKind.RAISED]
-    assert raised, "held true for 25 s with a 10 s persistence: the alarm must be raised"
+    assert [second for second, _ in raised] == [10], "held true for 10 s of real time: raised then, once"
+    transition = raised[0][1]
+    assert transition.time == T + 10 - HOUR  # the wall clock, step included, stamps what leaves the engine
+    assert transition.alarm_id.startswith(f"danger-{int((T + 10 - HOUR) * 1000)}-")
 
 
-@pytest.mark.xfail(strict=True, reason="rule durations are measured on the wall clock (docs/durability.md)")
 def test_forward_step_does_not_make_a_fresh_point_stale() -> None:
-    engine = RuleEngine(RulesConfig.model_validate([{"type": "stale", "id": "quiet", "point": "lvl",
-                                                     "max_age": 60}]))
+    clock = SteppedClock()
+    engine = RuleEngine(rules({"type": "stale", "id": "quiet", "point": "lvl", "max_age": 60}), clock)
     out = []
     for second in range(5):
-        out += engine.evaluate(Reading("lvl", 2.0, Quality.GOOD, T + second)) + engine.tick(T + second)
-    out += engine.tick(T + 6 + HOUR)  # a second later in real time, the clock stepped forward 1 h
+        clock.elapsed = second
+        out += engine.evaluate(Reading("lvl", 2.0, Quality.GOOD, clock.wall())) + engine.tick(clock.wall())
+    clock.elapsed, clock.step = 6, HOUR  # a second later in real time, the clock stepped forward 1 h
+    out += engine.tick(clock.wall())
     assert not out, [t.alarm_id for t in out]
+    clock.elapsed = 4 + 61  # the point really goes quiet: stale after max_age of real time, not before
+    assert [t.kind for t in engine.tick(clock.wall())] == [TransitionKind.RAISED]
+
+
+def test_forward_step_on_the_tick_path_does_not_raise_a_persistent_alarm_early() -> None:
+    """No reading after the step: only the tick sees it. The siren must not sound 10 s early."""
+    clock = SteppedClock()
+    engine = RuleEngine(rules(DANGER), clock)
+    assert engine.evaluate(Reading("lvl", 2.0, Quality.GOOD, clock.wall())) == []
+    clock.elapsed, clock.step = 1, HOUR
+    assert engine.tick(clock.wall()) == []
+    clock.elapsed = 10
+    assert [t.kind for t in engine.tick(clock.wall())] == [TransitionKind.RAISED]
+
+
+def test_backward_step_does_not_hold_a_detection_for_an_hour() -> None:
+    """A detection counts for ``hold`` seconds of real time, whatever the wall clock did meanwhile."""
+    clock = SteppedClock()
+    engine = RuleEngine(rules({"type": "detection", "id": "fire", "point": "cam1.fire", "min_confidence": 0.5,
+                               "hold": 30}), clock)
+    raised = engine.evaluate(Reading("cam1.fire", 0.9, Quality.GOOD, clock.wall(), attrs={"confirmed": True}))
+    assert [t.kind for t in raised] == [TransitionKind.RAISED]
+    clock.elapsed, clock.step = 20, -HOUR
+    assert engine.tick(clock.wall()) == []
+    clock.elapsed = 31
+    assert [t.kind for t in engine.tick(clock.wall())] == [TransitionKind.CLEARED]
+
+
+def test_a_device_stamped_reading_keeps_its_age() -> None:
+    """Source time earlier than acquisition: the reading counts as taken when the device says (``within``)."""
+    clock = SteppedClock()
+    engine = RuleEngine(rules({"type": "all_of", "id": "both", "conditions": [
+        {"type": "threshold", "point": "a", "above": 1.0, "within": 30},
+        {"type": "threshold", "point": "b", "above": 1.0, "within": 30}]}), clock)
+    clock.elapsed = 100
+    assert engine.evaluate(Reading("a", 2.0, Quality.GOOD, clock.wall() - 40)) == []  # a device's 40 s old value
+    assert engine.evaluate(Reading("b", 2.0, Quality.GOOD, clock.wall())) == []  # a too old to count with b
+    assert engine.evaluate(Reading("a", 2.0, Quality.GOOD, clock.wall() - 5))  # 5 s old: both true
+
+
+def test_a_replay_runs_on_the_recorded_time() -> None:
+    """``fieldgate rules test --replay``: the series' own time, whatever the box's clock does meanwhile."""
+    clock = RecordedClock()
+    engine = RuleEngine(rules(DANGER), clock)
+    series = [Reading("lvl", 2.0, Quality.GOOD, T + second) for second in (0, 5, 9, 10, 11)]
+    raised = [t for t in run_series(engine, clock, series) if t.kind is TransitionKind.RAISED]
+    assert [t.time for t in raised] == [T + 10]
