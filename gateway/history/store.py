@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 MINUTE = 60
-CACHE_KIB = 512  # SQLite's page cache of this connection (default 2 000 KiB), as the journal's
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets(
@@ -92,7 +91,6 @@ class TrendStore:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")  # resident memory: writes once a minute, reads on request
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:

@@ -30,10 +30,6 @@ WAL_LIMIT = 8 * 1024 * 1024  # the WAL is truncated to this after a checkpoint
 # of 539 bytes per group-committed telemetry reading (bench/RESULTS.md, issue 18). Applies to a journal
 # created from now on; an existing file keeps its page size (changing it needs a VACUUM).
 PAGE_SIZE = 1024
-# SQLite's page cache per connection, in KiB (SQLite's default is 2 000 KiB). The journal's working set is the
-# tail of two small tables: new batches and owed rows, read back and acknowledged within seconds; what misses
-# is read again from the OS's cache, not the card. Resident memory on a Pi (bench/RESULTS.md, issue 18).
-CACHE_KIB = 512
 _DAMAGE_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 _SIDE_FILES = ("", "-wal", "-shm")
 
@@ -90,7 +86,6 @@ class JournalFiles:
         # This SQLite is built with SECURE_DELETE: every deleted record would be zeroed, a page written for
         # nothing (the journal holds telemetry, not secrets). FAST zeroes only where it costs no extra I/O.
         db.execute("PRAGMA secure_delete=FAST")
-        db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         return db
 
     def _probe(self) -> tuple[sqlite3.Connection | None, str]:
