@@ -188,6 +188,7 @@ class LinkRunner:
             self._new.clear()
             await _first_of(self._slot_freed, self._new)
             if self._new.is_set():
+                self._drained = False  # the news is consumed here: what it brought beyond alarms is pulled next
                 await self._send_urgent(senders)
         self._inflight += 1
 
