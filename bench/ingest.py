@@ -18,7 +18,7 @@ reading (``write_bytes`` of /proc/<pid>/io over the window: WAL, checkpoints, lo
 A variant is ``NAME[:KIND[:PROFILE[:ROOT[:JOURNAL]]]]``: KIND ``bare`` or ``gateway``; PROFILE the link's
 payload profile; ROOT another checkout of the repository to run the gateway from (a *before* build; empty:
 this one); JOURNAL the body of the site's ``journal:`` section in YAML flow style without braces, e.g.
-``min_commit_interval: 1s``.
+``min_commit_interval: 1s``. ``--env NAME=KEY=VALUE`` adds an environment variable to variant NAME's process.
 ``--cprofile DIR`` runs gateway variants under ``bench/profiled_gateway.py`` (cProfile per thread; CPU figures of
 such a run include the profiler's overhead, so profile and measure in separate runs). ``--py-spy DIR``
 instead samples each gateway variant's process over the measuring window with py-spy (all threads, no
@@ -111,6 +111,7 @@ class Variant:
     profile: str = "fieldgate"
     root: Path = ROOT
     journal: str = ""
+    env: dict[str, str] = field(default_factory=dict)  # --env NAME=KEY=VALUE: e.g. MALLOC_ARENA_MAX
     runs: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -156,7 +157,7 @@ class Arrivals:
 
 def start_variant(variant: Variant, tmp: Path, ports: list[int], args: argparse.Namespace,
                   broker_port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(variant.root))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(variant.root), **variant.env)
     log = open(tmp / "process.log", "ab")  # noqa: SIM115 - closed with the process
     if variant.kind == "bare":
         cmd = [sys.executable, str(ROOT / "bench" / "bare_loop.py"), "--broker-port", str(broker_port),
@@ -272,12 +273,18 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--variant", action="append", default=[],
                         help="NAME[:KIND[:PROFILE[:ROOT]]]; default: bare and fieldgate")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=KEY=VALUE",
+                        help="an environment variable for one variant's process (e.g. MALLOC_ARENA_MAX=2)")
     parser.add_argument("--cprofile", default=None, help="directory for cProfile summaries of gateway variants")
     parser.add_argument("--py-spy", default=None, help="directory for py-spy summaries of gateway variants")
     parser.add_argument("--rss-every", type=float, default=0.0,
                         help="seconds between VmRSS samples over the window (a long run's memory, bounded or not)")
     args = parser.parse_args()
     variants = [Variant.parse(s) for s in (args.variant or ["bare", "fieldgate:gateway:fieldgate"])]
+    by_name = {v.name: v for v in variants}
+    for spec in args.env:
+        name, key, value = spec.split("=", 2)
+        by_name[name].env[key] = value
 
     tmp = Path(tempfile.mkdtemp(prefix="fg-bench-"))
     broker = Broker(tmp / "broker").start()

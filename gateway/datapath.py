@@ -24,7 +24,7 @@ from gateway.report import ReportFilter
 from gateway.rules import RuleEngine
 from gateway.rules.continuity import AlarmBook
 from gateway.rules.engine import AlarmTransition
-from gateway.shared import EventRecord, Progress, Quality, Reading, RecordClass, now
+from gateway.shared import EventRecord, Journalable, Progress, Quality, Reading, RecordClass, now
 from gateway.vision.events import DetectionEvent
 
 log = logging.getLogger("fieldgate")
@@ -68,13 +68,14 @@ class DataPath:
         """The sink every bus hands its samples to, the samples of one read at a time (gateway.shared.ReadingSink).
 
         Each reading in turn: latest value, rules (a transition is handled before the next reading, as it
-        would be had the readings come one by one), report filter, journal queue, observers. One call per
-        block keeps the per-reading work to what each reading needs.
+        would be had the readings come one by one), report filter, observers; then the block's admitted
+        readings go to the journal queue as one item. One call per block keeps the per-reading work to
+        what each reading needs.
         """
         counters = self.counters
         counters["points_read"] += len(readings)
         by_quality = counters["readings_by_quality"]
-        latest, admit, put, observers = self.latest, self.report_filter.admit, self.journal.put, self.observers
+        latest, admit, observers = self.latest, self.report_filter.admit, self.observers
         evaluate = self.rules.evaluate
         good = len(readings)  # counted once per block: an enum's .value and a dict update per reading cost ~1 us
         for reading in readings:
@@ -83,6 +84,10 @@ class DataPath:
                 by_quality[reading.quality.value] = by_quality.get(reading.quality.value, 0) + 1
         if good:
             by_quality[Quality.GOOD.value] = by_quality.get(Quality.GOOD.value, 0) + good
+        # The block's admitted readings go to the journal queue as one item (one queue step, not one per
+        # reading), before any alarm transition of the block is committed: an alarm is committed at once
+        # (append_now) and may overtake telemetry queued before it, as it always could.
+        admitted: list[tuple[RecordClass, Journalable]] = []
         for reading in readings:
             latest[reading.point] = reading
             for transition in evaluate(reading):
@@ -90,9 +95,10 @@ class DataPath:
             reason = admit(reading)
             if reason is None:
                 continue
-            await put(RecordClass.STATE if reason == "quality" else RecordClass.TELEMETRY, reading)
+            admitted.append((RecordClass.STATE if reason == "quality" else RecordClass.TELEMETRY, reading))
             for observer in observers:
                 await observer(reading)
+        await self.journal.put_many(admitted)
 
     async def _on_transition(self, transition: AlarmTransition) -> None:
         if transition.kind.value == "raised":

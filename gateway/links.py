@@ -81,6 +81,10 @@ class LinkRunner:
         self._inflight = 0
         self._slot_freed = asyncio.Event()
         self._rewind = True
+        # The last pull took everything this link was owed up to the cursors: until a commit (or a failed
+        # send) there is nothing to pull, so neither the runner nor an acknowledgement asks the journal
+        # thread again (each ask is an executor round trip and a few SQL reads, bench/RESULTS.md).
+        self._drained = False
         self._floor = 0
         self._urgent: Cursors = dict.fromkeys(URGENT, 0)
         self._live: Cursors = dict.fromkeys(REPLAYABLE, 0)
@@ -121,7 +125,8 @@ class LinkRunner:
                 if not records:
                     await self._wait_for_news(1.0 if budget > 0 else self.bucket.wait_for_one())
                     continue
-                self._advance(records)
+                replayed = self._advance(records)
+                self._drained = len(records) < self.batch and replayed < budget
                 if self.pacer is not None:  # how long live data waited in the journal: the pacer's second signal
                     self.pacer.live_waited(max((time.time() - r.created for r in records
                                                 if r.cls not in URGENT and r.seq > self._floor), default=0.0))
@@ -130,6 +135,8 @@ class LinkRunner:
                 for message in self.profile.encode(records):
                     await self._take_slot(any(s in urgent for s in message.seqs), senders)
                     self._start_send(senders, message, any(s in backlog for s in message.seqs))
+                if self._drained:
+                    await self._wait_for_news(1.0)
 
     async def _restart_cursors(self) -> None:
         while self._inflight:
@@ -140,8 +147,10 @@ class LinkRunner:
         self._live = dict.fromkeys(REPLAYABLE, self._floor)
         self._replay = dict.fromkeys(REPLAYABLE, 0)
         self._rewind = False
+        self._drained = False
 
-    def _advance(self, records: list[JournalRecord]) -> None:
+    def _advance(self, records: list[JournalRecord]) -> int:
+        """Move the cursors past ``records``; returns how many were backlog (replayed)."""
         replayed = 0
         for r in records:
             if r.cls in URGENT:
@@ -153,6 +162,7 @@ class LinkRunner:
                 replayed += 1
         self.bucket.take(replayed)
         self.replayed_records += replayed
+        return replayed
 
     def _window(self) -> int:
         """In flight at once: ``max_inflight``, or the link's own window if that is smaller (MQTT lowers
@@ -178,6 +188,7 @@ class LinkRunner:
             self._new.clear()
             await _first_of(self._slot_freed, self._new)
             if self._new.is_set():
+                self._drained = False  # the news is consumed here: what it brought beyond alarms is pulled next
                 await self._send_urgent(senders)
         self._inflight += 1
 
@@ -226,7 +237,8 @@ class LinkRunner:
                 self.pacer.acknowledged(backlog, rtt, self._window())
             self._inflight -= 1
             self._slot_freed.set()
-            self._new.set()
+            if self._rewind or not self._drained:  # an ack makes nothing new to pull once drained
+                self._new.set()
 
 
 async def _first_of(*events: asyncio.Event) -> None:

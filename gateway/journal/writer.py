@@ -22,7 +22,8 @@ T = TypeVar("T")
 # Stop: how long the stop path keeps retrying a commit the journal refuses (full of alarms, I/O errors) before
 # it spills the records to the temporary journal (gateway/journal/fallback.py) and goes on stopping.
 STOP_COMMIT_BOUND = 5.0
-Spill = Callable[[list[tuple[RecordClass, Journalable]]], int]
+Entry = tuple[RecordClass, Journalable]
+Spill = Callable[[list[Entry]], int]
 
 
 class AsyncJournal:
@@ -41,7 +42,12 @@ class AsyncJournal:
         self.commit_window = commit_window
         # SD-card wear (docs/durability.md): a commit held open gathers several poll bursts.
         self.hold = min(journal.settings.min_commit_interval, commit_window)
-        self._queue: asyncio.Queue[tuple[RecordClass, Journalable]] = asyncio.Queue(queue_size)
+        # One item per producer call (a bus read's admitted readings: ``put_many``), not per reading: the writer
+        # takes a read's readings in one step. The bound counts readings (``_queued``), not items.
+        self.queue_size = queue_size
+        self._queue: asyncio.Queue[list[Entry]] = asyncio.Queue()
+        self._queued = 0
+        self._room = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._listeners: list[asyncio.Event] = []
         self._batch_lock = asyncio.Lock()  # held by the writer from its first item to its commit, and by flush()
@@ -65,7 +71,24 @@ class AsyncJournal:
 
     async def put(self, cls: RecordClass, reading: Journalable) -> None:
         """Queue a reading for group commit; waits (back-pressure) when the queue is full."""
-        await self._queue.put((cls, reading))
+        await self.put_many([(cls, reading)])
+
+    async def put_many(self, entries: list[Entry]) -> None:
+        """Queue readings for group commit as one item, in order; waits (back-pressure) while the queue holds
+        ``queue_size`` readings or more (so it holds at most that plus one call's worth). ``entries`` is the
+        writer's from here on."""
+        if not entries:
+            return
+        while self._queued >= self.queue_size:
+            self._room.clear()
+            await self._room.wait()
+        self._queued += len(entries)
+        self._queue.put_nowait(entries)
+
+    def _take(self, batch: list[Entry], entries: list[Entry]) -> None:
+        batch.extend(entries)
+        self._queued -= len(entries)
+        self._room.set()
 
     async def append_now(self, cls: RecordClass, reading: Journalable) -> int:
         """Commit one record now (fsync'd) and return its seq. Raises ``JournalFull`` if it cannot."""
@@ -79,7 +102,7 @@ class AsyncJournal:
         return await self.call(self.journal.stats)
 
     def queued(self) -> int:
-        return self._queue.qsize()
+        return self._queued
 
     async def run(self, progress: Progress) -> None:
         while True:
@@ -95,7 +118,8 @@ class AsyncJournal:
             # The batch in hand is committed before flush() may take what is queued behind it:
             # queue order stays seq order (a later reading of a point never gets a lower seq).
             # Uncontended, acquire() does not suspend, so nothing can slip in after the get.
-            batch = [first]
+            batch: list[Entry] = []
+            self._take(batch, first)
             try:
                 await self._batch_lock.acquire()
             except asyncio.CancelledError:
@@ -108,7 +132,7 @@ class AsyncJournal:
             progress.beat()
             await self._maintain_if_due()
 
-    async def _gather_and_commit(self, batch: list[tuple[RecordClass, Journalable]]) -> None:
+    async def _gather_and_commit(self, batch: list[Entry]) -> None:
         started = time.monotonic()
         deadline, hold_until = started + self.commit_window, started + self.hold
         try:
@@ -117,7 +141,7 @@ class AsyncJournal:
                 if self._queue.empty() and time.monotonic() < hold_until:
                     try:
                         async with asyncio.timeout(hold_until - time.monotonic()):
-                            batch.append(await self._queue.get())
+                            self._take(batch, await self._queue.get())
                     except TimeoutError:
                         break
                     continue
@@ -125,7 +149,7 @@ class AsyncJournal:
                     await asyncio.sleep(0.005)
                     if self._queue.empty():
                         break
-                batch.append(self._queue.get_nowait())
+                self._take(batch, self._queue.get_nowait())
         except asyncio.CancelledError:
             await self._commit(batch)  # shutting down: what we hold is committed, not dropped
             raise
@@ -148,13 +172,13 @@ class AsyncJournal:
         self._give_up_at = time.monotonic() + bound
         self._stopping.set()
         async with self._batch_lock:
-            batch: list[tuple[RecordClass, Journalable]] = []
+            batch: list[Entry] = []
             while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+                self._take(batch, self._queue.get_nowait())
             if batch:
                 await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[RecordClass, Journalable]]) -> None:
+    async def _commit(self, batch: list[Entry]) -> None:
         delay = 0.5
         while True:
             try:
@@ -177,7 +201,7 @@ class AsyncJournal:
         self.committed += len(batch)
         self._notify()
 
-    async def _spill(self, batch: list[tuple[RecordClass, Journalable]]) -> None:
+    async def _spill(self, batch: list[Entry]) -> None:
         """Stopping, and the journal still refuses ``batch``: to the temporary journal, merged at the next start."""
         kept = 0
         if self.spill is not None:

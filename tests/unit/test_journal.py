@@ -74,6 +74,31 @@ def test_async_group_commit_and_flush(tmp_path: Path) -> None:
     assert 1 <= seq <= 51
 
 
+def test_put_many_keeps_order_and_bounds_the_queue_in_readings(tmp_path: Path) -> None:
+    """One queue item per bus read; the queue's bound still counts readings (back-pressure per read)."""
+    async def scenario() -> tuple[int, bool, list[float]]:
+        aj = AsyncJournal(Journal(tmp_path / "j.sqlite", {"mqtt": ALL}), queue_size=10, commit_window=0.01)
+        await aj.put_many([(RecordClass.TELEMETRY, reading("a", float(i))) for i in range(8)])
+        await aj.put_many([])  # a read with nothing admitted queues nothing
+        await aj.put(RecordClass.TELEMETRY, reading("a", 8.0))
+        await aj.put_many([(RecordClass.TELEMETRY, reading("a", float(i))) for i in range(9, 12)])  # 12 >= 10
+        blocked = asyncio.create_task(aj.put(RecordClass.TELEMETRY, reading("a", 12.0)))
+        await asyncio.sleep(0.05)
+        queued, waited = aj.queued(), not blocked.done()
+        writer = asyncio.create_task(aj.run(NullProgress()))
+        await blocked
+        await aj.flush()
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        values = [r.body["value"] for r in await aj.call(aj.journal.pending, "mqtt", 100)]
+        await aj.close()
+        return queued, waited, values
+
+    queued, waited, values = asyncio.run(scenario())
+    assert queued == 12 and waited  # held at the bound, not dropped
+    assert values == [float(i) for i in range(13)]
+
+
 def test_envelope_marks_replayed_records_historical(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.sqlite", {"mqtt": ALL})
     j.append([(RecordClass.TELEMETRY, reading("a", 1.0)), (RecordClass.ALARM, reading("alarm", 2.0))])
