@@ -56,10 +56,8 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
 
 
-def build_release(out_dir: Path, version: str, *, broken: bool = False) -> Path:
-    """A wheel of this tree as ``version``; ``broken``: `fieldgate validate` works, `fieldgate run` raises."""
-    work = out_dir / f"src-{version}"
-    shutil.rmtree(work, ignore_errors=True)
+def copy_sources(work: Path) -> Path:
+    """What a wheel of this checkout is built from, copied to ``work`` (no caches, no build leftovers)."""
     work.mkdir(parents=True)
     for name in _TREE:
         source = ROOT / name
@@ -67,6 +65,14 @@ def build_release(out_dir: Path, version: str, *, broken: bool = False) -> Path:
             shutil.copytree(source, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy(source, work / name)
+    return work
+
+
+def build_release(out_dir: Path, version: str, *, broken: bool = False) -> Path:
+    """A wheel of this tree as ``version``; ``broken``: `fieldgate validate` works, `fieldgate run` raises."""
+    work = out_dir / f"src-{version}"
+    shutil.rmtree(work, ignore_errors=True)
+    copy_sources(work)
     pyproject = work / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace('version = "0.1.0"', f'version = "{version}"', 1))
     if broken:

@@ -9,7 +9,6 @@ tests/unit/test_optional_extras.py.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load_site
+from sim.ab_box import copy_sources
 from sim.broker import Broker
 from sim.modbus import SimServer, SimUnit
 from sim.platform import Platform
@@ -26,19 +26,11 @@ from sim.support import free_port, wait_for
 pytestmark = [pytest.mark.hil, pytest.mark.slow, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "README.md", "gateway", "drivers", "sim", "centre")
 
 
 def build_wheel(out: Path) -> Path:
     """fieldgate's own wheel (no dependencies), built from a copy of the sources."""
-    src = out / "src"
-    src.mkdir(parents=True)
-    for name in SOURCES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(source, src / name)
+    src = copy_sources(out / "src")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out / "wheels"), str(src)],
                    check=True, capture_output=True, timeout=240)
     return next((out / "wheels").glob("fieldgate-*.whl"))
