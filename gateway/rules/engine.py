@@ -237,6 +237,8 @@ class RuleEngine:
         latest = self._latest.get(state.rule.point)
         if latest is not None and latest.good:
             state.last_good = self._taken_at[state.rule.point]
+        if state.last_good is None and state.active is not None:
+            return True  # resumed after a restart, quiet since: still stale (same id), until a good reading
         since = state.last_good if state.last_good is not None else self._started
         return since is not None and now - since > state.rule.max_age
 

@@ -110,3 +110,19 @@ def test_a_replay_runs_on_the_recorded_time() -> None:
     series = [Reading("lvl", 2.0, Quality.GOOD, T + second) for second in (0, 5, 9, 10, 11)]
     raised = [t for t in run_series(engine, clock, series) if t.kind is TransitionKind.RAISED]
     assert [t.time for t in raised] == [T + 10]
+
+
+def test_a_resumed_stale_alarm_stays_until_its_point_is_read_again() -> None:
+    """Continuity (issue 14): before, a stale alarm resumed after a restart cleared at the first tick (the
+    point not read yet counted as fresh from the start) and came back under a new id ``max_age`` later."""
+    clock = SteppedClock()
+    engine = RuleEngine(rules({"type": "stale", "id": "quiet", "point": "lvl", "max_age": 60}), clock)
+    engine.resume({"quiet": {"alarm_id": "quiet-1", "acknowledged": False}})
+    out = []
+    for second in range(0, 200, 5):  # the point stays quiet for longer than max_age after the restart
+        clock.elapsed = second
+        out += engine.tick(clock.wall())
+    assert out == [], [(t.kind, t.alarm_id) for t in out]
+    clock.elapsed = 201
+    out = engine.evaluate(Reading("lvl", 2.0, Quality.GOOD, clock.wall())) + engine.tick(clock.wall())
+    assert [(t.kind, t.alarm_id) for t in out] == [(TransitionKind.CLEARED, "quiet-1")]
