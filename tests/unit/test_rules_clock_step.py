@@ -12,23 +12,7 @@ from gateway.rules.clock import RecordedClock
 from gateway.rules.config import RulesConfig
 from gateway.rules.engine import RuleEngine, TransitionKind, run_series
 from gateway.shared import Quality, Reading
-
-T = 1_800_000_000.0
-HOUR = 3600.0
-
-
-class SteppedClock:
-    """Real time passes when the test says (``elapsed``); the wall clock is real time plus the steps made."""
-
-    def __init__(self) -> None:
-        self.elapsed = 0.0
-        self.step = 0.0
-
-    def monotonic(self) -> float:
-        return 50_000.0 + self.elapsed  # the monotonic clock's zero means nothing
-
-    def wall(self) -> float:
-        return T + self.elapsed + self.step
+from tests.clocks import HOUR, SteppedClock, T
 
 
 def rules(*spec: dict[str, object]) -> RulesConfig:
