@@ -22,6 +22,7 @@ from drivers.broadcast.factory import build_outputs
 from gateway.alerts.audit import AuditLog
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.subsystem import BroadcastSubsystem
+from gateway.rules.clock import RecordedClock
 from gateway.rules.config import RulesConfig
 from gateway.rules.engine import RuleEngine
 from gateway.shared import Quality, Reading
@@ -45,9 +46,10 @@ async def run(runs: int, audit_dir: Path) -> dict[str, Any]:
     rules = RulesConfig.model_validate([{"type": "threshold", "id": "hi", "point": "lvl", "above": 10}])
     audit = AuditLog(audit_dir / "audit.log")
     outputs = build_outputs(config.outputs)
-    # Each run is an hour apart on the subsystem's clock, so per-zone rate limits never interfere.
-    fake_now = [time.time()]
-    subsystem = BroadcastSubsystem(config, audit, outputs, clock=lambda: fake_now[0])
+    # Each run is an hour apart on the subsystem's clocks (wall and monotonic: the rate limits age on both), so
+    # per-zone rate limits never interfere.
+    clock = RecordedClock(time.time())
+    subsystem = BroadcastSubsystem(config, audit, outputs, clock=clock.wall, monotonic=clock.monotonic)
     samples: list[float] = []
     try:
         for i in range(runs):
@@ -61,7 +63,7 @@ async def run(runs: int, audit_dir: Path) -> dict[str, Any]:
             if not any(r.output == "siren" and r.action == "activate" and r.ok for r in results):
                 raise SystemExit(f"run {i}: siren not confirmed: {results}")
             samples.append(elapsed * 1000)
-            fake_now[0] += 3600
+            clock.advance(clock.now + 3600)
             await outputs["siren"].deactivate()
     finally:
         await subsystem.close()

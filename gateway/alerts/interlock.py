@@ -121,10 +121,19 @@ def required_signatures(alert: Alert) -> int:
 
 
 class ZoneRateLimiter:
-    """Activations per zone on the wall clock (the audit chain's, shared with the next start), each with the
-    monotonic time it was counted at: if the wall clock was stepped back past an activation, its age is taken
-    from the monotonic clock, so a step back does not silence a zone for the size of the step (the chaos
-    soak's clock steps: an hour). A step forward still ages them early (docs/durability.md, Clock steps)."""
+    """Activations per zone, each stamped with the wall clock (the audit chain's, shared with the next start) and
+    the monotonic time it was counted at. An activation's age is the smaller of its wall and monotonic ages (the
+    monotonic one alone when the wall clock was stepped back past it): a step either way never frees the minimum
+    interval or the hourly cap early, only real elapsed time does; a step back holds a zone for no longer than the
+    limits themselves (the chaos soak's clock steps of an hour, issue 14; docs/durability.md, Clock steps).
+
+    Activations rebuilt from the audit chain at a start (``restored``) are counted as made ``now - at`` ago on
+    this start's monotonic clock, so their wall age decides. Residual: a forward step *before* a restart makes
+    the chain's activations look older by the step (those more than an hour old on the stepped clock are not
+    read back at all), so after such a restart the limits are looser by the step, until real time catches up.
+    Closing it would need a monotonic stamp and boot id in each audit record and a history read that looks past
+    the wall-clock horizon; an activation whose ``at`` lies ahead of ``now`` counts as made at the restart.
+    """
 
     def __init__(self, min_interval: float, max_per_hour: int,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -156,13 +165,20 @@ class ZoneRateLimiter:
 
     def _age(self, activation: tuple[float, float], now: float) -> float:
         wall, counted = activation
-        age = now - wall
-        return age if age >= 0 else max(0.0, self._monotonic() - counted)  # the clock went back past it
+        real = max(0.0, self._monotonic() - counted)
+        wall_age = now - wall
+        return real if wall_age < 0 else min(wall_age, real)  # a step either way never ages it early
 
     def commit(self, zones: Iterable[str], now: float) -> None:
-        counted = self._monotonic()
+        self._count(zones, now, self._monotonic())
+
+    def restored(self, zones: Iterable[str], at: float, now: float) -> None:
+        """An activation read back from the audit chain: made ``now - at`` ago (none of this start's clock)."""
+        self._count(zones, at, self._monotonic() - max(0.0, now - at))
+
+    def _count(self, zones: Iterable[str], at: float, counted: float) -> None:
         for zone in zones:
-            self._times.setdefault(zone, collections.deque(maxlen=self.max_per_hour)).append((now, counted))
+            self._times.setdefault(zone, collections.deque(maxlen=self.max_per_hour)).append((at, counted))
 
     def stopped(self, zones: Iterable[str], now: float) -> None:
         for zone in zones:
@@ -170,29 +186,30 @@ class ZoneRateLimiter:
 
 
 class Interlock:
-    def __init__(self, config: BroadcastConfig) -> None:
+    def __init__(self, config: BroadcastConfig, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.keyring = Keyring(config.operators)
-        self.limiter = ZoneRateLimiter(config.rate_limit.min_interval, config.rate_limit.max_per_hour)
+        self.limiter = ZoneRateLimiter(config.rate_limit.min_interval, config.rate_limit.max_per_hour, monotonic)
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._plan = {entry.rule: entry for entry in config.automatic}
         # Alerts from people sent before this is refused: the history before it is unknown (see restore).
         self.known_since = 0.0
 
-    def restore(self, history: History) -> None:
+    def restore(self, history: History, now: float) -> None:
         """Rebuild the rate limits and the used alert ids from the audit chain (restart, reload).
 
         Without this a restart forgot both, and the same two-signed request sounded again seconds
         later. Where the chain does not reach back far enough (new, lost or unreadable), alerts from
         people that were sent before what the chain knows are refused: they may have been played.
+        ``now`` is the wall clock at the start: how long ago each activation was (ZoneRateLimiter.restored).
         """
         for record in history.records:
             data = record.get("data")
             if isinstance(data, dict):
-                self._replay(str(record.get("kind")), data, float(data.get("at", record.get("ts", 0.0))))
+                self._replay(str(record.get("kind")), data, float(data.get("at", record.get("ts", 0.0))), now)
         self.known_since = 0.0 if history.complete else history.known_since
 
-    def _replay(self, kind: str, data: dict[str, Any], at: float) -> None:
+    def _replay(self, kind: str, data: dict[str, Any], at: float, now: float) -> None:
         """One audit record's part in the interlock's memory (see restore)."""
         if kind == "stopped":
             self.limiter.stopped([z for z in data.get("zones", []) if isinstance(z, str)], at)
@@ -204,7 +221,7 @@ class Interlock:
         if data.get("claimed") and isinstance(identifier, str):
             self._remember(identifier)
         if data.get("accepted") and data.get("outputs") and alert.get("msgType") != MsgType.CANCEL.value:
-            self.limiter.commit([a for a in alert.get("areas", []) if isinstance(a, str)], at)
+            self.limiter.restored([a for a in alert.get("areas", []) if isinstance(a, str)], at, now)
 
     def decide(
         self,

@@ -36,6 +36,7 @@ class BroadcastSubsystem:
         on_evidence: EvidenceSink | None = None,
         on_fault_alarm: EvidenceSink | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         missing = set(config.outputs) - set(outputs)
         if missing:
@@ -43,8 +44,9 @@ class BroadcastSubsystem:
         self.config = config
         self.audit = audit
         self.outputs = dict(outputs)
-        self.interlock = Interlock(config)
-        self.interlock.restore(audit.history(clock() - HISTORY_S))
+        self.interlock = Interlock(config, monotonic)  # the rate limits age on both clocks (ZoneRateLimiter)
+        now = clock()
+        self.interlock.restore(audit.history(now - HISTORY_S), now)
         self._on_evidence = on_evidence
         self._on_fault_alarm = on_fault_alarm
         self._clock = clock

@@ -19,6 +19,7 @@ from gateway.alerts.interlock import Decision, Interlock, check_site_plan
 from gateway.alerts.model import CAP_NS, Alert, MsgType, Origin, Status
 from gateway.alerts.signing import Keyring, OperatorSignature, public_key_text, sign
 from gateway.rules.config import RulesConfig
+from tests.clocks import SteppedClock
 
 NOW = dt.datetime(2026, 5, 12, 2, 0, tzinfo=dt.UTC)
 
@@ -184,15 +185,18 @@ def test_site_plan_refuses_fault_rule() -> None:
 
 
 def test_interlock_rate_limit_and_replay() -> None:
-    lock = Interlock(broadcast_config())
-    t = NOW.timestamp()
-    first = decide(lock, alert(identifier="r-1"), t)
+    clock = SteppedClock(NOW.timestamp())  # the limits age on both clocks: real time passes on both
+    lock = Interlock(broadcast_config(), monotonic=clock.monotonic)
+    first = decide(lock, alert(identifier="r-1"), clock.wall())
     assert first.accepted and first.activations["siren"].cadence is not None
     assert first.activations["pa"].clips == (Path("/clips/evacuate.wav"),)
-    assert "replay" in decide(lock, alert(identifier="r-1"), t + 700).reason
-    assert "rate limit" in decide(lock, alert(identifier="r-2"), t + 10).reason
-    assert decide(lock, alert(identifier="r-3"), t + 700).accepted
-    assert "hour" in decide(lock, alert(identifier="r-4"), t + 1400).reason
+    clock.advance(10)
+    assert "rate limit" in decide(lock, alert(identifier="r-2"), clock.wall()).reason
+    clock.advance(690)
+    assert "replay" in decide(lock, alert(identifier="r-1"), clock.wall()).reason
+    assert decide(lock, alert(identifier="r-3"), clock.wall()).accepted
+    clock.advance(700)
+    assert "hour" in decide(lock, alert(identifier="r-4"), clock.wall()).reason
 
 
 def test_interlock_refuses_draft_expired_and_unknown_zone() -> None:
