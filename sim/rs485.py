@@ -10,7 +10,9 @@ the same on a CRC error).
 configurable fraction of the frames passing in either direction: one flipped byte (a CRC
 error), a truncated frame, a garbage frame, a reply re-addressed from another unit (valid
 CRC), or a frame dropped; ``burst`` puts a burst of line noise on the gateway's side.
-Seeded, so a failing run can be replayed.
+Seeded, so a failing run can be replayed. ``NoiseRelay.requests`` counts, per unit address, the
+requests the gateway sent, read before any damage: what the gateway asked, whether or not the
+unit received it intact (``SimUnit.requests`` counts the latter).
 """
 
 from __future__ import annotations
@@ -162,6 +164,7 @@ class NoiseRelay:
         self.rng = random.Random(seed)
         self.stats = NoiseStats()
         self.bytes = {"to_devices": 0, "to_gateway": 0}
+        self.requests: dict[int, int] = {}  # unit address -> requests the gateway sent it (before damage)
         self.noise_bytes = 0
         self._noise = bytearray()  # a burst waiting to go out (written by the relay thread only)
         self._noise_lock = threading.Lock()
@@ -182,6 +185,23 @@ class NoiseRelay:
         """Line noise (random bytes, no frame) towards the gateway, e.g. a motor starting next to the cable."""
         with self._noise_lock:
             self._noise += bytes(self.rng.randrange(256) for _ in range(size))
+
+    def count_requests(self, chunk: bytes) -> None:
+        """Count the whole request frames in ``chunk`` (from the gateway) by unit address.
+
+        The relay reads a frame 2 ms after its first byte, so a request arrives whole; one split
+        across two reads (a loaded machine) goes uncounted, an undercount the soak's 3 s stall
+        limit (ten polls) absorbs.
+        """
+        while chunk:
+            try:
+                frame = decode("rtu", chunk, request=True)
+            except FrameError:
+                return
+            if frame is None:
+                return
+            self.requests[frame.unit] = self.requests.get(frame.unit, 0) + 1
+            chunk = chunk[frame.consumed :]
 
     def damage(self, frame: bytes) -> bytes:
         self.stats.frames += 1
@@ -217,6 +237,8 @@ class NoiseRelay:
                     time.sleep(0.002)  # let the whole frame arrive: a pty write lands in one piece or two
                     chunk = src.read(4096)
                     self.bytes[direction] += len(chunk)
+                    if direction == "to_devices":
+                        self.count_requests(chunk)
                     out = self.damage(chunk)
                     if out:
                         dst.write(out)

@@ -4,16 +4,43 @@ Scheduling. Every device has its own poll interval, timeout and retries. The nex
 device polled is the one due first, devices holding alarm inputs (``priority``) before
 the others when several are due, and queued writes (sirens, set-points) before any poll.
 
-Device states. ``online`` until a poll gets no usable answer, then ``suspect`` (still
-polled at its rate, but without retries), then after ``offline_after`` failed polls in a
-row ``offline``: probed with a single request at an interval that doubles up to
-``probe_max``. So a dead unit costs the line one timeout per probe, and the healthy units
-keep their rate. Within a poll, a unit that does not answer one block is not asked
-for its other blocks.
+Device states. ``online`` until a poll meets silence, then ``suspect`` (still polled at its
+rate, but without retries), then after ``offline_after`` silent polls in a row ``offline``:
+probed with a single request, the next probe after a quarter of the time the unit has been
+silent (``PROBE_FRACTION``; never sooner than its poll interval, never later than ``probe_max``).
+So a dead unit costs the line one timeout per probe, the probes thin out geometrically (×1.25
+each: 19 in its first minute, 81 in its first hour against 12 000 polls at 300 ms) to one per
+``probe_max``, and the healthy units keep their rate. Within a poll, a unit that does not
+answer one block is not asked for its other blocks.
+
+Noise is not death (issue 14: a healthy unit went 3–5 s unpolled under 30 % frame damage). What
+an operator wants from a noisy line is the live units' values at their rate, flagged where a
+frame was damaged, and the dead ones costing little; so the scheduler weighs each outcome by
+what it proves:
+- an answer (a Modbus exception included) proves the unit alive and its data path working;
+- a garbled reply (bad CRC, truncated, a frame from another address, bytes after the reply)
+  says something was on the line inside the unit's window. Usually that is the unit answering
+  through noise; it can also be a noise burst or another unit mis-addressed. Either way it is
+  no evidence that the unit is gone, so it never counts towards ``offline`` and breaks a run of
+  silent polls; an offline unit that garbles goes back to ``suspect`` at its poll rate (one
+  poll shows which it is). Its points are flagged ``bad_frame``;
+- only silence counts towards ``offline``. Under noise a live unit is silent too (its request
+  arrived damaged and it ignored it, or its reply was lost), so the back-off is tied to how long
+  it has been silent, not to the number of failed probes: a unit last heard two seconds ago is
+  probed again half a second later, one silent for four minutes once a minute.
+  With doubling per failed probe, seven silent attempts in a row (a 2×10⁻⁴ chance per poll when
+  30 % of attempts meet silence) left a live unit 4.95 s unasked at 300 ms; now 3 s unasked
+  takes twelve (5×10⁻⁷; tests/unit/test_bus_noise.py).
+The retries a device is configured with apply to a garbled reply as to silence, and only while
+it is ``online``: ``retries: 0`` means the operator wants a damaged frame flagged, not hidden by a
+good retry, and the line time a retry costs is the operator's to give.
 
 Every failed read reports its points with a quality flag (``comm_fail``, ``bad_frame``,
 ``device_error``), never a repeated stale value. A port that vanishes is reopened with
 back-off when it reappears; meanwhile every point reports ``comm_fail``.
+
+The scheduler runs on ``time.monotonic`` only (a wall-clock step moves no poll); readings carry
+the wall clock.
 """
 
 from __future__ import annotations
@@ -40,12 +67,21 @@ log = logging.getLogger("fieldgate.modbus")
 
 WRITE_QUEUE = 16  # writes waiting for the line; more is a caller bug or a stuck bus
 LOG_EVERY = 30.0  # seconds between repeated warnings of the same fault on one device
+PROBE_FRACTION = 0.25  # an offline unit is probed after this fraction of the time it has been silent
 
 
 class DeviceMode(enum.StrEnum):
     ONLINE = "online"
     SUSPECT = "suspect"
     OFFLINE = "offline"
+
+
+class PollOutcome(enum.Enum):
+    """What one poll proved about a unit (see the module docstring: noise is not death)."""
+
+    ANSWERED = "answered"  # a usable reply or a Modbus exception
+    GARBLED = "garbled"  # something came back inside its window, but not a valid reply
+    SILENT = "silent"  # nothing (or a probe cut short by nothing)
 
 
 class WriteError(Exception):
@@ -72,8 +108,9 @@ class DeviceState:
     blocks: list[Block]
     mode: DeviceMode = DeviceMode.ONLINE
     next_due: float = 0.0
-    failures: int = 0  # failed polls in a row
+    failures: int = 0  # silent polls in a row
     probe_interval: float = 0.0
+    last_heard: float = 0.0  # monotonic time of its last answer or garbled reply (or of the bus start)
     polls: int = 0
     good_polls: int = 0
     requests: int = 0
@@ -95,25 +132,30 @@ class DeviceState:
     def unit_id(self) -> int:
         return self.config.unit_id
 
-    def finish_poll(self, t: float, answered: bool) -> DeviceMode:
+    def finish_poll(self, t: float, outcome: PollOutcome) -> DeviceMode:
         """Record a poll's outcome and schedule the next one; returns the previous mode."""
         before = self.mode
         interval = self.config.poll_interval
         self.polls += 1
-        if answered:
+        if outcome is PollOutcome.SILENT:
+            self.failures += 1
+            if self.failures < self.config.offline_after:
+                self.mode = DeviceMode.SUSPECT
+                self.next_due = max(self.next_due + interval, t)
+                return before
+            self.mode = DeviceMode.OFFLINE
+            silent_for = t - self.last_heard
+            self.probe_interval = min(self.config.probe_max, max(interval, silent_for * PROBE_FRACTION))
+            self.next_due = t + self.probe_interval
+            return before
+        self.last_heard, self.failures, self.probe_interval = t, 0, 0.0
+        if outcome is PollOutcome.ANSWERED:
             self.good_polls += 1
-            self.failures, self.mode, self.probe_interval = 0, DeviceMode.ONLINE, 0.0
-            # Fixed rate while healthy so slow polls do not drift the cadence; never a burst to catch up.
-            self.next_due = max(self.next_due + interval, t) if before is not DeviceMode.OFFLINE else t + interval
-            return before
-        self.failures += 1
-        if self.failures < self.config.offline_after:
-            self.mode = DeviceMode.SUSPECT
-            self.next_due = max(self.next_due + interval, t)
-            return before
-        self.mode = DeviceMode.OFFLINE
-        self.probe_interval = min(self.config.probe_max, max(interval, 2 * self.probe_interval or interval))
-        self.next_due = t + self.probe_interval
+            self.mode = DeviceMode.ONLINE
+        elif before is DeviceMode.OFFLINE:
+            self.mode = DeviceMode.SUSPECT  # alive after all: back to its rate, without retries
+        # Fixed rate while heard so slow polls do not drift the cadence; never a burst to catch up.
+        self.next_due = max(self.next_due + interval, t) if before is not DeviceMode.OFFLINE else t + interval
         return before
 
     def should_log(self, kind: str, t: float) -> bool:
@@ -221,7 +263,7 @@ class ModbusBus:
     async def _serve(self, master: Master, sink: ReadingSink, progress: Progress) -> None:
         start = time.monotonic()
         for device in self.devices:
-            device.next_due = start
+            device.next_due = device.last_heard = start  # a unit silent from the start backs off from here
         while True:
             if not self._writes.empty():
                 item = self._writes.get_nowait()
@@ -242,22 +284,22 @@ class ModbusBus:
                 progress.beat()
                 continue
             device = min(due, key=lambda d: (not d.priority, d.next_due))
-            answered = await self._poll(master, device, sink)
-            before = device.finish_poll(time.monotonic(), answered)
+            outcome = await self._poll(master, device, sink)
+            before = device.finish_poll(time.monotonic(), outcome)
             if device.mode is not before:
                 level = logging.INFO if device.mode is DeviceMode.ONLINE else logging.WARNING
                 log.log(level, "bus %s device %s unit %d: %s → %s", self.name, device.config.name,
                         device.config.unit_id, before, device.mode, extra={"device": device.config.name})
             progress.beat()
 
-    async def _poll(self, master: Master, device: DeviceState, sink: ReadingSink) -> bool:
-        """Read every block of ``device``; True if it answered at all (a Modbus exception is an answer)."""
+    async def _poll(self, master: Master, device: DeviceState, sink: ReadingSink) -> PollOutcome:
+        """Read every block of ``device``; what the poll proved (a Modbus exception is an answer)."""
         cfg = device.config
         probing = device.mode is DeviceMode.OFFLINE
         # Retries are for a healthy unit's occasional lost frame; a unit that already failed a
         # poll gets one attempt per block, so it costs the line one timeout, not (retries + 1).
         retries = cfg.retries if device.mode is DeviceMode.ONLINE else 0
-        answered = False
+        outcome = PollOutcome.SILENT
         failed: DeviceFault | None = None
         for block, layout in zip(device.blocks, device.layouts, strict=True):
             if failed is not None:  # it did not answer: do not spend more line time on it this round
@@ -268,14 +310,16 @@ class ModbusBus:
             except DeviceFault as fault:
                 self._log_fault(device, block, fault)
                 if fault.quality is Quality.DEVICE_ERROR:
-                    answered = True
-                elif fault.quality is Quality.COMM_FAIL or probing:
+                    outcome = PollOutcome.ANSWERED
+                elif fault.quality is Quality.BAD_FRAME and outcome is PollOutcome.SILENT:
+                    outcome = PollOutcome.GARBLED
+                if fault.quality is Quality.COMM_FAIL or probing:
                     failed = fault
                 await self._report(sink, block, fault.quality)
                 continue
-            answered, probing = True, False
+            outcome, probing = PollOutcome.ANSWERED, False
             await sink(self._readings(layout, words, now(), cfg.name))
-        return answered
+        return outcome
 
     async def _read(self, master: Master, device: DeviceState, block: Block, retries: int) -> list[int]:
         request = read_request(block.table, block.start, block.count)

@@ -95,7 +95,8 @@ class DeviceConfig(StrictModel):
                                                     "reject reads spanning unmapped registers)")
     write_multiple: bool = Field(default=False, description="quirk: write with FC15/FC16 even for one "
                                                             "coil/register (devices without FC05/FC06)")
-    offline_after: int = Field(default=3, ge=1, le=100, description="failed polls in a row before offline")
+    offline_after: int = Field(default=3, ge=1, le=100,
+                               description="silent polls in a row before offline (a garbled reply does not count)")
     probe_max: Seconds = Field(default=60.0, gt=0, description="longest interval between probes when offline")
     priority: bool = Field(default=False, description="every point of this device is an alarm input")
     points: list[PointConfig] = Field(min_length=1)

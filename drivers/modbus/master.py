@@ -3,7 +3,9 @@
 The master keeps the line discipline: the inter-frame silence before every request,
 stale input discarded before sending, the reply timeout counted from the end of the
 request on the wire, and after a bad reply it waits for the line to fall quiet so the
-next transaction starts on a frame boundary.
+next transaction starts on a frame boundary. Bytes already received when the deadline is noticed
+are read before silence is declared: an event loop held up past the deadline (a loaded machine)
+must not turn a reply that came in time into a timeout.
 
 Late replies. On a serial line a reply carries no transaction id, so a unit that answers
 after its timeout has expired would have its reply taken for the answer to the next
@@ -120,6 +122,11 @@ class Master:
                     raise FrameError(f"{len(t.peek())} unexpected bytes after the reply")
                 return parse_response(request, got.pdu)
             if not await t.wait_data(deadline):
+                if t.peek() != buf:
+                    # The reply came in while the event loop was held up past the deadline (a loaded
+                    # machine): the timeout and the data were due in the same loop iteration and the
+                    # timeout won. No other request has gone out since, so it is this one's answer.
+                    continue
                 if buf:
                     raise FrameError(f"truncated reply ({len(buf)} bytes, then silence)")
                 raise NoAnswer("timeout")

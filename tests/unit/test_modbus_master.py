@@ -7,6 +7,7 @@ a unit answering after its timeout.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -276,3 +277,21 @@ def test_a_retry_of_the_same_request_takes_the_late_reply_and_the_next_request_d
     master, results = run(go, script)
     assert results == ["NoAnswer", [800, 801, 802, 803, 804, 805], "NoAnswer", [100, 101, 102, 103, 104, 105]]
     assert master.stats.late_replies == 2
+
+
+def test_a_reply_that_arrived_while_the_loop_was_late_is_not_taken_for_silence() -> None:
+    # Issue 14 (the stall under libfaketime): a daemon whose event loop is held up past a transaction's
+    # deadline (a loaded machine, GIL contention) finds the reply already received and the timeout due in
+    # the same loop iteration; the timeout cancelled the wait although the bytes were in the buffer, and
+    # the master reported silence (three in a row took a live unit offline).
+    def script(unit: int, pdu: bytes) -> Reply:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.005, time.sleep, 0.08)  # the loop is busy elsewhere past the 50 ms deadline
+        return [(0.01, holding(unit, pdu))]  # while the reply arrives well within it
+
+    async def go(master: Master) -> object:
+        return await outcome(master, 1, read_request("holding", 0, 2), reply_within=0.05)
+
+    master, result = run(go, script)
+    assert result == [100, 101]
+    assert master.stats.timeouts == 0
