@@ -208,7 +208,9 @@ def test_thirty_percent_noise_leaves_a_live_unit_its_rate_and_a_dead_one_backed_
             sim.stop()
             relay.stop()
     live, dead = bus.device("u1"), bus.device(f"u{DEAD}")
-    assert live.polls >= 0.9 * allowed, (live.polls, allowed, live.mode)
+    # 0.75, not closer to the 95 % measured: the dead unit's probe timeouts share the line and a loaded CI
+    # box slows the loop; the scripted tests in tests/unit/test_bus_noise.py pin the policy exactly.
+    assert live.polls >= 0.75 * allowed, (live.polls, allowed, live.mode)
     assert 0 < live.good_polls < live.polls  # the noise reached it, and it still answered
     # The relay counts what the gateway sent, before damaging it (what bench/soak.py measures stalls by).
     assert relay.requests.get(1, 0) >= 0.9 * live.requests
