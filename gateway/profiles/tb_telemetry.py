@@ -3,11 +3,12 @@
 ``{"<device>": [{"ts": ms, "values": {"<key>": value, ...}}, ...], ...}``: devices in the order of
 their first record, entries in record order, readings of one device taken in the same millisecond in
 one entry (while their keys differ). Decoding every stored body, a dict per reading and ``json.dumps``
-of the whole message cost 2.6–3.1 µs per record against 0.6–0.7 µs for the fieldgate profile's envelope
-(bench/profiles/README.md, ThingsBoard profile pass); here a stored reading is matched by ``STORED_READING`` and its
-value's JSON text goes into the message as it was stored, with each point's names encoded once
-(``PointRoute``). The bytes are those ``json.dumps(body, separators=(",", ":"), ensure_ascii=False)``
-gives for the same body (tests/unit/test_profiles_thingsboard_bytes.py holds both side by side).
+of the whole message cost 2.5–2.9 µs per record against 0.6–0.9 µs for the fieldgate profile's
+envelope (bench/profiles/README.md, ThingsBoard profile pass). Here a stored reading is matched by
+``STORED_READING`` and its value's JSON text goes into the message as it was stored, with each point's
+names encoded once (``PointRoute``). The bytes are those ``json.dumps(body, separators=(",", ":"),
+ensure_ascii=False)`` gives for the same body (tests/unit/test_profiles_thingsboard_bytes.py holds the
+two side by side).
 """
 
 from __future__ import annotations
