@@ -24,11 +24,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from gateway.journal import JournalRecord
 from gateway.profiles.base import InboundCommand
 from gateway.profiles.options import ThingsboardOptions
+from gateway.profiles.tb_telemetry import DeviceTelemetry, PointRoute, json_text
 from gateway.shared import OutboundMessage, PayloadProfileName, RecordClass
 
 log = logging.getLogger("fieldgate.profiles.thingsboard")
@@ -68,9 +70,9 @@ class ThingsboardProfile:
         self._known: dict[str, str] = {}  # ThingsBoard device name → fieldgate device (point prefix)
         self._announced: set[str] = set()  # connected in this MQTT session
         self._units_sent: set[tuple[str, str]] = set()
-        # point -> route(point): the names are worked out once per point, not once per record. Points are
-        # bounded by the config; the bound is for records of points no longer configured.
-        self._routes: dict[str, tuple[str | None, str]] = {}
+        # point -> its route: the names are worked out and encoded once per point, not once per record. Points
+        # are bounded by the config; the bound is for records of points no longer configured.
+        self._routes: dict[str, PointRoute] = {}
         for device in dict.fromkeys(options.device_of_point.values()):
             self._remember(device)
 
@@ -79,11 +81,12 @@ class ThingsboardProfile:
     def device_name(self, device: str) -> str:
         return self.options.device_name.format(gateway=self.gateway_id, device=device)
 
-    def route(self, point: str) -> tuple[str | None, str]:
-        """(ThingsBoard device name or None for the gateway itself, telemetry key) of a point."""
+    def route(self, point: str) -> PointRoute:
+        """Where a point's readings go: its ThingsBoard device (None for the gateway itself) and key."""
         found = self._routes.get(point)
         if found is None:
-            found = self._route(point)
+            device, key = self._route(point)
+            found = PointRoute.of(device, key, self.options.quality_suffix)
             if len(self._routes) < MAX_DEVICES * 10:
                 self._routes[point] = found
         return found
@@ -108,41 +111,53 @@ class ThingsboardProfile:
     def encode(self, records: Sequence[JournalRecord], now: float | None = None) -> list[OutboundMessage]:
         """Connects for new devices, then one telemetry message for devices, one for the gateway itself."""
         del now  # ThingsBoard places replayed records by their own ts; no historical flag needed
-        devices: dict[str, list[dict[str, Any]]] = {}
-        device_seqs: list[int] = []
+        telemetry = DeviceTelemetry()
         own: list[dict[str, Any]] = []
         own_seqs: list[int] = []
         attributes: dict[str, dict[str, str]] = {}
-        route = self.route
-        for record in records:
-            body = _decode(record.text)[0] if record.text is not None else record.body
-            if "point" in body and "q" in body:
-                device, key = route(str(body["point"]))
-                values = self._values(record.cls, body, key)
-                unit = str(body.get("unit") or "")
-                if device is None:
-                    own.append({"ts": _ms(body.get("ts", record.created)), "values": values})
-                    own_seqs.append(record.seq)
-                    continue
-                _append(devices.setdefault(device, []), _ms(body.get("ts", record.created)), values)
-                device_seqs.append(record.seq)
-                if unit and (device, key) not in self._units_sent:
-                    self._units_sent.add((device, key))
-                    attributes.setdefault(device, {})[f"{key}_unit"] = unit
-            else:
-                kind = str(body.get("kind") or RecordClass(record.cls).label)
-                own.append({"ts": _ms(body.get("ts", record.created)),
-                            "values": {kind: {**body, "seq": record.seq}}})
-                own_seqs.append(record.seq)
-        messages = [self._connect(name) for name in devices if name not in self._announced]
-        self._announced.update(devices)
+        telemetry.collect(records, self._routes, self.route,
+                          partial(self._decoded, telemetry=telemetry, own=own, own_seqs=own_seqs,
+                                  attributes=attributes),
+                          partial(self._unit, attributes))
+        names = telemetry.names()
+        messages = [self._connect(name) for name in names if name not in self._announced]
+        self._announced.update(names)
         if attributes:
             messages.append(OutboundMessage(ATTRIBUTES, _dumps(attributes), ()))
-        if devices:
-            messages.append(OutboundMessage(TELEMETRY, _dumps(devices), tuple(device_seqs)))
+        if telemetry:
+            messages.append(OutboundMessage(TELEMETRY, telemetry.payload(), tuple(telemetry.seqs)))
         if own:
             messages.append(OutboundMessage(OWN_TELEMETRY, _dumps(own), tuple(own_seqs)))
         return messages
+
+    def _decoded(self, record: JournalRecord, *, telemetry: DeviceTelemetry, own: list[dict[str, Any]],
+                 own_seqs: list[int], attributes: dict[str, dict[str, str]]) -> None:
+        """A record whose stored text is not a plain reading (or that has none): from its decoded body."""
+        body = _decode(record.text)[0] if record.text is not None else record.body
+        ms = _ms(body.get("ts", record.created))
+        if "point" in body and "q" in body:
+            route = self.route(str(body["point"]))
+            values = self._values(record.cls, body, route.key)
+            if route.device is None:
+                own.append({"ts": ms, "values": values})
+                own_seqs.append(record.seq)
+                return
+            fields = tuple(json_text(key) + ":" + json_text(value) for key, value in values.items())
+            telemetry.add(route, ms, tuple(values), fields, record.seq)
+            unit = str(body.get("unit") or "")
+            if unit:
+                self._unit(attributes, route, unit)
+        else:
+            kind = str(body.get("kind") or RecordClass(record.cls).label)
+            own.append({"ts": ms, "values": {kind: {**body, "seq": record.seq}}})
+            own_seqs.append(record.seq)
+
+    def _unit(self, attributes: dict[str, dict[str, str]], route: PointRoute, unit: str) -> None:
+        """A point's unit goes as the client attribute ``<key>_unit`` once per connection."""
+        assert route.device is not None
+        if (route.device, route.key) not in self._units_sent:
+            self._units_sent.add((route.device, route.key))
+            attributes.setdefault(route.device, {})[f"{route.key}_unit"] = unit
 
     def _values(self, cls: RecordClass, body: dict[str, Any], key: str) -> dict[str, Any]:
         quality = str(body.get("q", "good"))
@@ -151,7 +166,7 @@ class ThingsboardProfile:
         if value is not None and quality in ("good", "uncertain"):
             values[key] = value
         # The quality goes along when it is not good and when it changed (back to good): a
-        # dashboard then shows the latest quality, never a stale "comm_fail".
+        # dashboard then shows the latest quality, never a stale "comm_fail". (_stored_fields: the same.)
         if quality != "good" or cls == RecordClass.STATE or not values:
             values[f"{key}{self.options.quality_suffix}"] = quality
         return values
@@ -233,12 +248,3 @@ class ThingsboardProfile:
         if command.device is None:
             return f"{OWN_RPC_RESPONSE}{command.request_id}", _dumps(result)
         return RPC, _dumps({"device": command.device, "id": command.request_id, "data": result})
-
-
-def _append(entries: list[dict[str, Any]], ts: int, values: dict[str, Any]) -> None:
-    """Readings of one device taken in the same millisecond share one entry (smaller messages)."""
-    last = entries[-1] if entries else None
-    if last is not None and last["ts"] == ts and last["values"].keys().isdisjoint(values):
-        last["values"].update(values)
-    else:
-        entries.append({"ts": ts, "values": values})
