@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.ackkey import ack_key_for_daemon
 from gateway.alerts.inbox import InboxWatcher
@@ -52,7 +52,9 @@ from gateway.shared import EventRecord, NullProgress, Progress, Reading, RecordC
 from gateway.state import PrimarySlot, SatelliteSlot
 from gateway.status import StatusServer
 from gateway.view import build_snapshot
-from gateway.vision.camerafault import CameraGuard
+
+if TYPE_CHECKING:  # a site without cameras imports nothing of the vision pipeline
+    from gateway.vision.camerafault import CameraGuard
 
 log = logging.getLogger("fieldgate")
 
@@ -297,8 +299,11 @@ class Gateway:
             tasks.append(tg.create_task(supervise("status page", server.run)))
         # A camera whose model is refused is a configuration fault (an alarm upstream, never a siren), held
         # until the manifest or model changes, not a crash loop (gateway/vision/camerafault.py).
-        self.cameras = [CameraGuard(cam, self.datapath.on_detection, progress(f"vision {cam.name}", 60.0),
-                                    self.datapath.journal_camera_fault) for cam in self.config.cameras]
+        if self.config.cameras:
+            from gateway.vision.camerafault import CameraGuard
+
+            self.cameras = [CameraGuard(cam, self.datapath.on_detection, progress(f"vision {cam.name}", 60.0),
+                                        self.datapath.journal_camera_fault) for cam in self.config.cameras]
         tasks.extend(tg.create_task(supervise(f"camera {guard.cfg.name}", guard.run)) for guard in self.cameras)
         return tasks
 
