@@ -50,7 +50,6 @@ from gateway.rules import RuleEngine
 from gateway.rules.continuity import RULE_REMOVED, AlarmBook, cleared_body
 from gateway.shared import EventRecord, NullProgress, Progress, Reading, RecordClass, now
 from gateway.state import PrimarySlot, SatelliteSlot
-from gateway.status import StatusServer
 from gateway.view import build_snapshot
 
 if TYPE_CHECKING:  # a site without cameras imports nothing of the vision pipeline
@@ -295,6 +294,8 @@ class Gateway:
         if self.history is not None:
             tasks.append(tg.create_task(supervise("history", self.history.run)))
         if self.config.status is not None:
+            from gateway.status.server import StatusServer  # the page, its texts and views: only with a page
+
             server = StatusServer(self.config.status, self.control)
             tasks.append(tg.create_task(supervise("status page", server.run)))
         # A camera whose model is refused is a configuration fault (an alarm upstream, never a siren), held

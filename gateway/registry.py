@@ -168,16 +168,12 @@ if TYPE_CHECKING:
     CameraSection: TypeAlias = VisionSettings
     OutputConfig: TypeAlias = OutputSettings
 else:
-    # The full unions: every driver's model (``fieldgate schema``, and where no site file is at hand).
+    # What SiteConfig declares; a site file is validated with site_model's unions over the types it names
+    # (gateway/config/site.py). broadcast.outputs keeps every output type: they share one module.
     BusConfig = Any
     LinkConfig = Any
     CameraSection = Any
     OutputConfig = section_union((Output,))
-
-
-def full_unions() -> dict[str, Any]:
-    """Every section's union over every driver of its roles (imports every driver's config model)."""
-    return {section: section_union(roles) for section, roles in SECTION_ROLES.items()}
 
 
 R = TypeVar("R", bound=_Row)

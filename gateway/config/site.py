@@ -68,6 +68,9 @@ class SatelliteSection(StrictModel):
 
 
 class SiteConfig(StrictModel):
+    """The sections of a site file. Validate with ``site_model(data)`` (the loader does): here the driver
+    sections (``buses:``, ``links:``, ``cameras:``) are declared but not typed."""
+
     gateway: GatewaySection
     buses: list[BusConfig] = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)
