@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from gateway.ackkey import ack_key_for_daemon
 from gateway.alerts.inbox import InboxWatcher
 from gateway.alerts.subsystem import BroadcastSubsystem
-from gateway.compact import AliasTable
 from gateway.config.site import SiteConfig
 from gateway.contracts import BusDriver, LinkWiring, ReportLink, ReportLinkSettings
 from gateway.control import GatewayControl
@@ -263,6 +262,7 @@ class Gateway:
         base = Path(self.config_path).parent if self.config_path else Path.cwd()
         ack_key = ack_key_for_daemon(self.config.satellite, base) if self.satellites else None
         if self.satellites:
+            from gateway.compact import AliasTable
             from gateway.satellite import SatelliteRunner  # ~1 MB: only a site with a satellite link
         for sat_slot in self.satellites:
             sat, sat_cfg = sat_slot.link, sat_slot.config

@@ -108,12 +108,13 @@ def test_fieldgate_run_does_not_load_the_other_subcommands(tmp_path: Path) -> No
 
 # What a site without cameras, satellite or SL 651 links and without a status page must not load when it is
 # validated and the daemon's modules imported (issue 18, memory): other drivers' config models, the vision
-# pipeline's models, the camera view, the status server. (The standard library's share, CAP's XML, tarfile and
-# urllib.request, is measured by bench/import_memory.py: pytest itself has loaded them here.)
+# pipeline's models, the camera view, the status server, the satellite codec and runner. (The standard
+# library's share, CAP's XML, tarfile and urllib.request, is measured by bench/import_memory.py: pytest
+# itself has loaded them here.)
 UNUSED_BY_A_PLAIN_SITE = (
     "drivers.beidou", "drivers.iridium", "drivers.sl651", "drivers.camera", "drivers.serialline", "drivers.onnx",
     "gateway.vision.config", "gateway.vision.camerafault", "gateway.camview.overlay", "gateway.camview.probe",
-    "gateway.status.server")
+    "gateway.status.server", "gateway.compact", "gateway.satellite")
 
 PLAIN_SITE = """
 gateway: {id: plain, state_dir: ./state}
