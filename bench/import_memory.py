@@ -3,7 +3,8 @@
 1. Runs ``fieldgate run`` on a copy of the site (state in a temporary directory, every bus, link and
    status port moved to a free port nobody listens on, so nothing is polled or sent) under
    ``python -X importtime`` for ``--seconds``; reads the process's VmRSS / RssAnon / RssFile, then stops it.
-   The modules it imported, in the order their imports completed, are what the site costs.
+   The modules it imported, in the order their imports completed, are what the site costs (importtime does
+   not log ``importlib.import_module``, the registry's way: step 2 loads the site, which imports those).
 2. In a fresh interpreter, imports those modules in that order and loads the site, reading VmRSS after
    each one: the RSS each import step added, summed per package (``gateway.x`` / ``drivers.x`` per
    subpackage). A module's cost lands on whichever step first needs it, so read the sums, not the order.
@@ -21,6 +22,7 @@ from __future__ import annotations
 # The child interpreter (--child) must start lean: only what it needs to measure is imported up here.
 import collections
 import contextlib
+import functools
 import importlib
 import importlib.abc
 import json
@@ -117,7 +119,7 @@ class Attribution(importlib.abc.MetaPathFinder):
             if loader is not None and hasattr(loader, "exec_module"):
                 run = loader.exec_module
                 with contextlib.suppress(AttributeError, TypeError):  # a loader that cannot be wrapped: cost to parent
-                    loader.exec_module = lambda module, run=run, name=name: self._timed(name, run, module)
+                    setattr(loader, "exec_module", functools.partial(self._timed, name, run))  # noqa: B010
             return spec
         return None
 
@@ -153,17 +155,19 @@ def stairs(modules: list[str], site: str, traced: bool) -> dict[str, Any]:
                 importlib.import_module(module)
     end = measure()
     sys.meta_path.remove(attribution)
+    ours = sorted(name for name in sys.modules if name.split(".")[0] in ("gateway", "drivers"))
     by_group: collections.Counter[str] = collections.Counter()
     for name, own in attribution.own.items():
         by_group[group_of(name)] += own
     result: dict[str, Any] = {
-        "start": round(start, 1), "end": round(end, 1), "load_the_site": round(loaded - before_load, 2),
+        "start": round(start, 1), "end": round(end, 1), "load_the_site": round(loaded - before_load, 2), "ours": ours,
         "by_package": {k: round(v, 2) for k, v in by_group.most_common() if abs(v) >= 0.1},
         "top_modules": {k: round(v, 2) for k, v in attribution.own.most_common(30)}}
     if traced:
         by_file: collections.Counter[str] = collections.Counter()
         for stat in tracemalloc.take_snapshot().statistics("filename"):
-            by_file[package_of(stat.traceback[0].filename)] += stat.size / 2**20
+            by_file[package_of(stat.traceback[0].filename)] += stat.size
+        by_file = collections.Counter({k: v / 2**20 for k, v in by_file.items()})
         result["held_by_file_package"] = {k: round(v, 2) for k, v in by_file.most_common(25)}
     return result
 
@@ -215,15 +219,15 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="fg-import-memory-"))
     config = ingest_site(tmp) if args.ingest else quiet_copy(args.site, tmp)
     modules, memory = run_daemon(args.root.resolve(), config, args.seconds)
-    ours = sorted({m for m in modules if m.split(".")[0] in ("gateway", "drivers")})
+    rss = child(args.root.resolve(), modules, config, traced=False)
     report = {
         "site": "bench/ingest.py's site" if args.ingest else str(args.site),
         "root": str(args.root),
         "daemon_after_s": args.seconds,
         "daemon_memory_mb": {k: round(v, 1) for k, v in memory.items()},
         "modules_imported": len(modules),
-        "ours": ours,
-        "rss_mb": child(args.root.resolve(), modules, config, traced=False),
+        "ours": rss.pop("ours"),
+        "rss_mb": rss,
         "traced_mb": child(args.root.resolve(), modules, config, traced=True),
     }
     print(json.dumps(report, indent=1, ensure_ascii=False))
