@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway import compact
 from gateway.credentials import CredentialError, check_readable, locate
 
 if TYPE_CHECKING:
@@ -138,6 +137,8 @@ def _make(args: argparse.Namespace) -> int:
         key = load_ack_key(Path(args.ack_key_file), None)
         assert key is not None  # a file was named
         stamp = args.time if args.time is not None else int(time.time())
+        from gateway import compact  # the compact codec: only where a satellite message is made or read
+
         data = compact.encode_ack(parse_ranges(args.seqs), gateway=args.gateway_number, time=stamp, key=key)
     except (AckKeyError, ValueError) as exc:  # CompactEncodeError is a ValueError
         print(f"ack: {exc}", file=sys.stderr)

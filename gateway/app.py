@@ -16,12 +16,11 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.ackkey import ack_key_for_daemon
 from gateway.alerts.inbox import InboxWatcher
 from gateway.alerts.subsystem import BroadcastSubsystem
-from gateway.compact import AliasTable
 from gateway.config.site import SiteConfig
 from gateway.contracts import BusDriver, LinkWiring, ReportLink, ReportLinkSettings
 from gateway.control import GatewayControl
@@ -50,9 +49,10 @@ from gateway.rules import RuleEngine
 from gateway.rules.continuity import RULE_REMOVED, AlarmBook, cleared_body
 from gateway.shared import EventRecord, NullProgress, Progress, Reading, RecordClass, now
 from gateway.state import PrimarySlot, SatelliteSlot
-from gateway.status import StatusServer
 from gateway.view import build_snapshot
-from gateway.vision.camerafault import CameraGuard
+
+if TYPE_CHECKING:  # a site without cameras imports nothing of the vision pipeline
+    from gateway.vision.camerafault import CameraGuard
 
 log = logging.getLogger("fieldgate")
 
@@ -262,6 +262,7 @@ class Gateway:
         base = Path(self.config_path).parent if self.config_path else Path.cwd()
         ack_key = ack_key_for_daemon(self.config.satellite, base) if self.satellites else None
         if self.satellites:
+            from gateway.compact import AliasTable
             from gateway.satellite import SatelliteRunner  # ~1 MB: only a site with a satellite link
         for sat_slot in self.satellites:
             sat, sat_cfg = sat_slot.link, sat_slot.config
@@ -293,12 +294,17 @@ class Gateway:
         if self.history is not None:
             tasks.append(tg.create_task(supervise("history", self.history.run)))
         if self.config.status is not None:
+            from gateway.status.server import StatusServer  # the page, its texts and views: only with a page
+
             server = StatusServer(self.config.status, self.control)
             tasks.append(tg.create_task(supervise("status page", server.run)))
         # A camera whose model is refused is a configuration fault (an alarm upstream, never a siren), held
         # until the manifest or model changes, not a crash loop (gateway/vision/camerafault.py).
-        self.cameras = [CameraGuard(cam, self.datapath.on_detection, progress(f"vision {cam.name}", 60.0),
-                                    self.datapath.journal_camera_fault) for cam in self.config.cameras]
+        if self.config.cameras:
+            from gateway.vision.camerafault import CameraGuard
+
+            self.cameras = [CameraGuard(cam, self.datapath.on_detection, progress(f"vision {cam.name}", 60.0),
+                                        self.datapath.journal_camera_fault) for cam in self.config.cameras]
         tasks.extend(tg.create_task(supervise(f"camera {guard.cfg.name}", guard.run)) for guard in self.cameras)
         return tasks
 

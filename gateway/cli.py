@@ -221,7 +221,9 @@ def _add_tool_subcommands(sub: Any) -> None:
 
 
 def cmd_schema(_args: argparse.Namespace) -> int:
-    print(json.dumps(SiteConfig.model_json_schema(), indent=2))
+    from gateway.config.site import full_site_model
+
+    print(json.dumps(full_site_model().model_json_schema(), indent=2))
     return 0
 
 

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.commands import CommandKeyError, CommandPlane, CommandTarget, ReplayCache, Reply, load_issuer_keys
-from gateway.compact import AliasTable, CompactDecodeError, CompactMessage, MessageKind
-from gateway.compact import decode as decode_compact
 from gateway.config.site import SiteConfig
 from gateway.datapath import Background
 from gateway.journal import AsyncJournal
@@ -24,6 +22,7 @@ from gateway.shared import EventRecord, RecordClass, now
 from gateway.state import PrimarySlot, SatelliteSlot
 
 if TYPE_CHECKING:
+    from gateway.compact import CompactMessage
     from gateway.satellite import SatelliteRunner
 
 log = logging.getLogger("fieldgate")
@@ -130,6 +129,9 @@ class CommandRouter:
 
     def on_satellite_message(self, link_name: str, data: bytes) -> None:
         """An incoming satellite message (called from the link's reader, on the event loop)."""
+        from gateway.compact import AliasTable, CompactDecodeError, MessageKind
+        from gateway.compact import decode as decode_compact
+
         try:
             message = decode_compact(data, AliasTable(self.config.satellite.aliases))
         except CompactDecodeError as exc:

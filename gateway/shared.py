@@ -31,9 +31,15 @@ from pydantic.json_schema import JsonSchemaValue
 
 
 class StrictModel(BaseModel):
-    """Base of every config model: unknown keys are errors, values are immutable."""
+    """Base of every config model: unknown keys are errors, values are immutable.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    A model's validator is built when it is first used, not when its class is made (``defer_build``): a
+    site's sections are checked by the site model's one validator, so the validators each section model
+    would also get of its own were built for nothing (about 1.3 MB on the demo site; issue 18, memory).
+    A model validated on its own at run time (an alert, a command's arguments) builds its own on first
+    use, in about a millisecond."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 ConfigPath = tuple[str | int, ...]

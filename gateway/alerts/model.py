@@ -6,7 +6,6 @@ import datetime as dt
 import enum
 import hashlib
 import json
-import xml.etree.ElementTree as ET
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -106,6 +105,8 @@ class Alert(StrictModel):
         return f"{self.sender},{self.identifier},{cap_time(self.sent)}"
 
     def to_cap_xml(self, language: str = "zh-CN") -> str:
+        import xml.etree.ElementTree as ET  # here: the daemon writes CAP only when it archives an alert
+
         ET.register_namespace("", CAP_NS)
 
         def sub(parent: ET.Element, tag: str, text: str) -> ET.Element:

@@ -19,12 +19,13 @@ import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
-from gateway import compact
 from gateway.commands.canonical import CanonicalError, canonical_json
 from gateway.commands.names import COMMANDS, CommandName, Reason
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gateway import compact
 
 VERSION = 1
 DOMAIN = b"fieldgate-command-v1|"
@@ -222,6 +223,8 @@ def compact_body(env: Envelope, issuer_number: int) -> bytes:
 
 def encode_compact(env: Envelope, *, gateway_number: int, issuer_number: int) -> bytes:
     """A whole compact COMMAND message (header + body), ready for a BeiDou/Iridium MT."""
+    from gateway import compact  # the compact codec: only where a satellite message is made or read
+
     return compact.encode_command(compact_body(env, issuer_number), gateway=gateway_number, time=env.iat,
                                   command_id=env.id)
 
@@ -229,6 +232,8 @@ def encode_compact(env: Envelope, *, gateway_number: int, issuer_number: int) ->
 def from_compact(message: compact.CompactMessage, gateway_id: str, issuers: dict[int, str]) -> Envelope:
     """Rebuild the envelope from a decoded COMMAND. The gateway id is the verifier's own (the
     header's gateway number was already matched); issuer numbers map to key ids via config."""
+    from gateway import compact  # the compact codec: only where a satellite message is made or read
+
     hint: dict[str, Any] = {"id": message.seqs[0] if message.seqs else None}
     if message.kind is not compact.MessageKind.COMMAND or len(message.seqs) != 1:
         raise EnvelopeError(Reason.MALFORMED, f"not a COMMAND message ({message.kind.name})", hint)

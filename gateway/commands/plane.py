@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway import compact
 from gateway.commands.canonical import CanonicalError, canonical_json
 from gateway.commands.config import CommandsConfig, effective_allow
 from gateway.commands.dispatch import BadArgs, Call, call_for, check_args
@@ -31,6 +30,8 @@ from gateway.shared import StrictModel
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from gateway import compact
 
 log = logging.getLogger("fieldgate.commands")
 
@@ -181,6 +182,8 @@ class CommandPlane:
 
     async def handle_compact(self, message: compact.CompactMessage | bytes, *, via: str = "satellite") -> Reply:
         """A satellite COMMAND (raw bytes or already decoded by ``gateway.compact.decode``)."""
+        from gateway import compact  # the compact codec: only where a satellite message is made or read
+
         raw = message if isinstance(message, bytes | bytearray) else None
         context: dict[str, Any] = {"via": via}
         if raw is not None:

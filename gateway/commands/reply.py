@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway import compact
 from gateway.commands.canonical import CanonicalError, canonical_json
 from gateway.commands.envelope import strict_loads
 from gateway.commands.names import REASON_CODES, Reason, Status
+
+if TYPE_CHECKING:
+    from gateway import compact
 
 REPLY_VERSION = 1
 _STATUS_CODES: tuple[Status, ...] = (Status.OK, Status.REJECTED, Status.FAILED)
@@ -98,6 +100,8 @@ class SatelliteReply:
 def parse_satellite_reply(message: compact.CompactMessage | bytes) -> SatelliteReply:
     """Platform side: a received REPLY message (raw bytes or decoded). Raises ValueError on bad input
     (``CompactDecodeError`` is turned into ValueError too)."""
+    from gateway import compact  # the compact codec: only where a satellite message is made or read
+
     if isinstance(message, bytes | bytearray):
         try:
             message = compact.decode(bytes(message))

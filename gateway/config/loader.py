@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from gateway.config.errors import ConfigError
-from gateway.config.site import SiteConfig
+from gateway.config.site import SiteConfig, site_model
 from gateway.config.yamlmarks import (
     ConfigSyntaxError,
     Mark,
@@ -52,6 +52,7 @@ def validate_document(doc: MarkedDocument, model: type[BaseModel] = SiteConfig) 
         from gateway.config.templates import resolve_templates
 
         resolve_templates(doc)  # `template:` devices → config/devices/*.yaml, marks kept
+        model = site_model(doc.data)  # only the driver models this file names
     try:
         return model.model_validate(doc.data)
     except ValidationError as exc:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
 from drivers.mqtt.config import CREDENTIAL_NAME
 from gateway.alerts.config import BroadcastConfig
@@ -16,13 +18,24 @@ from gateway.config.yamlmarks import dotted
 from gateway.fleet.config import FleetSection
 from gateway.history.config import HistoryConfig
 from gateway.journal import JournalSettings
-from gateway.registry import BusConfig, CameraSection, LinkConfig, report_links, satellite_links
+from gateway.registry import (
+    SECTION_ROLES,
+    BusConfig,
+    CameraSection,
+    LinkConfig,
+    report_links,
+    satellite_links,
+    section_union,
+    used_types,
+)
 from gateway.rules import RulesConfig
 from gateway.shared import ConfigPath, Name, PlacedConfigError, Seconds, StrictModel
 from gateway.status import StatusConfig
 
 # Each driver owns its config model; the site config lists them through the unions gateway/registry.py
-# derives from its table, so a new driver changes nothing here.
+# derives from its table, so a new driver changes nothing here. SiteConfig declares the sections; the model
+# a file is validated with (site_model) narrows ``buses:``, ``links:`` and ``cameras:`` to the driver types
+# the file names, so only their config models are imported and built (issue 18, memory).
 
 
 class GatewaySection(StrictModel):
@@ -55,6 +68,9 @@ class SatelliteSection(StrictModel):
 
 
 class SiteConfig(StrictModel):
+    """The sections of a site file. Validate with ``site_model(data)`` (the loader does): here the driver
+    sections (``buses:``, ``links:``, ``cameras:``) are declared but not typed."""
+
     gateway: GatewaySection
     buses: list[BusConfig] = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)
@@ -140,6 +156,29 @@ class SiteConfig(StrictModel):
     @property
     def journal_path(self) -> Path:
         return self.journal.path or self.gateway.state_dir / "journal.sqlite"
+
+
+def site_model(data: object) -> type[SiteConfig]:
+    """The model to validate this site file's data with: SiteConfig with each driver section's union over the
+    types the file names. A section with a missing or unknown type gets every type of its roles, so its error
+    (``unknown type 'x' (did you mean ...) (known: ...)``) reads as it always did."""
+    sections = data if isinstance(data, dict) else {}
+    return _site_model(tuple(used_types(sections.get(name), roles) for name, roles in SECTION_ROLES.items()))
+
+
+def full_site_model() -> type[SiteConfig]:
+    """SiteConfig with every driver's config model in its unions (``fieldgate schema``)."""
+    return _site_model((None,) * len(SECTION_ROLES))
+
+
+@functools.lru_cache(maxsize=16)  # a site reloads with the same types: one model, not one per reload
+def _site_model(types: tuple[frozenset[str] | None, ...]) -> type[SiteConfig]:
+    fields: dict[str, Any] = {}
+    for (name, roles), used in zip(SECTION_ROLES.items(), types, strict=True):
+        declared = SiteConfig.model_fields[name]
+        fields[name] = (list[section_union(roles, used)],  # type: ignore[misc]
+                        Field(default_factory=list, description=declared.description))
+    return cast(type[SiteConfig], create_model("SiteConfig", __base__=SiteConfig, __module__=__name__, **fields))
 
 
 def _unique(what: str, places: list[tuple[ConfigPath, str]]) -> list[tuple[ConfigPath, str]]:

@@ -24,7 +24,6 @@ import platform
 import re
 import shutil
 import sys
-import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -36,6 +35,8 @@ from gateway.fsutil import ensure_dir
 from gateway.shared import StrictModel
 
 if TYPE_CHECKING:  # cryptography is imported where a bundle is built or checked, not with the daemon
+    import tarfile
+
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 UPDATE_DOMAIN = b"fieldgate-update-v1|"
@@ -81,6 +82,8 @@ def build(wheels: list[Path], manifest: Manifest, key: Ed25519PrivateKey, key_na
     """The bundle's bytes (the platform's side: `fieldgate fleet build-update`)."""
     body = manifest.model_dump_json().encode()
     sig = {"key": key_name, "signature": base64.b64encode(key.sign(signed_bytes(body))).decode()}
+    import tarfile  # here, not at import: the daemon of a site that never updates does without it
+
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in (("manifest.json", body), ("manifest.sig", json.dumps(sig).encode())):
@@ -102,6 +105,8 @@ def manifest_for(wheels: list[Path], version: str, *, min_from: str | None = Non
 def verify(bundle: Path, keys: Mapping[str, str], running_version: str, dest: Path,
            max_bytes: int) -> Manifest:
     """Check the bundle and unpack its wheels into ``dest/wheels``; raises UpdateRefused with the reason."""
+    import tarfile
+
     try:
         with tarfile.open(bundle, mode="r:") as tar:
             members = _members(tar, max_bytes)

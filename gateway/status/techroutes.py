@@ -16,17 +16,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from gateway.camview import TAP, HeldFrame, age_s
-from gateway.camview.overlay import render_camera
-from gateway.camview.probe import run_probe
 from gateway.history.chart import render_trend
 from gateway.history.service import HistoryService
 from gateway.i18n import speaking
 from gateway.status.http import Request, Response
-from gateway.vision.config import VisionSettings
+
+if TYPE_CHECKING:  # the camera view's drawing, probe and models: imported by a page that shows a camera
+    from gateway.vision.config import VisionSettings
 
 REPORT_NAME = re.compile(r"commission-[A-Za-z0-9_.-]{1,80}-\d{8}T\d{6}Z\.(html|pdf)")
 SPANS = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0}
@@ -160,6 +160,8 @@ class TechRoutes:
         if probe is not None and probe.get("t") != held.t:
             probe = None  # a test of an older frame is not drawn on this one
         url = f"/camera.jpg?camera={quote(camera.name)}&t={held.t:.3f}"
+        from gateway.camview.overlay import render_camera
+
         with speaking(self.language(request)):
             svg = render_camera(camera, held.size, url, held.detections, probe)
         return Response(HTTPStatus.OK, svg.encode("utf-8"), "image/svg+xml; charset=utf-8")
@@ -181,6 +183,8 @@ class TechRoutes:
         with tempfile.TemporaryDirectory(prefix="fieldgate-probe-") as tmp:
             jpeg = Path(tmp) / "frame.jpg"
             jpeg.write_bytes(await asyncio.to_thread(_jpeg, camera, held, 1_000_000))
+            from gateway.camview.probe import run_probe
+
             result = await run_probe(camera, jpeg, held.size)
         result.update({"camera": camera.name, "t": held.t, "by": user})
         TAP.probes[camera.name] = result

@@ -14,7 +14,7 @@ import base64
 import contextlib
 import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -104,3 +104,59 @@ def test_fieldgate_run_does_not_load_the_other_subcommands(tmp_path: Path) -> No
         assert not any(name.startswith("gateway.commission") for name in sys.modules)
         with pytest.raises(ModuleNotFoundError):
             fieldgate("validate", str(tmp_path / "missing.yaml"))  # the others still register them all
+
+
+# What a site without cameras, satellite or SL 651 links and without a status page must not load when it is
+# validated and the daemon's modules imported (issue 18, memory): other drivers' config models, the vision
+# pipeline's models, the camera view, the status server, the satellite codec and runner. (The standard
+# library's share, CAP's XML, tarfile and urllib.request, is measured by bench/import_memory.py: pytest
+# itself has loaded them here.)
+UNUSED_BY_A_PLAIN_SITE = (
+    "drivers.beidou", "drivers.iridium", "drivers.sl651", "drivers.camera", "drivers.serialline", "drivers.onnx",
+    "gateway.vision.config", "gateway.vision.camerafault", "gateway.camview.overlay", "gateway.camview.probe",
+    "gateway.status.server", "gateway.compact", "gateway.satellite")
+
+PLAIN_SITE = """
+gateway: {id: plain, state_dir: ./state}
+buses:
+  - {type: modbus_tcp, name: plc, host: 127.0.0.1, devices: [{name: d, unit_id: 1, points: [{id: p.a, address: 0}]}]}
+links:
+  - {type: mqtt, host: 127.0.0.1}
+"""
+
+
+def _modules_after_loading(site: Path) -> set[str]:
+    """Our modules imported by validating ``site`` and importing the daemon, ours imported afresh for it."""
+    saved = dict(sys.modules)
+    try:
+        for name in [n for n in sys.modules if _ours(n)]:
+            del sys.modules[name]
+        importlib.import_module("gateway.daemon")
+        importlib.import_module("gateway.config").load_site(site)
+        return {n for n in sys.modules if _ours(n)}
+    finally:
+        for name in [n for n in sys.modules if n not in saved and _ours(n)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+def _loaded(modules: set[str], packages: Iterable[str]) -> list[str]:
+    return sorted(m for m in modules for p in packages if m == p or m.startswith(p + "."))
+
+
+def test_a_plain_site_loads_only_its_own_drivers(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(PLAIN_SITE)
+    assert _loaded(_modules_after_loading(site), UNUSED_BY_A_PLAIN_SITE) == []
+
+
+def test_the_demo_site_loads_the_status_page_only_to_run_it() -> None:
+    modules = _modules_after_loading(REPO / "config" / "demo.yaml")  # the server: when the daemon starts it
+    assert {"gateway.status.config", "drivers.broadcast.config"} <= modules
+    assert _loaded(modules, UNUSED_BY_A_PLAIN_SITE) == []
+
+
+def test_a_site_loads_the_drivers_it_names() -> None:
+    modules = _modules_after_loading(REPO / "config" / "reservoir.yaml")  # RTU + TCP, MQTT, BeiDou, SL 651
+    assert {"drivers.beidou.config", "drivers.sl651.config", "drivers.modbus.config"} <= modules
+    assert _loaded(modules, ["drivers.iridium", "drivers.camera", "drivers.serialline", "gateway.vision.config"]) == []
