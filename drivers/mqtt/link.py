@@ -334,12 +334,12 @@ class MqttLink:
         self._failed_attempts += 1
         now = time.monotonic()
         retry = f"; retrying in {retry_in:.1f}s" if retry_in is not None else ""
-        last = self._logged.get(failure.text)
+        last = self._logged.get(failure.cause)
         repeated = last is not None
         if last is not None and now - last < REPEAT_AFTER:
             log.debug("mqtt %s: %s%s", self.name, failure.text, retry, extra={"link": self.name})
             return
-        self._logged[failure.text] = now
+        self._logged[failure.cause] = now
         while len(self._logged) > 8:
             del self._logged[next(iter(self._logged))]
         level = logging.WARNING if failure.kind in {"lost", "refused", "timeout", "dns", "unreachable"} \

@@ -31,9 +31,17 @@ class Failure:
     kind: str
     text: str
 
+    @property
+    def cause(self) -> str:
+        """The sentence without the clock reading it may quote: the same cause a minute later is the same cause."""
+        return _CLOCK_READING.sub("…", self.text)
+
 
 def _utc_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+_CLOCK_READING = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC")  # what _utc_now() writes
 
 
 def _refuse_passphrase() -> bytes:
