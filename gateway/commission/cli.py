@@ -71,18 +71,23 @@ async def _commission(args: argparse.Namespace, site: Any) -> int:
 
     language = i18n.current()
     gw = Gateway(site, config_path=str(args.config))
-    request = None
+    key: Ed25519PrivateKey | None = None
     if args.operator is not None:
-        key = serialization.load_pem_private_key(args.key.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
+        loaded = serialization.load_pem_private_key(args.key.read_bytes(), password=None)
+        if not isinstance(loaded, Ed25519PrivateKey):
             print(_("refused: not an Ed25519 key"), file=sys.stderr)
             return 1
-        alert = test_alert(gw, time.time())
-        request = (alert, [sign(alert, args.operator, key, time.time())])
+        key = loaded
     stop = asyncio.Event()
     running = asyncio.create_task(gw.run(stop))
     try:
         await asyncio.wait_for(asyncio.shield(gw.ready.wait()), START_TIMEOUT_S)
+        request = None
+        if key is not None:
+            # Signed once the gateway runs: on a new state directory its broadcast history begins at this
+            # start, and the interlock refuses an alert from people sent before it (it may have been played).
+            alert = test_alert(gw, time.time())
+            request = (alert, [sign(alert, args.operator, key, time.time())])
         outcome = await commission(gw, by=f"{getpass.getuser()} (fieldgate commission)", wait_s=args.wait,
                                    request=request, language=language, out_dir=args.out)
     finally:
