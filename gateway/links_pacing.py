@@ -58,6 +58,10 @@ class AdaptivePacer:
     def __init__(self, batch: int) -> None:
         self.batch = batch
         self.share = 1.0
+        # Slow start, as TCP's: below this the share grows by one message per PUBACK (doubling per round trip),
+        # above it by one per round trip. A link that failed goes back to where it was before the failure that
+        # way; a late PUBACK or live data kept waiting (a real limit) ends it.
+        self.slow_start_below = float("inf")
         self.backlog_inflight = 0  # messages carrying backlog records, in flight now
         self.last_rtt: float | None = None
         self._halved_at = 0.0
@@ -75,6 +79,7 @@ class AdaptivePacer:
         now = time.monotonic()
         if seconds > self.LIVE_TARGET and now - self._halved_at > self.LIVE_TARGET:
             self.share = max(1.0, self.share / 2)
+            self.slow_start_below = 0.0
             self._halved_at = now
 
     def sent(self, backlog: bool) -> None:
@@ -89,7 +94,11 @@ class AdaptivePacer:
         ceiling = float(max(1, window - self.RESERVED))
         now = time.monotonic()
         if rtt <= self.TARGET_RTT:
-            self.share = min(ceiling, self.share + 1.0 / max(self.share, 1.0))
+            step = 1.0 if self.share < self.slow_start_below else 1.0 / max(self.share, 1.0)
+            self.share = min(ceiling, self.share + step)
         elif now - self._halved_at > min(rtt, 5.0):  # once per round trip, as TCP does
+            # A failed send (rtt inf: the link went down) is no sign of congestion: back to slow start,
+            # up to the share it had; a late PUBACK is one.
+            self.slow_start_below = self.share if rtt == float("inf") else 0.0
             self.share = max(1.0, self.share / 2)
             self._halved_at = now
