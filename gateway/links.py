@@ -195,7 +195,11 @@ class LinkRunner:
                     collect, self.journal.journal, self.link.name, limit, self._floor,
                     dict(self._urgent), dict(self._live), dict(self._replay), budget)
                 if not pull.records:
-                    await self._wait_for_news(1.0 if budget > 0 else self.bucket.wait_for_one())
+                    # Nothing, or only backlog beyond the budget: a commit, or a PUBACK that frees some of the
+                    # pacer's share, wakes the runner (it asked the journal again at once, an empty pull per
+                    # turn of the loop while the share was in flight); a fixed rate waits for its next token.
+                    await self._wait_for_news(1.0 if budget > 0 or self.pacer is not None
+                                              else self.bucket.wait_for_one())
                     continue
                 replayed = self._advance(pull)
                 self._drained = len(pull.records) < limit and replayed < budget
