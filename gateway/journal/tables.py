@@ -195,23 +195,33 @@ class RecordStore:
     def _locate(self, seqs: Iterable[int]) -> list[Located]:
         """The batch rows holding ``seqs`` (those still stored), with the positions of the seqs in each.
 
-        The seqs are sorted once and each row takes its slice by bisection; a row whose seqs are ``lo .. hi``
-        (every row but a thinned or merged one) gets its positions by arithmetic, its body is not read
-        (an ack of a run of seqs, what a PUBACK brings, costs one shift, not a lookup per seq).
+        The seqs are sorted once and cut where two are ``SPAN`` or more apart (a row spans less, so no row holds
+        seqs of two such groups): each group reads only the rows of its own key range, so an ack of backlog
+        and live seqs together does not walk every row in between (the whole backlog). Each row takes its
+        slice of the group by bisection; a row whose seqs are ``lo .. hi`` (every row but a thinned or merged
+        one) gets its positions by arithmetic, its body is not read (an ack of a run of seqs, what a PUBACK
+        brings, costs one shift, not a lookup per seq).
         """
         left = sorted(set(seqs))
-        if not left:
-            return []
-        top, remaining = left[-1], len(left)
         found: list[Located] = []
-        cursor = self.db.execute("SELECT hi, lo, cls, n FROM batches WHERE hi >= ? ORDER BY hi", (left[0],))
+        start = 0
+        for end in range(1, len(left) + 1):
+            if end == len(left) or left[end] - left[end - 1] >= rows.SPAN:
+                self._locate_group(left[start:end], found)
+                start = end
+        return found
+
+    def _locate_group(self, group: list[int], found: list[Located]) -> None:
+        remaining, top = len(group), group[-1]
+        cursor = self.db.execute("SELECT hi, lo, cls, n FROM batches WHERE hi >= ? AND hi < ? ORDER BY hi",
+                                 (group[0], top + rows.SPAN))
         try:
             for hi, lo, cls, n in cursor:
-                if hi - rows.SPAN > top or not remaining:
-                    break  # every further row starts above the highest seq asked for
+                if not remaining:
+                    break
                 if lo > top:
                     continue
-                run = left[bisect.bisect_left(left, lo):bisect.bisect_right(left, hi)]
+                run = group[bisect.bisect_left(group, lo):bisect.bisect_right(group, hi)]
                 if not run:
                     continue
                 mask = 0
@@ -232,7 +242,6 @@ class RecordStore:
                     found.append((hi, cls, n, mask))
         finally:
             cursor.close()
-        return found
 
     def _owed_masks(self, cls: int, hi: int) -> dict[str, int]:
         """Per link owing something of batch ``hi``: its ack bitmap (one key lookup per link)."""
