@@ -101,7 +101,10 @@ def main() -> int:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="fg-outage-"))
-    broker = Broker(tmp / "broker").start()
+    # No cap on what the broker queues for the platform: with the default 1 000 messages mosquitto drops QoS 1
+    # messages for a subscriber that falls behind ("Outgoing messages are being dropped"), and this Python
+    # collector, sharing two cores with the gateway, can fall behind a drain of ~90 000 records/s.
+    broker = Broker(tmp / "broker", extra_conf="max_queued_messages 0\n").start()
     arrivals = Arrivals()
     collector = Platform(broker.port, keep=False, on_message=arrivals.on_message)
     units = [SimUnit(1) for _ in range(args.devices)]
