@@ -6,7 +6,8 @@ Two ways, per link (``journal.replay_rate`` / ``journal.replay_rates``):
   i.e. as fast as the in-flight window turns over, but never so fast that live data and alarms queue
   behind it. ``AdaptivePacer`` keeps a share of the window for backlog messages and adjusts it by
   the PUBACK round trip (AIMD, as TCP does with its window): while PUBACKs come back within
-  ``TARGET_RTT`` the share grows by one message per round trip up to the window less the slots kept
+  ``TARGET_RTT`` the share grows (doubling per round trip at first, as TCP's slow start, then by one
+  message per round trip) up to the window less the slots kept
   for alarms and live data; when they come back later (bytes queueing in a slow uplink ahead of the
   live data), or when live records were pulled more than ``LIVE_TARGET`` after their commit (the
   backlog is taking the time live data needs: the link's, or this box's CPU), it halves. On a LAN
