@@ -22,6 +22,7 @@ import json
 import multiprocessing
 import os
 import platform
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -197,7 +198,18 @@ class RemoteSubscriber:
         return latencies
 
 
-def bench_drain(tmp: Path, broker: Broker, n: int, batch: int, inflight: int) -> dict[str, Any]:
+def _py_spy(out: Path, gil: bool) -> subprocess.Popen[bytes]:
+    """py-spy sampling this process (all threads) until it is sent SIGINT; collapsed stacks to ``out``."""
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(os.getpid()), "--format", "raw",
+               "--threads", "--nonblocking", "--rate", "250", "--output", str(out)] + (["--gil"] if gil else [])
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the clock starts
+    return proc
+
+
+def bench_drain(tmp: Path, broker: Broker, n: int, batch: int, inflight: int,
+                py_spy: Path | None = None, gil: bool = False) -> dict[str, Any]:
+    """``py_spy``: the drain (only) sampled by py-spy, its collapsed stacks written there."""
     j = Journal(tmp / "drain.sqlite", {"mqtt": ALL}, SETTINGS)
     for base in range(0, n, 5000):
         j.append([(RecordClass.TELEMETRY, reading(i)) for i in range(base, min(base + 5000, n))])
@@ -216,6 +228,7 @@ def bench_drain(tmp: Path, broker: Broker, n: int, batch: int, inflight: int) ->
             if link.connected:
                 break
             await asyncio.sleep(0.05)
+        spy = _py_spy(py_spy, gil) if py_spy is not None else None
         t0 = time.time()
         alarms, next_alarm = 0, t0
         while sub.records < n:
@@ -226,6 +239,9 @@ def bench_drain(tmp: Path, broker: Broker, n: int, batch: int, inflight: int) ->
                                                                attrs={"t": time.time()}))
                 alarms += 1
         elapsed = time.time() - t0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -315,6 +331,9 @@ def main() -> int:
     parser.add_argument("--writes", type=int, default=1, help="0 skips the bytes-written figures")
     parser.add_argument("--million", type=int, default=1_000_000, help="0 skips")
     parser.add_argument("--kills", type=int, default=200, help="0 skips")
+    parser.add_argument("--py-spy", type=Path, default=None,
+                        help="sample the drain with py-spy: collapsed stacks to this file, summary to <file>.txt")
+    parser.add_argument("--gil", action="store_true", help="with --py-spy: only samples holding the GIL")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fg-journal-bench-"))
     result: dict[str, Any] = {"benchmark": "journal", "machine": f"{platform.machine()}, {os.cpu_count()} CPU, "
@@ -327,12 +346,17 @@ def main() -> int:
                             if compress is False or "compress" in JournalSettings.model_fields]
     broker = Broker(tmp / "broker", extra_conf="max_queued_messages 0\n").start()
     try:
-        result["drain"] = bench_drain(tmp, broker, args.backlog, args.link_batch, args.inflight)
+        result["drain"] = bench_drain(tmp, broker, args.backlog, args.link_batch, args.inflight, args.py_spy,
+                                      args.gil)
         result["bare_paho"] = bench_bare_paho(broker, args.backlog, args.link_batch, args.inflight)
         result["drain"]["vs_bare_paho"] = round(
             result["drain"]["drain_records_per_s"] / result["bare_paho"]["paho_records_per_s"], 2)
     finally:
         broker.stop()
+    if args.py_spy is not None and args.py_spy.exists():
+        from bench.pyspy_summary import summarise_stacks
+        title = f"drain of {args.backlog} records, py-spy{' --gil' if args.gil else ''}"
+        args.py_spy.with_suffix(".txt").write_text(summarise_stacks(args.py_spy.read_text(), title))
     if args.million:
         result["million"] = bench_million(args.million)
     if args.kills:

@@ -23,7 +23,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -35,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ingest import site_arguments, site_yaml  # noqa: E402
+from bench.pyspy_summary import summarise_stacks  # noqa: E402
 from sim.broker import Broker  # noqa: E402
 from sim.gateway_process import GatewayProcess  # noqa: E402
 from sim.modbus import SimServer, SimUnit  # noqa: E402
@@ -45,11 +48,13 @@ from sim.support import free_port, wait_for  # noqa: E402
 class Arrivals:
     """Per seq: first arrival time and the record's source time (only what the figures need, for 1 M+ records)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cheap_digest: bool = False) -> None:
+        self.cheap_digest = cheap_digest
         self.lock = threading.Lock()
         self.first: dict[int, float] = {}
         self.ts: dict[int, float] = {}
         self.body: dict[int, int] = {}
+        self.order: list[tuple[int, float]] = []  # (seq, source time) in order of first arrival
         self.duplicates = 0
         self.conflicting = 0
 
@@ -61,7 +66,7 @@ class Arrivals:
                 seq = record.get("seq")
                 if not isinstance(seq, int):
                     continue
-                digest = hash(json.dumps(record, sort_keys=True))
+                digest = _digest(record) if self.cheap_digest else hash(json.dumps(record, sort_keys=True))
                 if seq in self.first:
                     self.duplicates += 1
                     self.conflicting += self.body[seq] != digest
@@ -69,10 +74,28 @@ class Arrivals:
                 self.first[seq] = message.arrived
                 self.ts[seq] = float(record.get("ts", 0.0))
                 self.body[seq] = digest
+                self.order.append((seq, self.ts[seq]))
 
     def view(self) -> tuple[dict[int, float], dict[int, float]]:
         with self.lock:
             return dict(self.first), dict(self.ts)
+
+    def arrived_since(self, k: int) -> list[tuple[int, float]]:
+        """(seq, source time) of the records first arrived after the ``k`` first ones."""
+        with self.lock:
+            return self.order[k:]
+
+    def has(self, seq: int) -> bool:
+        with self.lock:
+            return seq in self.first
+
+
+def _digest(record: dict[str, Any]) -> int:
+    """What the record holds, for telling duplicates apart, a few times cheaper than sorted JSON."""
+    try:
+        return hash(frozenset(record.items()))
+    except TypeError:  # a nested value (attrs)
+        return hash(json.dumps(record, sort_keys=True))
 
 
 def main() -> int:
@@ -81,11 +104,20 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--timeout", type=float, default=300.0, help="longest wait for the drain after the return")
     parser.add_argument("--label", default="")
+    parser.add_argument("--cheap-digest", action="store_true",
+                        help="the collector compares duplicates by a hash of the record's items, not sorted JSON "
+                             "(a faster platform: does its speed limit the figures?)")
+    parser.add_argument("--py-spy", type=Path, default=None,
+                        help="sample the gateway with py-spy from the return to the drained backlog: collapsed "
+                             "stacks to this file, a summary beside it (.txt)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="fg-outage-"))
-    broker = Broker(tmp / "broker").start()
-    arrivals = Arrivals()
+    # No cap on what the broker queues for the platform: with the default 1 000 messages mosquitto drops QoS 1
+    # messages for a subscriber that falls behind ("Outgoing messages are being dropped"), and this Python
+    # collector, sharing two cores with the gateway, can fall behind a drain of ~90 000 records/s.
+    broker = Broker(tmp / "broker", extra_conf="max_queued_messages 0\n").start()
+    arrivals = Arrivals(args.cheap_digest)
     collector = Platform(broker.port, keep=False, on_message=arrivals.on_message)
     units = [SimUnit(1) for _ in range(args.devices)]
     servers = [SimServer([u], port=free_port()).start() for u in units]
@@ -111,7 +143,19 @@ def main() -> int:
         time.sleep(args.outage)
         broker.start()
         t_up = time.time()
+        spy = None
+        if args.py_spy is not None:
+            assert gateway.proc is not None
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                                    str(gateway.proc.pid), "--format", "raw", "--threads", "--nonblocking", "--rate",
+                                    "100", "--output", str(args.py_spy)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         result = measure(arrivals, t_down, t_up, args.timeout)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+            args.py_spy.with_suffix(".txt").write_text(summarise_stacks(
+                args.py_spy.read_text(), f"gateway during the drain of a {args.outage:.0f} s outage, py-spy"))
     finally:
         stop.set()
         gateway.stop()
@@ -131,18 +175,33 @@ def main() -> int:
 
 def measure(arrivals: Arrivals, t_down: float, t_up: float, timeout: float) -> dict[str, Any]:
     """Wait for the outage's records to arrive (or ``timeout``), then the figures."""
-    wait_for(lambda: any(t >= t_up for t in arrivals.view()[0].values()), timeout, "the first record after the return")
+    before_return = len(arrivals.arrived_since(0))  # nothing arrives while the broker is down
+    wait_for(lambda: any(arrivals.first[seq] >= t_up for seq, _ in arrivals.arrived_since(before_return)), timeout,
+             "the first record after the return")
+    # Each poll looks at what arrived since the last one (the figures' first version copied and scanned every
+    # arrival twice a second: with 1.2 M records that took the bench process most of a core and held the
+    # collector's lock, delaying the arrivals it timed).
     deadline = time.time() + timeout
     lo = hi = 0
+    seen, during_lo, after_lo, done_upto = 0, None, None, None
     while time.time() < deadline:
-        first, ts = arrivals.view()
-        during = [seq for seq, t in ts.items() if t_down <= t <= t_up]
-        after = [seq for seq, t in ts.items() if t > t_up + 2]
-        if during and after:
+        fresh = arrivals.arrived_since(seen)
+        seen += len(fresh)
+        for seq, t in fresh:
+            if t_down <= t <= t_up and (during_lo is None or seq < during_lo):
+                during_lo = seq
+            elif t > t_up + 2 and (after_lo is None or seq < after_lo):
+                after_lo = seq
+        if during_lo is not None and after_lo is not None:
             # Seqs are gap-free: everything from the outage's first record to the first record polled well
             # after the return must arrive (the backlog arrives oldest first, so max(during) would lie).
-            lo, hi = min(during), min(after) - 1
-            if all(seq in first for seq in range(lo, hi + 1)):
+            if (lo, hi) != (during_lo, after_lo - 1):
+                lo, hi = during_lo, after_lo - 1
+                done_upto = lo  # every seq below it (from lo) has arrived
+            assert done_upto is not None
+            while done_upto <= hi and arrivals.has(done_upto):
+                done_upto += 1
+            if done_upto > hi:
                 break
         time.sleep(0.5)
     first, ts = arrivals.view()

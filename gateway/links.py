@@ -42,26 +42,96 @@ class Profile(Protocol):
     def encode(self, records: Sequence[JournalRecord], now: float | None = None) -> list[OutboundMessage]: ...
 
 
-def collect_urgent(journal: Journal, link: str, batch: int, urgent: Cursors) -> list[JournalRecord]:
+# Most messages' worth of records one pull takes: one executor round trip
+# for several messages during a drain, each message still at most ``batch`` records (bench/RESULTS.md, fourth pass).
+PULL_MESSAGES = 4
+
+
+class Pull:
+    """One pull's records in sending order, and the same records in parts of one class and one kind
+    (``urgent``, ``live``, ``replay``), oldest first in each: the runner's per-pull work is per part, not
+    per record."""
+
+    __slots__ = ("parts", "records")
+
+    def __init__(self) -> None:
+        self.records: list[JournalRecord] = []
+        self.parts: list[tuple[str, RecordClass, list[JournalRecord]]] = []
+
+    def add(self, kind: str, cls: RecordClass, got: list[JournalRecord]) -> int:
+        if got:
+            self.parts.append((kind, cls, got))
+            self.records += got
+        return len(got)
+
+
+def collect_urgent(journal: Journal, link: str, batch: int, urgent: Cursors, pull: Pull | None = None) -> Pull:
     """Alarms, evidence, events not yet pulled, class first, oldest first (on the journal thread)."""
-    out: list[JournalRecord] = []
+    out = Pull() if pull is None else pull
     for cls in URGENT:
-        out += journal.owed(link, cls, urgent[cls], MAX_SEQ, batch - len(out))
+        out.add("urgent", cls, journal.owed(link, cls, urgent[cls], MAX_SEQ, batch - len(out.records)))
     return out
 
 
 def collect(journal: Journal, link: str, batch: int, floor: int, urgent: Cursors, live: Cursors,
-            replay: Cursors, replay_budget: int) -> list[JournalRecord]:
+            replay: Cursors, replay_budget: int) -> Pull:
     """One pull, on the journal thread: up to ``batch`` records in sending order."""
     out = collect_urgent(journal, link, batch, urgent)
     for cls in REPLAYABLE:
-        out += journal.owed(link, cls, max(live[cls], floor), MAX_SEQ, batch - len(out))
-    budget = min(replay_budget, batch - len(out))
+        out.add("live", cls, journal.owed(link, cls, max(live[cls], floor), MAX_SEQ, batch - len(out.records)))
+    budget = min(replay_budget, batch - len(out.records))
     for cls in REPLAYABLE:
-        got = journal.owed(link, cls, replay[cls], floor, budget)
-        budget -= len(got)
-        out += got
+        budget -= out.add("replay", cls, journal.owed(link, cls, replay[cls], floor, budget))
     return out
+
+
+class AckBatcher:
+    """Acknowledgements into the journal, the PUBACKs that arrive while one is being written merged into the
+    next: one executor round trip and one transaction for several messages during a drain (was one per
+    PUBACK), and at once when the link is quiet. ``ack`` returns when that message's seqs are written (or
+    raises what the journal raised), as a direct call did."""
+
+    def __init__(self, journal: AsyncJournal, link: str) -> None:
+        self.journal = journal
+        self.link = link
+        self.writes = 0
+        self._seqs: list[int] = []
+        self._round: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    async def ack(self, seqs: Sequence[int]) -> None:
+        loop = asyncio.get_running_loop()
+        if self._round is None:
+            self._round = loop.create_future()
+        self._seqs += seqs
+        done = self._round
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write())
+        await asyncio.shield(done)  # a cancelled sender leaves the others' acknowledgement to finish
+
+    async def _write(self) -> None:
+        while self._round is not None:
+            done, seqs = self._round, self._seqs
+            self._round, self._seqs = None, []
+            try:
+                await self.journal.call(self.journal.journal.ack, self.link, seqs)
+            except asyncio.CancelledError:
+                done.cancel()
+                if self._round is not None:
+                    self._round.cancel()
+                    self._round, self._seqs = None, []
+                raise
+            except Exception as exc:
+                done.set_exception(exc)
+                done.exception()  # retrieved: its waiters may all have been cancelled meanwhile
+            else:
+                done.set_result(None)
+            self.writes += 1
+
+    async def settled(self) -> None:
+        """Until every acknowledgement handed in so far is written."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait([self._writer])
 
 
 class LinkRunner:
@@ -78,6 +148,7 @@ class LinkRunner:
         self.bucket = TokenBucket(replay_rate, burst=max(batch, int(replay_rate or 0)))
         self.pacer = AdaptivePacer(batch) if replay_rate is None else None
         self._new = journal.subscribe()
+        self._acks = AckBatcher(journal, link.name)
         self._inflight = 0
         self._slot_freed = asyncio.Event()
         self._rewind = True
@@ -119,29 +190,47 @@ class LinkRunner:
                     continue
                 self._new.clear()
                 budget = self.bucket.available() if self.pacer is None else self.pacer.budget(self._window())
-                records = await self.journal.call(
-                    collect, self.journal.journal, self.link.name, self.batch, self._floor,
+                limit = self.batch * self._messages_per_pull()
+                pull = await self.journal.call(
+                    collect, self.journal.journal, self.link.name, limit, self._floor,
                     dict(self._urgent), dict(self._live), dict(self._replay), budget)
-                if not records:
-                    await self._wait_for_news(1.0 if budget > 0 else self.bucket.wait_for_one())
+                if not pull.records:
+                    # Nothing, or only backlog beyond the budget: a commit, or a PUBACK that frees some of the
+                    # pacer's share, wakes the runner (it asked the journal again at once, an empty pull per
+                    # turn of the loop while the share was in flight); a fixed rate waits for its next token.
+                    await self._wait_for_news(1.0 if budget > 0 or self.pacer is not None
+                                              else self.bucket.wait_for_one())
                     continue
-                replayed = self._advance(records)
-                self._drained = len(records) < self.batch and replayed < budget
+                replayed = self._advance(pull)
+                self._drained = len(pull.records) < limit and replayed < budget
                 if self.pacer is not None:  # how long live data waited in the journal: the pacer's second signal
-                    self.pacer.live_waited(max((time.time() - r.created for r in records
-                                                if r.cls not in URGENT and r.seq > self._floor), default=0.0))
-                urgent = {r.seq for r in records if r.cls in URGENT}
-                backlog = {r.seq for r in records if r.cls not in URGENT and r.seq <= self._floor}
-                for message in self.profile.encode(records):
-                    await self._take_slot(any(s in urgent for s in message.seqs), senders)
-                    self._start_send(senders, message, any(s in backlog for s in message.seqs))
+                    self.pacer.live_waited(max((time.time() - got[0].created for kind, _, got in pull.parts
+                                                if kind == "live"), default=0.0))
+                urgent = {r.seq for kind, _, got in pull.parts if kind == "urgent" for r in got}
+                for start in range(0, len(pull.records), self.batch):  # messages of at most ``batch`` records
+                    for message in self.profile.encode(pull.records[start:start + self.batch]):
+                        is_urgent = bool(urgent) and not urgent.isdisjoint(message.seqs)
+                        await self._take_slot(is_urgent, senders)
+                        self._start_send(senders, message, replayed > 0 and self._carries_backlog(message, urgent))
                 if self._drained:
                     await self._wait_for_news(1.0)
+
+    def _messages_per_pull(self) -> int:
+        """Messages' worth one pull takes: PULL_MESSAGES, fewer in a narrow window (records pulled wait for a
+        slot; the backlog's part is bounded by the pacer's budget, i.e. by its share of the window, anyway)."""
+        return max(1, min(PULL_MESSAGES, self._window() - 2))
+
+    def _carries_backlog(self, message: OutboundMessage, urgent: set[int]) -> bool:
+        # Backlog: not urgent, at or below the floor (live records are above it).
+        if not urgent:
+            return min(message.seqs) <= self._floor
+        return any(s <= self._floor and s not in urgent for s in message.seqs)
 
     async def _restart_cursors(self) -> None:
         while self._inflight:
             self._slot_freed.clear()
             await self._slot_freed.wait()
+        await self._acks.settled()  # what was acknowledged is not read back as owed
         self._floor = await self.journal.call(self.journal.journal.last_seq)
         self._urgent = dict.fromkeys(URGENT, 0)
         self._live = dict.fromkeys(REPLAYABLE, self._floor)
@@ -149,17 +238,14 @@ class LinkRunner:
         self._rewind = False
         self._drained = False
 
-    def _advance(self, records: list[JournalRecord]) -> int:
-        """Move the cursors past ``records``; returns how many were backlog (replayed)."""
+    def _advance(self, pull: Pull) -> int:
+        """Move the cursors past ``pull``'s records; returns how many were backlog (replayed)."""
         replayed = 0
-        for r in records:
-            if r.cls in URGENT:
-                self._urgent[r.cls] = max(self._urgent[r.cls], r.seq)
-            elif r.seq > self._floor:
-                self._live[r.cls] = max(self._live[r.cls], r.seq)
-            else:
-                self._replay[r.cls] = max(self._replay[r.cls], r.seq)
-                replayed += 1
+        for kind, cls, got in pull.parts:  # each part oldest first: its last record is its highest seq
+            cursors = self._urgent if kind == "urgent" else self._live if kind == "live" else self._replay
+            cursors[cls] = max(cursors[cls], got[-1].seq)
+            if kind == "replay":
+                replayed += len(got)
         self.bucket.take(replayed)
         self.replayed_records += replayed
         return replayed
@@ -193,12 +279,12 @@ class LinkRunner:
         self._inflight += 1
 
     async def _send_urgent(self, senders: asyncio.TaskGroup) -> None:
-        records = await self.journal.call(collect_urgent, self.journal.journal, self.link.name, self.batch,
-                                          dict(self._urgent))
-        if not records:
+        pull = await self.journal.call(collect_urgent, self.journal.journal, self.link.name, self.batch,
+                                       dict(self._urgent))
+        if not pull.records:
             return
-        self._advance(records)
-        for message in self.profile.encode(records):
+        self._advance(pull)
+        for message in self.profile.encode(pull.records):
             await self._take_slot(True)
             self._start_send(senders, message, False)
 
@@ -220,7 +306,7 @@ class LinkRunner:
         try:
             await self.link.send(message)
             rtt = time.monotonic() - started
-            await self.journal.call(self.journal.journal.ack, self.link.name, message.seqs)
+            await self._acks.ack(message.seqs)
             self.sent_messages += 1
             self.sent_records += len(message.seqs)
         except asyncio.CancelledError:

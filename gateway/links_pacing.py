@@ -6,7 +6,8 @@ Two ways, per link (``journal.replay_rate`` / ``journal.replay_rates``):
   i.e. as fast as the in-flight window turns over, but never so fast that live data and alarms queue
   behind it. ``AdaptivePacer`` keeps a share of the window for backlog messages and adjusts it by
   the PUBACK round trip (AIMD, as TCP does with its window): while PUBACKs come back within
-  ``TARGET_RTT`` the share grows by one message per round trip up to the window less the slots kept
+  ``TARGET_RTT`` the share grows (doubling per round trip at first, as TCP's slow start, then by one
+  message per round trip) up to the window less the slots kept
   for alarms and live data; when they come back later (bytes queueing in a slow uplink ahead of the
   live data), or when live records were pulled more than ``LIVE_TARGET`` after their commit (the
   backlog is taking the time live data needs: the link's, or this box's CPU), it halves. On a LAN
@@ -58,6 +59,10 @@ class AdaptivePacer:
     def __init__(self, batch: int) -> None:
         self.batch = batch
         self.share = 1.0
+        # Slow start, as TCP's: below this the share grows by one message per PUBACK (doubling per round trip),
+        # above it by one per round trip. A link that failed goes back to where it was before the failure that
+        # way; a late PUBACK or live data kept waiting (a real limit) ends it.
+        self.slow_start_below = float("inf")
         self.backlog_inflight = 0  # messages carrying backlog records, in flight now
         self.last_rtt: float | None = None
         self._halved_at = 0.0
@@ -75,6 +80,7 @@ class AdaptivePacer:
         now = time.monotonic()
         if seconds > self.LIVE_TARGET and now - self._halved_at > self.LIVE_TARGET:
             self.share = max(1.0, self.share / 2)
+            self.slow_start_below = 0.0
             self._halved_at = now
 
     def sent(self, backlog: bool) -> None:
@@ -89,7 +95,11 @@ class AdaptivePacer:
         ceiling = float(max(1, window - self.RESERVED))
         now = time.monotonic()
         if rtt <= self.TARGET_RTT:
-            self.share = min(ceiling, self.share + 1.0 / max(self.share, 1.0))
+            step = 1.0 if self.share < self.slow_start_below else 1.0 / max(self.share, 1.0)
+            self.share = min(ceiling, self.share + step)
         elif now - self._halved_at > min(rtt, 5.0):  # once per round trip, as TCP does
+            # A failed send (rtt inf: the link went down) is no sign of congestion: back to slow start,
+            # up to the share it had; a late PUBACK is one.
+            self.slow_start_below = self.share if rtt == float("inf") else 0.0
             self.share = max(1.0, self.share / 2)
             self._halved_at = now

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from pathlib import Path
@@ -149,6 +148,8 @@ def _message(
 
 
 def _did_you_mean(word: str, candidates: list[str]) -> str:
+    import difflib  # only for an error: a running site does not hold it (issue 18, bench/RESULTS.md)
+
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return " " + _("(did you mean '{name}'?)").format(name=close[0]) if close else ""
 

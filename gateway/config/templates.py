@@ -20,7 +20,6 @@ override at the site file.
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 from pathlib import Path
@@ -92,6 +91,13 @@ def resolve_templates(doc: MarkedDocument, dirs: list[Path] | None = None) -> No
                 _expand(doc, ("buses", i, "devices", j), device, search, cache)
 
 
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    import difflib  # only for an error: a running site does not hold it (issue 18, bench/RESULTS.md)
+
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def _expand(doc: MarkedDocument, base: Path_, site: dict[str, Any], dirs: list[Path],
             cache: dict[str, MarkedDocument]) -> None:
     name = site["template"]
@@ -102,8 +108,7 @@ def _expand(doc: MarkedDocument, base: Path_, site: dict[str, Any], dirs: list[P
         path = find_template(name, dirs)
         if path is None:
             known = known_templates(dirs)
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = _did_you_mean(name, known)
             raise ConfigError([f"{where}: unknown device template '{name}'{hint} (known: {', '.join(known)})"])
         cache[name] = load_template(path)
     template = cache[name]
@@ -123,8 +128,7 @@ def _expand(doc: MarkedDocument, base: Path_, site: dict[str, Any], dirs: list[P
                            "id to the keys to change"])
     for point_id, change in overrides.items():
         if point_id not in t_ids:
-            close = difflib.get_close_matches(str(point_id), [str(t) for t in t_ids], n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = _did_you_mean(str(point_id), [str(t) for t in t_ids])
             raise ConfigError([f"{doc.mark_for((*base, 'point_overrides', point_id), prefer_key=True)}: "
                                f"template '{name}' has no point '{point_id}'{hint}"])
         if not isinstance(change, dict):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from html import escape as html_escape
 from typing import Any
 
 from gateway.history.service import Period, Threshold
+from gateway.htmlescape import escape as html_escape
 from gateway.i18n import _
 
 WIDTH, HEIGHT = 720, 260
@@ -21,7 +21,8 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 12, 14, 30
 SEVERITY_COLOUR = {"minor": "#f9a825", "moderate": "#ef6c00", "severe": "#c62828", "extreme": "#8e0000"}
 
 
-# xml.sax.saxutils has the same two, but importing it imports urllib.request and http.client (~0.7 MB).
+# xml.sax.saxutils has the same two, but importing it imports urllib.request and http.client (~0.7 MB);
+# gateway.htmlescape is html.escape without the html package's entity tables.
 def escape(text: str) -> str:
     """Text content: & < > as entities."""
     return html_escape(text, quote=False)

@@ -8,6 +8,7 @@ link's ``owed`` row); ``counts`` are the records held, by class.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import logging
@@ -36,8 +37,8 @@ log = logging.getLogger("fieldgate.journal")
 SEQ_BLOCK = 1_000_000
 _CLASS = {int(c): c for c in RecordClass}
 
-# (hi, cls, positions of the seqs asked for, as a bitmap)
-Located = tuple[int, int, int]
+# (hi, cls, n, positions of the seqs asked for, as a bitmap)
+Located = tuple[int, int, int, int]
 
 
 class RecordStore:
@@ -192,31 +193,55 @@ class RecordStore:
         return batch
 
     def _locate(self, seqs: Iterable[int]) -> list[Located]:
-        """The batch rows holding ``seqs`` (those still stored), with the positions of the seqs in each."""
+        """The batch rows holding ``seqs`` (those still stored), with the positions of the seqs in each.
+
+        The seqs are sorted once and cut where two are ``SPAN`` or more apart (a row spans less, so no row holds
+        seqs of two such groups): each group reads only the rows of its own key range, so an ack of backlog
+        and live seqs together does not walk every row in between (the whole backlog). Each row takes its
+        slice of the group by bisection; a row whose seqs are ``lo .. hi`` (every row but a thinned or merged
+        one) gets its positions by arithmetic, its body is not read (an ack of a run of seqs, what a PUBACK
+        brings, costs one shift, not a lookup per seq).
+        """
         left = sorted(set(seqs))
-        if not left:
-            return []
-        wanted, top = set(left), left[-1]
         found: list[Located] = []
-        cursor = self.db.execute("SELECT hi, lo, cls FROM batches WHERE hi >= ? ORDER BY hi", (left[0],))
+        start = 0
+        for end in range(1, len(left) + 1):
+            if end == len(left) or left[end] - left[end - 1] >= rows.SPAN:
+                self._locate_group(left[start:end], found)
+                start = end
+        return found
+
+    def _locate_group(self, group: list[int], found: list[Located]) -> None:
+        remaining, top = len(group), group[-1]
+        cursor = self.db.execute("SELECT hi, lo, cls, n FROM batches WHERE hi >= ? AND hi < ? ORDER BY hi",
+                                 (group[0], top + rows.SPAN))
         try:
-            for hi, lo, cls in cursor:
-                if hi - rows.SPAN > top or not wanted:
-                    break  # every further row starts above the highest seq asked for
+            for hi, lo, cls, n in cursor:
+                if not remaining:
+                    break
                 if lo > top:
                     continue
-                batch = self._batch(hi)
+                run = group[bisect.bisect_left(group, lo):bisect.bisect_right(group, hi)]
+                if not run:
+                    continue
                 mask = 0
-                for seq in [s for s in wanted if lo <= s <= hi]:
-                    position = batch.position(seq)
-                    if position is not None:
-                        mask |= 1 << position
-                        wanted.discard(seq)
+                if hi - lo + 1 == n:  # seqs lo .. hi: position = seq - lo
+                    if run[-1] - run[0] == len(run) - 1:
+                        mask = rows.full(len(run)) << (run[0] - lo)
+                    else:
+                        for seq in run:
+                            mask |= 1 << (seq - lo)
+                else:
+                    batch = self._batch(hi)
+                    for seq in run:
+                        position = batch.position(seq)
+                        if position is not None:
+                            mask |= 1 << position
                 if mask:
-                    found.append((hi, cls, mask))
+                    remaining -= mask.bit_count()
+                    found.append((hi, cls, n, mask))
         finally:
             cursor.close()
-        return found
 
     def _owed_masks(self, cls: int, hi: int) -> dict[str, int]:
         """Per link owing something of batch ``hi``: its ack bitmap (one key lookup per link)."""
@@ -253,7 +278,7 @@ class RecordStore:
         """Inside a transaction: the records ``seqs`` (all of class ``cls``) taken out of their batches
         (a batch left empty goes, a batch left partly is rewritten); returns how many of them were held."""
         removed = 0
-        for hi, row_cls, doomed in self._locate(seqs):
+        for hi, row_cls, _n, doomed in self._locate(seqs):
             batch = self._batch(hi)
             n = len(batch.seqs)
             masks = self._owed_masks(row_cls, hi)
@@ -294,11 +319,10 @@ class RecordStore:
     def ack(self, link: str, seqs: Sequence[int]) -> None:
         """``link``'s bits for ``seqs`` are set; a fully acknowledged owed row goes, then a batch no link owes."""
         with self.tx(durable=False):
-            for hi, cls, positions in self._locate(seqs):
+            for hi, cls, n, positions in self._locate(seqs):
                 masks = self._owed_masks(cls, hi)
                 if link not in masks:
                     continue
-                n = len(self._batch(hi).seqs)
                 old = masks[link]
                 new = old | positions
                 if new == old:
@@ -336,7 +360,7 @@ class RecordStore:
         from there is sent again with the same seq), owed only by links that are configured here, none
         that is stored here already. The caller raises the seq floor (``raise_seq``) above every seq the
         other journal handed out. Returns how many were kept."""
-        present = {seq for hi, _cls, mask in self._locate(r[0] for r in records)
+        present = {seq for hi, _cls, _n, mask in self._locate(r[0] for r in records)
                    for i, seq in enumerate(self._batch(hi).seqs) if mask >> i & 1}
         kept = sorted((r for r in records if r[0] not in present and any(link in self.links for link in r[4])),
                       key=lambda r: r[0])
@@ -389,15 +413,21 @@ class RecordStore:
                 batch = self._batch(hi)
                 mask = rows.mask_of(acked)
                 created, texts, seqs = batch.created, batch.texts, batch.seqs
-                for i in range(batch.start_after(after), len(seqs)):
-                    seq = seqs[i]
-                    if seq > upto:
-                        return out
-                    if mask >> i & 1:
-                        continue
-                    out.append(JournalRecord(seq, cls, None, created, texts[i]))
-                    if len(out) >= limit:
-                        return out
+                start = batch.start_after(after)
+                stop = len(seqs) if seqs[-1] <= upto else bisect.bisect_right(seqs, upto, start)
+                if not mask >> start:  # nothing from ``start`` on acknowledged: one slice, no test per record
+                    end = min(stop, start + limit - len(out))
+                    out += [JournalRecord(seq, cls, None, created, text)
+                            for seq, text in zip(seqs[start:end], texts[start:end], strict=True)]
+                else:
+                    for i in range(start, stop):
+                        if mask >> i & 1:
+                            continue
+                        out.append(JournalRecord(seqs[i], cls, None, created, texts[i]))
+                        if len(out) >= limit:
+                            break
+                if len(out) >= limit or stop < len(seqs):
+                    return out  # the limit, or a seq above ``upto``: no further row is needed
         finally:
             cursor.close()
         return out

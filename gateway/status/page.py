@@ -7,10 +7,10 @@ as HTML), so a point name or alarm text cannot inject markup; the CSP forbids in
 
 from __future__ import annotations
 
-import html
 import json
 import string
 
+from gateway.htmlescape import escape
 from gateway.i18n import html_lang, speaking
 from gateway.status.page_text import page_words, script_words
 
@@ -93,9 +93,9 @@ _INDEX_TEMPLATE = string.Template("""<!doctype html>
 def index_html(language: str) -> str:
     """The page in ``language`` (the catalog's words, HTML-escaped; the script's labels as JSON)."""
     with speaking(language):
-        words = {key: html.escape(text) for key, text in page_words().items()}
+        words = {key: escape(text) for key, text in page_words().items()}
         script = json.dumps(script_words(), ensure_ascii=False, separators=(",", ":"))
-    return _INDEX_TEMPLATE.substitute(words, lang=html_lang(language), words=html.escape(script, quote=True))
+    return _INDEX_TEMPLATE.substitute(words, lang=html_lang(language), words=escape(script, quote=True))
 
 
 APP_CSS = """

@@ -196,3 +196,37 @@ def test_owed_seqs_reads_either_schema_from_a_plain_connection(tmp_path: Path) -
         assert batch.owed_seqs(db, "mqtt") == [s for i, s in enumerate(seqs) if i not in (0, 3, 10)]
         assert batch.owed_seqs(db, "bd") == [seqs[-1]]
         assert batch.owed_seqs(db) == [s for i, s in enumerate(seqs) if i not in (0, 3)]
+
+
+def _ack_steps(j: Journal, seqs: list[int]) -> int:
+    """SQLite virtual-machine steps an ack takes (counted, not timed)."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    j.db.set_progress_handler(count, 1)
+    try:
+        j.ack("mqtt", seqs)
+    finally:
+        j.db.set_progress_handler(None, 1)
+    return steps
+
+
+def test_an_ack_of_backlog_and_live_seqs_does_not_walk_the_rows_between(tmp_path: Path) -> None:
+    """A PUBACK (or acks merged by the link runner) covering the oldest backlog and the newest live records
+    read every batch row in between: O(backlog) per ack during a drain (bench/RESULTS.md, fourth pass)."""
+    j = Journal(tmp_path / "j.sqlite", {"mqtt": TELEMETRY_ONLY}, settings())
+    seqs: list[int] = []
+    for c in range(100):  # 100 rows, 100 000 records: the first and last are further apart than batch.SPAN
+        seqs += j.append([(RecordClass.TELEMETRY, reading(c * 1000 + i)) for i in range(1000)])
+    assert seqs[-1] - seqs[0] > batch.SPAN
+    near = _ack_steps(j, [seqs[0], seqs[1]])
+    far = _ack_steps(j, [seqs[2], seqs[-1]])
+    assert j.depth("mqtt") == len(seqs) - 4
+    assert set(batch.owed_seqs(j.db, "mqtt")).isdisjoint({seqs[0], seqs[1], seqs[2], seqs[-1]})
+    # Before: the second ack stepped through all 100 rows (714 steps against 85); now two key ranges.
+    assert far < 3 * near
+    j.close()
