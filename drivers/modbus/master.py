@@ -105,6 +105,7 @@ class Master:
 
     async def _receive(self, unit: int, request: bytes, deadline: float) -> list[int]:
         t = self.transport
+        looked_again = False  # past the deadline, the buffer is looked at once more, never in a loop
         while True:
             buf = t.peek()
             got = decode(self.framer, buf)  # FrameError propagates: CRC, garbage, bad header
@@ -122,10 +123,12 @@ class Master:
                     raise FrameError(f"{len(t.peek())} unexpected bytes after the reply")
                 return parse_response(request, got.pdu)
             if not await t.wait_data(deadline):
-                if t.peek() != buf:
+                if not looked_again and t.peek() != buf:
                     # The reply came in while the event loop was held up past the deadline (a loaded
                     # machine): the timeout and the data were due in the same loop iteration and the
                     # timeout won. No other request has gone out since, so it is this one's answer.
+                    # Once only: a line that keeps babbling past the deadline must not hold the bus.
+                    looked_again = True
                     continue
                 if buf:
                     raise FrameError(f"truncated reply ({len(buf)} bytes, then silence)")
