@@ -302,7 +302,8 @@ def test_million_record_backlog_memory_stays_flat(tmp_path: Path) -> None:
                 samples.append((counter.count, rss_kb(gateway.proc.pid)))  # type: ignore[union-attr]
                 return counter.count >= total
 
-            wait_for(drained, 600, f"the backlog drained (got {counter.count} of {total})", interval=0.5)
+            # Sampled every 0.1 s: the drain passes 5–20 % of a million records in under half a second now.
+            wait_for(drained, 600, f"the backlog drained (got {counter.count} of {total})", interval=0.1)
             assert gateway.stop() == 0, gateway.log()
         finally:
             counter.close()
