@@ -15,7 +15,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,9 @@ class History:
     known_since: float
 
 
+# Shown each record read back, newest first: True once nothing older is wanted (read_history).
+HistoryWanted = Callable[[dict[str, Any]], bool]
+
 _BACKWARD_CHUNK = 64 * 1024
 
 
@@ -115,29 +118,46 @@ def _lines_backwards(path: Path) -> Iterator[bytes]:
             yield rest
 
 
-def read_history(path: Path, since: float) -> History:
-    """Records with ``ts >= since`` from the live file and its rotated segments (newest first on disk)."""
+def read_history(path: Path, since: float, enough: HistoryWanted | None = None) -> History:
+    """Records with ``ts >= since`` from the live file and its rotated segments (newest first on disk), oldest first.
+
+    ``enough``, when given, is shown every record read (newest first) and the read goes on past ``since``
+    until it returns True: a reader that needs records by their order, not by the wall clock (a clock stepped
+    forward makes recent records look old; gateway/alerts/restore.py).
+    """
     segments = [path, *sorted(path.parent.glob(path.name + ".*"), key=_segment_index)]
     found: list[dict[str, Any]] = []
+    satisfied = enough is None
+    passed = False  # a record older than ``since`` was reached: the chain covers the horizon
+
+    def ended() -> History:
+        if passed:
+            return History(list(reversed(found)), True, since)
+        return History(list(reversed(found)), False, found[-1]["ts"] if found else time.time())
+
     for segment in segments:
         try:
             lines = list(_lines_backwards(segment)) if segment.exists() else []
         except OSError:
-            return History(list(reversed(found)), False, found[-1]["ts"] if found else time.time())
+            return ended()
         for raw in lines:
             try:
                 record = json.loads(raw)
                 ts = float(record["ts"])
             except (ValueError, KeyError, TypeError):
                 # A damaged line: what lies before it cannot be trusted to be complete.
-                return History(list(reversed(found)), False, found[-1]["ts"] if found else time.time())
+                return ended()
             if ts < since:
-                return History(list(reversed(found)), True, since)
+                passed = True
+                if satisfied:
+                    return ended()
             found.append(record)
+            if enough is not None:
+                satisfied = satisfied or enough(record)
             if record.get("prev") == GENESIS:
                 # The chain starts here: nothing older exists, but it may have replaced a lost one.
-                return History(list(reversed(found)), False, ts)
-    return History(list(reversed(found)), False, found[-1]["ts"] if found else time.time())
+                return ended()
+    return ended()
 
 
 def _segment_index(segment: Path) -> int:
@@ -159,11 +179,11 @@ class AuditLog:
         if torn:
             self._append_locked("audit_recovered", {"dropped_bytes": max(torn, 0), "unreadable_tail": torn < 0})
 
-    def history(self, since: float) -> History:
-        """What the chain says happened since ``since`` (see :func:`read_history`)."""
+    def history(self, since: float, enough: HistoryWanted | None = None) -> History:
+        """What the chain says happened since ``since``, and before while ``enough`` wants (:func:`read_history`)."""
         with self._lock:
             self._file.flush()
-            return read_history(self.path, since)
+            return read_history(self.path, since, enough)
 
     def _recover(self) -> tuple[int, str, int]:
         if not self.path.exists() or self.path.stat().st_size == 0:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.alerts.audit import AuditLog, History
+from gateway.alerts.audit import AuditLog, History, HistoryWanted
 
 log = logging.getLogger("fieldgate.alerts")
 
@@ -32,7 +32,7 @@ log = logging.getLogger("fieldgate.alerts")
 class AuditTrail(Protocol):
     """What the broadcast subsystem needs of an audit log."""
 
-    def history(self, since: float) -> History: ...
+    def history(self, since: float, enough: HistoryWanted | None = None) -> History: ...
 
     async def record(self, kind: str, data: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -45,7 +45,7 @@ class _NoAuditLog:
     def __init__(self, why: str) -> None:
         self.why = why
 
-    def history(self, since: float) -> History:
+    def history(self, since: float, enough: HistoryWanted | None = None) -> History:
         return History([], False, time.time())  # nothing is known: alerts sent before now are refused
 
     def append(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -76,9 +76,9 @@ class ResilientAudit:
     def degraded(self) -> bool:
         return self.problem is not None
 
-    def history(self, since: float) -> History:
+    def history(self, since: float, enough: HistoryWanted | None = None) -> History:
         with self._lock:
-            return self._log.history(since)
+            return self._log.history(since, enough)
 
     def append(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         with self._lock:

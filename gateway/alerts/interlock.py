@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from gateway.alerts.audit import History
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.contract import Activation, Cadence
 from gateway.alerts.model import Alert, MsgType, Origin, Status
+from gateway.alerts.restore import ChainTime, Lookback, activation_zones, stamp_of, this_boot
 from gateway.alerts.signing import MAX_FUTURE_SKEW_S, Keyring, OperatorSignature, SignatureRefused
 from gateway.contracts import BusSettings
 from gateway.i18n import N_
@@ -102,9 +104,9 @@ class Decision:
     claimed: bool = False  # the alert's identifier is used up (a replay of it is refused)
 
 
-# How far back the interlock's memory reaches after a restart or reload: the rate limits look one hour
-# back, and a signed request can be replayed only while its signatures are fresh (two_person_window
-# <= 1 h, plus the future skew a signature may have).
+# How far back on the wall clock the interlock's memory reaches after a restart or reload for the used alert ids:
+# a signed request can be replayed only while its signatures are fresh (two_person_window <= 1 h, plus the future
+# skew a signature may have). The rate limits read further, by the chain's order (Interlock.lookback).
 HISTORY_S = 3600.0 + MAX_FUTURE_SKEW_S
 
 
@@ -127,21 +129,24 @@ class ZoneRateLimiter:
     interval or the hourly cap early, only real elapsed time does; a step back holds a zone for no longer than the
     limits themselves (the chaos soak's clock steps of an hour, issue 14; docs/durability.md, Clock steps).
 
-    Activations rebuilt from the audit chain at a start (``restored``) are counted as made ``now - at`` ago on
-    this start's monotonic clock, so their wall age decides. Residual: a forward step *before* a restart makes
-    the chain's activations look older by the step (those more than an hour old on the stepped clock are not
-    read back at all), so after such a restart the limits are looser by the step, until real time catches up.
-    Closing it would need a monotonic stamp and boot id in each audit record and a history read that looks past
-    the wall-clock horizon; an activation whose ``at`` lies ahead of ``now`` counts as made at the restart.
+    Activations rebuilt from the audit chain at a start (``restored``) keep their own monotonic stamp when they
+    were made in this boot, so a restart changes nothing, whatever the clock did before it; those of another boot
+    are counted as made ``now - at`` ago, ``at`` as gateway/alerts/restore.py estimates it (what that leaves open:
+    a forward step after the previous boot's last audit record). A cancel waives the minimum interval for people
+    when it came *after* the zone's last activation, by the order of events (the chain's order on a restore),
+    never by comparing clocks: a step back between the two would put the cancel first on the wall clock, and a
+    step back larger than the time between them does the same to any pair of ages.
     """
 
     def __init__(self, min_interval: float, max_per_hour: int,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.min_interval = min_interval
         self.max_per_hour = max_per_hour
-        self._monotonic = monotonic
-        self._times: dict[str, collections.deque[tuple[float, float]]] = {}  # zone -> (wall, monotonic)
-        self._stopped: dict[str, float] = {}  # zone -> when its outputs were last stopped by a cancel
+        self.monotonic = monotonic
+        # zone -> (wall, monotonic, order) of its last activations
+        self._times: dict[str, collections.deque[tuple[float, float, int]]] = {}
+        self._stopped: dict[str, int] = {}  # zone -> the order of the cancel that last stopped its outputs
+        self._order = itertools.count()  # events in the order they happened (live, or replayed from the chain)
 
     def problem(self, zones: Iterable[str], now: float, *, by_people: bool = False) -> str | None:
         """Why ``zones`` may not sound now, or None.
@@ -155,7 +160,7 @@ class ZoneRateLimiter:
             times = self._times.get(zone)
             if not times:
                 continue
-            waived = by_people and self._stopped.get(zone, float("-inf")) >= times[-1][0]
+            waived = by_people and self._stopped.get(zone, -1) > times[-1][2]
             age = self._age(times[-1], now)
             if age < self.min_interval and not waived:
                 return f"zone {zone}: last activation {age:.0f} s ago (< {self.min_interval:.0f} s)"
@@ -163,37 +168,51 @@ class ZoneRateLimiter:
                 return f"zone {zone}: {self.max_per_hour} activations in the last hour"
         return None
 
-    def _age(self, activation: tuple[float, float], now: float) -> float:
-        wall, counted = activation
-        real = max(0.0, self._monotonic() - counted)
+    def _age(self, activation: tuple[float, float, int], now: float) -> float:
+        wall, counted, _ = activation
+        real = max(0.0, self.monotonic() - counted)
         wall_age = now - wall
         return real if wall_age < 0 else min(wall_age, real)  # a step either way never ages it early
 
     def commit(self, zones: Iterable[str], now: float) -> None:
-        self._count(zones, now, self._monotonic())
+        self._count(zones, now, self.monotonic())
 
-    def restored(self, zones: Iterable[str], at: float, now: float) -> None:
-        """An activation read back from the audit chain: made ``now - at`` ago (none of this start's clock)."""
-        self._count(zones, at, self._monotonic() - max(0.0, now - at))
+    def restored(self, zones: Iterable[str], at: float, now: float, monotonic: float | None = None) -> None:
+        """An activation read back from the audit chain, in the chain's order: ``monotonic`` is its own stamp when
+        it was made in this boot; without one it was made ``now - at`` ago (none of this boot's clock)."""
+        self._count(zones, at, monotonic if monotonic is not None else self.monotonic() - max(0.0, now - at))
 
     def _count(self, zones: Iterable[str], at: float, counted: float) -> None:
+        order = next(self._order)
         for zone in zones:
-            self._times.setdefault(zone, collections.deque(maxlen=self.max_per_hour)).append((at, counted))
+            self._times.setdefault(zone, collections.deque(maxlen=self.max_per_hour)).append((at, counted, order))
 
-    def stopped(self, zones: Iterable[str], now: float) -> None:
+    def stopped(self, zones: Iterable[str]) -> None:
+        """A cancel stopped these zones' outputs (now, or at this point of the chain on a restore)."""
+        order = next(self._order)
         for zone in zones:
-            self._stopped[zone] = now
+            self._stopped[zone] = order
 
 
 class Interlock:
-    def __init__(self, config: BroadcastConfig, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: BroadcastConfig, monotonic: Callable[[], float] = time.monotonic,
+                 boot: str | None = None) -> None:
         self.config = config
         self.keyring = Keyring(config.operators)
         self.limiter = ZoneRateLimiter(config.rate_limit.min_interval, config.rate_limit.max_per_hour, monotonic)
+        self.boot = boot or this_boot()  # stamped on the audit records the next start rebuilds the limits from
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._plan = {entry.rule: entry for entry in config.automatic}
         # Alerts from people sent before this is refused: the history before it is unknown (see restore).
         self.known_since = 0.0
+
+    def stamp(self, now: float) -> dict[str, Any]:
+        """The clocks an audit record is taken on, for the next start (gateway/alerts/restore.py)."""
+        return {"at": round(now, 3), "mono": round(self.limiter.monotonic(), 3), "boot": self.boot}
+
+    def lookback(self) -> Lookback:
+        """How far back the audit chain is read at start for the rate limits (gateway/alerts/restore.py)."""
+        return Lookback(self.config.zones, self.limiter.max_per_hour, self.boot, self.limiter.monotonic())
 
     def restore(self, history: History, now: float) -> None:
         """Rebuild the rate limits and the used alert ids from the audit chain (restart, reload).
@@ -201,27 +220,37 @@ class Interlock:
         Without this a restart forgot both, and the same two-signed request sounded again seconds
         later. Where the chain does not reach back far enough (new, lost or unreadable), alerts from
         people that were sent before what the chain knows are refused: they may have been played.
-        ``now`` is the wall clock at the start: how long ago each activation was (ZoneRateLimiter.restored).
+        ``now`` is the wall clock at the start; how old each record is: gateway/alerts/restore.py.
         """
+        chain_time = ChainTime(history.records, self.boot)
+        monotonic_now = self.limiter.monotonic()
         for record in history.records:
+            stamp = stamp_of(record)
+            estimated = chain_time.at(stamp)
             data = record.get("data")
-            if isinstance(data, dict):
-                self._replay(str(record.get("kind")), data, float(data.get("at", record.get("ts", 0.0))), now)
+            if not isinstance(data, dict):
+                continue
+            if stamp.boot == self.boot and stamp.mono is not None and stamp.mono <= monotonic_now:
+                self._replay(record, data, stamp.at, now, stamp.mono)  # this boot: its own monotonic stamp
+            else:
+                self._replay(record, data, estimated, now, None)
         self.known_since = 0.0 if history.complete else history.known_since
 
-    def _replay(self, kind: str, data: dict[str, Any], at: float, now: float) -> None:
+    def _replay(self, record: dict[str, Any], data: dict[str, Any], at: float, now: float,
+                monotonic: float | None) -> None:
         """One audit record's part in the interlock's memory (see restore)."""
-        if kind == "stopped":
-            self.limiter.stopped([z for z in data.get("zones", []) if isinstance(z, str)], at)
+        if record.get("kind") == "stopped":
+            self.limiter.stopped([z for z in data.get("zones", []) if isinstance(z, str)])
             return
         alert = data.get("alert")
-        if kind != "decision" or not isinstance(alert, dict):
+        if record.get("kind") != "decision" or not isinstance(alert, dict):
             return
         identifier = alert.get("identifier")
         if data.get("claimed") and isinstance(identifier, str):
             self._remember(identifier)
-        if data.get("accepted") and data.get("outputs") and alert.get("msgType") != MsgType.CANCEL.value:
-            self.limiter.restored([a for a in alert.get("areas", []) if isinstance(a, str)], at, now)
+        zones = activation_zones(record)
+        if zones:
+            self.limiter.restored(zones, at, now, monotonic)
 
     def decide(
         self,

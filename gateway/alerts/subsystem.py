@@ -37,6 +37,7 @@ class BroadcastSubsystem:
         on_fault_alarm: EvidenceSink | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        boot_id: str | None = None,
     ) -> None:
         missing = set(config.outputs) - set(outputs)
         if missing:
@@ -44,9 +45,10 @@ class BroadcastSubsystem:
         self.config = config
         self.audit = audit
         self.outputs = dict(outputs)
-        self.interlock = Interlock(config, monotonic)  # the rate limits age on both clocks (ZoneRateLimiter)
+        # The rate limits age on both clocks (ZoneRateLimiter); ``boot_id`` None: the kernel's (restore.this_boot).
+        self.interlock = Interlock(config, monotonic, boot_id)
         now = clock()
-        self.interlock.restore(audit.history(now - HISTORY_S), now)
+        self.interlock.restore(audit.history(now - HISTORY_S, self.interlock.lookback()), now)
         self._on_evidence = on_evidence
         self._on_fault_alarm = on_fault_alarm
         self._clock = clock
@@ -85,7 +87,7 @@ class BroadcastSubsystem:
             now = self._clock()
             decision = self.interlock.decide(alert, origin, now, list(signatures), alarm)
             # A new activation is never taken without its record; a Cancel never waits for one.
-            await self._evidence("decision", self._decision_record(alert, origin, decision, now),
+            await self._evidence("decision", self._decision_record(alert, origin, decision, self.interlock.stamp(now)),
                                  required=alert.msg_type is not MsgType.CANCEL)
             if not decision.accepted:
                 return [OutputResult("interlock", "decide", False, "refused", {"reason": decision.reason})]
@@ -226,9 +228,9 @@ class BroadcastSubsystem:
         zones = list(known[0].areas) if known else list(self.config.zones)
         now = self._clock()
         # Recorded (and rebuilt at start) so that people may sound these zones again at once.
-        await self._evidence("stopped", {"alert_id": alert_id, "by": sender, "zones": zones, "at": round(now, 3)},
-                             required=False)
-        self.interlock.limiter.stopped(zones, now)
+        await self._evidence("stopped", {"alert_id": alert_id, "by": sender, "zones": zones,
+                                         **self.interlock.stamp(now)}, required=False)
+        self.interlock.limiter.stopped(zones)
         results = await self._deactivate(alert_id, names)
         results += await self._all_clear(alert_id, known[0] if known else None)
         return results
@@ -263,8 +265,8 @@ class BroadcastSubsystem:
             await self._on_fault_alarm({"type": "broadcast_fault_cleared", "ts": round(self._clock(), 3), **record})
 
     @staticmethod
-    def _decision_record(alert: Alert, origin: str, decision: Decision, at: float) -> dict[str, Any]:
-        # "claimed" and "at" let the next start rebuild the interlock's memory from the chain.
+    def _decision_record(alert: Alert, origin: str, decision: Decision, stamp: dict[str, Any]) -> dict[str, Any]:
+        # "claimed" and the stamp (at, mono, boot) let the next start rebuild the interlock's memory from the chain.
         return {
             "alert": alert.summary(),
             "origin": origin,
@@ -274,7 +276,7 @@ class BroadcastSubsystem:
             "skipped": decision.skipped,
             "signers": list(decision.signers),
             "claimed": decision.claimed,
-            "at": round(at, 3),
+            **stamp,
         }
 
     async def _evidence(self, kind: str, data: dict[str, Any], *, required: bool = True) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway.alerts.audit import AuditLog, History
+from gateway.alerts.audit import AuditLog, History, HistoryWanted
 from gateway.alerts.model import Alert, MsgType, Status
 from gateway.alerts.subsystem import BroadcastSubsystem
 from gateway.app import Gateway
@@ -34,8 +34,8 @@ class BreakableAudit:
         self.log = AuditLog(path)
         self.broken = False
 
-    def history(self, since: float) -> History:
-        return self.log.history(since)
+    def history(self, since: float, enough: HistoryWanted | None = None) -> History:
+        return self.log.history(since, enough)
 
     async def record(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         if self.broken:

@@ -1,0 +1,125 @@
+"""What the interlock reads back from the audit chain at a start, and how old each record is taken to be.
+
+Every decision and ``stopped`` record carries the clocks it was taken on: ``at`` (wall), ``mono`` (the
+monotonic clock) and ``boot`` (the kernel's boot id). At the next start:
+
+* a record of **this boot** is aged as a live activation is: the smaller of its wall and monotonic ages (the
+  monotonic clock runs on across a restart of the daemon, never across a reboot), so a step of the wall clock
+  either way before the restart changes nothing;
+* a record of **another boot** (or one written before the stamps existed) has no comparable monotonic time. It
+  is taken to be as recent as the latest of: its own wall stamp; its wall stamp moved onto the wall clock of the
+  last record of its boot (the two monotonic stamps give the real time between them: a step inside that boot
+  shows there); and every record before it in the chain (a later record cannot be older). A record that then
+  lies ahead of the clock counts as made at the start. What stays open: a forward step after the last record of
+  a boot (or one a new boot starts with) makes that boot's activations look older by the step.
+
+The read at start goes back by the chain's order, not by the wall clock (a forward step would hide the
+activations behind a "last hour" bound): until every zone has ``max_per_hour`` activations, or a record of this
+boot is an hour old on the monotonic clock (everything before it is older still), or ``LOOKBACK_RECORDS``
+records were read.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.alerts.model import MsgType
+
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+# Records read back at most: a zone sounded fewer than max_per_hour times in this many records counts what it has.
+LOOKBACK_RECORDS = 20_000
+RATE_WINDOW_S = 3600.0  # the hourly cap's window, the longest time a rate limit looks back
+
+
+@functools.cache
+def this_boot() -> str:
+    """The kernel's boot id, read once; without one (not Linux, no /proc) an id of this process only, so that the
+    records of an earlier process are taken as another boot's (aged on the wall clock, the conservative way)."""
+    try:
+        found = BOOT_ID_PATH.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        found = ""
+    return found or f"process-{uuid.uuid4()}"
+
+
+@dataclass(frozen=True)
+class Stamp:
+    at: float  # the wall clock
+    mono: float | None  # the monotonic clock of boot ``boot``
+    boot: str | None
+
+
+def stamp_of(record: dict[str, Any]) -> Stamp:
+    """The clocks an audit record was taken on; records written before the stamps existed have the wall only."""
+    data = record.get("data")
+    data = data if isinstance(data, dict) else {}
+    mono, boot = data.get("mono"), data.get("boot")
+    try:
+        at = float(data.get("at", record.get("ts", 0.0)))
+    except (TypeError, ValueError):
+        at = 0.0
+    return Stamp(at, float(mono) if isinstance(mono, int | float) else None, boot if isinstance(boot, str) else None)
+
+
+def activation_zones(record: dict[str, Any]) -> list[str]:
+    """The zones an audit record counts an activation in: an accepted decision, not a Cancel, that drove outputs."""
+    data = record.get("data")
+    if record.get("kind") != "decision" or not isinstance(data, dict):
+        return []
+    alert = data.get("alert")
+    if not isinstance(alert, dict) or not (data.get("accepted") and data.get("outputs")):
+        return []
+    if alert.get("msgType") == MsgType.CANCEL.value:
+        return []
+    return [zone for zone in alert.get("areas", []) if isinstance(zone, str)]
+
+
+class Lookback:
+    """Fed the chain's records newest first; says when nothing older can count towards a rate limit."""
+
+    def __init__(self, zones: Iterable[str], per_zone: int, boot: str, monotonic_now: float) -> None:
+        self._wanted = {zone: per_zone for zone in zones}
+        self._boot = boot
+        self._old = monotonic_now - RATE_WINDOW_S
+        self._read = 0
+        self._done = per_zone <= 0
+
+    def __call__(self, record: dict[str, Any]) -> bool:
+        self._read += 1
+        for zone in activation_zones(record):
+            if self._wanted.get(zone, 0) > 1:
+                self._wanted[zone] -= 1
+            else:
+                self._wanted.pop(zone, None)
+        stamp = stamp_of(record)
+        if stamp.boot == self._boot and stamp.mono is not None and stamp.mono <= self._old:
+            self._done = True  # an hour old in real time: every record before it is older still
+        return self._done or not self._wanted or self._read >= LOOKBACK_RECORDS
+
+
+class ChainTime:
+    """When each record of another boot was made, as far as the chain tells (see the module's text).
+
+    Call ``at`` for the records in the chain's order.
+    """
+
+    def __init__(self, records: Sequence[dict[str, Any]], boot: str) -> None:
+        self._last_of_boot: dict[str, Stamp] = {}
+        for record in records:
+            stamp = stamp_of(record)
+            if stamp.boot is not None and stamp.boot != boot and stamp.mono is not None:
+                self._last_of_boot[stamp.boot] = stamp
+        self._latest = float("-inf")
+
+    def at(self, stamp: Stamp) -> float:
+        guesses = [stamp.at, self._latest]
+        last = self._last_of_boot.get(stamp.boot) if stamp.boot is not None else None
+        if last is not None and last.mono is not None and stamp.mono is not None:
+            guesses.append(last.at - (last.mono - stamp.mono))
+        self._latest = max(guesses)
+        return self._latest
