@@ -21,7 +21,7 @@ from gateway.alerts.audit import History
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.contract import Activation, Cadence
 from gateway.alerts.model import Alert, MsgType, Origin, Status
-from gateway.alerts.restore import ChainTime, Lookback, activation_zones, stamp_of, this_boot
+from gateway.alerts.restore import ChainTime, Lookback, activation_zones, original, stamp_of, this_boot
 from gateway.alerts.signing import MAX_FUTURE_SKEW_S, Keyring, OperatorSignature, SignatureRefused
 from gateway.contracts import BusSettings
 from gateway.i18n import N_
@@ -222,9 +222,10 @@ class Interlock:
         people that were sent before what the chain knows are refused: they may have been played.
         ``now`` is the wall clock at the start; how old each record is: gateway/alerts/restore.py.
         """
-        chain_time = ChainTime(history.records, self.boot)
+        records = [original(record) for record in history.records]
+        chain_time = ChainTime(records, self.boot)
         monotonic_now = self.limiter.monotonic()
-        for record in history.records:
+        for record in records:
             stamp = stamp_of(record)
             estimated = chain_time.at(stamp)
             data = record.get("data")

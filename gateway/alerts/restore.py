@@ -66,6 +66,14 @@ def stamp_of(record: dict[str, Any]) -> Stamp:
     return Stamp(at, float(mono) if isinstance(mono, int | float) else None, boot if isinstance(boot, str) else None)
 
 
+def original(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as first written: one audited to the temporary log while the real one failed joins the chain
+    wrapped in a ``fallback_record`` (gateway/alerts/fallback.py), at the place where it happened."""
+    data = record.get("data")
+    inner = data.get("record") if record.get("kind") == "fallback_record" and isinstance(data, dict) else None
+    return inner if isinstance(inner, dict) else record
+
+
 def activation_zones(record: dict[str, Any]) -> list[str]:
     """The zones an audit record counts an activation in: an accepted decision, not a Cancel, that drove outputs."""
     data = record.get("data")
@@ -91,6 +99,7 @@ class Lookback:
 
     def __call__(self, record: dict[str, Any]) -> bool:
         self._read += 1
+        record = original(record)
         for zone in activation_zones(record):
             if self._wanted.get(zone, 0) > 1:
                 self._wanted[zone] -= 1
@@ -105,7 +114,7 @@ class Lookback:
 class ChainTime:
     """When each record of another boot was made, as far as the chain tells (see the module's text).
 
-    Call ``at`` for the records in the chain's order.
+    Call ``at`` for the records (as ``original`` gives them) in the chain's order.
     """
 
     def __init__(self, records: Sequence[dict[str, Any]], boot: str) -> None:

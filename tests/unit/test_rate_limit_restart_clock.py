@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from gateway.alerts.audit import AuditLog, verify_chain
+from gateway.alerts.fallback import ResilientAudit
 from gateway.alerts.model import Alert, Status
 from gateway.alerts.restore import Lookback
 from gateway.alerts.signing import OperatorSignature, sign
@@ -251,3 +252,32 @@ def test_the_read_at_start_goes_back_by_order_until_the_limits_have_what_they_ne
     assert len(history.records) == 12 and history.complete  # to the chain's first record, which is past the horizon
     assert audit.history(0.0).complete is False  # the chain begins after the horizon (as before)
     audit.close()
+
+
+def test_activations_audited_to_the_temporary_log_count_after_the_merge(tmp_path: Path) -> None:
+    """Decisions audited while the real log failed join the chain as ``fallback_record``s (gateway/alerts/
+    fallback.py); the next start counts them where they stand (failed before: the zone sounded again)."""
+    blocker = tmp_path / "audit"
+    blocker.write_text("a file where the audit directory should be\n")
+    real, spare = blocker / "broadcast.log", tmp_path / "spare" / "broadcast.log"
+    clock = now_clock()
+    site = Site(tmp_path, clock)
+    site.close()
+
+    def build(audit: ResilientAudit) -> BroadcastSubsystem:
+        return BroadcastSubsystem(site.config, audit, {"pa": site.pa}, clock=clock.wall, monotonic=clock.monotonic)
+
+    degraded = ResilientAudit(real, spare)
+    assert degraded.degraded
+    site.subsystem = build(degraded)
+    assert site.sound() is None
+    asyncio.run(site.subsystem.close())
+    degraded.close()
+    blocker.unlink()
+    clock.advance(60.0)
+    merged = ResilientAudit(real, spare)  # the real log opens at the restart: the temporary records join it
+    site.subsystem = build(merged)
+    assert "last activation 60 s ago" in str(site.sound())
+    asyncio.run(site.subsystem.close())
+    merged.close()
+    assert verify_chain(real).ok
