@@ -7,7 +7,8 @@ the platform has it. A copy already published (the gateway resent it because the
 is not published again, only ACKed again. Every piece of state is bounded: the publication queue
 (``max_queued``; the oldest is dropped unACKed, so the gateway sends it again), the seqs remembered
 per gateway (``dedup_per_gateway``), the seqs owed an ACK per card, the commands queued per card.
-All of it is also in the state file (centre/satellite/store.py), changed in step with memory and read
+All of it is also in the state file (centre/satellite/store.py), changed in step with memory (written by
+its writer thread; the service awaits ``store.saved()`` before telling the outside) and read
 back at start: a restart neither publishes a record twice nor forgets an ACK or a command it owes.
 """
 
