@@ -82,7 +82,7 @@ class _Writer:
         self._db = db
         self._path = path
         self._pending: queue.SimpleQueue[Change | None] = queue.SimpleQueue()
-        self._done = threading.Condition()
+        self._lock = threading.Lock()  # guards committed, failure and the waiters
         self.submitted = 0  # changes queued so far (counted on the submitting thread)
         self.committed = 0  # changes on disk
         self.failure: sqlite3.Error | None = None
@@ -124,31 +124,25 @@ class _Writer:
         return True
 
     def _tell(self, *, committed: int = 0, failure: sqlite3.Error | None = None) -> None:
-        with self._done:
+        with self._lock:
             self.committed += committed
             self.failure = failure or self.failure
             ready = [w for w in self._waiters if w[0] <= self.committed or self.failure is not None]
             self._waiters = [w for w in self._waiters if w not in ready]
-            self._done.notify_all()
         for _ticket, loop, future in ready:
             loop.call_soon_threadsafe(_settle, future, self.failure)
 
     async def saved(self) -> None:
         ticket = self.submitted
-        with self._done:
+        with self._lock:
             if self.failure is not None:
                 raise self.failure
             if self.committed >= ticket:
                 return
-            future = asyncio.get_running_loop().create_future()
-            self._waiters.append((ticket, asyncio.get_running_loop(), future))
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            self._waiters.append((ticket, loop, future))
         await future
-
-    def wait_saved(self) -> None:
-        """Block until every change queued so far is on disk (start and close, off the loop's hot path)."""
-        ticket = self.submitted
-        with self._done:
-            self._done.wait_for(lambda: self.committed >= ticket or self.failure is not None)
 
 
 def _settle(future: asyncio.Future[None], failure: sqlite3.Error | None) -> None:
@@ -188,6 +182,11 @@ class CentreStore:
         """Return once every change made before this call is on disk; raise the writer's sqlite3.Error if any."""
         if self._writer is not None:
             await self._writer.saved()
+
+    @property
+    def backlog(self) -> int:
+        """Changes queued and not yet on disk (the bridge takes no new message beyond a bound)."""
+        return 0 if self._writer is None else self._writer.submitted - self._writer.committed
 
     def _change(self, change: Change) -> None:
         if self._writer is None:

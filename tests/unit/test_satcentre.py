@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from centre.satellite import bridge as bridge_module
 from centre.satellite.bridge import Bridge
 from centre.satellite.config import Centre, load_centre
 from gateway import compact
@@ -388,3 +389,20 @@ def test_a_burst_of_changes_is_written_as_one_transaction(centre: Centre) -> Non
     bridge.store.close()
     assert 1 <= len(commits) <= 2  # the first change alone, maybe, then the other 49 together
     assert restart(centre, NOW + 60).unpublished == 50
+
+
+def test_a_disk_that_hangs_bounds_what_waits_for_it(centre: Centre, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outputs wait for the disk (saved()); inputs must not pile up behind a hung one: beyond the bound a
+    message is dropped unACKed (its gateway sends it again) and a platform command refused."""
+    monkeypatch.setattr(bridge_module, "STATE_BACKLOG_MAX", 5)
+    gate = threading.Event()
+    bridge = restart(centre, NOW + 5)
+    bridge.store._db.set_trace_callback(lambda statement: statement.startswith("INSERT") and gate.wait(10.0))
+    for seq in range(1, 11):
+        bridge.on_incoming(CARD, alarm(seq))
+    assert bridge.unpublished == 5 and bridge.counters["disk_behind"] == 5 and bridge.store.backlog == 5
+    command = compact.encode_command(b"\x01\x03envelope", gateway=NUMBER, time=NOW, command_id=5)
+    assert "changes behind" in bridge.queue_command(GW, command, 77)
+    gate.set()
+    bridge.store.close()
+    assert restart(centre, NOW + 60).unpublished == 5
