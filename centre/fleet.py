@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.alerts.signing import OperatorSignature, config_signing_message, sign_message
 from gateway.commands.envelope import Envelope
+from gateway.fleet.config import DEFAULT_UPDATE_TIMEOUT_S
 from gateway.fleet.store import sha256_hex
 
 if TYPE_CHECKING:
@@ -159,8 +160,17 @@ class Plan:
     window_s: float = 60.0
     max_wait_s: float = 600.0
     first: int = 0  # gateways in the first wave (0: all at once)
+    # A reply to one chunk (~30 KB envelope: 0.25 s at 1 Mbit/s, 16 in flight 4 s) or to a config command.
     reply_timeout: float = 30.0
+    # The reply to the update_chunk that completes the bundle and to update_apply: the gateway verifies the
+    # whole bundle first, within its commands.update_timeout (gateway/fleet/config.py has the arithmetic).
+    verify_timeout: float = DEFAULT_UPDATE_TIMEOUT_S
     outcome_timeout: float | None = None  # default: READY timeout + window + wait + margin
+
+    @property
+    def verify_reply_timeout(self) -> float:
+        """The gateway's limit for a verifying command, and the way back."""
+        return self.verify_timeout + self.reply_timeout
 
 
 def push(link: FleetLink, plan: Plan, targets: Sequence[Target]) -> list[Target]:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.fleet.config import DEFAULT_UPDATE_TIMEOUT_S
 from gateway.fleet.store import sha256_hex
 
 if TYPE_CHECKING:
@@ -65,6 +66,11 @@ def add_subcommands(sub: Any) -> None:
     update.add_argument("--first", type=int, default=0, help="gateways in the first wave (0: all at once)")
     update.add_argument("--window", type=float, default=120.0, help="health window, seconds")
     update.add_argument("--max-wait", type=float, default=600.0, help="longest wait for a safe moment, seconds")
+    update.add_argument("--reply-timeout", type=float, default=30.0,
+                        help="wait for the reply to one chunk, seconds (raise it for a link that stalls)")
+    update.add_argument("--verify-timeout", type=float, default=DEFAULT_UPDATE_TIMEOUT_S,
+                        help="the gateways' commands.update_timeout: how long the last chunk and update_apply "
+                             "may take to verify the bundle, seconds")
     update.set_defaults(handler=_push_update)
     summary = commands.add_parser("summary", help="who runs what (from the health messages)")
     summary.add_argument("--broker", default="127.0.0.1:1883")
@@ -171,7 +177,8 @@ def _push_update(args: argparse.Namespace) -> int:
         if not gateways:
             raise ValueError("name gateways with --gateway or --group")
         body = Path(args.bundle).read_bytes()
-        plan = Plan(_private(args.key), args.key_id, None, args.window, args.max_wait, args.first)
+        plan = Plan(_private(args.key), args.key_id, None, args.window, args.max_wait, args.first,
+                    reply_timeout=args.reply_timeout, verify_timeout=args.verify_timeout)
         link = _link(args.broker)
     except (OSError, ValueError) as exc:
         print(f"fleet push-update: {exc}", file=sys.stderr)

@@ -34,7 +34,11 @@ def send_chunks(link: FleetLink, plan: Plan, target: Target, indices: Sequence[i
                 link.send(envelope)
             target.chunks_sent += len(envelopes)
             for envelope in envelopes:
-                reply = link.wait_reply(target.gateway, envelope.id, plan.reply_timeout)
+                # The gateway takes chunks one at a time, in the order sent: the last of a round is the one
+                # that may complete the bundle, and its reply comes after the bundle is verified.
+                last_of_round = envelope is envelopes[-1] and start + BATCH >= len(todo)
+                reply = link.wait_reply(target.gateway, envelope.id,
+                                        plan.verify_reply_timeout if last_of_round else plan.reply_timeout)
                 if reply is None or reply.get("status") != "ok":
                     return {"error": f"update_chunk: {_why(reply)}"}
                 last = reply.get("result") or {}
@@ -59,6 +63,6 @@ def _start_update(link: FleetLink, plan: Plan, target: Target) -> None:
     apply = command(plan.key, plan.kid, target.gateway, "update_apply", {
         "sha256": target.sha256, "window_s": plan.window_s, "max_wait_s": plan.max_wait_s})
     link.send(apply)
-    reply = link.wait_reply(target.gateway, apply.id, plan.reply_timeout)
+    reply = link.wait_reply(target.gateway, apply.id, plan.verify_reply_timeout)  # it verifies the bundle again
     if reply is None or reply.get("status") != "ok":
         target.outcome, target.reason = "refused", f"update_apply: {_why(reply)}"

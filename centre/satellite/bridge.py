@@ -7,7 +7,8 @@ the platform has it. A copy already published (the gateway resent it because the
 is not published again, only ACKed again. Every piece of state is bounded: the publication queue
 (``max_queued``; the oldest is dropped unACKed, so the gateway sends it again), the seqs remembered
 per gateway (``dedup_per_gateway``), the seqs owed an ACK per card, the commands queued per card.
-All of it is also in the state file (centre/satellite/store.py), changed in step with memory and read
+All of it is also in the state file (centre/satellite/store.py), changed in step with memory (written by
+its writer thread; the service awaits ``store.saved()`` before telling the outside) and read
 back at start: a restart neither publishes a record twice nor forgets an ACK or a command it owes.
 """
 
@@ -29,6 +30,10 @@ log = logging.getLogger("fieldgate.satcentre")
 ACK_OWED_MAX = 4096  # seqs owed an ACK per card; beyond, the oldest is forgotten (the gateway resends it)
 COMMANDS_PER_CARD = 8  # commands waiting for the receiver per card; beyond, the oldest is dropped
 LOG_EVERY_S = 600.0  # a repeated complaint (unknown card, ...) is logged once, then at most this often
+# Changes waiting for the state file's writer. Outputs wait for the disk (the service awaits saved()), inputs
+# do not: a disk that hangs would let the receiver's messages pile up in memory. Beyond this a message is
+# dropped unACKed (its gateway sends it again) and a platform command refused (a few KB each: ~10 MB).
+STATE_BACKLOG_MAX = 4096
 
 
 @dataclass(slots=True)
@@ -68,7 +73,7 @@ class Bridge:
         self._turn: deque[int] = deque(self._cards)  # round robin over cards for the receiver's slots
         self.counters: dict[str, int] = dict.fromkeys(
             ("received", "published", "duplicates", "unknown_card", "undecodable", "wrong_gateway", "ignored",
-             "dropped_unpublished", "acks_sent", "commands_sent", "commands_dropped"), 0)
+             "dropped_unpublished", "acks_sent", "commands_sent", "commands_dropped", "disk_behind"), 0)
         self._logged: dict[str, float] = {}
 
     def _restore(self) -> None:
@@ -93,6 +98,10 @@ class Bridge:
 
     def on_incoming(self, card: int, payload: bytes) -> None:
         self.counters["received"] += 1
+        if self.store.backlog >= STATE_BACKLOG_MAX:
+            self._complain("disk_behind", f"the state file {self.store.path} is {self.store.backlog} changes behind; "
+                           f"message from card {card} dropped unACKed (its gateway sends it again)")
+            return
         state = self._cards.get(card)
         if state is None:
             self._complain("unknown_card", f"message from card {card}, which no gateway in the config has; dropped")
@@ -202,6 +211,8 @@ class Bridge:
             return f"not a COMMAND for gateway number {state.gateway.number}"
         if len(data) > max_bytes:
             return f"{len(data)} bytes, the receiver sends at most {max_bytes}"
+        if self.store.backlog >= STATE_BACKLOG_MAX:
+            return f"the state file {self.store.path} is {self.store.backlog} changes behind; send it again later"
         drop: int | None = None
         if len(state.commands) >= COMMANDS_PER_CARD:
             drop = state.commands.popleft()[0]

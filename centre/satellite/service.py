@@ -61,10 +61,13 @@ class CentreService:
         config = self.centre.config
         log.info("%s: %d gateway cards on receiver %s; broker %s:%d", config.name, len(self.centre.gateways),
                  config.receiver.port, config.broker.host, config.broker.port)
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self.link.run(NullProgress()), name="receiver")
-            tasks.create_task(self._broker_loop(), name="broker")
-            tasks.create_task(self._send_loop(), name="sender")
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.link.run(NullProgress()), name="receiver")
+                tasks.create_task(self._broker_loop(), name="broker")
+                tasks.create_task(self._send_loop(), name="sender")
+        finally:
+            self.bridge.store.close()  # what is queued for the state file is written before the process ends
 
     # ---- broker ---------------------------------------------------------------------------------
 
@@ -107,6 +110,10 @@ class CentreService:
             if publication is None:
                 await self._to_publish.wait()
                 continue
+            # On disk before the broker has it: after a crash the same bytes go out, not a new decoding.
+            await self.bridge.store.saved()
+            if self.bridge.next_publication() is not publication:
+                continue  # dropped meanwhile (the queue was full)
             await client.publish_confirmed(publication.topic, publication.payload,
                                            properties=_expiry(publication))
             self.bridge.published(publication)
@@ -124,6 +131,7 @@ class CentreService:
                 log.info("%s: command for %s queued (%d bytes)", self.centre.config.name, gateway_id,
                          len(message.payload))
                 self._to_send.set()
+            await self.bridge.store.saved()  # the broker forgets the command once told: only the file has it then
             client.handled(message)
 
     # ---- receiver -------------------------------------------------------------------------------
@@ -137,6 +145,7 @@ class CentreService:
                     async with asyncio.timeout(1.0):  # the receiver may come up without an event
                         await self._to_send.wait()
                 continue
+            await self.bridge.store.saved()  # what the ACK or command stands for is on disk before the card hears it
             try:
                 await self.link.send(OutboundMessage("", send.payload, ()), dest=send.card)
             except SatLinkError as exc:

@@ -80,7 +80,7 @@ class SerialTransport(Transport):
             raise PortLost(f"{s.port} went away while opening: {exc}") from None
         self._serial, self._fd = port, fd
         self._lost = None
-        self._buffer.clear()
+        self.discard_input()  # and nothing is "new" from the last connection
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(fd, self._on_readable)
 

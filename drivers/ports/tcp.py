@@ -30,7 +30,7 @@ class TcpTransport(Transport):
         except (OSError, TimeoutError) as exc:
             raise PortLost(f"cannot connect to {self.host}:{self.port}: {_why(exc, 'timeout')}") from None
         self._lost = None
-        self._buffer.clear()
+        self.discard_input()  # and nothing is "new" from the last connection
         self._reader = reader
         self._pump = asyncio.create_task(self._read_loop(reader), name=f"tcp-{self.host}:{self.port}")
 

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway.alerts.signing import load_public_key, public_key_bytes
 from gateway.commands.names import READ_ONLY, CommandName
+from gateway.fleet.config import DEFAULT_UPDATE_TIMEOUT_S
 from gateway.shared import Seconds, StrictModel
 
 if TYPE_CHECKING:
@@ -60,6 +61,9 @@ class CommandsConfig(StrictModel):
     replay_cache_size: int = Field(default=10_000, ge=100, le=1_000_000,
                                    description="entries kept; when full of unexpired entries, commands are refused")
     timeout: Seconds = Field(default=30.0, gt=0, le=600, description="longest a command may run")
+    update_timeout: Seconds = Field(
+        default=DEFAULT_UPDATE_TIMEOUT_S, gt=0, le=3600,
+        description="longest update_chunk and update_apply may run: they assemble and verify the bundle")
     max_result_bytes: int = Field(default=60_000, ge=256, le=1_000_000, description="larger results are summarised")
 
     @field_validator("issuers")

@@ -110,6 +110,14 @@ def check_args(cmd: CommandName, args: dict[str, Any], write_points: frozenset[s
 Call = Callable[[], Awaitable[dict[str, Any]]]
 
 
+def time_limit(parsed: StrictModel, timeout: float, update_timeout: float) -> float:
+    """How long the command may run: any update_chunk may be the one that completes the bundle and verifies
+    it, and update_apply verifies it again; both read and write the whole bundle (gateway/fleet/config.py)."""
+    if isinstance(parsed, UpdateChunkArgs | UpdateApplyArgs):
+        return max(timeout, update_timeout)
+    return timeout
+
+
 def call_for(cmd: CommandName, args: dict[str, Any], parsed: StrictModel, target: CommandTarget,
              gateway_id: str, command_id: int | None = None) -> Call:
     """The coroutine factory that performs ``cmd`` (args already checked by check_args)."""

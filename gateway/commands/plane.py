@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.commands.canonical import CanonicalError, canonical_json
 from gateway.commands.config import CommandsConfig, effective_allow
-from gateway.commands.dispatch import BadArgs, Call, call_for, check_args
+from gateway.commands.dispatch import BadArgs, Call, call_for, check_args, time_limit
 from gateway.commands.envelope import Envelope, EnvelopeError, from_compact, parse_json
 from gateway.commands.names import Reason, Status
 from gateway.commands.replay import ReplayCache, ReplayRefused
@@ -234,8 +234,9 @@ class CommandPlane:
     async def _execute(self, env: Envelope, parsed: StrictModel, hint: dict[str, Any],
                        context: dict[str, Any]) -> Reply:
         try:
-            status, reason, detail, result = await self._run(call_for(env.cmd, env.args, parsed, self.target,
-                                                                      self.gateway_id, env.id))
+            status, reason, detail, result = await self._run(
+                call_for(env.cmd, env.args, parsed, self.target, self.gateway_id, env.id),
+                time_limit(parsed, self.config.timeout, self.config.update_timeout))
         finally:
             self._pending -= 1
         reply = self._reply(hint, context, status, reason, detail, result)
@@ -246,14 +247,14 @@ class CommandPlane:
                                                _audit_result(reply.result)))
         return reply
 
-    async def _run(self, call: Call) -> tuple[Status, Reason, str, dict[str, Any] | None]:
+    async def _run(self, call: Call, limit_s: float) -> tuple[Status, Reason, str, dict[str, Any] | None]:
         async with self._running:
             try:
-                async with asyncio.timeout(self.config.timeout):
+                async with asyncio.timeout(limit_s):
                     result = await call()
             except TimeoutError:
                 return (Status.FAILED, Reason.TIMEOUT,
-                        f"no answer within {self.config.timeout:.0f} s; the outcome is unknown", None)
+                        f"no answer within {limit_s:.0f} s; the outcome is unknown", None)
             except CommandFailed as exc:
                 return Status.FAILED, Reason.TARGET_ERROR, str(exc)[:300], None
             except Exception as exc:

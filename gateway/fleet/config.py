@@ -10,6 +10,14 @@ from gateway.alerts.signing import checked_keys
 from gateway.shared import Name, StrictModel
 
 DEFAULT_MAX_UPDATE_BYTES = 200 * 1024 * 1024
+# How long the update_chunk that completes a bundle, and update_apply, may run (commands.update_timeout; the
+# centre waits as long for their replies). The last chunk reads the chunk files and writes the bundle, then
+# reads the bundle and writes its unpacked wheels, hashing all the way: 4 x 200 MiB. On a slow SD card
+# (~10 MB/s read, ~4 MB/s sustained write, shared with the journal) that is 400/10 + 400/4 = 140 s, plus
+# ~20 s of SHA-256 on a small ARM core: 160 s; about twice that for a busy card. update_apply re-reads and
+# re-unpacks (2 passes, 3 from the inbox): less. The transfer itself is never inside one command: a chunk
+# envelope is ~30 KB (base64), 0.25 s at 1 Mbit/s; the 200 MiB take ~38 min, in 9 310 commands.
+DEFAULT_UPDATE_TIMEOUT_S = 300.0
 
 
 class FleetSection(StrictModel):

@@ -97,6 +97,19 @@ class FakeTarget:
         self.calls.append(("reload_config", None))
         return {"reloaded": True}
 
+    verify_s: float = 0.0  # how long the bundle takes to verify (a big one on a slow card)
+
+    async def update_chunk(self, sha256: str, index: int, total: int, data: str) -> dict[str, Any]:
+        self.calls.append(("update_chunk", index))
+        await asyncio.sleep(self.verify_s if index == total - 1 else 0)
+        return {"sha256": sha256, "missing": [], "missing_count": 0, "verified": True, "version": "0.2.0"}
+
+    async def update_apply(self, sha256: str, window_s: float, max_wait_s: float,
+                           command_id: int | None) -> dict[str, Any]:
+        self.calls.append(("update_apply", sha256))
+        await asyncio.sleep(self.verify_s)
+        return {"sha256": sha256, "version": "0.2.0"}
+
 
 def commands_config(**overrides: Any) -> CommandsConfig:
     base: dict[str, Any] = {
@@ -520,6 +533,30 @@ def test_a_hung_command_times_out_with_outcome_unknown(tmp_path: Path) -> None:
     reply = h.send(envelope("write_point", {"point": "siren.east.coil", "value": True}).to_bytes())
     assert (reply.status.value, reply.reason.value) == ("failed", "timeout")
     assert "unknown" in reply.detail
+
+
+def test_a_big_bundle_verifies_within_the_update_timeout_not_the_command_timeout(tmp_path: Path) -> None:
+    """The chunk that completes a bundle, and update_apply, verify the whole bundle (minutes for 200 MiB on
+    a slow card): they run under commands.update_timeout. Before it, the 30 s timeout cut them off (here
+    0.2 s against 0.5 s of verifying) and the platform saw "timeout, outcome unknown"."""
+    updates: list[CommandName] = ["update_chunk", "update_apply"]
+    config = commands_config(
+        timeout=0.2, issuers={"county-ops-1": IssuerConfig(key=public_key_text(OPS_KEY), number=1,
+                                                           allow=["write_point", *updates])},
+        allow=["write_point", *updates])
+    h = Harness(tmp_path, config=config, target=FakeTarget(verify_s=0.5))
+    sha = "ab" * 32
+    last = h.send(envelope("update_chunk", {"sha256": sha, "index": 1, "total": 2, "data": "AAAA"}).to_bytes())
+    assert last.ok and last.result and last.result["verified"], last
+    applied = h.send(envelope("update_apply", {"sha256": sha}).to_bytes())
+    assert applied.ok, applied
+    h.target.hang = True  # every other command keeps the short timeout
+    reply = h.send(envelope("write_point", {"point": "siren.east.coil", "value": True}).to_bytes())
+    assert (reply.status.value, reply.reason.value) == ("failed", "timeout")
+    short = Harness(tmp_path / "short", config=config.model_copy(update={"update_timeout": 0.3}),
+                    target=FakeTarget(verify_s=5))
+    reply = short.send(envelope("update_apply", {"sha256": sha}).to_bytes())
+    assert (reply.status.value, reply.reason.value) == ("failed", "timeout")  # and the update limit holds
 
 
 def test_no_action_without_an_audit_record(h: Harness) -> None:

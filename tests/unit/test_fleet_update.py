@@ -10,12 +10,16 @@ import os
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from centre.fleet import Plan, Target
 from centre.fleetcli import group_members
+from centre.fleetupdate import _start_update, send_chunks
 from gateway.alerts.signing import public_key_text
+from gateway.commands.envelope import Envelope
 from gateway.commands.target import CommandFailed
 from gateway.config import ConfigError
 from gateway.config.loader import load_site_text
@@ -257,3 +261,46 @@ def test_build_update_signs_a_wheelhouse_the_gateway_accepts(tmp_path: Path,
     assert main(["fleet", "build-update", "--wheelhouse", str(tmp_path / "wh"), "--version", "0.4.0", "--key",
                  str(key), "--key-name", "release", "--out", str(tmp_path / "no.tar")]) == 2
     assert "no fieldgate-0.4.0 wheel" in capsys.readouterr().err
+
+
+class GatewayThatVerifiesSlowly:
+    """In place of the MQTT link (centre.fleet.FleetLink): answers as a gateway does, each chunk at once with
+    what is still missing, but the chunk that completes the bundle and update_apply only after verifying
+    the bundle for ``verify_s`` (minutes for 200 MiB on a slow card)."""
+
+    def __init__(self, total: int, verify_s: float) -> None:
+        self.total, self.verify_s = total, verify_s
+        self.have: set[int] = set()
+        self.replies: dict[int, tuple[float, dict[str, Any]]] = {}  # command id -> (ready at, reply)
+
+    def send(self, envelope: Envelope) -> None:
+        verified = {"verified": True, "version": "0.2.0"}
+        if envelope.cmd == "update_chunk":
+            self.have.add(int(envelope.args["index"]))
+            missing = sorted(set(range(self.total)) - self.have)
+            result = {"missing": missing[:64], "missing_count": len(missing), **({} if missing else verified)}
+            delay = 0.0 if missing else self.verify_s
+        else:
+            result, delay = verified, self.verify_s
+        self.replies[envelope.id] = (time.monotonic() + delay, {"status": "ok", "result": result})
+
+    def wait_reply(self, gateway: str, command_id: int, timeout: float) -> dict[str, Any] | None:
+        ready_at, reply = self.replies.pop(command_id)
+        wait = ready_at - time.monotonic()
+        time.sleep(max(0.0, min(wait, timeout)))
+        return reply if wait <= timeout else None
+
+
+def test_the_centre_waits_for_the_bundle_to_verify_not_the_chunk_reply_timeout() -> None:
+    """Before: every reply had the 30 s chunk timeout (here 0.05 s against 0.3 s of verifying), so a big
+    bundle on a slow card came back "update_chunk: no reply" although the gateway verified it."""
+    body = os.urandom(2 * updates.CHUNK_BYTES + 100)
+    plan = Plan(RELEASE, "ops", reply_timeout=0.05)
+    target = Target("gw1", body)
+    link = GatewayThatVerifiesSlowly(total=3, verify_s=0.3)
+    last = send_chunks(link, plan, target)  # type: ignore[arg-type]
+    assert last.get("verified") is True, last
+    assert target.chunks_sent == 3
+    _start_update(link, plan, target)  # type: ignore[arg-type]  # chunk 0 (complete already), then apply
+    assert (target.outcome, target.reason) == ("pending", "")  # applied: the roll-out records follow
+    assert Plan(RELEASE, "ops").verify_reply_timeout == 300.0 + 30.0  # gateway/fleet/config.py's arithmetic

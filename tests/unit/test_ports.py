@@ -115,6 +115,40 @@ def test_serial_port_talks_both_ways_and_counts_line_time(pty: tuple[int, str]) 
     run(body)
 
 
+def test_bytes_that_came_while_the_reader_was_away_are_reported_not_waited_past(pty: tuple[int, str]) -> None:
+    device, path = pty
+
+    async def body() -> None:
+        async with opened(SerialSettings(path, 19200)) as port:
+            assert port.peek() == b""
+            os.write(device, b"\x01\x03")
+            while port.bytes_received < 2:  # noqa: ASYNC110 - the reader is away (a sink), the port fills
+                await asyncio.sleep(0.01)
+            assert await port.wait_data(time.monotonic() + 1.0)  # before the fix: cleared, 1 s, False
+            assert not await port.wait_data(time.monotonic())  # told once: no longer new
+            assert port.peek() == b"\x01\x03"
+
+    run(body)
+
+
+def test_bytes_due_in_the_same_loop_step_as_the_deadline_are_reported(pty: tuple[int, str]) -> None:
+    device, path = pty
+
+    async def body() -> None:
+        async with opened(SerialSettings(path, 19200)) as port:
+            assert port.peek() == b""
+            waiting = asyncio.create_task(port.wait_data(time.monotonic() + 0.05))
+            await asyncio.sleep(0)  # the task waits now
+            os.write(device, b"\x01")
+            # A loaded machine holds the loop past the deadline: the next step runs the reader
+            # callback and then the timeout, whose cancel wins the wait. The arrival still counts.
+            time.sleep(0.2)  # noqa: ASYNC251 - deliberately hold the loop past the deadline
+            assert await waiting
+            assert port.peek() == b"\x01"
+
+    run(body)
+
+
 def test_stale_input_is_flushed_on_open(pty: tuple[int, str]) -> None:
     device, path = pty
 

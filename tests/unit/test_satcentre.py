@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from centre.satellite import bridge as bridge_module
 from centre.satellite.bridge import Bridge
 from centre.satellite.config import Centre, load_centre
 from gateway import compact
@@ -233,6 +236,7 @@ def test_a_restart_between_the_puback_and_the_ack_still_acks(centre: Centre) -> 
     send = after.next_send(77)
     assert send is not None and send.acked == {41} and compact.ack_authentic(compact.decode(send.payload), KEY)
     after.sent(send)
+    after.store.close()  # its writer has the change; close() writes what is queued
     assert restart(centre, NOW + 120).next_send(77) is None  # the ACK sent is not owed again
 
 
@@ -335,3 +339,70 @@ def test_the_broker_takes_the_gateways_tls_settings_with_files_relative_to_the_c
     tls = load_centre(path).config.broker.tls
     assert tls is not None and tls.ca_file == tmp_path / "pki" / "ca.pem" and tls.cert_credential == "centre.pem"
     assert tls.check_hostname and tls.min_version == "1.2"
+
+
+def test_a_slow_disk_does_not_hold_the_event_loop_and_saved_waits_for_it(centre: Centre) -> None:
+    """Each write statement waits on a gate (a disk that takes its time to fsync): the bridge's calls on the
+    loop return at once; ``saved()``, which the service awaits before telling the broker or a card, waits
+    for the disk. Before the writer thread, on_incoming itself held the loop until the gate gave up."""
+    gate = threading.Event()
+    held_on: list[str] = []  # the threads a write held while the disk was slow
+
+    def slow_disk(statement: str) -> None:
+        if statement.split(" ", 1)[0] in ("INSERT", "DELETE", "COMMIT") and not gate.is_set():
+            held_on.append(threading.current_thread().name)
+            gate.wait(2.0)
+
+    async def body() -> None:
+        bridge = restart(centre, NOW + 5)
+        bridge.store._db.set_trace_callback(slow_disk)  # the writer seam: every statement passes here
+        bridge.on_incoming(CARD, alarm(41))
+        assert threading.main_thread().name not in held_on  # the loop did not wait for the disk
+        assert bridge.next_publication() is not None  # memory has it at once
+        saving = asyncio.create_task(bridge.store.saved())
+        await asyncio.sleep(0.05)
+        assert not saving.done()  # ... the disk not yet: the publisher waits
+        gate.set()
+        async with asyncio.timeout(10):
+            await saving
+        assert held_on == ["satcentre-state"]
+        bridge.store.close()
+
+    asyncio.run(body())
+    assert restart(centre, NOW + 60).unpublished == 1  # saved: read back after a restart
+
+
+def test_a_burst_of_changes_is_written_as_one_transaction(centre: Centre) -> None:
+    """Group commit: what queued while the disk was busy goes out with one COMMIT (one fsync)."""
+    gate, commits = threading.Event(), []
+
+    def count_commits(statement: str) -> None:
+        if statement.startswith("COMMIT"):
+            commits.append(statement)
+            gate.wait(2.0)  # the first commit takes long: the rest of the burst queues behind it
+
+    bridge = restart(centre, NOW + 5)
+    bridge.store._db.set_trace_callback(count_commits)
+    for seq in range(1, 51):
+        bridge.on_incoming(CARD, alarm(seq))
+    gate.set()
+    bridge.store.close()
+    assert 1 <= len(commits) <= 2  # the first change alone, maybe, then the other 49 together
+    assert restart(centre, NOW + 60).unpublished == 50
+
+
+def test_a_disk_that_hangs_bounds_what_waits_for_it(centre: Centre, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outputs wait for the disk (saved()); inputs must not pile up behind a hung one: beyond the bound a
+    message is dropped unACKed (its gateway sends it again) and a platform command refused."""
+    monkeypatch.setattr(bridge_module, "STATE_BACKLOG_MAX", 5)
+    gate = threading.Event()
+    bridge = restart(centre, NOW + 5)
+    bridge.store._db.set_trace_callback(lambda statement: statement.startswith("INSERT") and gate.wait(10.0))
+    for seq in range(1, 11):
+        bridge.on_incoming(CARD, alarm(seq))
+    assert bridge.unpublished == 5 and bridge.counters["disk_behind"] == 5 and bridge.store.backlog == 5
+    command = compact.encode_command(b"\x01\x03envelope", gateway=NUMBER, time=NOW, command_id=5)
+    assert "changes behind" in bridge.queue_command(GW, command, 77)
+    gate.set()
+    bridge.store.close()
+    assert restart(centre, NOW + 60).unpublished == 5
