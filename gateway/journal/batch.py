@@ -17,8 +17,13 @@ import bisect
 import json
 import sqlite3
 import zlib
+from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
+from itertools import accumulate
+
+from gateway.journal.records import JournalRecord
+from gateway.shared import RecordClass
 
 # (seq, cls, created, body text, links that still owe it): a record moved between journals.
 Row = tuple[int, int, float, str, list[str]]
@@ -49,8 +54,17 @@ def damaged(db: sqlite3.Connection) -> str:
 
 
 def decode(body: str | bytes, codec: int) -> list[str]:
+    return split(inner(body, codec))
+
+
+def inner(body: str | bytes, codec: int) -> str:
+    """The records' texts of a body as stored, still joined by ``,\\n`` (the array's brackets cut off)."""
     text = body if isinstance(body, str) else (zlib.decompress(body).decode() if codec == ZLIB else body.decode())
-    return text[2:-2].split(",\n")
+    return text[2:-2]
+
+
+def split(text: str) -> list[str]:
+    return text.split(",\n")
 
 
 def seqs_column(seqs: Sequence[int]) -> str | None:
@@ -85,17 +99,63 @@ def chunks(seqs: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
+# What ``wire`` adds to each record: the seq as the object's last member (docs/payloads.md, the record form).
+_SEQ_SUFFIX = ',"seq":{}}}'
+
+
 class Batch:
-    """A decoded batch row (cached by the store)."""
+    """A decoded batch row (cached by the store; not changed once made, so the event loop may read it).
 
-    __slots__ = ("_index", "cls", "created", "seqs", "texts")
+    ``texts`` (one string per record) and ``wire`` (the records as a link sends them) are made from the
+    body's text when first asked for, each by a few C-level passes over the whole batch.
+    """
 
-    def __init__(self, cls: int, created: float, seqs: list[int], texts: list[str]) -> None:
+    __slots__ = ("_ends", "_index", "_text", "_texts", "_wire", "cls", "created", "seqs")
+
+    def __init__(self, cls: int, created: float, seqs: list[int], text: str) -> None:
         self.cls = cls
         self.created = created
         self.seqs = seqs
-        self.texts = texts
+        self._text = text  # the records' texts joined by ",\n" (``inner``)
+        self._texts: list[str] | None = None
+        self._wire: str | None = None
+        self._ends: array[int] | None = None
         self._index: dict[int, int] | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        if self._texts is None:
+            self._texts = split(self._text)
+        return self._texts
+
+    def wire(self) -> tuple[str, array[int]] | None:
+        """Every record with its seq added as its last member (``{...,"seq":N}``), joined by ``\\n`` (which
+        compact JSON never holds raw), and where each record ends in that text (plus one: where the next
+        begins); None for a batch whose records cannot be spliced so (a body that holds ``"seq":`` or
+        ``"hist":`` already, an empty object): those go record by record (payloads.py).
+
+        A run of records is then one slice of this text (``slice_of``), whatever its length.
+        """
+        if self._wire is None:
+            text = self._text
+            if not text.endswith("}") or '"seq":' in text or '"hist":' in text:
+                return None
+            heads = text[:-1].split("},\n")  # each record without its closing brace
+            if len(heads) != len(self.seqs) or "{" in heads:
+                return None  # a record that is not an object, or an empty one ({} takes no comma)
+            items = list(map(str.__add__, heads, map(_SEQ_SUFFIX.format, self.seqs)))
+            self._ends = array("q", accumulate(map((1).__add__, map(len, items))))
+            self._wire = "\n".join(items)
+        assert self._ends is not None
+        return self._wire, self._ends
+
+    def slice_of(self, start: int, end: int) -> str | None:
+        """Records ``start .. end - 1`` in ``wire`` form, ``\\n`` between them (None: see ``wire``)."""
+        made = self.wire()
+        if made is None:
+            return None
+        text, ends = made
+        return text[ends[start - 1] if start else 0:ends[end - 1] - 1]
 
     def position(self, seq: int) -> int | None:
         if self.seqs[-1] - self.seqs[0] + 1 == len(self.seqs):
@@ -107,6 +167,70 @@ class Batch:
     def start_after(self, seq: int) -> int:
         """Index of the first record with a seq above ``seq``."""
         return bisect.bisect_right(self.seqs, seq)
+
+
+class Run:
+    """Records ``start .. end - 1`` of one batch, oldest first: what a pull hands a link runner instead of a
+    ``JournalRecord`` per record (bench/RESULTS.md, fifth pass); ``records()`` gives those when a profile
+    needs them."""
+
+    __slots__ = ("batch", "cls", "end", "start")
+
+    def __init__(self, batch: Batch, cls: RecordClass, start: int, end: int) -> None:
+        self.batch = batch
+        self.cls = cls
+        self.start = start
+        self.end = end
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    @property
+    def created(self) -> float:
+        return self.batch.created
+
+    @property
+    def seqs(self) -> list[int]:
+        return self.batch.seqs[self.start:self.end]
+
+    @property
+    def first(self) -> int:
+        return self.batch.seqs[self.start]
+
+    @property
+    def last(self) -> int:
+        return self.batch.seqs[self.end - 1]
+
+    def split(self, at: int) -> tuple[Run, Run]:
+        """The first ``at`` records and the rest."""
+        cut = self.start + at
+        return Run(self.batch, self.cls, self.start, cut), Run(self.batch, self.cls, cut, self.end)
+
+    def wire(self) -> str | None:
+        """The records with their seqs, ``\\n`` between them (``Batch.wire``)."""
+        return self.batch.slice_of(self.start, self.end)
+
+    def records(self) -> list[JournalRecord]:
+        cls, created = self.cls, self.batch.created
+        return [JournalRecord(seq, cls, None, created, text) for seq, text in
+                zip(self.seqs, self.batch.texts[self.start:self.end], strict=True)]
+
+
+def unacked(mask: int, n: int, start: int, stop: int) -> list[tuple[int, int]]:
+    """The runs (start, end) of clear bits of ``mask`` (an ack bitmap over ``n`` records) within ``start .. stop
+    - 1``: a few big-integer operations per run, none per record."""
+    clear = full(n) & ~mask & (full(stop) ^ full(start))
+    out: list[tuple[int, int]] = []
+    i = start
+    while True:
+        bits = clear >> i
+        if not bits:
+            return out
+        i += (bits & -bits).bit_length() - 1  # past the acknowledged records
+        rest = ~(clear >> i)
+        end = i + (rest & -rest).bit_length() - 1
+        out.append((i, end))
+        i = end
 
 
 class BatchCache:
