@@ -35,7 +35,12 @@ SPAN = 1 << 16  # hi - lo of a row stays below this: seqs are found by a bounded
 
 
 def encode(texts: Sequence[str], codec: int) -> str | bytes:
-    text = "[\n" + ",\n".join(texts) + "\n]"
+    return wrap(",\n".join(texts), codec)
+
+
+def wrap(inner: str, codec: int) -> str | bytes:
+    """A body as stored from its records' texts joined by ``,\\n``."""
+    text = "[\n" + inner + "\n]"
     return text if codec == PLAIN else zlib.compress(text.encode(), ZLIB_LEVEL)
 
 
@@ -90,6 +95,10 @@ def full(n: int) -> int:
 
 def chunks(seqs: Sequence[int]) -> list[tuple[int, int]]:
     """(start, end) index ranges of ``seqs`` (ascending) that fit one row: at most ROW_RECORDS, span < SPAN."""
+    if not seqs:
+        return []
+    if seqs[-1] - seqs[0] + 1 == len(seqs):  # lo .. hi (every commit's seqs): ROW_RECORDS at a time
+        return [(start, min(start + ROW_RECORDS, len(seqs))) for start in range(0, len(seqs), ROW_RECORDS)]
     out: list[tuple[int, int]] = []
     start = 0
     for i in range(1, len(seqs) + 1):

@@ -123,6 +123,17 @@ def encode_body(body: dict[str, Any]) -> str:
     return "".join(_C_ENCODER(body, 0))
 
 
+def encode_bodies(bodies: list[dict[str, Any]]) -> str:
+    """``",\\n".join`` of the bodies' ``encode_body`` texts (a batch row's records, batch.py), by one C-level
+    encoding of the whole list when the records' boundaries in it are plain ("},{" nowhere inside a record),
+    else record by record: ~0.3 µs a record less at a commit (bench/RESULTS.md, fifth pass)."""
+    if _C_ENCODER is not None and bodies:
+        inner = "".join(_C_ENCODER(bodies, 0))[1:-1]
+        if inner.count("},{") == len(bodies) - 1:
+            return inner.replace("},{", "},\n{")
+    return ",\n".join(map(encode_body, bodies))
+
+
 def journal_event(what: str, now: float, **attrs: Any) -> EventRecord:
     """An event record about the journal itself (damage, drops); the platform sees it on …/event
     as ``{"kind": "<what>", "key": "journal", ...}``."""

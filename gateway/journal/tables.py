@@ -13,7 +13,10 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter, methodcaller
+from typing import Any
 
 from gateway.journal import batch as rows
 from gateway.journal.batch import Batch, BatchCache, Row, Run
@@ -25,7 +28,7 @@ from gateway.journal.records import (
     SCHEMA_VERSION,
     JournalRecord,
     SeqsNotReserved,
-    encode_body,
+    encode_bodies,
 )
 from gateway.shared import Journalable, RecordClass
 
@@ -36,6 +39,7 @@ log = logging.getLogger("fieldgate.journal")
 # damaged file is harmless (seqs are 63-bit).
 SEQ_BLOCK = 1_000_000
 _CLASS = {int(c): c for c in RecordClass}
+_FIRST, _SECOND, _TO_JSON = itemgetter(0), itemgetter(1), methodcaller("to_json")
 
 # (hi, cls, n, positions of the seqs asked for, as a bitmap)
 Located = tuple[int, int, int, int]
@@ -144,26 +148,38 @@ class RecordStore:
         """
         first = self.last_seq() + 1
         seqs = list(range(first, first + len(items)))
-        by_class: dict[RecordClass, tuple[list[int], list[str]]] = {}
-        for seq, (cls, reading) in zip(seqs, items, strict=True):
+        classes = set(map(_FIRST, items))
+        if len(classes) == 1:  # the usual commit (telemetry only): no grouping, no Python step per record
+            cls = classes.pop()
             if self.carriers[cls]:
-                group = by_class.setdefault(cls, ([], []))
-                group[0].append(seq)
-                group[1].append(encode_body(reading.to_json()))
-        for cls, (cls_seqs, texts) in by_class.items():
-            self._write_batches(int(cls), created, cls_seqs, texts, {link: 0 for link in self.carriers[cls]})
+                self._write_bodies(int(cls), created, seqs, list(map(_TO_JSON, map(_SECOND, items))), cls)
+        else:
+            by_class: dict[RecordClass, tuple[list[int], list[dict[str, Any]]]] = {}
+            for seq, (cls, reading) in zip(seqs, items, strict=True):
+                if self.carriers[cls]:
+                    group = by_class.setdefault(cls, ([], []))
+                    group[0].append(seq)
+                    group[1].append(reading.to_json())
+            for cls, (cls_seqs, bodies) in by_class.items():
+                self._write_bodies(int(cls), created, cls_seqs, bodies, cls)
         if seqs:
             self.raise_seq(seqs[-1])
         return seqs
 
-    def _write_batches(self, cls: int, created: float, seqs: Sequence[int], texts: Sequence[str],
+    def _write_bodies(self, cls: int, created: float, seqs: Sequence[int], bodies: list[dict[str, Any]],
+                      carried: RecordClass) -> None:
+        self._write_batches(cls, created, seqs, lambda start, end: encode_bodies(bodies[start:end]),
+                            dict.fromkeys(self.carriers[carried], 0))
+
+    def _write_batches(self, cls: int, created: float, seqs: Sequence[int], inner: Callable[[int, int], str],
                        acked: dict[str, int]) -> None:
-        """Rows for ``seqs`` (ascending, one class); ``acked``: per owing link, the bitmap over all of
-        ``seqs`` of what it does not owe."""
+        """Rows for ``seqs`` (ascending, one class); ``inner(start, end)``: the texts of records ``start ..
+        end - 1`` joined by ``,\\n``; ``acked``: per owing link, the bitmap over all of ``seqs`` of what it
+        does not owe."""
         batch_rows, owed_rows = [], []
         for start, end in rows.chunks(seqs):
             part = seqs[start:end]
-            body = rows.encode(texts[start:end], self.codec)
+            body = rows.wrap(inner(start, end), self.codec)
             batch_rows.append((part[-1], part[0], cls, end - start, created, rows.seqs_column(part), self.codec,
                                rows.crc(body), body))
             for link, mask in acked.items():
@@ -178,9 +194,9 @@ class RecordStore:
         """Once ``insert`` committed: the last seq and the per-class counts."""
         if seqs:
             self.last = max(self.last, seqs[-1])
-        for cls, _ in items:
+        for cls, n in Counter(map(_FIRST, items)).items():
             if self.carriers[cls]:
-                self.counts[cls] += 1
+                self.counts[cls] += n
 
     def _batch(self, hi: int) -> Batch:
         cached = self.cache.get(hi)
@@ -376,7 +392,7 @@ class RecordStore:
                     if link not in owing:
                         acked[link] |= 1 << j
             owing_links = {link: mask for link, mask in acked.items() if mask != rows.full(len(run))}
-            self._write_batches(run[0][1], run[0][2], [r[0] for r in run], [r[3] for r in run], owing_links)
+            self._write_batches(run[0][1], run[0][2], [r[0] for r in run], _joined([r[3] for r in run]), owing_links)
             start = i
         return len(kept)
 
@@ -553,3 +569,8 @@ class RecordStore:
         with contextlib.suppress(sqlite3.Error):
             self.checkpoint()
         self.db.close()
+
+
+def _joined(texts: list[str]) -> Callable[[int, int], str]:
+    """``_write_batches``' ``inner`` for records whose texts are stored already (another journal's)."""
+    return lambda start, end: ",\n".join(texts[start:end])

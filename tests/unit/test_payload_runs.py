@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gateway.journal import Journal, JournalSettings
 from gateway.journal.batch import Batch, Run, unacked
-from gateway.journal.records import encode_body
+from gateway.journal.records import encode_bodies, encode_body
 from gateway.links import REPLAYABLE, URGENT, Pull, collect
 from gateway.payloads import FieldgateProfile
 from gateway.shared import Quality, Reading, RecordClass
@@ -79,3 +79,15 @@ def test_a_pull_through_a_journal_with_acks_and_classes_sends_what_encode_did(tm
     assert sent == [m for start in range(0, len(records), 500)
                     for m in profile.encode(records[start:start + 500], now=now + 60)]
     j.close()
+
+
+JSONS = st.recursive(st.one_of(st.none(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5),
+                               st.sampled_from(["},{", "}", "{"])),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                     max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(st.text(max_size=4), JSONS, max_size=4), min_size=1, max_size=8))
+def test_a_commit_encoded_whole_stores_what_record_by_record_stored(bodies: list[dict[str, Any]]) -> None:
+    assert encode_bodies(bodies) == ",\n".join(encode_body(b) for b in bodies)
