@@ -83,7 +83,8 @@ def test_a_pull_through_a_journal_with_acks_and_classes_sends_what_encode_did(tm
 
 JSONS = st.recursive(st.one_of(st.none(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5),
                                st.sampled_from(["},{", "}", "{"])),
-                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=3), inner, max_size=3),
                      max_leaves=8)
 
 
