@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 # Every record of the uncompressed batches, one row each, for anyone reading the file with sqlite3 (tests,
 # an engineer on the box): what the ``records`` table of schema 1 held. A record every link acknowledged
 # stays visible until the rest of its batch is acknowledged too. Created after a schema 1 journal's
-# ``records`` table was migrated away, made again at every open (an older file's view is replaced).
+# ``records`` table was migrated away; an older file's view is replaced at open (tables.py).
 # A body holding a non-finite float holds it as Python's json writes it (bare NaN / Infinity: what the
 # platform gets) and is not JSON to SQLite: such a batch is read with those tokens quoted, and a batch still
 # not JSON after that (a string holding ":NaN" too) shows its records with point and body NULL.
@@ -49,7 +49,6 @@ _QUOTED = "body"
 for _bare, _quoted in _NON_FINITE:
     _QUOTED = f"replace({_QUOTED}, '{_bare}', '{_quoted}')"
 RECORDS_VIEW = f"""
-DROP VIEW IF EXISTS records;
 CREATE VIEW records (seq, cls, point, created, body) AS
 WITH b AS (SELECT hi, lo, n, cls, created, seqs, CASE WHEN json_valid(body) THEN body ELSE {_QUOTED} END AS text
            FROM batches WHERE codec = 0),

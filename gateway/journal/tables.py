@@ -60,7 +60,7 @@ class RecordStore:
         self._synchronous = ""
         self.reserve_failing = False  # the last attempt to reserve the next block failed (logged once)
         migrate_legacy(self)
-        db.executescript(RECORDS_VIEW)
+        self._make_records_view()
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.last = self.last_seq()  # highest seq handed out
         self.reserved = files.read_reserved()
@@ -68,6 +68,13 @@ class RecordStore:
             self._reserve(self.last + SEQ_BLOCK)
         self._recount()
         self._release_unconfigured_links()
+
+    def _make_records_view(self) -> None:
+        # Written only when it differs (an older release's view): an open on a full card writes nothing here.
+        row = self.db.execute("SELECT sql FROM sqlite_master WHERE type = 'view' AND name = 'records'").fetchone()
+        if row is not None and row[0] == RECORDS_VIEW.strip().rstrip(";"):
+            return
+        self.db.executescript(("DROP VIEW IF EXISTS records;" if row is not None else "") + RECORDS_VIEW)
 
     def _reserve(self, upto: int) -> None:
         self.files.write_reserved(upto)
