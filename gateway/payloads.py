@@ -46,8 +46,8 @@ class FieldgateProfile:
         return messages
 
     def encode_runs(self, runs: Sequence[Run], now: float | None = None) -> list[OutboundMessage]:
-        """``encode`` of the runs' records, the same bytes: a run is one slice of its batch's ``wire`` text (its
-        records with their seqs, ``\\n`` between them) and one ``replace``, not a splice per record."""
+        """``encode`` of the runs' records, the same bytes: a run is one slice of its batch's ``wire`` texts (its
+        records with their seqs), joined (and for ``hist`` one ``replace``), not a splice per record."""
         sent_at = time.time() if now is None else now
         by_kind: dict[str, tuple[list[str], list[int]]] = {}
         for run in runs:
@@ -56,10 +56,10 @@ class FieldgateProfile:
             wire = run.wire()
             if wire is None:  # a batch that cannot be spliced whole: record by record, as ``encode``
                 texts += [self._item(record, sent_at) for record in run.records()]
-            elif hist:
-                texts.append((wire + "\n").replace("}\n", _HIST_AT_END)[:-1])
+            elif hist:  # "\n" (never raw in compact JSON) marks where each record ends
+                texts.append(("\n".join(wire) + "\n").replace("}\n", _HIST_AT_END)[:-1])
             else:
-                texts.append(wire.replace("\n", ","))
+                texts += wire
             seqs += run.seqs
         head = self._head()
         return [OutboundMessage(self.topic(kind), (head + ",".join(texts) + "]}").encode(), tuple(seqs))

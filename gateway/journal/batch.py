@@ -17,10 +17,8 @@ import bisect
 import json
 import sqlite3
 import zlib
-from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
-from itertools import accumulate
 
 from gateway.journal.records import JournalRecord
 from gateway.shared import RecordClass
@@ -109,7 +107,7 @@ def chunks(seqs: Sequence[int]) -> list[tuple[int, int]]:
 
 
 # What ``wire`` adds to each record: the seq as the object's last member (docs/payloads.md, the record form).
-_SEQ_SUFFIX = ',"seq":{}}}'
+_SEQ_SUFFIX = ',"seq":%d}'
 
 
 class Batch:
@@ -119,7 +117,7 @@ class Batch:
     body's text when first asked for, each by a few C-level passes over the whole batch.
     """
 
-    __slots__ = ("_ends", "_index", "_text", "_texts", "_wire", "cls", "created", "seqs")
+    __slots__ = ("_index", "_text", "_texts", "_wire", "cls", "created", "seqs")
 
     def __init__(self, cls: int, created: float, seqs: list[int], text: str) -> None:
         self.cls = cls
@@ -127,8 +125,7 @@ class Batch:
         self.seqs = seqs
         self._text = text  # the records' texts joined by ",\n" (``inner``)
         self._texts: list[str] | None = None
-        self._wire: str | None = None
-        self._ends: array[int] | None = None
+        self._wire: list[str] | None = None
         self._index: dict[int, int] | None = None
 
     @property
@@ -137,14 +134,11 @@ class Batch:
             self._texts = split(self._text)
         return self._texts
 
-    def wire(self) -> tuple[str, array[int]] | None:
-        """Every record with its seq added as its last member (``{...,"seq":N}``), joined by ``\\n`` (which
-        compact JSON never holds raw), and where each record ends in that text (plus one: where the next
-        begins); None for a batch whose records cannot be spliced so (a body that holds ``"seq":`` or
-        ``"hist":`` already, an empty object): those go record by record (payloads.py).
-
-        A run of records is then one slice of this text (``slice_of``), whatever its length.
-        """
+    def wire(self) -> list[str] | None:
+        """Every record with its seq added as its last member (``{...,"seq":N}``); None for a batch whose records
+        cannot be spliced so (a body that holds ``"seq":`` or ``"hist":`` already, an empty object): those go
+        record by record (payloads.py). Made by C-level passes over the whole batch (split, map), none per
+        record in Python: ~0.25 µs a record, once per batch read (bench/RESULTS.md, fifth pass)."""
         if self._wire is None:
             text = self._text
             if not text.endswith("}") or '"seq":' in text or '"hist":' in text:
@@ -152,19 +146,8 @@ class Batch:
             heads = text[:-1].split("},\n")  # each record without its closing brace
             if len(heads) != len(self.seqs) or "{" in heads:
                 return None  # a record that is not an object, or an empty one ({} takes no comma)
-            items = list(map(str.__add__, heads, map(_SEQ_SUFFIX.format, self.seqs)))
-            self._ends = array("q", accumulate(map((1).__add__, map(len, items))))
-            self._wire = "\n".join(items)
-        assert self._ends is not None
-        return self._wire, self._ends
-
-    def slice_of(self, start: int, end: int) -> str | None:
-        """Records ``start .. end - 1`` in ``wire`` form, ``\\n`` between them (None: see ``wire``)."""
-        made = self.wire()
-        if made is None:
-            return None
-        text, ends = made
-        return text[ends[start - 1] if start else 0:ends[end - 1] - 1]
+            self._wire = list(map(str.__add__, heads, map(_SEQ_SUFFIX.__mod__, self.seqs)))
+        return self._wire
 
     def position(self, seq: int) -> int | None:
         if self.seqs[-1] - self.seqs[0] + 1 == len(self.seqs):
@@ -215,9 +198,10 @@ class Run:
         cut = self.start + at
         return Run(self.batch, self.cls, self.start, cut), Run(self.batch, self.cls, cut, self.end)
 
-    def wire(self) -> str | None:
-        """The records with their seqs, ``\\n`` between them (``Batch.wire``)."""
-        return self.batch.slice_of(self.start, self.end)
+    def wire(self) -> list[str] | None:
+        """The records with their seqs (``Batch.wire``)."""
+        made = self.batch.wire()
+        return None if made is None else made[self.start:self.end]
 
     def records(self) -> list[JournalRecord]:
         cls, created = self.cls, self.batch.created
