@@ -19,6 +19,8 @@ import sqlite3
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
+from itertools import repeat
+from operator import itemgetter, methodcaller
 
 from gateway.journal.records import JournalRecord
 from gateway.shared import RecordClass
@@ -108,6 +110,7 @@ def chunks(seqs: Sequence[int]) -> list[tuple[int, int]]:
 
 # What ``wire`` adds to each record: the seq as the object's last member (docs/payloads.md, the record form).
 _SEQ_SUFFIX = ',"seq":%d}'
+_CUT_SEQ, _BEFORE_SEQ = methodcaller("rpartition", ',"seq":'), itemgetter(0)
 
 
 class Batch:
@@ -123,7 +126,7 @@ class Batch:
         self.cls = cls
         self.created = created
         self.seqs = seqs
-        self._text = text  # the records' texts joined by ",\n" (``inner``)
+        self._text: str | None = text  # the records' texts joined by ",\n" (``inner``); None once ``wire`` is made
         self._texts: list[str] | None = None
         self._wire: list[str] | None = None
         self._index: dict[int, int] | None = None
@@ -131,7 +134,12 @@ class Batch:
     @property
     def texts(self) -> list[str]:
         if self._texts is None:
-            self._texts = split(self._text)
+            text = self._text
+            if text is not None:
+                self._texts = split(text)
+            else:  # only the wire form is kept: each record without the seq it added
+                assert self._wire is not None
+                self._texts = list(map(str.__add__, map(_BEFORE_SEQ, map(_CUT_SEQ, self._wire)), repeat("}")))
         return self._texts
 
     def wire(self) -> list[str] | None:
@@ -141,12 +149,14 @@ class Batch:
         record in Python: ~0.25 µs a record, once per batch read (bench/RESULTS.md, fifth pass)."""
         if self._wire is None:
             text = self._text
-            if not text.endswith("}") or '"seq":' in text or '"hist":' in text:
+            if text is None or not text.endswith("}") or '"seq":' in text or '"hist":' in text:
                 return None
             heads = text[:-1].split("},\n")  # each record without its closing brace
             if len(heads) != len(self.seqs) or "{" in heads:
                 return None  # a record that is not an object, or an empty one ({} takes no comma)
             self._wire = list(map(str.__add__, heads, map(_SEQ_SUFFIX.__mod__, self.seqs)))
+            if self._texts is None:
+                self._text = None  # not held twice in the cache: ``texts`` are made back from the wire form
         return self._wire
 
     def position(self, seq: int) -> int | None:

@@ -49,6 +49,10 @@ def test_runs_encode_to_the_same_bytes_as_their_records(bodies: list[dict[str, A
     records = [record for run in runs for record in run.records()]
     assert [r.seq for r in records] == seqs[start:end]
     assert profile.encode_runs(runs, now=T0) == profile.encode(records, now=T0)
+    texts = [encode_body(b) for b in bodies]
+    rebuilt = batch_of(bodies, seqs, T0)
+    rebuilt.wire()  # the body's text is let go once the wire form is made; the texts come back from it
+    assert rebuilt.texts == texts and batch.texts == texts
 
 
 def test_unacked_gives_the_runs_of_clear_bits() -> None:
