@@ -22,11 +22,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 from gateway.contracts import JournalLink
 from gateway.journal import MAX_SEQ, AsyncJournal, Journal, JournalRecord
+from gateway.journal.batch import Run
 from gateway.links_pacing import AdaptivePacer, TokenBucket
 from gateway.shared import OutboundMessage, Progress, RecordClass
 
@@ -42,47 +43,103 @@ class Profile(Protocol):
     def encode(self, records: Sequence[JournalRecord], now: float | None = None) -> list[OutboundMessage]: ...
 
 
+@runtime_checkable
+class RunProfile(Protocol):
+    """A profile that encodes runs of batch records itself (payloads.py): the drain's fast path."""
+
+    def encode_runs(self, runs: Sequence[Run], now: float | None = None) -> list[OutboundMessage]: ...
+
+
 # Most messages' worth of records one pull takes: one executor round trip
 # for several messages during a drain, each message still at most ``batch`` records (bench/RESULTS.md, fourth pass).
 PULL_MESSAGES = 4
 
 
 class Pull:
-    """One pull's records in sending order, and the same records in parts of one class and one kind
-    (``urgent``, ``live``, ``replay``), oldest first in each: the runner's per-pull work is per part, not
-    per record."""
+    """One pull's records in sending order, as runs of one batch each, in parts of one class and one kind
+    (``urgent``, ``live``, ``replay``), oldest first in each: the runner's per-pull work is per part and per
+    run, not per record (bench/RESULTS.md, fifth pass)."""
 
-    __slots__ = ("parts", "records")
+    __slots__ = ("count", "parts", "wire")
 
-    def __init__(self) -> None:
-        self.records: list[JournalRecord] = []
-        self.parts: list[tuple[str, RecordClass, list[JournalRecord]]] = []
+    def __init__(self, wire: bool = True) -> None:
+        self.count = 0
+        self.parts: list[tuple[str, RecordClass, list[Run]]] = []
+        self.wire = wire  # for a profile with ``encode_runs``: the batches' wire text made on the journal thread
 
-    def add(self, kind: str, cls: RecordClass, got: list[JournalRecord]) -> int:
-        if got:
+    def add(self, kind: str, cls: RecordClass, got: list[Run]) -> int:
+        n = sum(map(len, got))
+        if n:
             self.parts.append((kind, cls, got))
-            self.records += got
-        return len(got)
+            self.count += n
+            if self.wire:
+                for run in got:
+                    run.batch.wire()
+        return n
+
+    @property
+    def records(self) -> list[JournalRecord]:
+        """Every record of the pull, in sending order (made on demand: the fast path never asks)."""
+        return [record for _, _, runs in self.parts for run in runs for record in run.records()]
+
+    def messages(self, size: int) -> list[list[Run]]:
+        """The runs in sending order, cut into groups of at most ``size`` records (a run cut in two where a
+        group ends): each group is what one ``encode`` makes its messages of."""
+        out: list[list[Run]] = []
+        group: list[Run] = []
+        room = size
+        for _, _, runs in self.parts:
+            for run in runs:
+                while len(run) > room:
+                    head, run = run.split(room)
+                    group.append(head)
+                    out.append(group)
+                    group, room = [], size
+                if len(run):
+                    group.append(run)
+                    room -= len(run)
+                if not room:
+                    out.append(group)
+                    group, room = [], size
+        if group:
+            out.append(group)
+        return out
 
 
-def collect_urgent(journal: Journal, link: str, batch: int, urgent: Cursors, pull: Pull | None = None) -> Pull:
+def collect_urgent(journal: Journal, link: str, batch: int, urgent: Cursors, pull: Pull | None = None,
+                   wire: bool = True) -> Pull:
     """Alarms, evidence, events not yet pulled, class first, oldest first (on the journal thread)."""
-    out = Pull() if pull is None else pull
+    out = Pull(wire) if pull is None else pull
     for cls in URGENT:
-        out.add("urgent", cls, journal.owed(link, cls, urgent[cls], MAX_SEQ, batch - len(out.records)))
+        out.add("urgent", cls, journal.owed_runs(link, cls, urgent[cls], MAX_SEQ, batch - out.count))
     return out
 
 
 def collect(journal: Journal, link: str, batch: int, floor: int, urgent: Cursors, live: Cursors,
-            replay: Cursors, replay_budget: int) -> Pull:
+            replay: Cursors, replay_budget: int, wire: bool = True) -> Pull:
     """One pull, on the journal thread: up to ``batch`` records in sending order."""
-    out = collect_urgent(journal, link, batch, urgent)
+    out = collect_urgent(journal, link, batch, urgent, wire=wire)
     for cls in REPLAYABLE:
-        out.add("live", cls, journal.owed(link, cls, max(live[cls], floor), MAX_SEQ, batch - len(out.records)))
-    budget = min(replay_budget, batch - len(out.records))
+        out.add("live", cls, journal.owed_runs(link, cls, max(live[cls], floor), MAX_SEQ, batch - out.count))
+    budget = min(replay_budget, batch - out.count)
     for cls in REPLAYABLE:
-        budget -= out.add("replay", cls, journal.owed(link, cls, replay[cls], floor, budget))
+        budget -= out.add("replay", cls, journal.owed_runs(link, cls, replay[cls], floor, budget))
     return out
+
+
+@runtime_checkable
+class ConnectWaiter(Protocol):
+    """A link that can say when it is connected (MQTT): the runner waits for that instead of polling."""
+
+    async def until_connected(self) -> None: ...
+
+
+def encoder(profile: Profile) -> Callable[[Sequence[Run]], list[OutboundMessage]]:
+    """The profile's encoding of a group of runs: its own ``encode_runs`` if it has one (no object per record),
+    else ``encode`` of the runs' records."""
+    if isinstance(profile, RunProfile):
+        return profile.encode_runs
+    return lambda runs: profile.encode([record for run in runs for record in run.records()])
 
 
 class AckBatcher:
@@ -142,6 +199,8 @@ class LinkRunner:
         self.link = link
         self.journal = journal
         self.profile = profile
+        self._encode = encoder(profile)
+        self._wire = isinstance(profile, RunProfile)
         self.batch = batch
         self.max_inflight = max_inflight
         # Backlog replay (gateway/links_pacing.py): a fixed rate, or (None) adaptive to the PUBACKs.
@@ -183,7 +242,7 @@ class LinkRunner:
                 progress.beat()
                 if not self.link.connected:
                     self._rewind = True  # after a drop: re-read what is still pending, new live/backlog split
-                    await asyncio.sleep(0.2)
+                    await self._until_connected()
                     continue
                 if self._rewind:
                     await self._restart_cursors()
@@ -193,8 +252,8 @@ class LinkRunner:
                 limit = self.batch * self._messages_per_pull()
                 pull = await self.journal.call(
                     collect, self.journal.journal, self.link.name, limit, self._floor,
-                    dict(self._urgent), dict(self._live), dict(self._replay), budget)
-                if not pull.records:
+                    dict(self._urgent), dict(self._live), dict(self._replay), budget, self._wire)
+                if not pull.count:
                     # Nothing, or only backlog beyond the budget: a commit, or a PUBACK that frees some of the
                     # pacer's share, wakes the runner (it asked the journal again at once, an empty pull per
                     # turn of the loop while the share was in flight); a fixed rate waits for its next token.
@@ -202,18 +261,29 @@ class LinkRunner:
                                               else self.bucket.wait_for_one())
                     continue
                 replayed = self._advance(pull)
-                self._drained = len(pull.records) < limit and replayed < budget
+                self._drained = pull.count < limit and replayed < budget
                 if self.pacer is not None:  # how long live data waited in the journal: the pacer's second signal
                     self.pacer.live_waited(max((time.time() - got[0].created for kind, _, got in pull.parts
                                                 if kind == "live"), default=0.0))
-                urgent = {r.seq for kind, _, got in pull.parts if kind == "urgent" for r in got}
-                for start in range(0, len(pull.records), self.batch):  # messages of at most ``batch`` records
-                    for message in self.profile.encode(pull.records[start:start + self.batch]):
+                urgent = {seq for kind, _, got in pull.parts if kind == "urgent" for run in got for seq in run.seqs}
+                for group in pull.messages(self.batch):  # messages of at most ``batch`` records
+                    for message in self._encode(group):
                         is_urgent = bool(urgent) and not urgent.isdisjoint(message.seqs)
                         await self._take_slot(is_urgent, senders)
                         self._start_send(senders, message, replayed > 0 and self._carries_backlog(message, urgent))
                 if self._drained:
                     await self._wait_for_news(1.0)
+
+    async def _until_connected(self) -> None:
+        # Polled every 0.2 s before the fifth pass: up to 0.2 s after a reconnect before the first send (half of a
+        # 100 000-record drain's time in bench/journal.py). A link that can say so is waited for (at most 1 s:
+        # the progress beat).
+        if not isinstance(self.link, ConnectWaiter):
+            await asyncio.sleep(0.2)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self.link.until_connected()
 
     def _messages_per_pull(self) -> int:
         """Messages' worth one pull takes: PULL_MESSAGES, fewer in a narrow window (records pulled wait for a
@@ -243,9 +313,9 @@ class LinkRunner:
         replayed = 0
         for kind, cls, got in pull.parts:  # each part oldest first: its last record is its highest seq
             cursors = self._urgent if kind == "urgent" else self._live if kind == "live" else self._replay
-            cursors[cls] = max(cursors[cls], got[-1].seq)
+            cursors[cls] = max(cursors[cls], got[-1].last)
             if kind == "replay":
-                replayed += len(got)
+                replayed += sum(map(len, got))
         self.bucket.take(replayed)
         self.replayed_records += replayed
         return replayed
@@ -280,11 +350,11 @@ class LinkRunner:
 
     async def _send_urgent(self, senders: asyncio.TaskGroup) -> None:
         pull = await self.journal.call(collect_urgent, self.journal.journal, self.link.name, self.batch,
-                                       dict(self._urgent))
-        if not pull.records:
+                                       dict(self._urgent), None, self._wire)
+        if not pull.count:
             return
         self._advance(pull)
-        for message in self.profile.encode(pull.records):
+        for message in self._encode([run for _, _, runs in pull.parts for run in runs]):
             await self._take_slot(True)
             self._start_send(senders, message, False)
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.journal import JournalRecord
+from gateway.journal.batch import Run
 from gateway.shared import OutboundMessage, RecordClass
 
 ENVELOPE_VERSION = 1
@@ -36,13 +37,36 @@ class FieldgateProfile:
         for record in records:
             by_kind.setdefault(TOPIC_KIND[record.cls], []).append(record)
         messages = []
-        head = '{"v":' + str(ENVELOPE_VERSION) + ',"gw":' + _dumps(self.gateway_id).decode() + ',"records":['
+        head = self._head()
 
         for kind, group in by_kind.items():
             items = [self._item(record, sent_at) for record in group]
             messages.append(OutboundMessage(self.topic(kind), (head + ",".join(items) + "]}").encode(),
                                             tuple(r.seq for r in group)))
         return messages
+
+    def encode_runs(self, runs: Sequence[Run], now: float | None = None) -> list[OutboundMessage]:
+        """``encode`` of the runs' records, the same bytes: a run is one slice of its batch's ``wire`` texts (its
+        records with their seqs), joined (and for ``hist`` one ``replace``), not a splice per record."""
+        sent_at = time.time() if now is None else now
+        by_kind: dict[str, tuple[list[str], list[int]]] = {}
+        for run in runs:
+            texts, seqs = by_kind.setdefault(TOPIC_KIND[run.cls], ([], []))
+            hist = sent_at - run.created > self.historical_after
+            wire = run.wire()
+            if wire is None:  # a batch that cannot be spliced whole: record by record, as ``encode``
+                texts += [self._item(record, sent_at) for record in run.records()]
+            elif hist:  # "\n" (never raw in compact JSON) marks where each record ends
+                texts.append(("\n".join(wire) + "\n").replace("}\n", _HIST_AT_END)[:-1])
+            else:
+                texts += wire
+            seqs += run.seqs
+        head = self._head()
+        return [OutboundMessage(self.topic(kind), (head + ",".join(texts) + "]}").encode(), tuple(seqs))
+                for kind, (texts, seqs) in by_kind.items()]
+
+    def _head(self) -> str:
+        return '{"v":' + str(ENVELOPE_VERSION) + ',"gw":' + _dumps(self.gateway_id).decode() + ',"records":['
 
     def _item(self, record: JournalRecord, sent_at: float) -> str:
         """One record of the envelope: its body with its seq (and ``hist``) added.
@@ -67,6 +91,7 @@ class FieldgateProfile:
 
 
 _HIST = ',"hist":true'
+_HIST_AT_END = _HIST + "},"  # a record's closing brace in ``wire`` text ("}\n"), with ``hist`` added
 
 
 def _dumps(obj: Any) -> bytes:

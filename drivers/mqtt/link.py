@@ -137,6 +137,10 @@ class MqttLink:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    async def until_connected(self) -> None:
+        """Returns once the session is up (the link runner starts sending then, not at its next poll)."""
+        await self._connected.wait()
+
     @property
     def window(self) -> int:
         """The in-flight limit now in force (``max_inflight``, lowered to the server's Receive Maximum)."""

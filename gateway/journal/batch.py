@@ -19,6 +19,11 @@ import sqlite3
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
+from itertools import repeat
+from operator import itemgetter, methodcaller
+
+from gateway.journal.records import JournalRecord
+from gateway.shared import RecordClass
 
 # (seq, cls, created, body text, links that still owe it): a record moved between journals.
 Row = tuple[int, int, float, str, list[str]]
@@ -30,7 +35,12 @@ SPAN = 1 << 16  # hi - lo of a row stays below this: seqs are found by a bounded
 
 
 def encode(texts: Sequence[str], codec: int) -> str | bytes:
-    text = "[\n" + ",\n".join(texts) + "\n]"
+    return wrap(",\n".join(texts), codec)
+
+
+def wrap(inner: str, codec: int) -> str | bytes:
+    """A body as stored from its records' texts joined by ``,\\n``."""
+    text = "[\n" + inner + "\n]"
     return text if codec == PLAIN else zlib.compress(text.encode(), ZLIB_LEVEL)
 
 
@@ -49,8 +59,17 @@ def damaged(db: sqlite3.Connection) -> str:
 
 
 def decode(body: str | bytes, codec: int) -> list[str]:
+    return split(inner(body, codec))
+
+
+def inner(body: str | bytes, codec: int) -> str:
+    """The records' texts of a body as stored, still joined by ``,\\n`` (the array's brackets cut off)."""
     text = body if isinstance(body, str) else (zlib.decompress(body).decode() if codec == ZLIB else body.decode())
-    return text[2:-2].split(",\n")
+    return text[2:-2]
+
+
+def split(text: str) -> list[str]:
+    return text.split(",\n")
 
 
 def seqs_column(seqs: Sequence[int]) -> str | None:
@@ -76,6 +95,10 @@ def full(n: int) -> int:
 
 def chunks(seqs: Sequence[int]) -> list[tuple[int, int]]:
     """(start, end) index ranges of ``seqs`` (ascending) that fit one row: at most ROW_RECORDS, span < SPAN."""
+    if not seqs:
+        return []
+    if seqs[-1] - seqs[0] + 1 == len(seqs):  # lo .. hi (every commit's seqs): ROW_RECORDS at a time
+        return [(start, min(start + ROW_RECORDS, len(seqs))) for start in range(0, len(seqs), ROW_RECORDS)]
     out: list[tuple[int, int]] = []
     start = 0
     for i in range(1, len(seqs) + 1):
@@ -85,17 +108,56 @@ def chunks(seqs: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
+# What ``wire`` adds to each record: the seq as the object's last member (docs/payloads.md, the record form).
+_SEQ_SUFFIX = ',"seq":%d}'
+_CUT_SEQ, _BEFORE_SEQ = methodcaller("rpartition", ',"seq":'), itemgetter(0)
+
+
 class Batch:
-    """A decoded batch row (cached by the store)."""
+    """A decoded batch row (cached by the store; not changed once made, so the event loop may read it).
 
-    __slots__ = ("_index", "cls", "created", "seqs", "texts")
+    ``texts`` (one string per record) and ``wire`` (the records as a link sends them) are made from the
+    body's text when first asked for, each by a few C-level passes over the whole batch.
+    """
 
-    def __init__(self, cls: int, created: float, seqs: list[int], texts: list[str]) -> None:
+    __slots__ = ("_index", "_text", "_texts", "_wire", "cls", "created", "seqs")
+
+    def __init__(self, cls: int, created: float, seqs: list[int], text: str) -> None:
         self.cls = cls
         self.created = created
         self.seqs = seqs
-        self.texts = texts
+        self._text: str | None = text  # the records' texts joined by ",\n" (``inner``); None once ``wire`` is made
+        self._texts: list[str] | None = None
+        self._wire: list[str] | None = None
         self._index: dict[int, int] | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        if self._texts is None:
+            text = self._text
+            if text is not None:
+                self._texts = split(text)
+            else:  # only the wire form is kept: each record without the seq it added
+                assert self._wire is not None
+                self._texts = list(map(str.__add__, map(_BEFORE_SEQ, map(_CUT_SEQ, self._wire)), repeat("}")))
+        return self._texts
+
+    def wire(self) -> list[str] | None:
+        """Every record with its seq added as its last member (``{...,"seq":N}``); None for a batch whose records
+        cannot be spliced so (a body that holds ``"seq":`` or ``"hist":`` already, an empty object): those go
+        record by record (payloads.py). Made by C-level passes over the whole batch (split, map), none per
+        record in Python: ~0.25 µs a record, once per batch read (bench/RESULTS.md, fifth pass)."""
+        if self._wire is None:
+            text = self._text
+            if text is None or not text.endswith("}") or '"seq":' in text or '"hist":' in text:
+                return None
+            heads = text[:-1].split("},\n")  # each record without its closing brace
+            if len(heads) != len(self.seqs) or "{" in heads:
+                return None  # a record that is not an object, or an empty one ({} takes no comma)
+            self._wire = list(map(str.__add__, heads, map(_SEQ_SUFFIX.__mod__, self.seqs)))
+            if self._texts is None:
+                self._text = None  # not held twice in the cache: ``texts`` are made back from the wire form
+        return self._wire
 
     def position(self, seq: int) -> int | None:
         if self.seqs[-1] - self.seqs[0] + 1 == len(self.seqs):
@@ -107,6 +169,71 @@ class Batch:
     def start_after(self, seq: int) -> int:
         """Index of the first record with a seq above ``seq``."""
         return bisect.bisect_right(self.seqs, seq)
+
+
+class Run:
+    """Records ``start .. end - 1`` of one batch, oldest first: what a pull hands a link runner instead of a
+    ``JournalRecord`` per record (bench/RESULTS.md, fifth pass); ``records()`` gives those when a profile
+    needs them."""
+
+    __slots__ = ("batch", "cls", "end", "start")
+
+    def __init__(self, batch: Batch, cls: RecordClass, start: int, end: int) -> None:
+        self.batch = batch
+        self.cls = cls
+        self.start = start
+        self.end = end
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    @property
+    def created(self) -> float:
+        return self.batch.created
+
+    @property
+    def seqs(self) -> list[int]:
+        return self.batch.seqs[self.start:self.end]
+
+    @property
+    def first(self) -> int:
+        return self.batch.seqs[self.start]
+
+    @property
+    def last(self) -> int:
+        return self.batch.seqs[self.end - 1]
+
+    def split(self, at: int) -> tuple[Run, Run]:
+        """The first ``at`` records and the rest."""
+        cut = self.start + at
+        return Run(self.batch, self.cls, self.start, cut), Run(self.batch, self.cls, cut, self.end)
+
+    def wire(self) -> list[str] | None:
+        """The records with their seqs (``Batch.wire``)."""
+        made = self.batch.wire()
+        return None if made is None else made[self.start:self.end]
+
+    def records(self) -> list[JournalRecord]:
+        cls, created = self.cls, self.batch.created
+        return [JournalRecord(seq, cls, None, created, text) for seq, text in
+                zip(self.seqs, self.batch.texts[self.start:self.end], strict=True)]
+
+
+def unacked(mask: int, n: int, start: int, stop: int) -> list[tuple[int, int]]:
+    """The runs (start, end) of clear bits of ``mask`` (an ack bitmap over ``n`` records) within ``start .. stop
+    - 1``: a few big-integer operations per run, none per record."""
+    clear = full(n) & ~mask & (full(stop) ^ full(start))
+    out: list[tuple[int, int]] = []
+    i = start
+    while True:
+        bits = clear >> i
+        if not bits:
+            return out
+        i += (bits & -bits).bit_length() - 1  # past the acknowledged records
+        rest = ~(clear >> i)
+        end = i + (rest & -rest).bit_length() - 1
+        out.append((i, end))
+        i = end
 
 
 class BatchCache:

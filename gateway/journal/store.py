@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.journal.batch import PLAIN, ZLIB
+from gateway.journal.batch import PLAIN, ZLIB, Run
 from gateway.journal.capacity import Capacity
 from gateway.journal.config import JournalSettings
 from gateway.journal.files import JournalFiles, is_full
@@ -126,6 +126,10 @@ class Journal:
     def owed(self, link: str, cls: RecordClass, after: int, upto: int, limit: int) -> list[JournalRecord]:
         """What ``link`` still owes of class ``cls`` with after < seq <= upto, oldest first."""
         return self.store.owed(link, cls, after, upto, limit)
+
+    def owed_runs(self, link: str, cls: RecordClass, after: int, upto: int, limit: int) -> list[Run]:
+        """``owed`` as runs of records of one batch each (what the link runner pulls)."""
+        return self.store.owed_runs(link, cls, after, upto, limit)
 
     def pending(self, link: str, limit: int, exclude: Iterable[int] = ()) -> list[JournalRecord]:
         """Priority order (alarm first), oldest first within a class, of what ``link`` owes."""

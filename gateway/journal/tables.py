@@ -13,10 +13,13 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter, methodcaller
+from typing import Any
 
 from gateway.journal import batch as rows
-from gateway.journal.batch import Batch, BatchCache, Row
+from gateway.journal.batch import Batch, BatchCache, Row, Run
 from gateway.journal.files import JournalFiles
 from gateway.journal.migrate import migrate_legacy
 from gateway.journal.records import (
@@ -25,7 +28,7 @@ from gateway.journal.records import (
     SCHEMA_VERSION,
     JournalRecord,
     SeqsNotReserved,
-    encode_body,
+    encode_bodies,
 )
 from gateway.shared import Journalable, RecordClass
 
@@ -36,6 +39,7 @@ log = logging.getLogger("fieldgate.journal")
 # damaged file is harmless (seqs are 63-bit).
 SEQ_BLOCK = 1_000_000
 _CLASS = {int(c): c for c in RecordClass}
+_FIRST, _SECOND, _TO_JSON = itemgetter(0), itemgetter(1), methodcaller("to_json")
 
 # (hi, cls, n, positions of the seqs asked for, as a bitmap)
 Located = tuple[int, int, int, int]
@@ -56,7 +60,7 @@ class RecordStore:
         self._synchronous = ""
         self.reserve_failing = False  # the last attempt to reserve the next block failed (logged once)
         migrate_legacy(self)
-        db.executescript(RECORDS_VIEW)
+        self._make_records_view()
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.last = self.last_seq()  # highest seq handed out
         self.reserved = files.read_reserved()
@@ -64,6 +68,13 @@ class RecordStore:
             self._reserve(self.last + SEQ_BLOCK)
         self._recount()
         self._release_unconfigured_links()
+
+    def _make_records_view(self) -> None:
+        # Written only when it differs (an older release's view): an open on a full card writes nothing here.
+        row = self.db.execute("SELECT sql FROM sqlite_master WHERE type = 'view' AND name = 'records'").fetchone()
+        if row is not None and row[0] == RECORDS_VIEW.strip().rstrip(";"):
+            return
+        self.db.executescript(("DROP VIEW IF EXISTS records;" if row is not None else "") + RECORDS_VIEW)
 
     def _reserve(self, upto: int) -> None:
         self.files.write_reserved(upto)
@@ -144,26 +155,38 @@ class RecordStore:
         """
         first = self.last_seq() + 1
         seqs = list(range(first, first + len(items)))
-        by_class: dict[RecordClass, tuple[list[int], list[str]]] = {}
-        for seq, (cls, reading) in zip(seqs, items, strict=True):
+        classes = set(map(_FIRST, items))
+        if len(classes) == 1:  # the usual commit (telemetry only): no grouping, no Python step per record
+            cls = classes.pop()
             if self.carriers[cls]:
-                group = by_class.setdefault(cls, ([], []))
-                group[0].append(seq)
-                group[1].append(encode_body(reading.to_json()))
-        for cls, (cls_seqs, texts) in by_class.items():
-            self._write_batches(int(cls), created, cls_seqs, texts, {link: 0 for link in self.carriers[cls]})
+                self._write_bodies(int(cls), created, seqs, list(map(_TO_JSON, map(_SECOND, items))), cls)
+        else:
+            by_class: dict[RecordClass, tuple[list[int], list[dict[str, Any]]]] = {}
+            for seq, (cls, reading) in zip(seqs, items, strict=True):
+                if self.carriers[cls]:
+                    group = by_class.setdefault(cls, ([], []))
+                    group[0].append(seq)
+                    group[1].append(reading.to_json())
+            for cls, (cls_seqs, bodies) in by_class.items():
+                self._write_bodies(int(cls), created, cls_seqs, bodies, cls)
         if seqs:
             self.raise_seq(seqs[-1])
         return seqs
 
-    def _write_batches(self, cls: int, created: float, seqs: Sequence[int], texts: Sequence[str],
+    def _write_bodies(self, cls: int, created: float, seqs: Sequence[int], bodies: list[dict[str, Any]],
+                      carried: RecordClass) -> None:
+        self._write_batches(cls, created, seqs, lambda start, end: encode_bodies(bodies[start:end]),
+                            dict.fromkeys(self.carriers[carried], 0))
+
+    def _write_batches(self, cls: int, created: float, seqs: Sequence[int], inner: Callable[[int, int], str],
                        acked: dict[str, int]) -> None:
-        """Rows for ``seqs`` (ascending, one class); ``acked``: per owing link, the bitmap over all of
-        ``seqs`` of what it does not owe."""
+        """Rows for ``seqs`` (ascending, one class); ``inner(start, end)``: the texts of records ``start ..
+        end - 1`` joined by ``,\\n``; ``acked``: per owing link, the bitmap over all of ``seqs`` of what it
+        does not owe."""
         batch_rows, owed_rows = [], []
         for start, end in rows.chunks(seqs):
             part = seqs[start:end]
-            body = rows.encode(texts[start:end], self.codec)
+            body = rows.wrap(inner(start, end), self.codec)
             batch_rows.append((part[-1], part[0], cls, end - start, created, rows.seqs_column(part), self.codec,
                                rows.crc(body), body))
             for link, mask in acked.items():
@@ -178,9 +201,9 @@ class RecordStore:
         """Once ``insert`` committed: the last seq and the per-class counts."""
         if seqs:
             self.last = max(self.last, seqs[-1])
-        for cls, _ in items:
+        for cls, n in Counter(map(_FIRST, items)).items():
             if self.carriers[cls]:
-                self.counts[cls] += 1
+                self.counts[cls] += n
 
     def _batch(self, hi: int) -> Batch:
         cached = self.cache.get(hi)
@@ -188,7 +211,7 @@ class RecordStore:
             return cached
         lo, cls, n, created, seqs, codec, body = self.db.execute(
             "SELECT lo, cls, n, created, seqs, codec, body FROM batches WHERE hi = ?", (hi,)).fetchone()
-        batch = Batch(cls, created, rows.seqs_of(lo, n, seqs), rows.decode(body, codec))
+        batch = Batch(cls, created, rows.seqs_of(lo, n, seqs), rows.inner(body, codec))
         self.cache.put(hi, batch)
         return batch
 
@@ -376,7 +399,7 @@ class RecordStore:
                     if link not in owing:
                         acked[link] |= 1 << j
             owing_links = {link: mask for link, mask in acked.items() if mask != rows.full(len(run))}
-            self._write_batches(run[0][1], run[0][2], [r[0] for r in run], [r[3] for r in run], owing_links)
+            self._write_batches(run[0][1], run[0][2], [r[0] for r in run], _joined([r[3] for r in run]), owing_links)
             start = i
         return len(kept)
 
@@ -401,9 +424,13 @@ class RecordStore:
 
     def owed(self, link: str, cls: RecordClass, after: int, upto: int, limit: int) -> list[JournalRecord]:
         """What ``link`` still owes of class ``cls`` with after < seq <= upto, oldest first."""
+        return [record for run in self.owed_runs(link, cls, after, upto, limit) for record in run.records()]
+
+    def owed_runs(self, link: str, cls: RecordClass, after: int, upto: int, limit: int) -> list[Run]:
+        """``owed`` as runs of records of one batch (no object per record: bench/RESULTS.md, fifth pass)."""
         if limit <= 0 or self.counts[cls] <= 0:
             return []  # a link runner asks for 9 (class, range)s per pull; usually only telemetry is held
-        out: list[JournalRecord] = []
+        out: list[Run] = []
         cursor = self.db.execute("SELECT o.hi, o.acked, b.lo FROM owed o JOIN batches b ON b.hi = o.hi "
                                  "WHERE o.link = ? AND o.cls = ? AND o.hi > ? ORDER BY o.hi", (link, int(cls), after))
         try:
@@ -411,23 +438,17 @@ class RecordStore:
                 if lo > upto:
                     break
                 batch = self._batch(hi)
-                mask = rows.mask_of(acked)
-                created, texts, seqs = batch.created, batch.texts, batch.seqs
+                seqs = batch.seqs
                 start = batch.start_after(after)
                 stop = len(seqs) if seqs[-1] <= upto else bisect.bisect_right(seqs, upto, start)
-                if not mask >> start:  # nothing from ``start`` on acknowledged: one slice, no test per record
-                    end = min(stop, start + limit - len(out))
-                    out += [JournalRecord(seq, cls, None, created, text)
-                            for seq, text in zip(seqs[start:end], texts[start:end], strict=True)]
-                else:
-                    for i in range(start, stop):
-                        if mask >> i & 1:
-                            continue
-                        out.append(JournalRecord(seqs[i], cls, None, created, texts[i]))
-                        if len(out) >= limit:
-                            break
-                if len(out) >= limit or stop < len(seqs):
-                    return out  # the limit, or a seq above ``upto``: no further row is needed
+                for first, end in rows.unacked(rows.mask_of(acked), len(seqs), start, stop):
+                    end = min(end, first + limit)
+                    out.append(Run(batch, cls, first, end))
+                    limit -= end - first
+                    if not limit:
+                        return out
+                if stop < len(seqs):
+                    return out  # a seq above ``upto``: no further row is needed
         finally:
             cursor.close()
         return out
@@ -555,3 +576,8 @@ class RecordStore:
         with contextlib.suppress(sqlite3.Error):
             self.checkpoint()
         self.db.close()
+
+
+def _joined(texts: list[str]) -> Callable[[int, int], str]:
+    """``_write_batches``' ``inner`` for records whose texts are stored already (another journal's)."""
+    return lambda start, end: ",\n".join(texts[start:end])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.journal import AsyncJournal, Journal, JournalSettings, batch
-from gateway.journal.records import SCHEMA_VERSION, JournalUnavailable
+from gateway.journal.records import RECORDS_VIEW, SCHEMA_VERSION, JournalUnavailable
 from gateway.links import LinkRunner
 from gateway.payloads import FieldgateProfile
 from gateway.shared import EventRecord, NullProgress, Quality, Reading, RecordClass
@@ -229,4 +229,38 @@ def test_an_ack_of_backlog_and_live_seqs_does_not_walk_the_rows_between(tmp_path
     assert set(batch.owed_seqs(j.db, "mqtt")).isdisjoint({seqs[0], seqs[1], seqs[2], seqs[-1]})
     # Before: the second ack stepped through all 100 rows (714 steps against 85); now two key ranges.
     assert far < 3 * near
+    j.close()
+
+
+def test_the_records_view_reads_a_batch_holding_a_non_finite_value(tmp_path: Path) -> None:
+    """Python's json writes NaN/Infinity bare (what the platform gets, unchanged); the view showed such a
+    batch through json_each, which refused the whole query as malformed JSON. Failed before the fix."""
+    j = Journal(tmp_path / "j.sqlite", {"mqtt": ALL}, settings())
+    seqs = j.append([(RecordClass.TELEMETRY, Reading("p", value, Quality.GOOD, 1000.0, "m"))
+                     for value in (1.5, float("nan"), float("inf"), -float("inf"))])
+    odd = j.append([(RecordClass.TELEMETRY, Reading("q", value, Quality.GOOD, 1000.0, "m", attrs={"s": ":NaN"}))
+                    for value in (2.0, float("nan"))])
+    j.append([(RecordClass.TELEMETRY, Reading("r", 3.0, Quality.GOOD, 1000.0, "m"))])
+    got = j.db.execute("SELECT seq, point, json_extract(body, '$.value'), body IS NULL OR json_valid(body) "
+                       "FROM records ORDER BY seq").fetchall()
+    assert got == [(seqs[0], "p", 1.5, 1), (seqs[1], "p", "NaN", 1), (seqs[2], "p", "Infinity", 1),
+                   (seqs[3], "p", "-Infinity", 1), (odd[0], None, None, 1), (odd[1], None, None, 1),
+                   (odd[1] + 1, "r", 3.0, 1)]
+    assert j.pending("mqtt", 5)[1].text == '{"point":"p","value":NaN,"unit":"m","q":"good","ts":1000.0}'
+    j.close()
+
+
+def test_an_older_records_view_is_replaced_at_open_and_an_open_writes_no_view_otherwise(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    Journal(path, {"mqtt": ALL}, settings()).close()
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.executescript("DROP VIEW records; CREATE VIEW records (seq, cls, point, created, body) AS "
+                         "SELECT b.lo + j.key, b.cls, NULL, b.created, j.value FROM batches b, json_each(b.body) j;")
+    j = Journal(path, {"mqtt": ALL}, settings())
+    assert j.db.execute("SELECT sql FROM sqlite_master WHERE name = 'records'").fetchone()[0] == \
+        RECORDS_VIEW.strip().rstrip(";")
+    cookie = j.db.execute("PRAGMA schema_version").fetchone()[0]
+    j.close()
+    j = Journal(path, {"mqtt": ALL}, settings())
+    assert j.db.execute("PRAGMA schema_version").fetchone()[0] == cookie
     j.close()
