@@ -195,8 +195,8 @@ def main() -> int:
     result: dict[str, Any] = {}
     proc: subprocess.Popen[bytes] | None = None
     prefix = str(tmp / "pycache")
-    measured: dict[str, str | None] = ({"PYTHONPYCACHEPREFIX": None} if args.from_source else
-                                       {"PYTHONPYCACHEPREFIX": prefix, "PYTHONDONTWRITEBYTECODE": "1"})
+    measured: dict[str, str | None] = {"PYTHONPYCACHEPREFIX": None if args.from_source else prefix,
+                                       "PYTHONDONTWRITEBYTECODE": "1"}
     try:
         wait_for(lambda: listening(modbus_port), 20, "simulator listening")
         if not args.from_source:  # the warm-up: writes the byte code, not measured
