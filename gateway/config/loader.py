@@ -55,9 +55,9 @@ def validate_document(doc: MarkedDocument, model: type[BaseModel] = SiteConfig) 
         resolve_templates(doc)  # `template:` devices → config/devices/*.yaml, marks kept
         model = site_model(doc.data)  # only the driver models this file names
         # A validator of its own for this file, dropped with the adapter: `model_validate` would keep one on the
-        # (cached) site model for the daemon's lifetime, 0.3-0.5 MB used again only by a reload or a roll-out,
-        # which build it again in ~20 ms off the event loop (issue 18, idle memory). The model stays deferred
-        # (StrictModel's `defer_build`): a dump of the site builds its serializer on use.
+        # (cached) site model for the daemon's lifetime (0.7-0.9 MB idle on the demo site), used again only by
+        # a reload or a roll-out, which build one again in ~20 ms off the event loop (issue 18, idle memory).
+        # The model stays deferred (StrictModel's `defer_build`): a dump of the site builds its serializer on use.
         validate = TypeAdapter(model).validate_python
     try:
         return validate(doc.data)

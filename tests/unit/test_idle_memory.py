@@ -1,7 +1,8 @@
 """What the daemon holds while idle (issue 18, idle memory; bench/startup.py measures it, bench/RESULTS.md).
 
 The site file is validated with a validator made for that one validation: the site model itself keeps none
-(0.3-0.5 MB for the daemon's lifetime, used again only by a reload or a roll-out, which build one again).
+(0.7-0.9 MB of the idle demo daemon's RSS, used again only by a reload or a roll-out, which build one
+again).
 """
 
 from __future__ import annotations
