@@ -6,6 +6,15 @@ demo's simulator (``python -m sim.modbus COPY --animate``) and mosquitto on loop
 READY=1 is received on a real ``$NOTIFY_SOCKET`` datagram socket, as systemd would receive it.
 Each run starts from an empty state directory. Prints JSON.
 
+Byte code, as on the box: the .deb byte-compiles at install (deploy/debian/postinst) and the unit runs with
+``PYTHONDONTWRITEBYTECODE=1``, so a box never compiles a module at start. A checkout here has no byte code
+for our modules (this machine's environment sets ``PYTHONDONTWRITEBYTECODE=1`` too, and an editable install
+or a ``git archive`` tree has none), which costs ~0.5 MB of RSS and ~0.15 s of start-up that a box does not
+pay. So by default one unmeasured warm-up start writes the byte code of every module the daemon imports
+(ours, the standard library's, the venv's) to a temporary ``PYTHONPYCACHEPREFIX``, and the measured starts
+read it from there with ``PYTHONDONTWRITEBYTECODE=1``. ``--from-source`` measures as before (every module
+compiled at every start; the figures in bench/RESULTS.md before issue 18's fourth memory pass).
+
     .venv/bin/python bench/startup.py --runs 5 --idle-seconds 60
 """
 
@@ -102,14 +111,31 @@ def demo_copy(source: Path, tmp: Path, modbus_port: int, broker_port: int) -> Pa
     return path
 
 
-def start_gateway(config: Path, notify: Path, log: Path) -> tuple[subprocess.Popen[bytes], float]:
+def start_gateway(config: Path, notify: Path, log: Path,
+                  byte_code: dict[str, str | None]) -> tuple[subprocess.Popen[bytes], float]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", NOTIFY_SOCKET=str(notify))
     env.pop("WATCHDOG_USEC", None)
+    for name, value in byte_code.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     handle = open(log, "ab")  # noqa: SIM115 - lives as long as the process
     started = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", str(config)], cwd=ROOT, env=env,
                             stdout=handle, stderr=handle)
     return proc, started
+
+
+def start_fresh(config: Path, notify: NotifyListener, collector: Platform, name: str,
+                byte_code: dict[str, str | None]) -> tuple[subprocess.Popen[bytes], float]:
+    """A start from an empty state directory (beside the config), nothing left of the previous run's messages."""
+    notify.reset()
+    collector.clear()
+    state = config.parent / "state"
+    if state.exists():
+        subprocess.run(["rm", "-rf", str(state)], check=True)
+    return start_gateway(config, notify.path, config.parent / f"gateway-{name}.log", byte_code)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
@@ -129,6 +155,15 @@ def first_arrival(collector: Platform, started: float) -> float | None:
     return min(arrivals, default=None)
 
 
+def reach_first_reading(notify: NotifyListener, collector: Platform, started: float) -> tuple[float, float]:
+    """Seconds from start to READY=1 and to the first reading at the broker."""
+    wait_for(lambda: "READY=1" in notify.first, 60, "READY=1 on NOTIFY_SOCKET")
+    wait_for(lambda: first_arrival(collector, started) is not None, 60, "first reading at the broker")
+    first = first_arrival(collector, started)
+    assert first is not None
+    return notify.first["READY=1"] - started, first - started
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
             "max": round(max(values), 3)}
@@ -139,6 +174,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="cold starts to time")
     parser.add_argument("--settle-seconds", type=float, default=10.0, help="wait before measuring idle")
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle CPU measurement window")
+    parser.add_argument("--from-source", action="store_true",
+                        help="no byte code: every start compiles every module (see the docstring)")
     parser.add_argument("--site", type=Path, default=ROOT / "config" / "demo.yaml",
                         help="site to start (one modbus_tcp endpoint, MQTT links); e.g. an older demo.yaml, "
                              "to compare two trees on the same workload")
@@ -157,21 +194,24 @@ def main() -> int:
     first_reading_s: list[float] = []
     result: dict[str, Any] = {}
     proc: subprocess.Popen[bytes] | None = None
+    prefix = str(tmp / "pycache")
+    measured: dict[str, str | None] = {"PYTHONPYCACHEPREFIX": None if args.from_source else prefix,
+                                       "PYTHONDONTWRITEBYTECODE": "1"}
     try:
         wait_for(lambda: listening(modbus_port), 20, "simulator listening")
+        if not args.from_source:  # the warm-up: writes the byte code, not measured
+            warm_up, started = start_fresh(config, notify, collector, "warm-up",
+                                           {"PYTHONPYCACHEPREFIX": prefix, "PYTHONDONTWRITEBYTECODE": None})
+            try:
+                reach_first_reading(notify, collector, started)
+                time.sleep(2)  # what the daemon imports once the links are up
+            finally:
+                stop(warm_up)
         for run in range(args.runs):
-            notify.reset()
-            collector.clear()
-            state = tmp / "state"
-            if state.exists():
-                subprocess.run(["rm", "-rf", str(state)], check=True)
-            proc, started = start_gateway(config, notify.path, tmp / f"gateway-{run}.log")
-            wait_for(lambda: "READY=1" in notify.first, 60, "READY=1 on NOTIFY_SOCKET")
-            wait_for(lambda t=started: first_arrival(collector, t) is not None, 60, "first reading at the broker")  # type: ignore[misc]
-            first = first_arrival(collector, started)
-            assert first is not None
-            ready_s.append(notify.first["READY=1"] - started)
-            first_reading_s.append(first - started)
+            proc, started = start_fresh(config, notify, collector, str(run), measured)
+            ready, first = reach_first_reading(notify, collector, started)
+            ready_s.append(ready)
+            first_reading_s.append(first)
             if run < args.runs - 1:
                 stop(proc)
                 proc = None
@@ -185,6 +225,7 @@ def main() -> int:
         result = {
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU, Python {platform.python_version()}",
             "site": str(args.site),
+            "byte_code": "from source" if args.from_source else "compiled by a warm-up start, as on the box",
             "points": points,
             "runs": args.runs,
             "start_to_ready_s": summary(ready_s),

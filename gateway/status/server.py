@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from gateway import i18n
 from gateway.i18n.operator import describe_evidence
-from gateway.status import auth, metrics, page
+from gateway.status import auth
 from gateway.status.config import StatusConfig, StatusTls
 from gateway.status.connection import address, read_request, write
 from gateway.status.guard import ConnectionSlots, HostAllowList, Slot, check_origin
@@ -219,15 +219,24 @@ class StatusServer:
         """The site file's status.language, else the best match of the browser's Accept-Language."""
         return i18n.choose_for_page(self.config.language, request.header("accept-language"))
 
+    # The page (its HTML, script, style and texts) and the metrics renderer are imported by the first request
+    # for them: a box nobody looks at never holds them (issue 18, idle memory).
+
     async def _index(self, request: Request) -> Response:
+        from gateway.status import page
+
         language = self.language(request)
         return Response(HTTPStatus.OK, page.index_html(language).encode(), "text/html; charset=utf-8",
                         {"Content-Language": i18n.html_lang(language), "Vary": "Accept-Language"})
 
     async def _js(self, _request: Request) -> Response:
+        from gateway.status import page
+
         return Response(HTTPStatus.OK, page.APP_JS.encode(), "text/javascript; charset=utf-8")
 
     async def _css(self, _request: Request) -> Response:
+        from gateway.status import page
+
         return Response(HTTPStatus.OK, page.APP_CSS.encode(), "text/css; charset=utf-8")
 
     async def _status(self, request: Request) -> Response:
@@ -242,6 +251,8 @@ class StatusServer:
         return json_response(HTTPStatus.OK, snapshot)
 
     async def _metrics(self, _request: Request) -> Response:
+        from gateway.status import metrics
+
         text = metrics.render_metrics(self.view.snapshot())
         return Response(HTTPStatus.OK, text.encode("utf-8"), metrics.CONTENT_TYPE)
 

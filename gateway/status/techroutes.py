@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from gateway.camview import TAP, HeldFrame, age_s
-from gateway.history.chart import render_trend
 from gateway.history.service import HistoryService
 from gateway.i18n import speaking
 from gateway.status.http import Request, Response
@@ -91,6 +90,8 @@ class TechRoutes:
         now = time.time()
         step, buckets = await asyncio.to_thread(history.series, point, span, now)
         periods = await asyncio.to_thread(history.alarm_periods, point, now - span)
+        from gateway.history.chart import render_trend  # on the first chart asked for (issue 18, idle memory)
+
         with speaking(self.language(request)):
             svg = render_trend(point, history.units.get(point, ""), now - span, now, step, buckets,
                                history.thresholds.get(point, []), periods)

@@ -125,14 +125,17 @@ links:
 """
 
 
-def _modules_after_loading(site: Path) -> set[str]:
-    """Our modules imported by validating ``site`` and importing the daemon, ours imported afresh for it."""
+def _modules_after_loading(site: Path, then: Iterable[str] = ()) -> set[str]:
+    """Our modules imported by validating ``site`` and importing the daemon (and the modules ``then`` names),
+    ours imported afresh for it."""
     saved = dict(sys.modules)
     try:
         for name in [n for n in sys.modules if _ours(n)]:
             del sys.modules[name]
         importlib.import_module("gateway.daemon")
         importlib.import_module("gateway.config").load_site(site)
+        for module in then:
+            importlib.import_module(module)
         return {n for n in sys.modules if _ours(n)}
     finally:
         for name in [n for n in sys.modules if n not in saved and _ours(n)]:
@@ -154,6 +157,15 @@ def test_the_demo_site_loads_the_status_page_only_to_run_it() -> None:
     modules = _modules_after_loading(REPO / "config" / "demo.yaml")  # the server: when the daemon starts it
     assert {"gateway.status.config", "drivers.broadcast.config"} <= modules
     assert _loaded(modules, UNUSED_BY_A_PLAIN_SITE) == []
+
+
+def test_the_status_server_leaves_the_page_to_the_first_request() -> None:
+    """Idle memory (issue 18): the page, its texts, the metrics renderer and the trend chart are imported by
+    the first request for them, not when the server starts."""
+    modules = _modules_after_loading(REPO / "config" / "demo.yaml", then=["gateway.status.server"])
+    assert "gateway.status.techroutes" in modules
+    assert _loaded(modules, ["gateway.status.page", "gateway.status.page_text", "gateway.status.metrics",
+                             "gateway.history.chart", "gateway.htmlescape"]) == []
 
 
 def test_a_site_loads_the_drivers_it_names() -> None:
