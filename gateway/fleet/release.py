@@ -62,10 +62,10 @@ def _tell(answer: asyncio.Future[dict[str, Any]], outcome: dict[str, Any] | Base
         return
     if isinstance(outcome, dict):
         answer.set_result(outcome)
-    elif isinstance(outcome, asyncio.CancelledError):
-        answer.cancel()
-    else:
+    elif isinstance(outcome, Exception):
         answer.set_exception(outcome)
+    else:  # the task was cancelled: the daemon stops (the next start finds `installing` and ends it)
+        answer.set_exception(CommandFailed("the update was stopped before its answer: the daemon is stopping"))
 
 
 def _nobody_waits(answer: asyncio.Future[dict[str, Any]]) -> None:
@@ -92,7 +92,8 @@ class ReleaseUpdates:
         m = self.manager
         if m.state.kind == "update" and m.state.phase in ("installing", "waiting"):
             # The unpacked wheelhouse is being installed from: another bundle must not replace it now.
-            raise CommandFailed(f"update {m.state.to_version} is {m.state.phase}: send the next bundle afterwards")
+            raise CommandFailed(f"update {m.state.to_version or m.state.sha256} is {m.state.phase}: "
+                                "send the next bundle afterwards")
         section = self._gateway().config.fleet
         if (m.store.updates / f"bundle-{sha256}.tar").is_file():  # complete already: a resend changes nothing
             return {**updates.Transfer(sha256, total, []).reply(), "assembled": True}

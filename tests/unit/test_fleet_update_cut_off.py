@@ -153,3 +153,22 @@ def test_a_cut_off_update_apply_that_is_refused_meanwhile_lets_the_platform_retr
         assert installed == ["b"] and box.steps == ["refused", "installing", "installed", "applying"]
 
     run_on_a_box(tmp_path, steps)
+
+
+def test_a_daemon_stopping_while_the_bundle_is_checked_answers_the_waiting_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    on_a_slow_card(monkeypatch)
+    body = signed_bundle(tmp_path, RELEASE)
+
+    async def steps(manager: RolloutManager, box: RunningBox, switched: list[str]) -> None:
+        manager.store.inbox.mkdir(parents=True)
+        (manager.store.inbox / "update.tar").write_bytes(body)
+        command = asyncio.create_task(manager.update_apply(sha256_hex(body), 5.0, 30.0, 1))
+        await until(lambda: manager._task is not None)
+        assert manager._task is not None
+        manager._task.cancel()  # as the daemon's stop does
+        with pytest.raises(CommandFailed, match="the daemon is stopping"):  # not a CancelledError in the plane
+            await command
+        assert switched == [] and box.steps == []
+
+    run_on_a_box(tmp_path, steps)
