@@ -64,5 +64,10 @@ def _start_update(link: FleetLink, plan: Plan, target: Target) -> None:
         "sha256": target.sha256, "window_s": plan.window_s, "max_wait_s": plan.max_wait_s})
     link.send(apply)
     reply = link.wait_reply(target.gateway, apply.id, plan.verify_reply_timeout)  # it verifies the bundle again
+    if reply is not None and reply.get("reason") == "timeout":
+        # Cut off by the gateway's commands.update_timeout: the update goes on there in the background
+        # (gateway/fleet/release.py); its roll-out records decide, as after an answer.
+        target.reason = f"update_apply: {_why(reply)}"
+        return
     if reply is None or reply.get("status") != "ok":
         target.outcome, target.reason = "refused", f"update_apply: {_why(reply)}"

@@ -184,12 +184,23 @@ class ResponseBuffer:
     def __init__(self) -> None:
         self._buf = bytearray()
         self.dropped = 0
+        # Whether bytes are new to the reader is told by numbers, not by an event cleared before a wait
+        # (drivers/ports/stream.py Transport.wait_data has the same contract): feeds so far, and the
+        # feeds the reader had when it last looked (next_line, skip_blank, take) or was told.
+        self.arrivals = 0
+        self.told = 0
+
+    @property
+    def unseen(self) -> bool:
+        """Bytes came since the reader last looked."""
+        return self.arrivals != self.told
 
     def __len__(self) -> int:
         return len(self._buf)
 
     def feed(self, data: bytes) -> None:
         self._buf += data
+        self.arrivals += 1
         excess = len(self._buf) - self.LIMIT
         if excess > 0:
             del self._buf[:excess]
@@ -197,6 +208,7 @@ class ResponseBuffer:
 
     def next_line(self) -> str | None:
         """The next non-blank line, or None if no complete line is buffered."""
+        self.told = self.arrivals
         while True:
             ends = [i for i in (self._buf.find(b"\r"), self._buf.find(b"\n")) if i >= 0]
             if not ends:
@@ -210,11 +222,13 @@ class ResponseBuffer:
 
     def skip_blank(self) -> None:
         """Drop leading CR/LF (a binary reply follows the command's line end)."""
+        self.told = self.arrivals
         while self._buf and self._buf[0] in (0x0D, 0x0A):
             del self._buf[:1]
 
     def take(self, n: int) -> bytes | None:
         """Exactly ``n`` bytes, or None if fewer are buffered."""
+        self.told = self.arrivals
         if len(self._buf) < n:
             return None
         chunk = bytes(self._buf[:n])

@@ -155,15 +155,24 @@ class IridiumLink:
     # ----------------------------------------------------------------- AT plumbing
 
     async def _wait_data(self, deadline: float) -> None:
-        self._data.clear()
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise SendTimeout(f"{self.name}: modem did not answer in time")
-        try:
-            async with asyncio.timeout(remaining):  # not wait_for: 3.11 can swallow a cancel
-                await self._data.wait()
-        except TimeoutError:
-            raise SendTimeout(f"{self.name}: modem did not answer in time") from None
+        """Return once bytes came that the reader has not looked at; SendTimeout at ``deadline``.
+
+        Bytes fed after the reader's last look answer at once, even past the deadline, and so do
+        bytes fed in the loop step the deadline fell in (the timeout's cancel wins the wait, the
+        feed is counted). Before, the event was cleared and waited on, so those were a timeout
+        with the reply in the buffer. Past the deadline nothing is awaited.
+        """
+        while not self._buf.unseen:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SendTimeout(f"{self.name}: modem did not answer in time")
+            self._data.clear()
+            try:
+                async with asyncio.timeout(remaining):  # not wait_for: 3.11 can swallow a cancel
+                    await self._data.wait()
+            except TimeoutError:
+                pass  # the loop looks at the arrivals once more, then raises
+        self._buf.told = self._buf.arrivals
 
     async def _line(self, deadline: float) -> str:
         while True:

@@ -56,6 +56,23 @@ class RolloutSteps(Protocol):
 log = logging.getLogger("fieldgate.fleet")
 
 
+def _tell(answer: asyncio.Future[dict[str, Any]], outcome: dict[str, Any] | BaseException) -> None:
+    """The update_apply command's answer, if it still waits for one (a cut-off command does not)."""
+    if answer.done():
+        return
+    if isinstance(outcome, dict):
+        answer.set_result(outcome)
+    elif isinstance(outcome, Exception):
+        answer.set_exception(outcome)
+    else:  # the task was cancelled: the daemon stops (the next start finds `installing` and ends it)
+        answer.set_exception(CommandFailed("the update was stopped before its answer: the daemon is stopping"))
+
+
+def _nobody_waits(answer: asyncio.Future[dict[str, Any]]) -> None:
+    if not answer.cancelled():
+        answer.exception()  # retrieved: the refusal is in the records and the state, not in the command
+
+
 class ReleaseUpdates:
     def __init__(self, manager: RolloutSteps) -> None:
         self.manager = manager
@@ -75,7 +92,8 @@ class ReleaseUpdates:
         m = self.manager
         if m.state.kind == "update" and m.state.phase in ("installing", "waiting"):
             # The unpacked wheelhouse is being installed from: another bundle must not replace it now.
-            raise CommandFailed(f"update {m.state.to_version} is {m.state.phase}: send the next bundle afterwards")
+            raise CommandFailed(f"update {m.state.to_version or m.state.sha256} is {m.state.phase}: "
+                                "send the next bundle afterwards")
         section = self._gateway().config.fleet
         if (m.store.updates / f"bundle-{sha256}.tar").is_file():  # complete already: a resend changes nothing
             return {**updates.Transfer(sha256, total, []).reply(), "assembled": True}
@@ -106,6 +124,13 @@ class ReleaseUpdates:
                                        inv.software_version(), section.max_update_bytes)
 
     async def apply(self, sha256: str, window_s: float, max_wait_s: float, command_id: int | None) -> dict[str, Any]:
+        """Check the bundle and answer; install and switch in the background.
+
+        The check runs in the roll-out's task from its start, not in the command: a command cut off by
+        ``commands.update_timeout`` (a big bundle on a slow card) leaves the check running in its thread
+        either way, so the update goes on, one at a time, and ends ``refused`` or as any update does,
+        with its records. Before, the cancel left ``installing`` with no task behind it and every later
+        update command was refused until a restart."""
         m = self.manager
         gw = self._gateway()
         if not m.idle() or m.state.phase in ("waiting", "trial", "installing"):
@@ -113,24 +138,43 @@ class ReleaseUpdates:
         path = await asyncio.to_thread(updates.find_bundle, m.store, sha256)
         if path is None:
             raise CommandFailed(f"no bundle {sha256[:16]}: send it with update_chunk or drop it in {m.store.inbox}")
-        root = gw.config.fleet.ab_root
         m.state = RolloutState(kind="update", phase="installing", sha256=sha256, command_id=command_id,
                                window_s=window_s, from_version=inv.software_version(),
-                               config_label=m.inventory()["config"]["label"], history=m.state.history)
+                               config_label=m.inventory()["config"]["label"], history=m.state.history,
+                               reason="checking the bundle")
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        m.start_task(self._check_install_and_switch(path, sha256, max_wait_s, answer), "update-install",
+                     gw.broadcast is not None)
+        try:
+            return await asyncio.shield(answer)
+        except asyncio.CancelledError:
+            answer.add_done_callback(_nobody_waits)
+            log.warning("update %s: update_apply cut off before its answer; the update goes on in the "
+                        "background and its records say how it ends", sha256[:16])
+            raise
+
+    async def _check_install_and_switch(self, path: Path, sha256: str, max_wait_s: float,
+                                        answer: asyncio.Future[dict[str, Any]]) -> None:
+        m = self.manager
+        state = m.state
         try:
             manifest = await self._check(path, sha256)
-            m.state.from_slot, m.state.to_slot = updates.slots(root)
+            state.from_slot, state.to_slot = updates.slots(self._gateway().config.fleet.ab_root)
+            state.to_version, state.reason = manifest.version, ""
+            await asyncio.to_thread(m.store.save, state)
+            await m.event("installing", {"from": state.from_slot, "to": state.to_slot,
+                                         "from_version": state.from_version, "to_version": manifest.version})
         except UpdateRefused as exc:
             m.finish("refused", str(exc))
             await m.event("refused", {})
-            raise CommandFailed(f"update refused: {exc}") from None
-        m.state.to_version = manifest.version
-        await asyncio.to_thread(m.store.save, m.state)
-        await m.event("installing", {"from": m.state.from_slot, "to": m.state.to_slot,
-                                     "from_version": m.state.from_version, "to_version": manifest.version})
-        m.start_task(self._install_and_switch(manifest, max_wait_s), "update-install", gw.broadcast is not None)
-        return {"sha256": sha256, "version": manifest.version, "from": m.state.from_slot, "to": m.state.to_slot,
-                "window_s": window_s, "waiting": None, "max_wait_s": max_wait_s}
+            _tell(answer, CommandFailed(f"update refused: {exc}"))
+            return
+        except BaseException as exc:  # start_task's handler leaves a clear state; the command hears why
+            _tell(answer, exc)
+            raise
+        _tell(answer, {"sha256": sha256, "version": manifest.version, "from": state.from_slot,
+                       "to": state.to_slot, "window_s": state.window_s, "waiting": None, "max_wait_s": max_wait_s})
+        await self._install_and_switch(manifest, max_wait_s)
 
     async def _install_and_switch(self, manifest: Manifest, max_wait_s: float) -> None:
         m = self.manager

@@ -304,3 +304,22 @@ def test_the_centre_waits_for_the_bundle_to_verify_not_the_chunk_reply_timeout()
     _start_update(link, plan, target)  # type: ignore[arg-type]  # chunk 0 (complete already), then apply
     assert (target.outcome, target.reason) == ("pending", "")  # applied: the roll-out records follow
     assert Plan(RELEASE, "ops").verify_reply_timeout == 300.0 + 30.0  # gateway/fleet/config.py's arithmetic
+
+
+def test_the_centre_follows_an_update_apply_the_gateway_cut_off() -> None:
+    """The gateway's update_timeout cut the command off but the update goes on there: the target stays
+    pending for the roll-out records (before: "refused" while the gateway went on updating)."""
+    body = os.urandom(100)
+    link = GatewayThatVerifiesSlowly(total=1, verify_s=0.0)
+    cut_off = {"status": "failed", "reason": "timeout", "detail": "no answer within 300 s; the outcome is unknown"}
+    send = link.send
+
+    def send_and_cut_off(envelope: Envelope) -> None:
+        send(envelope)
+        if envelope.cmd == "update_apply":
+            link.replies[envelope.id] = (time.monotonic(), cut_off)
+
+    link.send = send_and_cut_off  # type: ignore[method-assign]
+    target = Target("gw1", body)
+    _start_update(link, Plan(RELEASE, "ops"), target)  # type: ignore[arg-type]
+    assert target.outcome == "pending" and "outcome is unknown" in target.reason
