@@ -11,6 +11,10 @@ Per variant: delivered points/s, CPU seconds per 1 000 points, p50/p99 latency f
 the device to its arrival at a QoS 1 subscriber, peak RSS (VmHWM), and bytes the process wrote to disk per
 reading (``write_bytes`` of /proc/<pid>/io over the window: WAL, checkpoints, logs).
 
+Gateway variants run with the ``Environment=`` of their checkout's systemd unit (``PYTHONOPTIMIZE=2`` since issue
+18's fifth pass) and, as a box, from byte code: one unmeasured warm-up start per variant writes it to a temporary
+``PYTHONPYCACHEPREFIX`` (``--from-source``: none, every start compiles, the figures before that pass).
+
     .venv/bin/python bench/ingest.py --seconds 30 --rounds 3 \\
         --variant bare --variant fieldgate:gateway:fieldgate --variant thingsboard:gateway:thingsboard \\
         --variant main-fieldgate:gateway:fieldgate:/tmp/fieldgate-main
@@ -49,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.pyspy_summary import summarise_stacks  # noqa: E402
 from sim.broker import Broker  # noqa: E402
+from sim.gateway_process import unit_environment  # noqa: E402
 from sim.modbus import SimServer, SimUnit  # noqa: E402
 from sim.platform import Message, Platform  # noqa: E402
 from sim.support import free_port, wait_for  # noqa: E402
@@ -112,6 +117,7 @@ class Variant:
     root: Path = ROOT
     journal: str = ""
     env: dict[str, str] = field(default_factory=dict)  # --env NAME=KEY=VALUE: e.g. MALLOC_ARENA_MAX
+    byte_code: dict[str, str] = field(default_factory=dict)  # where its byte code is read from (warm_up)
     runs: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -157,7 +163,12 @@ class Arrivals:
 
 def start_variant(variant: Variant, tmp: Path, ports: list[int], args: argparse.Namespace,
                   broker_port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(variant.root), **variant.env)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(variant.root))
+    if variant.kind != "bare":
+        env.update(unit_environment(variant.root / "deploy" / "raspberrypi" / "fieldgate.service"))
+        env.update(variant.byte_code)
+    env.update(variant.env)
+    env = {k: v for k, v in env.items() if v}  # an empty value unsets (PYTHONDONTWRITEBYTECODE for the warm-up)
     log = open(tmp / "process.log", "ab")  # noqa: SIM115 - closed with the process
     if variant.kind == "bare":
         cmd = [sys.executable, str(ROOT / "bench" / "bare_loop.py"), "--broker-port", str(broker_port),
@@ -171,6 +182,23 @@ def start_variant(variant: Variant, tmp: Path, ports: list[int], args: argparse.
             cmd = [sys.executable, str(ROOT / "bench" / "profiled_gateway.py"), str(Path(args.cprofile).resolve()),
                    variant.name, str(config)]
     return subprocess.Popen(cmd, cwd=variant.root, env=env, stdout=log, stderr=log)
+
+
+def warm_up(variant: Variant, ports: list[int], args: argparse.Namespace, broker_port: int, arrivals: Arrivals,
+            prefix: Path) -> None:
+    """An unmeasured start that writes the byte code of what the daemon imports (ours, the standard library's, the
+    venv's, at the unit's PYTHONOPTIMIZE level) to ``prefix``; measured starts then read it, as a box reads what
+    its package compiled at install (bench/startup.py does the same)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"fg-ingest-warm-{variant.name}-"))
+    variant.byte_code = {"PYTHONPYCACHEPREFIX": str(prefix), "PYTHONDONTWRITEBYTECODE": ""}
+    arrivals.reset()
+    proc = start_variant(variant, tmp, ports, args, broker_port)
+    try:
+        wait_for(lambda: len(arrivals.points) >= len(ports) * args.registers, 90, f"warm-up of {variant.name}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    variant.byte_code = {"PYTHONPYCACHEPREFIX": str(prefix), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def measure(variant: Variant, ports: list[int], args: argparse.Namespace, broker_port: int,
@@ -275,6 +303,9 @@ def main() -> int:
                         help="NAME[:KIND[:PROFILE[:ROOT]]]; default: bare and fieldgate")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=KEY=VALUE",
                         help="an environment variable for one variant's process (e.g. MALLOC_ARENA_MAX=2)")
+    parser.add_argument("--from-source", action="store_true",
+                        help="no warm-up: every gateway start compiles what it imports (figures before issue 18's "
+                             "fifth pass)")
     parser.add_argument("--cprofile", default=None, help="directory for cProfile summaries of gateway variants")
     parser.add_argument("--py-spy", default=None, help="directory for py-spy summaries of gateway variants")
     parser.add_argument("--rss-every", type=float, default=0.0,
@@ -308,6 +339,10 @@ def main() -> int:
 
     threading.Thread(target=change_values, daemon=True).start()
     try:
+        if not args.from_source:
+            for variant in variants:
+                if variant.kind != "bare":
+                    warm_up(variant, ports, args, broker.port, arrivals, tmp / f"pycache-{variant.name}")
         for round_no in range(args.rounds):
             for variant in variants:
                 result = measure(variant, ports, args, broker.port, arrivals, changed_at)

@@ -15,6 +15,9 @@ pay. So by default one unmeasured warm-up start writes the byte code of every mo
 read it from there with ``PYTHONDONTWRITEBYTECODE=1``. ``--from-source`` measures as before (every module
 compiled at every start; the figures in bench/RESULTS.md before issue 18's fourth memory pass).
 
+The daemon runs with the ``Environment=`` of this checkout's systemd unit (deploy/raspberrypi/fieldgate.service:
+``PYTHONOPTIMIZE=2`` since issue 18's fifth pass), as the box's service does.
+
     .venv/bin/python bench/startup.py --runs 5 --idle-seconds 60
 """
 
@@ -41,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sim.broker import Broker  # noqa: E402
+from sim.gateway_process import unit_environment  # noqa: E402
 from sim.platform import Platform  # noqa: E402
 from sim.support import free_port, listening, wait_for  # noqa: E402
 
@@ -114,6 +118,7 @@ def demo_copy(source: Path, tmp: Path, modbus_port: int, broker_port: int) -> Pa
 def start_gateway(config: Path, notify: Path, log: Path,
                   byte_code: dict[str, str | None]) -> tuple[subprocess.Popen[bytes], float]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", NOTIFY_SOCKET=str(notify))
+    env.update(unit_environment(ROOT / "deploy" / "raspberrypi" / "fieldgate.service"))
     env.pop("WATCHDOG_USEC", None)
     for name, value in byte_code.items():
         if value is None:

@@ -9,6 +9,19 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+UNIT = ROOT / "deploy" / "raspberrypi" / "fieldgate.service"
+
+
+def unit_environment(unit: Path = UNIT) -> dict[str, str]:
+    """The ``Environment=`` assignments of the systemd unit (PYTHONOPTIMIZE, ...): the daemon under test runs
+    with what the box's service runs with. Only the unit's plain ``KEY=VALUE`` words (no quoting: it has none)."""
+    env: dict[str, str] = {}
+    for line in unit.read_text().splitlines():
+        if line.startswith("Environment="):
+            for word in line.removeprefix("Environment=").split():
+                key, _, value = word.partition("=")
+                env[key] = value
+    return env
 
 
 class GatewayProcess:
@@ -21,7 +34,7 @@ class GatewayProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, **unit_environment(), PYTHONPATH=str(ROOT))
         env.update(self.env)
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", str(self.config_path)],

@@ -59,7 +59,7 @@ async def run_probe(camera: VisionSettings, jpeg: Path, size: tuple[int, int]) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__ or None)
     parser.add_argument("manifest", type=Path)
     parser.add_argument("jpeg", type=Path)
     args = parser.parse_args(argv)

@@ -89,7 +89,7 @@ def _save(state_dir: Path, state: dict[str, Any], at: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.fleet.boot", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gateway.fleet.boot", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--state-dir", default="/var/lib/fieldgate", help="the site's gateway.state_dir")
     parser.add_argument("--root", default="/opt/fieldgate/releases", help="the A/B root holding a, b and current")
     args = parser.parse_args(argv)

@@ -167,6 +167,9 @@ def install(root: Path, slot: str, wheels: Path, manifest: bundle.Manifest, conf
     pip = [str(python), str(wheels / carried[-1] / "pip")] if carried else [str(python), "-m", "pip"]
     _run([*pip, "install", "--no-index", "--no-cache-dir", "--disable-pip-version-check",
           "--find-links", str(wheels), *sorted(str(wheels / name) for name in manifest.files)], "pip install")
+    if sys.flags.optimize:  # pip wrote level-0 byte code; the service runs at its own level (fieldgate.service)
+        _run([str(python), "-m", "compileall", "-q", "-j", "0", "-o", str(sys.flags.optimize), str(_site(target))],
+             "byte-compiling the release")
     version = _run([str(python), "-c", "from importlib import metadata; print(metadata.version('fieldgate'))"],
                    "reading the installed version").strip()
     if version != manifest.version:
@@ -178,7 +181,7 @@ def install(root: Path, slot: str, wheels: Path, manifest: bundle.Manifest, conf
 def _carry_links(running_site: Path, target: Path) -> None:
     """What the installer linked into the running venv from outside (python3-systemd from Debian, a
     ``fieldgate-*.pth``) is linked into the new one too: pip does not know about it."""
-    site = Path(sysconfig.get_paths(vars={"base": str(target), "platbase": str(target)})["purelib"])
+    site = _site(target)
     try:
         entries = list(running_site.iterdir())
     except OSError:
@@ -190,9 +193,15 @@ def _carry_links(running_site: Path, target: Path) -> None:
             shutil.copyfile(entry, site / entry.name)
 
 
+def _site(venv: Path) -> Path:
+    return Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
+
+
 def _run(argv: list[str], what: str) -> str:
-    # The new release must not see the running one's import path.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+    # The new release must not see the running one's import path; pip and the checks run as a technician's
+    # commands would, not at the service's optimisation level (which drops pip's and our asserts).
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONOPTIMIZE")}
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=STEP_TIMEOUT_S, env=env, check=False,
                               cwd="/")  # nothing of the working directory on the new release's path

@@ -12,6 +12,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,15 @@ def test_install_makes_a_self_signed_status_tls_pair_once_that_the_status_page_s
         connection.close()
     finally:
         server.stop()
+
+
+def test_the_boot_check_and_the_daemon_start_at_the_units_optimisation_level(tmp_path: Path) -> None:
+    """The unit's ExecStartPre and ExecStart run with PYTHONOPTIMIZE=2 (no docstrings): the boot check built its
+    --help from ``__doc__`` and died with AttributeError before it read ``(__doc__ or "")``."""
+    from sim.gateway_process import unit_environment
+
+    env = dict(os.environ, **unit_environment(UNIT), PYTHONPATH=str(REPO))
+    for module in ("gateway.fleet.boot", "gateway.cli"):
+        run = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, env=env,
+                             cwd=tmp_path, timeout=60)
+        assert run.returncode == 0, (module, run.stderr[-2000:])

@@ -144,3 +144,13 @@ def test_udev_rules_are_well_formed() -> None:
 def test_scripts_are_executable() -> None:
     for script in (INSTALL, UNINSTALL):
         assert os.access(script, os.X_OK), script
+
+
+def test_every_test_daemon_runs_with_the_units_environment() -> None:
+    """sim/gateway_process.py starts the daemon under test with the unit's Environment= (PYTHONOPTIMIZE=2: the
+    whole HIL suite runs the daemon as the box's service does, without docstrings and asserts)."""
+    from sim.gateway_process import unit_environment
+
+    [line] = parse_unit(UNIT.read_text())["Service"]["Environment"]
+    assert unit_environment(UNIT) == dict(word.split("=", 1) for word in line.split())
+    assert unit_environment(UNIT)["PYTHONOPTIMIZE"] == "2"
