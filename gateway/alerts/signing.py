@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -19,9 +17,6 @@ if TYPE_CHECKING:
 
 # cryptography (OpenSSL bound in, ~7 MB resident) is imported where a key is loaded or a signature checked,
 # not with this module: the site config imports it, and a site without operators or issuers never signs.
-# A Keyring with operators (the broadcast subsystem makes one at start) imports it in a worker thread
-# at once, so the first operator-signed alert does not pay the import on the event loop (5-10 ms on a dev
-# machine with a warm cache, more on a gateway CPU and flash; the loop then lagged at most ~4 ms).
 
 MAX_FUTURE_SKEW_S = 60.0  # a signature stamped further ahead than this is refused
 
@@ -97,29 +92,16 @@ def public_key_text(key: Ed25519PrivateKey) -> str:
 class Keyring:
     def __init__(self, operators: Mapping[str, str]) -> None:
         self._raw = {name: public_key_bytes(text) for name, text in operators.items()}  # every key checked now
-        # A site without operators never imports cryptography (issue 18, memory): no key to make.
-        self._loaded: dict[str, Ed25519PublicKey] | None = None if self._raw else {}
-        self._loading = threading.Lock()  # the warm-up thread and a first signature make the keys once
-        if self._loaded is None:
-            threading.Thread(target=self._warm_up, name="keyring-warm-up").start()
-
-    def _warm_up(self) -> None:
-        with contextlib.suppress(ImportError):  # not installed: the first signature to check says so
-            self._load()
-
-    def _load(self) -> dict[str, Ed25519PublicKey]:
-        with self._loading:
-            if self._loaded is None:
-                from cryptography.exceptions import InvalidSignature  # noqa: F401 - imported here, used on the loop
-                from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-                self._loaded = {name: Ed25519PublicKey.from_public_bytes(raw) for name, raw in self._raw.items()}
-            return self._loaded
+        self._loaded: dict[str, Ed25519PublicKey] | None = None
 
     @property
     def _keys(self) -> dict[str, Ed25519PublicKey]:
-        """The key objects: made by the warm-up thread, or here if a signature comes before it is done."""
-        return self._loaded if self._loaded is not None else self._load()
+        """The key objects, made at the first signature to check (cryptography is imported then)."""
+        if self._loaded is None:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            self._loaded = {name: Ed25519PublicKey.from_public_bytes(raw) for name, raw in self._raw.items()}
+        return self._loaded
 
     def verified_signers(
         self, alert: Alert, signatures: Iterable[OperatorSignature], window_s: float, now: float
@@ -132,8 +114,8 @@ class Keyring:
     ) -> tuple[list[str], list[str]]:
         """As verified_signers, for any message stamped with the signing time (a site file's digest).
 
-        cryptography is imported by the warm-up thread (or at the first signature to check if that comes
-        first), never for an alert without signatures: an automatic alert never waits on that import."""
+        cryptography is imported at the first signature to check, not before: an automatic alert (no
+        signatures) never waits on that import on its way to the sirens."""
         good: list[str] = []
         keys_seen: set[bytes] = set()
         problems: list[str] = []
@@ -148,7 +130,7 @@ class Keyring:
             if now - sig.signed_at > window_s:
                 problems.append(f"{sig.operator}: signature older than {window_s:.0f} s")
                 continue
-            from cryptography.exceptions import InvalidSignature  # imported already, by _load
+            from cryptography.exceptions import InvalidSignature  # imported already: the key was made with it
 
             try:
                 key.verify(base64.b64decode(sig.signature, validate=True), message(sig.signed_at))
