@@ -291,9 +291,10 @@ class LinkRunner:
         return max(1, min(PULL_MESSAGES, self._window() - 2))
 
     def _carries_backlog(self, message: OutboundMessage, urgent: set[int]) -> bool:
-        # Backlog: not urgent, at or below the floor (live records are above it).
+        # Backlog: not urgent, at or below the floor (live records are above it). A message without records
+        # (ThingsBoard's device connects and attributes) is not backlog.
         if not urgent:
-            return min(message.seqs) <= self._floor
+            return bool(message.seqs) and min(message.seqs) <= self._floor
         return any(s <= self._floor and s not in urgent for s in message.seqs)
 
     async def _restart_cursors(self) -> None:
