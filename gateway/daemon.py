@@ -23,7 +23,6 @@ from gateway.app import Gateway
 from gateway.commands import CommandFailed
 from gateway.config import ConfigError, SiteConfig, load_site
 from gateway.fleet.rollout import RolloutManager
-from gateway.fleet.updates import RESTART_EXIT
 from gateway.rules import RuleEngine
 from gateway.shared import Progress
 from gateway.systemd import LivenessSupervisor, LoopHandle
@@ -46,6 +45,8 @@ async def serve(config_path: str, config: SiteConfig) -> int:
     exit_code = 0
 
     def exit_for_switch() -> None:  # a release was switched (gateway/fleet/release.py): systemd starts it
+        from gateway.fleet.updates import RESTART_EXIT  # loaded with the update that switched
+
         nonlocal exit_code
         exit_code = RESTART_EXIT
         shutdown.set()

@@ -56,7 +56,6 @@ from drivers.modbus.codec import Block, OutOfRange, decode_point, device_blocks,
 from drivers.modbus.config import DeviceConfig, ModbusRtuBus, ModbusTcpBus, PointConfig, inter_frame_gap
 from drivers.modbus.frames import ExceptionReply, FrameError, read_request, write_request
 from drivers.modbus.master import Master, NoAnswer
-from drivers.ports.serialport import SerialTransport
 from drivers.ports.settings import SerialSettings
 from drivers.ports.stream import PortLost, Transport
 from drivers.ports.tcp import TcpTransport
@@ -223,6 +222,9 @@ class ModbusBus:
             timeout = max(d.timeout for d in cfg.devices)
             transport: Transport = TcpTransport(cfg.host, cfg.port, connect_timeout=max(2.0, timeout))
             return Master(transport, cfg.framer, gap=0.0)
+        # pyserial (and termios) only for an RTU line: a Modbus TCP site does not load them (issue 18, idle memory).
+        from drivers.ports.serialport import SerialTransport
+
         gap = inter_frame_gap(cfg.baud, cfg.bytesize, cfg.parity, cfg.stopbits) + cfg.frame_gap_margin
         return Master(SerialTransport(SerialSettings.of_bus(cfg)), cfg.framer, gap=gap)
 

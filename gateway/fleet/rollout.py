@@ -21,11 +21,12 @@ file that touches the broadcast path also go to the broadcast audit chain.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.alerts.signing import OperatorSignature
 from gateway.commands.target import CommandFailed
@@ -34,10 +35,12 @@ from gateway.contracts import IdentifiedModem
 from gateway.fleet import inventory as inv
 from gateway.fleet import staging
 from gateway.fleet.moment import RolloutGateway, unsafe_reason
-from gateway.fleet.release import ReleaseUpdates
 from gateway.fleet.store import RolloutState, RolloutStore, sha256_hex
 from gateway.fsutil import write_atomic
 from gateway.shared import EventRecord, RecordClass, now
+
+if TYPE_CHECKING:
+    from gateway.fleet.release import ReleaseUpdates
 
 log = logging.getLogger("fieldgate.fleet")
 READY_TIMEOUT_S = 60.0  # a new gateway that is not READY within this is rolled back
@@ -87,11 +90,18 @@ class RolloutManager:
         self.config_sha = self._file_sha()
         # Set by the daemon: stop the gateway and exit with updates.RESTART_EXIT (a release was switched).
         self.exit_for_switch: Callable[[], None] | None = None
-        self.releases = ReleaseUpdates(self)
         if self.state.unreported:  # rolled back by the boot check or a daemon that exited right after
             self.state.unreported = False
             self._pending_events.append(self._body("rolled_back", {"at_start": True}))
             self.store.save(self.state)
+
+    @functools.cached_property
+    def releases(self) -> ReleaseUpdates:
+        """Software updates: their code (bundle, install, boot check) loads with the first update command or a
+        roll-out of kind update, not on every start (issue 18, idle memory)."""
+        from gateway.fleet.release import ReleaseUpdates
+
+        return ReleaseUpdates(self)
 
     # ---- the daemon's calls ----
 

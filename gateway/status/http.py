@@ -17,9 +17,14 @@ import re
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote
 
-import h11
+# h11 is imported where a connection first needs it: most sites' status page is opened now and then, and its
+# parser's 11 modules are ~0.3 MB of an idle daemon's heap (issue 18). After the first request the imports in the
+# functions below are a dictionary lookup.
+if TYPE_CHECKING:
+    import h11
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +117,8 @@ class Response:
         return cls(status, text.encode("utf-8"))
 
     def h11_event(self, keep_alive: bool) -> h11.Response:
+        import h11
+
         fields = {"Date": formatdate(usegmt=True), "Server": "fieldgate", "Content-Type": self.content_type,
                   "Content-Length": str(len(self.body)), **SECURITY_HEADERS, **self.headers}
         if not keep_alive:
@@ -126,6 +133,8 @@ def error_bytes(response: Response) -> bytes:
     Used when the request could not be read: the connection's own machine may be in an error
     state or may never have seen a request, and the connection closes after this anyway.
     """
+    import h11
+
     machine = h11.Connection(h11.SERVER)
     return b"".join([machine.send(response.h11_event(keep_alive=False)) or b"",
                      machine.send(h11.Data(data=response.body)) or b"", machine.send(h11.EndOfMessage()) or b""])
@@ -135,6 +144,8 @@ class RequestParser:
     """One connection's requests, from raw bytes. Feed with :meth:`feed`, take with :meth:`next_request`."""
 
     def __init__(self, limits: Limits) -> None:
+        import h11
+
         self.limits = limits
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         self._buffer = bytearray()  # received, not yet given to h11 (h11 never sees an unchecked head)
@@ -171,6 +182,8 @@ class RequestParser:
             self._body_left -= take
         if self._body_left:
             return None
+        import h11
+
         while True:  # drain h11's Data events; it has seen exactly Content-Length body bytes
             event = self._next_event()
             if isinstance(event, h11.EndOfMessage):
@@ -181,6 +194,8 @@ class RequestParser:
 
     def respond(self, response: Response, head_only: bool, keep_alive: bool) -> tuple[bytes, bool]:
         """The bytes of ``response`` to the request just returned, and whether the connection stays open."""
+        import h11
+
         parts = [self._h11.send(response.h11_event(keep_alive))]
         if not head_only and response.body:
             parts.append(self._h11.send(h11.Data(data=response.body)))
@@ -243,6 +258,8 @@ class RequestParser:
             seen.add(field_name)
         if b"host" not in seen:
             raise HttpError(HTTPStatus.BAD_REQUEST, "request without Host")
+        import h11
+
         self._h11.receive_data(head)
         event = self._next_event()
         if not isinstance(event, h11.Request):
@@ -262,6 +279,8 @@ class RequestParser:
         return Request(method=method, target=target, version=version, headers=headers, path=path, query=query)
 
     def _next_event(self) -> object:
+        import h11
+
         try:
             return self._h11.next_event()
         except h11.RemoteProtocolError as exc:

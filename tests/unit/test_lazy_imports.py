@@ -172,3 +172,13 @@ def test_a_site_loads_the_drivers_it_names() -> None:
     modules = _modules_after_loading(REPO / "config" / "reservoir.yaml")  # RTU + TCP, MQTT, BeiDou, SL 651
     assert {"drivers.beidou.config", "drivers.sl651.config", "drivers.modbus.config"} <= modules
     assert _loaded(modules, ["drivers.iridium", "drivers.camera", "drivers.serialline", "gateway.vision.config"]) == []
+
+
+def test_a_modbus_tcp_site_with_a_status_page_runs_without_pyserial_h11_and_the_update_code() -> None:
+    """Idle memory (issue 18): pyserial (0.2 MB) loads with the first RTU line, h11 (0.3 MB) with the status
+    page's first connection, the software-update code (bundle, install, boot check) with the first update."""
+    with hidden("serial"), hidden("h11"):
+        modules = _modules_after_loading(REPO / "config" / "demo.yaml",
+                                         then=["gateway.status.server", "drivers.modbus.bus", "gateway.fleet.rollout"])
+    assert _loaded(modules, ["drivers.ports.serialport", "gateway.fleet.release", "gateway.fleet.updates",
+                             "gateway.fleet.bundle", "gateway.fleet.boot"]) == []
