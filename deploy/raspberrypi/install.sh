@@ -263,8 +263,9 @@ install_venv() {
     else
         run "$VENV/bin/pip" install --upgrade "$SOURCE_DIR$EXTRAS"
     fi
-    # pip wrote level-0 byte code; the service runs at level 2 (PYTHONOPTIMIZE in fieldgate.service).
-    run "$VENV/bin/python" -m compileall -q -j 0 -o 2 "$VENV/lib/python$(python_minor)/site-packages"
+    # pip wrote level-0 byte code; the service runs at level 2 without column tables (PYTHONOPTIMIZE and
+    # PYTHONNODEBUGRANGES in fieldgate.service).
+    run "$VENV/bin/python" -X no_debug_ranges -m compileall -q -j 0 -o 2 "$VENV/lib/python$(python_minor)/site-packages"
     # systemd-python from Debian (python3-systemd), linked alone into the venv: a whole
     # --system-site-packages would let Debian's other modules satisfy our requirements.
     if [[ -d $SYSTEMD_PY ]]; then

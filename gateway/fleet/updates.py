@@ -168,14 +168,21 @@ def install(root: Path, slot: str, wheels: Path, manifest: bundle.Manifest, conf
     _run([*pip, "install", "--no-index", "--no-cache-dir", "--disable-pip-version-check",
           "--find-links", str(wheels), *sorted(str(wheels / name) for name in manifest.files)], "pip install")
     if sys.flags.optimize:  # pip wrote level-0 byte code; the service runs at its own level (fieldgate.service)
-        _run([str(python), "-m", "compileall", "-q", "-j", "0", "-o", str(sys.flags.optimize), str(_site(target))],
-             "byte-compiling the release")
+        _run([str(python), *service_byte_code_options(), "-m", "compileall", "-q", "-j", "0",
+              "-o", str(sys.flags.optimize), str(_site(target))], "byte-compiling the release")
     version = _run([str(python), "-c", "from importlib import metadata; print(metadata.version('fieldgate'))"],
                    "reading the installed version").strip()
     if version != manifest.version:
         raise bundle.UpdateRefused(f"the installed release says version {version}, the manifest {manifest.version}")
     _run([str(target / "bin" / "fieldgate"), "validate", str(config_path)],
          f"the new release's `fieldgate validate {config_path}`")
+
+
+def service_byte_code_options() -> list[str]:
+    """The interpreter options that write byte code as the running service reads it: without column tables when
+    it runs so (PYTHONNODEBUGRANGES=1 in fieldgate.service; sys.flags does not say it, a compiled probe does)."""
+    with_columns = next(iter(compile("0", "<probe>", "eval").co_positions()))[2] is not None
+    return [] if with_columns else ["-X", "no_debug_ranges"]
 
 
 def _carry_links(running_site: Path, target: Path) -> None:
@@ -201,7 +208,7 @@ def _run(argv: list[str], what: str) -> str:
     # The new release must not see the running one's import path; pip and the checks run as a technician's
     # commands would, not at the service's optimisation level (which drops pip's and our asserts).
     env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONOPTIMIZE")}
+           if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONOPTIMIZE", "PYTHONNODEBUGRANGES")}
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=STEP_TIMEOUT_S, env=env, check=False,
                               cwd="/")  # nothing of the working directory on the new release's path

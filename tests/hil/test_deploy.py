@@ -268,3 +268,17 @@ def test_the_boot_check_and_the_daemon_start_at_the_units_optimisation_level(tmp
         run = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, env=env,
                              cwd=tmp_path, timeout=60)
         assert run.returncode == 0, (module, run.stderr[-2000:])
+
+
+def test_a_fleet_update_compiles_byte_code_as_the_running_service_reads_it(tmp_path: Path) -> None:
+    """Under the unit's environment the service runs without column tables (PYTHONNODEBUGRANGES=1): a fleet
+    update compiles the new release with ``-X no_debug_ranges``; a daemon run without it compiles without it."""
+    from sim.gateway_process import unit_environment
+
+    probe = ["-c", "from gateway.fleet.updates import service_byte_code_options as o; print(' '.join(o()))"]
+    service = dict(os.environ, **unit_environment(UNIT), PYTHONPATH=str(REPO))
+    plain = {k: v for k, v in service.items() if k not in ("PYTHONNODEBUGRANGES", "PYTHONOPTIMIZE")}
+    for env, expected in ((service, "-X no_debug_ranges"), (plain, "")):
+        run = subprocess.run([sys.executable, *probe], capture_output=True, text=True, env=env, cwd=tmp_path,
+                             timeout=60)
+        assert run.returncode == 0 and run.stdout.strip() == expected, run.stderr[-2000:]

@@ -154,3 +154,16 @@ def test_every_test_daemon_runs_with_the_units_environment() -> None:
     [line] = parse_unit(UNIT.read_text())["Service"]["Environment"]
     assert unit_environment(UNIT) == dict(word.split("=", 1) for word in line.split())
     assert unit_environment(UNIT)["PYTHONOPTIMIZE"] == "2"
+    assert unit_environment(UNIT)["PYTHONNODEBUGRANGES"] == "1"
+
+
+def test_the_services_byte_code_is_written_as_the_service_reads_it() -> None:
+    """Level 2 without column tables (the unit's PYTHONOPTIMIZE=2 and PYTHONNODEBUGRANGES=1, issue 18): the
+    package's postinst and install.sh compile it so; the technician's level 0 keeps its column tables."""
+    postinst = (REPO / "deploy" / "debian" / "postinst").read_text()
+    install = INSTALL.read_text()
+    level_2 = [line for text in (postinst, install) for line in text.splitlines() if "compileall" in line
+               and "-o 2" in line]
+    assert len(level_2) == 2 and all("-X no_debug_ranges -m compileall" in line for line in level_2), level_2
+    [level_0] = [line for line in postinst.splitlines() if "compileall" in line and "-o 0" in line]
+    assert "no_debug_ranges" not in level_0 and "-o 2" not in level_0
