@@ -205,7 +205,7 @@ def main() -> int:
     import tempfile
 
     sys.path.insert(0, str(ROOT))
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("site", nargs="?", type=Path, help="site config (default with --ingest: the bench's)")
     parser.add_argument("--ingest", action="store_true", help="bench/ingest.py's site: 10 devices x 20 registers")
     parser.add_argument("--root", type=Path, default=ROOT, help="checkout to run (a before build)")

@@ -184,6 +184,8 @@ def main() -> int:
     parser.add_argument("--site", type=Path, default=ROOT / "config" / "demo.yaml",
                         help="site to start (one modbus_tcp endpoint, MQTT links); e.g. an older demo.yaml, "
                              "to compare two trees on the same workload")
+    parser.add_argument("--smaps", type=Path, help="also copy the idle daemon's /proc/PID/smaps here (where the "
+                                                   "resident memory sits, mapping by mapping)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="fg-bench-startup-"))
@@ -226,6 +228,8 @@ def main() -> int:
         time.sleep(args.idle_seconds)
         cpu1, t1 = proc_cpu_seconds(proc.pid), time.monotonic()
         memory = proc_memory_mb(proc.pid)
+        if args.smaps:
+            args.smaps.write_text(Path(f"/proc/{proc.pid}/smaps").read_text())
         points = sum(len(d["points"]) for b in yaml.safe_load(config.read_text())["buses"] for d in b["devices"])
         result = {
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU, Python {platform.python_version()}",
