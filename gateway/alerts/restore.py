@@ -66,6 +66,44 @@ def stamp_of(record: dict[str, Any]) -> Stamp:
     return Stamp(at, float(mono) if isinstance(mono, int | float) else None, boot if isinstance(boot, str) else None)
 
 
+def on_clock_now(stamp: Stamp, boot: str, wall_now: float, mono_now: float) -> float | None:
+    """The moment ``stamp`` was taken, on the wall clock as it reads now: its wall stamp moved by every step since
+    (the change of wall - monotonic), when it was taken in this boot; None when nothing monotonic compares."""
+    if stamp.boot != boot or stamp.mono is None or stamp.mono > mono_now:
+        return None
+    return wall_now - (mono_now - stamp.mono)
+
+
+@dataclass(frozen=True)
+class HistoryStart:
+    """Where the broadcast history begins when the audit chain does not reach the restore horizon (new, deleted,
+    replaced or damaged): alerts from people sent before it are refused, they may have been played unrecorded.
+
+    ``first`` is the clocks of the chain's oldest readable record, None for an empty chain; ``start`` those of this
+    start, after every record read back. Each is a wall stamp, wrong by whatever the clock was off then, so the
+    moment is taken on today's clock (``at``): a stamp of this boot is moved by the clock's steps since it was taken,
+    either way (a clock that was ahead, then set back, must not lock the operators out until the true time passes
+    the bogus stamp; one that was behind must not let older alerts in). A stamp of another boot stays as written,
+    and the history never begins after this start, where every record read back already existed.
+    """
+
+    first: Stamp | None
+    start: Stamp
+
+    def at(self, boot: str, wall_now: float, mono_now: float) -> float:
+        start = on_clock_now(self.start, boot, wall_now, mono_now)
+        start = self.start.at if start is None else start
+        if self.first is None:
+            return start
+        first = on_clock_now(self.first, boot, wall_now, mono_now)
+        return min(start, self.first.at if first is None else first)
+
+    @property
+    def noted(self) -> float:
+        """The wall stamp the moment was noted with, as the clock read then."""
+        return self.start.at if self.first is None else self.first.at
+
+
 def original(record: dict[str, Any]) -> dict[str, Any]:
     """The record as first written: one audited to the temporary log while the real one failed joins the chain
     wrapped in a ``fallback_record`` (gateway/alerts/fallback.py), at the place where it happened."""
