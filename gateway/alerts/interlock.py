@@ -24,6 +24,7 @@ from gateway.alerts.model import Alert, MsgType, Origin, Status
 from gateway.alerts.restore import (
     ChainTime,
     HistoryStart,
+    Horizon,
     Lookback,
     Stamp,
     activation_zones,
@@ -220,9 +221,14 @@ class Interlock:
         """The clocks an audit record is taken on, for the next start (gateway/alerts/restore.py)."""
         return {"at": round(now, 3), "mono": round(self.limiter.monotonic(), 3), "boot": self.boot}
 
-    def lookback(self) -> Lookback:
-        """How far back the audit chain is read at start for the rate limits (gateway/alerts/restore.py)."""
-        return Lookback(self.config.zones, self.limiter.max_per_hour, self.boot, self.limiter.monotonic())
+    def lookback(self, now: float) -> Lookback:
+        """How far back the audit chain is read at start (``now``) for the rate limits and the used alert ids: at
+        least until a record made before ``HISTORY_S`` ago, on the clocks it was made on (restore.Horizon)."""
+        return Lookback(self.config.zones, self.limiter.max_per_hour, self.boot, self.limiter.monotonic(),
+                        self._horizon(now, self.limiter.monotonic()))
+
+    def _horizon(self, now: float, monotonic_now: float) -> Horizon:
+        return Horizon(now - HISTORY_S, monotonic_now - HISTORY_S, self.boot)
 
     def restore(self, history: History, now: float) -> None:
         """Rebuild the rate limits and the used alert ids from the audit chain (restart, reload).
@@ -252,8 +258,10 @@ class Interlock:
                 self._replay(record, data, stamp.at, now, stamp.mono)  # this boot: its own monotonic stamp
             else:
                 self._replay(record, data, estimated, now, None)
+        # Complete when a record made before the horizon was read, judged on its clocks (not ``history.complete``,
+        # the wall stamps' verdict: a forward step since made a young chain look complete).
         start = Stamp(now, monotonic_now, self.boot)
-        self.history_start = None if history.complete else HistoryStart(
+        self.history_start = None if self._horizon(now, monotonic_now).reached(records) else HistoryStart(
             stamp_of(records[0]) if records else None, start)
 
     def _replay(self, record: dict[str, Any], data: dict[str, Any], at: float, now: float,

@@ -125,19 +125,51 @@ def activation_zones(record: dict[str, Any]) -> list[str]:
     return [zone for zone in alert.get("areas", []) if isinstance(zone, str)]
 
 
-class Lookback:
-    """Fed the chain's records newest first; says when nothing older can count towards a rate limit."""
+@dataclass(frozen=True)
+class Horizon:
+    """How far back the chain must reach for the used alert ids (interlock.HISTORY_S before the start), on both
+    clocks: a record of this boot is judged on its monotonic stamp (its wall stamp is off by every step since it
+    was taken: a clock behind then, stepped forward since, made a chain a minute old look an hour old and the
+    history complete), one of another boot on its wall stamp (nothing else compares)."""
 
-    def __init__(self, zones: Iterable[str], per_zone: int, boot: str, monotonic_now: float) -> None:
+    wall: float
+    mono: float
+    boot: str
+
+    def passed(self, stamp: Stamp) -> bool:
+        """Whether the record with this stamp was made before the horizon."""
+        if stamp.boot == self.boot and stamp.mono is not None:
+            return stamp.mono < self.mono
+        return stamp.at < self.wall
+
+    def reached(self, records: Iterable[dict[str, Any]]) -> bool:
+        """Whether these records (as ``original`` gives them) reach back past the horizon."""
+        return any(self.passed(stamp_of(record)) for record in records)
+
+
+class Lookback:
+    """Fed the chain's records newest first; says when nothing older can count towards a rate limit and, given a
+    ``horizon``, a record made before it was read (until then the chain may begin after it)."""
+
+    def __init__(self, zones: Iterable[str], per_zone: int, boot: str, monotonic_now: float,
+                 horizon: Horizon | None = None) -> None:
         self._wanted = {zone: per_zone for zone in zones}
         self._boot = boot
         self._old = monotonic_now - RATE_WINDOW_S
         self._read = 0
         self._done = per_zone <= 0
+        self._horizon = horizon
+        self._covered = horizon is None
 
     def __call__(self, record: dict[str, Any]) -> bool:
         self._read += 1
         record = original(record)
+        if self._horizon is not None and not self._covered:
+            self._covered = self._horizon.passed(stamp_of(record))
+        limits = self._enough_for_the_limits(record)  # counted whatever the horizon says
+        return self._read >= LOOKBACK_RECORDS or (self._covered and limits)
+
+    def _enough_for_the_limits(self, record: dict[str, Any]) -> bool:
         for zone in activation_zones(record):
             if self._wanted.get(zone, 0) > 1:
                 self._wanted[zone] -= 1
@@ -146,7 +178,7 @@ class Lookback:
         stamp = stamp_of(record)
         if stamp.boot == self._boot and stamp.mono is not None and stamp.mono <= self._old:
             self._done = True  # an hour old in real time: every record before it is older still
-        return self._done or not self._wanted or self._read >= LOOKBACK_RECORDS
+        return self._done or not self._wanted
 
 
 class ChainTime:

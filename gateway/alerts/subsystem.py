@@ -48,7 +48,7 @@ class BroadcastSubsystem:
         # The rate limits age on both clocks (ZoneRateLimiter); ``boot_id`` None: the kernel's (restore.this_boot).
         self.interlock = Interlock(config, monotonic, boot_id)
         now = clock()
-        self.interlock.restore(audit.history(now - HISTORY_S, self.interlock.lookback()), now)
+        self.interlock.restore(audit.history(now - HISTORY_S, self.interlock.lookback(now)), now)
         self._on_evidence = on_evidence
         self._on_fault_alarm = on_fault_alarm
         self._clock = clock

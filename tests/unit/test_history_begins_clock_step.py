@@ -87,6 +87,19 @@ def test_a_clock_set_back_before_a_restart_does_not_lock_the_operators_out(tmp_p
     site.close()
 
 
+def test_a_clock_behind_before_a_restart_still_refuses_an_alert_older_than_the_history(tmp_path: Path) -> None:
+    clock = behind_clock()
+    site = Site(tmp_path, clock)  # state wiped, two hours behind
+    true_start = clock.start
+    site.cancel()  # the chain's first record, two hours "early" on its wall stamp
+    clock.advance(60.0)
+    clock.step = 0.0
+    site.restart()
+    assert "history begins" in str(sound_sent_at(site, "drafted-before", true_start - 300.0))  # failed before
+    assert site.sound() is None
+    site.close()
+
+
 def test_a_clock_set_back_across_a_reboot_locks_out_no_alert_sent_after_the_start(tmp_path: Path) -> None:
     """Another boot: nothing monotonic compares, so the first record's stamp stays as written, but the history
     cannot begin after this start (every record read back was written before it). An alert drafted before the
