@@ -22,6 +22,7 @@ from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.contract import Activation, Cadence
 from gateway.alerts.model import Alert, MsgType, Origin, Status
 from gateway.alerts.restore import (
+    LOOKBACK_RECORDS,
     ChainTime,
     HistoryStart,
     Horizon,
@@ -259,10 +260,13 @@ class Interlock:
             else:
                 self._replay(record, data, estimated, now, None)
         # Complete when a record made before the horizon was read, judged on its clocks (not ``history.complete``,
-        # the wall stamps' verdict: a forward step since made a young chain look complete).
+        # the wall stamps' verdict: a forward step since made a young chain look complete). A read cut off at
+        # LOOKBACK_RECORDS without such a record (the record that passed the wall horizon is then not kept) has
+        # only the wall verdict, as before.
+        complete = self._horizon(now, monotonic_now).reached(records) or (
+            len(records) >= LOOKBACK_RECORDS and history.complete)
         start = Stamp(now, monotonic_now, self.boot)
-        self.history_start = None if self._horizon(now, monotonic_now).reached(records) else HistoryStart(
-            stamp_of(records[0]) if records else None, start)
+        self.history_start = None if complete else HistoryStart(stamp_of(records[0]) if records else None, start)
 
     def _replay(self, record: dict[str, Any], data: dict[str, Any], at: float, now: float,
                 monotonic: float | None) -> None:

@@ -1,7 +1,7 @@
 """What the interlock reads back from the audit chain at a start, and how old each record is taken to be.
 
-Every decision and ``stopped`` record carries the clocks it was taken on: ``at`` (wall), ``mono`` (the
-monotonic clock) and ``boot`` (the kernel's boot id). At the next start:
+Every record the broadcast subsystem writes (decisions and ``stopped`` records among them) carries the clocks it
+was taken on: ``at`` (wall), ``mono`` (the monotonic clock) and ``boot`` (the kernel's boot id). At the next start:
 
 * a record of **this boot** is aged as a live activation is: the smaller of its wall and monotonic ages (the
   monotonic clock runs on across a restart of the daemon, never across a reboot), so a step of the wall clock
@@ -16,7 +16,9 @@ monotonic clock) and ``boot`` (the kernel's boot id). At the next start:
 The read at start goes back by the chain's order, not by the wall clock (a forward step would hide the
 activations behind a "last hour" bound): until every zone has ``max_per_hour`` activations, or a record of this
 boot is an hour old on the monotonic clock (everything before it is older still), or ``LOOKBACK_RECORDS``
-records were read.
+records were read; and in any case until a record made before the used ids' horizon was read, on its clocks
+(``Horizon``). A chain without one begins after the horizon: alerts from people drafted before its first record
+are refused, that moment taken on today's clock (``HistoryStart``).
 """
 
 from __future__ import annotations

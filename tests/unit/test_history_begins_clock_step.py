@@ -143,7 +143,8 @@ def test_a_clock_set_back_keeps_refusing_an_alert_older_than_the_history(tmp_pat
     true_start = clock.start
     clock.advance(60.0)
     clock.step = 0.0
-    assert "history begins" in str(sound_sent_at(site, "drafted-before", true_start - 300.0))
+    reason = str(sound_sent_at(site, "drafted-before", true_start - 300.0))
+    assert "history begins" in reason and utc(true_start) in reason and "set back, by 7200 s at least" in reason
     site.cancel()
     site.restart()
     assert "history begins" in str(sound_sent_at(site, "drafted-before-2", true_start - 290.0))
