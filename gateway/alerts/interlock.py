@@ -21,7 +21,18 @@ from gateway.alerts.audit import History
 from gateway.alerts.config import BroadcastConfig
 from gateway.alerts.contract import Activation, Cadence
 from gateway.alerts.model import Alert, MsgType, Origin, Status
-from gateway.alerts.restore import ChainTime, Lookback, activation_zones, original, stamp_of, this_boot
+from gateway.alerts.restore import (
+    LOOKBACK_RECORDS,
+    ChainTime,
+    HistoryStart,
+    Horizon,
+    Lookback,
+    Stamp,
+    activation_zones,
+    original,
+    stamp_of,
+    this_boot,
+)
 from gateway.alerts.signing import MAX_FUTURE_SKEW_S, Keyring, OperatorSignature, SignatureRefused
 from gateway.contracts import BusSettings
 from gateway.i18n import N_
@@ -203,16 +214,22 @@ class Interlock:
         self.boot = boot or this_boot()  # stamped on the audit records the next start rebuilds the limits from
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._plan = {entry.rule: entry for entry in config.automatic}
-        # Alerts from people sent before this is refused: the history before it is unknown (see restore).
-        self.known_since = 0.0
+        # Alerts from people sent before it are refused: the history before it is unknown (see restore). None: the
+        # audit chain reaches back past the horizon, nothing is unknown.
+        self.history_start: HistoryStart | None = None
 
     def stamp(self, now: float) -> dict[str, Any]:
         """The clocks an audit record is taken on, for the next start (gateway/alerts/restore.py)."""
         return {"at": round(now, 3), "mono": round(self.limiter.monotonic(), 3), "boot": self.boot}
 
-    def lookback(self) -> Lookback:
-        """How far back the audit chain is read at start for the rate limits (gateway/alerts/restore.py)."""
-        return Lookback(self.config.zones, self.limiter.max_per_hour, self.boot, self.limiter.monotonic())
+    def lookback(self, now: float) -> Lookback:
+        """How far back the audit chain is read at start (``now``) for the rate limits and the used alert ids: at
+        least until a record made before ``HISTORY_S`` ago, on the clocks it was made on (restore.Horizon)."""
+        return Lookback(self.config.zones, self.limiter.max_per_hour, self.boot, self.limiter.monotonic(),
+                        self._horizon(now, self.limiter.monotonic()))
+
+    def _horizon(self, now: float, monotonic_now: float) -> Horizon:
+        return Horizon(now - HISTORY_S, monotonic_now - HISTORY_S, self.boot)
 
     def restore(self, history: History, now: float) -> None:
         """Rebuild the rate limits and the used alert ids from the audit chain (restart, reload).
@@ -221,6 +238,13 @@ class Interlock:
         later. Where the chain does not reach back far enough (new, lost or unreadable), alerts from
         people that were sent before what the chain knows are refused: they may have been played.
         ``now`` is the wall clock at the start; how old each record is: gateway/alerts/restore.py.
+
+        Where that history begins is kept on both clocks (the chain's oldest record's stamp, or this start's
+        when the chain is empty) and taken on the wall clock at each decision, moved by the clock's steps
+        since (restore.HistoryStart): a clock that was ahead when the stamp was taken, then set back by NTP,
+        would otherwise refuse every alert from people, a new one too, until the true time passed the stamp.
+        Across a reboot no monotonic time compares: the stamp stays as written, but the history never begins
+        after this start, so an alert drafted after the start is never refused on this ground.
         """
         records = [original(record) for record in history.records]
         chain_time = ChainTime(records, self.boot)
@@ -235,7 +259,14 @@ class Interlock:
                 self._replay(record, data, stamp.at, now, stamp.mono)  # this boot: its own monotonic stamp
             else:
                 self._replay(record, data, estimated, now, None)
-        self.known_since = 0.0 if history.complete else history.known_since
+        # Complete when a record made before the horizon was read, judged on its clocks (not ``history.complete``,
+        # the wall stamps' verdict: a forward step since made a young chain look complete). A read cut off at
+        # LOOKBACK_RECORDS without such a record (the record that passed the wall horizon is then not kept) has
+        # only the wall verdict, as before.
+        complete = self._horizon(now, monotonic_now).reached(records) or (
+            len(records) >= LOOKBACK_RECORDS and history.complete)
+        start = Stamp(now, monotonic_now, self.boot)
+        self.history_start = None if complete else HistoryStart(stamp_of(records[0]) if records else None, start)
 
     def _replay(self, record: dict[str, Any], data: dict[str, Any], at: float, now: float,
                 monotonic: float | None) -> None:
@@ -272,10 +303,7 @@ class Interlock:
                 # that the platform sent the request, never that two operators decided it.
                 if alert.source == "rule":
                     raise _Refused(N_("an alert claiming source 'rule' arrived from outside the rule engine"))
-                if alert.sent.timestamp() < int(self.known_since):
-                    raise _Refused("alert sent before this gateway's broadcast history begins "
-                                   f"({dt.datetime.fromtimestamp(self.known_since, dt.UTC):%Y-%m-%d %H:%M:%S} UTC); "
-                                   "it may have been played already: issue a new alert")
+                self._after_history_begins(alert, now)
                 signers = tuple(self.keyring.require(alert, signatures, required_signatures(alert),
                                                      self.config.two_person_window, now))
             if alert.msg_type is not MsgType.CANCEL:
@@ -310,6 +338,24 @@ class Interlock:
         missing = [clip for clip in alert.resources if clip not in self.config.clips]
         if missing:
             raise _Refused(f"unknown clip(s): {', '.join(missing)}")
+
+    def _after_history_begins(self, alert: Alert, now: float) -> None:
+        """Refuse an alert from people drafted before the broadcast history begins: it may have been played
+        before (state wiped, chain replaced) and its identifier cannot be checked. The moment is taken on the
+        clock as it reads now (see restore); the reason says when that is, and whether the clock was set back
+        since it was noted (then only an alert drafted before this start can be refused on this ground)."""
+        start = self.history_start
+        if start is None:
+            return
+        begins = start.at(self.boot, now, self.limiter.monotonic())
+        if alert.sent.timestamp() >= int(begins):
+            return
+        set_back = start.noted - begins
+        clock = (f"; the gateway's clock has been set back, by {set_back:.0f} s at least, since that moment was "
+                 f"noted as {_utc(start.noted)}") if set_back >= 1.0 else ""
+        raise _Refused(f"alert sent before this gateway's broadcast history begins (sent {_utc(alert.sent.timestamp())}"
+                       f"; the history begins {_utc(begins)} on the gateway's clock now{clock}); it may have been "
+                       "played already: issue a new alert, drafted and signed now")
 
     def _automatic(self, alert: Alert, alarm: AlarmTransition | None) -> None:
         if alarm is None or alert.rule_id is None or alert.rule_id not in self._plan:
@@ -390,3 +436,7 @@ class Interlock:
 
 class _Refused(Exception):
     pass
+
+
+def _utc(moment: float) -> str:
+    return f"{dt.datetime.fromtimestamp(moment, dt.UTC):%Y-%m-%d %H:%M:%S} UTC"

@@ -48,7 +48,7 @@ class BroadcastSubsystem:
         # The rate limits age on both clocks (ZoneRateLimiter); ``boot_id`` None: the kernel's (restore.this_boot).
         self.interlock = Interlock(config, monotonic, boot_id)
         now = clock()
-        self.interlock.restore(audit.history(now - HISTORY_S, self.interlock.lookback()), now)
+        self.interlock.restore(audit.history(now - HISTORY_S, self.interlock.lookback(now)), now)
         self._on_evidence = on_evidence
         self._on_fault_alarm = on_fault_alarm
         self._clock = clock
@@ -279,6 +279,14 @@ class BroadcastSubsystem:
             **stamp,
         }
 
+    def _stamped(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The audit copy of a record with the clocks it is written on, unless it carries its own (decisions,
+        ``stopped``): whichever record is the chain's oldest, the next start can put it on its own clock when
+        the wall clock was stepped since (where the history begins, gateway/alerts/restore.py HistoryStart)."""
+        if data.keys() & {"at", "mono", "boot"}:
+            return data
+        return {**data, **self.interlock.stamp(self._clock())}
+
     async def _evidence(self, kind: str, data: dict[str, Any], *, required: bool = True) -> None:
         """Audit, then send upstream. ``required``: an audit failure raises, and the caller does not act.
 
@@ -287,7 +295,7 @@ class BroadcastSubsystem:
         the record then.
         """
         try:
-            entry = await self.audit.record(kind, data)
+            entry = await self.audit.record(kind, self._stamped(data))
             proof: dict[str, Any] = {"audit_seq": entry["seq"], "audit_hash": entry["hash"], "ts": entry["ts"]}
         except OSError as exc:
             if required:
