@@ -108,14 +108,14 @@ def main() -> int:
         for base in range(0, RECORDS, 200):
             j.append([(RecordClass.TELEMETRY, bench.reading(i)) for i in range(base, base + 200)])
 
-    def read_ack() -> None:  # what a link runner does: pulls of 500, one ack per message of 50
+    def read_ack() -> None:  # what a link runner does: pulls of 500 (runs of batches), one ack per message of 50
         replay = dict.fromkeys(REPLAYABLE, 0)
-        while records := collect(j, "mqtt", 500, 0, dict.fromkeys(URGENT, 0), dict.fromkeys(REPLAYABLE, 0),
-                                 dict(replay), 500):
-            for r in records:
-                replay[r.cls] = max(replay[r.cls], r.seq)
-            for k in range(0, len(records), 50):
-                j.ack("mqtt", [r.seq for r in records[k:k + 50]])
+        while (pull := collect(j, "mqtt", 500, 0, dict.fromkeys(URGENT, 0), dict.fromkeys(REPLAYABLE, 0),
+                               dict(replay), 500)).count:
+            for message in pull.messages(50):
+                for run in message:
+                    replay[run.cls] = max(replay[run.cls], run.last)
+                j.ack("mqtt", [seq for run in message for seq in run.seqs])
 
     print(f"root: {args.root}")
     print(profiled("append (group commit of 200)", append))
