@@ -177,7 +177,7 @@ class Harness:
         if clean:
             self.plane.close()
         else:
-            self.killed.append(self.plane)  # its connection stays open, unused, as a dead process's would be gone
+            self.killed.append(self.plane)  # left open and unused (closed at the end): a dead process closes nothing
         self.clock, self.boot = clock or self.clock, boot or self.boot
         self.plane = self.open()
 
