@@ -86,7 +86,8 @@ def signed(cmd: str, args: dict[str, Any], command_id: int, *, iat: float | None
 def test_commands_over_mqtt_good_forged_expired_replayed_unsigned(broker: Broker, tmp_path: Path) -> None:
     cache = tmp_path / "state" / "commands" / "replay.sqlite"
     # A replay cache that has existed for an hour (a fresh one refuses commands older than itself).
-    ReplayCache(cache, max_entries=100, max_clock_skew=60, clock=lambda: time.time() - 3600).close()
+    ReplayCache(cache, max_entries=100, max_clock_skew=60, clock=lambda: time.time() - 3600,
+                monotonic=lambda: time.monotonic() - 3600).close()
     target = FakeTarget()
     audit: list[dict[str, Any]] = []
     platform = Platform(broker.port, f"{PREFIX}/{GW}/reply")

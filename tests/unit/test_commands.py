@@ -29,6 +29,7 @@ from gateway.commands import (
 )
 from gateway.commands.names import CommandName
 from gateway.commands.replay import ReplayRefused
+from gateway.rules.clock import Clock as TwoClocks
 from gateway.shared import Value
 
 T = TypeVar("T")
@@ -47,10 +48,19 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 @dataclass
 class Clock:
+    """The wall clock the test sets; a monotonic clock that moves with it (these tests step no clock:
+    tests/unit/test_replay_floor_clock_step.py does)."""
+
     now: float = T0
 
     def __call__(self) -> float:
         return self.now
+
+    def wall(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now - T0 + 50_000.0
 
 
 @dataclass
@@ -130,17 +140,24 @@ def commands_config(**overrides: Any) -> CommandsConfig:
 
 
 class Harness:
-    def __init__(self, tmp: Path, *, config: CommandsConfig | None = None, clock: Clock | None = None,
-                 target: FakeTarget | None = None) -> None:
+    """A command plane over a replay cache in ``tmp``, on ``clock`` (wall and monotonic) in boot ``boot``
+    (None: this machine's); ``restart`` opens both again on the same file, as the daemon's next start."""
+
+    def __init__(self, tmp: Path, *, config: CommandsConfig | None = None, clock: TwoClocks | None = None,
+                 target: FakeTarget | None = None, boot: str | None = None, aged: bool = True) -> None:
         self.tmp = tmp
         self.config = config or commands_config()
-        self.clock = clock or Clock()
+        self.clock: TwoClocks = clock or Clock()
+        self.boot = boot
         self.target = target or FakeTarget()
         self.audit: list[dict[str, Any]] = []
+        self.killed: list[CommandPlane] = []
         self.cache_path = tmp / "state" / "commands" / "replay.sqlite"
-        if not self.cache_path.exists():
+        if aged and not self.cache_path.exists():
             # A cache that has existed for a day: its floor lies well before the commands of these tests.
-            ReplayCache(self.cache_path, max_entries=10, max_clock_skew=60, clock=lambda: T0 - 86400).close()
+            wall, monotonic = self.clock.wall, self.clock.monotonic
+            ReplayCache(self.cache_path, max_entries=10, max_clock_skew=60, clock=lambda: wall() - 86400,
+                        monotonic=lambda: monotonic() - 86400, boot=boot).close()
         self.plane = self.open()
 
     def open(self) -> CommandPlane:
@@ -149,13 +166,24 @@ class Harness:
             self.audit.append(record)
 
         replay = ReplayCache(self.cache_path, max_entries=self.config.replay_cache_size,
-                             max_clock_skew=self.config.max_clock_skew, clock=self.clock)
+                             max_clock_skew=self.config.max_clock_skew, clock=self.clock.wall,
+                             monotonic=self.clock.monotonic, boot=self.boot)
         return CommandPlane(self.config, gateway_id=GW, keys=load_issuer_keys(self.config), target=self.target,
-                            on_audit=on_audit, replay=replay, gateway_number=GW_NUMBER, clock=self.clock)
+                            on_audit=on_audit, replay=replay, gateway_number=GW_NUMBER, clock=self.clock.wall)
 
-    def restart(self) -> None:
-        self.plane.close()
+    def restart(self, clock: TwoClocks | None = None, *, boot: str | None = None, clean: bool = True) -> None:
+        """The daemon's next start; a reboot when a new clock (its monotonic clock starts again) and boot id are
+        given. ``clean`` False: the process was killed (or the power cut) without closing the cache."""
+        if clean:
+            self.plane.close()
+        else:
+            self.killed.append(self.plane)  # left open and unused (closed at the end): a dead process closes nothing
+        self.clock, self.boot = clock or self.clock, boot or self.boot
         self.plane = self.open()
+
+    def close(self) -> None:
+        for plane in [*self.killed, self.plane]:
+            plane.close()
 
     def send(self, payload: bytes) -> Reply:
         async def go() -> Reply:
@@ -405,9 +433,11 @@ def test_rejected_commands_do_not_use_up_their_id(h: Harness) -> None:
 
 def test_replay_entries_expire_with_their_command(tmp_path: Path) -> None:
     clock = Clock()
-    cache = ReplayCache(tmp_path / "r.sqlite", max_entries=4, max_clock_skew=60, clock=lambda: T0 - 3600)
+    cache = ReplayCache(tmp_path / "r.sqlite", max_entries=4, max_clock_skew=60, clock=lambda: T0 - 3600,
+                        monotonic=lambda: clock.monotonic() - 3600)  # an hour before, on the same clocks
     cache.close()
-    cache = ReplayCache(tmp_path / "r.sqlite", max_entries=4, max_clock_skew=60, clock=clock)
+    cache = ReplayCache(tmp_path / "r.sqlite", max_entries=4, max_clock_skew=60, clock=clock,
+                        monotonic=clock.monotonic)
     cache.claim("k", 1, b"n1", T0, T0 + 300)
     cache.claim("k", 2, b"n2", T0, T0 + 300)
     with pytest.raises(ReplayRefused) as full:
