@@ -7,8 +7,7 @@ moment is put on today's wall clock by the monotonic time since (``on_clock_now`
 way, drops out); across a reboot only the wall stamp as written is left.
 
 Shared by what keeps such moments on disk: the command plane's replay-cache floor (gateway/commands/replay.py)
-and the broadcast interlock's restore (gateway/alerts/restore.py, which has its own copy of ``this_boot``
-and ``Stamp`` until it imports them from here).
+and the broadcast interlock's audit restore (gateway/alerts/restore.py, gateway/alerts/interlock.py).
 """
 
 from __future__ import annotations

@@ -26,18 +26,17 @@ Keyed by gateway number, not card: a gateway given a new card in the config keep
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.fsutil import ensure_dir, move_database_aside, open_checked_database
+from gateway.fsutil import ensure_dir, move_database_aside, open_checked_database, write_transaction
 
 log = logging.getLogger("fieldgate.satcentre")
 
@@ -113,7 +112,7 @@ class _Writer:
 
     def _commit(self, changes: list[Change]) -> bool:
         try:
-            with _transaction(self._db):
+            with write_transaction(self._db):
                 for change in changes:
                     change(self._db)
         except sqlite3.Error as exc:
@@ -228,7 +227,7 @@ class CentreStore:
         keep = sorted(set(gateways))
         marks = ",".join("?" for _ in keep) or "NULL"
         db = self._reading()
-        with _transaction(db):
+        with write_transaction(db):
             for table in ("queue", "seen", "owed", "commands"):
                 db.execute(f"DELETE FROM {table} WHERE gw NOT IN ({marks})", keep)
 
@@ -300,14 +299,3 @@ def _owe(db: sqlite3.Connection, pairs: list[tuple[int, int]], forget_pairs: lis
     db.executemany("DELETE FROM owed WHERE gw = ? AND seq = ?", forget_pairs)
 
 
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN ... COMMIT on an autocommit connection (where ``with db:`` commits nothing); ROLLBACK on an error."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
-            db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")

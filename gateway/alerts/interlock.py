@@ -27,13 +27,12 @@ from gateway.alerts.restore import (
     HistoryStart,
     Horizon,
     Lookback,
-    Stamp,
     activation_zones,
     original,
     stamp_of,
-    this_boot,
 )
 from gateway.alerts.signing import MAX_FUTURE_SKEW_S, Keyring, OperatorSignature, SignatureRefused
+from gateway.bootclock import Stamp, this_boot
 from gateway.contracts import BusSettings
 from gateway.i18n import N_
 from gateway.registry import relay_board_problems, relay_board_units

@@ -23,37 +23,16 @@ are refused, that moment taken on today's clock (``HistoryStart``).
 
 from __future__ import annotations
 
-import functools
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from gateway.alerts.model import MsgType
+from gateway.bootclock import Stamp, on_clock_now
 
-BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 # Records read back at most: a zone sounded fewer than max_per_hour times in this many records counts what it has.
 LOOKBACK_RECORDS = 20_000
 RATE_WINDOW_S = 3600.0  # the hourly cap's window, the longest time a rate limit looks back
-
-
-@functools.cache
-def this_boot() -> str:
-    """The kernel's boot id, read once; without one (not Linux, no /proc) an id of this process only, so that the
-    records of an earlier process are taken as another boot's (aged on the wall clock, the conservative way)."""
-    try:
-        found = BOOT_ID_PATH.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        found = ""
-    return found or f"process-{uuid.uuid4()}"
-
-
-@dataclass(frozen=True)
-class Stamp:
-    at: float  # the wall clock
-    mono: float | None  # the monotonic clock of boot ``boot``
-    boot: str | None
 
 
 def stamp_of(record: dict[str, Any]) -> Stamp:
@@ -66,14 +45,6 @@ def stamp_of(record: dict[str, Any]) -> Stamp:
     except (TypeError, ValueError):
         at = 0.0
     return Stamp(at, float(mono) if isinstance(mono, int | float) else None, boot if isinstance(boot, str) else None)
-
-
-def on_clock_now(stamp: Stamp, boot: str, wall_now: float, mono_now: float) -> float | None:
-    """The moment ``stamp`` was taken, on the wall clock as it reads now: its wall stamp moved by every step since
-    (the change of wall - monotonic), when it was taken in this boot; None when nothing monotonic compares."""
-    if stamp.boot != boot or stamp.mono is None or stamp.mono > mono_now:
-        return None
-    return wall_now - (mono_now - stamp.mono)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ class BroadcastSubsystem:
         self.config = config
         self.audit = audit
         self.outputs = dict(outputs)
-        # The rate limits age on both clocks (ZoneRateLimiter); ``boot_id`` None: the kernel's (restore.this_boot).
+        # The rate limits age on both clocks (ZoneRateLimiter); ``boot_id`` None: the kernel's (bootclock.this_boot).
         self.interlock = Interlock(config, monotonic, boot_id)
         now = clock()
         self.interlock.restore(audit.history(now - HISTORY_S, self.interlock.lookback(now)), now)

@@ -27,19 +27,18 @@ lost cache was lost before this one began, and every command this one accepted i
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.bootclock import Stamp, on_clock_now, this_boot
 from gateway.commands.names import Reason
-from gateway.fsutil import ensure_dir, move_database_aside, open_checked_database
+from gateway.fsutil import ensure_dir, move_database_aside, open_checked_database, write_transaction
 
 log = logging.getLogger("fieldgate.commands")
 
@@ -140,7 +139,7 @@ class ReplayCache:
         if moment < self._fixed and (not self._written or abs(moment - self._moment) >= _MOVED_S):
             self._anchor, self._moment = Stamp(wall, mono, self.boot), moment
             try:
-                with _transaction(db):  # both or neither: a floor read with other clocks would be off by a step
+                with write_transaction(db):  # both or neither: a floor read with other clocks would be off by a step
                     db.execute("INSERT OR REPLACE INTO meta VALUES ('floor', ?)", (moment,))
                     db.execute("INSERT OR REPLACE INTO floor_clocks VALUES (1, ?, ?, ?, ?)",
                                (wall, mono, self.boot, self.noted))
@@ -165,7 +164,7 @@ class ReplayCache:
             if issued_at < floor:
                 raise ReplayRefused(Reason.ISSUED_BEFORE_CACHE, self._before_floor(issued_at, floor))
             try:
-                with _transaction(db):
+                with write_transaction(db):
                     self._claim_locked(db, kid, command_id, keys, expires)
             except sqlite3.Error as exc:
                 log.error("command replay cache %s: %s", self.path, exc)
@@ -219,18 +218,6 @@ class ReplayCache:
                 self._db = None
 
 
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction on an autocommit connection (where ``with db:`` commits nothing): committed at the
-    end, rolled back on any exception (centre/satellite/store.py has the same helper)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
-            db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 def _utc(moment: float) -> str:
