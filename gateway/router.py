@@ -8,8 +8,10 @@ runner or commands, whose replies queue for the satellite.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("fieldgate")
 
 
+# A command plane whose replay cache could not open is tried again after 5 s, then twice as long each time, at
+# most every minute: space a technician frees brings commands back within seconds; a full disk costs one try a minute.
+PLANE_RETRY_FIRST_S = 5.0
+PLANE_RETRY_MAX_S = 60.0
+
+
 class CommandRouter:
     def __init__(self, config: SiteConfig, config_path: str | None, journal: AsyncJournal,
                  primaries: Sequence[PrimarySlot], satellites: Sequence[SatelliteSlot],
@@ -39,8 +47,13 @@ class CommandRouter:
         self.satellites = satellites
         self.commands: CommandPlane | None = None
         self._background = background
+        self._retry: asyncio.TimerHandle | None = None
+        self._failures = 0
 
     def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if self.commands is not None:
             self.commands.close()
 
@@ -116,6 +129,7 @@ class CommandRouter:
         if not cfg.issuers:
             return
         base = Path(self.config_path).parent if self.config_path else Path.cwd()
+        self._retry = None
         try:
             self.commands = CommandPlane(
                 cfg, gateway_id=self.config.gateway.id, keys=load_issuer_keys(cfg, base), target=target,
@@ -123,9 +137,23 @@ class CommandRouter:
                 replay=ReplayCache(cfg.replay_cache_path(self.config.gateway.state_dir),
                                    max_entries=cfg.replay_cache_size, max_clock_skew=cfg.max_clock_skew),
                 gateway_number=self.config.satellite.gateway_number)
-        except (CommandKeyError, OSError, ValueError) as exc:
+        except (CommandKeyError, ValueError) as exc:
             # Polling, alarms and the siren must run even if the command keys are broken.
             log.error("command plane NOT started: %s; commands will be ignored until this is fixed", exc)
+        except (OSError, sqlite3.Error) as exc:
+            # The replay cache cannot open (a full or failing state disk): no command may run unclaimed, so the
+            # plane stays off, and polling, alarms and the siren go on; it is tried again while the gateway runs,
+            # as the journal is, so that space freed on the disk brings commands (a cancel too) back.
+            self._failures += 1
+            if self._failures == 1:
+                log.error("command plane NOT started: %s; commands will be ignored until it opens (tried again "
+                          "from %.0f s to every %.0f s)", exc, PLANE_RETRY_FIRST_S, PLANE_RETRY_MAX_S)
+            delay = min(PLANE_RETRY_MAX_S, PLANE_RETRY_FIRST_S * 2 ** min(self._failures - 1, 8))
+            self._retry = asyncio.get_running_loop().call_later(delay, self.start, target)
+        else:
+            if self._failures:
+                log.warning("command plane started after %d failed attempts", self._failures)
+            self._failures = 0
 
     def on_satellite_message(self, link_name: str, data: bytes) -> None:
         """An incoming satellite message (called from the link's reader, on the event loop)."""

@@ -103,6 +103,11 @@ class ReplayCache:
         fresh = not self.path.exists()
         try:
             self._db = self._connect()
+        except sqlite3.OperationalError:
+            # A full disk, an I/O error, a lock: nothing says the file is damaged. Moving it aside would throw
+            # away the claims it holds for a fresh cache the same disk cannot write either (the router tries
+            # the plane again later).
+            raise
         except sqlite3.DatabaseError as exc:
             aside = move_database_aside(self.path, int(self._clock()))
             log.error("command replay cache %s is unreadable (%s); moved to %s, starting a new one",

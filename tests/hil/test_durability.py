@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -27,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from gateway.commands import ReplayCache
 from gateway.journal import Journal, JournalSettings
 from gateway.shared import Quality, Reading, RecordClass
 from sim.broker import Broker
@@ -355,3 +357,40 @@ for base in range(0, total, 5000):
 print(json.dumps({"records": j.depth(), "rss_kb_at_10pct": at10, "rss_kb_max": peak}))
 j.close()
 """
+
+
+def test_a_state_disk_full_at_start_stops_the_command_plane_not_the_gateway(tmp_path: Path, broker: Broker) -> None:
+    """A box that boots with its SD card full: the replay cache cannot open (its -shm file cannot be made), and
+    the command plane stays off with an error in the log while polling, alarms and the journal's full-disk
+    handling go on; once space is freed the plane opens at its next try. The plane's sqlite3 error used to escape
+    the router and stop the whole gateway at every start (after moving the intact cache aside as unreadable)."""
+    mnt = mount_small_fs(tmp_path, 40)
+    if mnt is None:
+        pytest.skip("cannot mount a loop file system here (needs root)")
+    try:
+        state = mnt / "state"
+        Journal(state / "journal.sqlite", {"county": ALL}, JournalSettings(reserve_bytes=0)).close()
+        ReplayCache(state / "commands" / "replay.sqlite", max_entries=100, max_clock_skew=60).close()  # ran before
+        filler = fill(mnt, leave=0)
+        key = base64.b64encode(bytes(range(32))).decode()
+        commands = f"commands: {{issuers: {{ops: {{key: '{key}', allow: [ping]}}}}}}\n"
+        sim_port = free_port()
+        config = site_yaml(tmp_path, state, sim_port, broker.port, journal=commands)
+        gateway = GatewayProcess(config, tmp_path / "gateway.log")
+        with changing_site(sim_port):
+            gateway.start()
+            try:
+                wait_for(lambda: "command plane NOT started" in gateway.log(), 30,
+                         f"the plane's error in the log; log:\n{gateway.log()}")
+                wait_for(lambda: "connected to" in gateway.log(), 30, f"the link up; log:\n{gateway.log()}")
+                time.sleep(2)  # polling into the RAM journal (the real one cannot open on the full disk)
+                assert gateway.proc is not None and gateway.proc.poll() is None, gateway.log()
+                filler.unlink()  # the technician frees space: the plane opens at its next try, seconds later
+                wait_for(lambda: "command plane started after" in gateway.log(), 30,
+                         f"the plane back; log:\n{gateway.log()}")
+                assert gateway.proc.poll() is None, gateway.log()
+            finally:
+                code = gateway.stop()
+        assert code == 0, gateway.log()
+    finally:
+        unmount(mnt)
