@@ -15,6 +15,7 @@ lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -39,10 +40,13 @@ class Book:
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
     faults: dict[str, dict[str, Any]] = field(default_factory=dict)
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    # Counts every write, carried on from the book a start loaded: of the real book and its spare, the one written
+    # last has the higher count, whatever the wall clock said ("saved" is for people, and for books without it).
+    writes: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"v": BOOK_VERSION, "saved": round(time.time(), 3), "rules": self.rules, "faults": self.faults,
-                "outbox": self.outbox}
+        return {"v": BOOK_VERSION, "saved": round(time.time(), 3), "writes": self.writes, "rules": self.rules,
+                "faults": self.faults, "outbox": self.outbox}
 
 
 def _parse(data: Any) -> Book:
@@ -51,7 +55,8 @@ def _parse(data: Any) -> Book:
     rules = {str(k): dict(v) for k, v in dict(data.get("rules") or {}).items() if isinstance(v, dict)}
     faults = {str(k): dict(v) for k, v in dict(data.get("faults") or {}).items() if isinstance(v, dict)}
     outbox = [dict(v) for v in list(data.get("outbox") or []) if isinstance(v, dict)][-OUTBOX_MAX:]
-    return Book(rules, faults, outbox)
+    writes = data.get("writes", 0)
+    return Book(rules, faults, outbox, writes if isinstance(writes, int) and writes >= 0 else 0)
 
 
 class AlarmBook:
@@ -66,17 +71,20 @@ class AlarmBook:
         self.write_problem: str | None = None
 
     def load(self) -> Book:
-        """The newest readable book (the real one or the spare); an empty one if there is none."""
-        found: list[tuple[float, Book]] = []
+        """The book written last (the real one or the spare), by its write count, then by its wall stamp (books
+        of before the count); an empty one if there is none. The wall stamp alone let a spare written while the
+        clock was ahead beat the real book written after it (bench/soak.py --seed 11)."""
+        found: list[tuple[int, float, Book]] = []
         for candidate in (self.path, self.spare):
             if candidate is None or not candidate.exists():
                 continue
             try:
                 data = json.loads(candidate.read_text())
-                found.append((float(data.get("saved", 0)), _parse(data)))
+                book = _parse(data)
+                found.append((book.writes, float(data.get("saved", 0)), book))
             except (OSError, ValueError, TypeError) as exc:
                 log.error("alarm book %s unreadable (%s); active alarms from it are not resumed", candidate, exc)
-        self.book = max(found, key=lambda f: f[0])[1] if found else Book()
+        self.book = max(found, key=lambda f: (f[0], f[1]))[2] if found else Book()
         return self.book
 
     # ---- changes: each one written before it counts ----
@@ -118,9 +126,10 @@ class AlarmBook:
                 "since": since if since is not None else round(time.time(), 3)}
 
     async def _save(self) -> None:
+        self.book.writes += 1
         data = json.dumps(self.book.to_json(), separators=(",", ":"), default=str).encode()
         try:
-            await asyncio.to_thread(_write, self.path, data)
+            await asyncio.to_thread(_write, self.path, data, self.spare)
             if self.write_problem is not None:
                 log.warning("alarm book %s writable again", self.path)
             self.write_problem = None
@@ -137,9 +146,13 @@ class AlarmBook:
                 log.error("alarm book spare %s cannot be written either: %s", self.spare, exc)
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: Path, data: bytes, stale: Path | None = None) -> None:
+    """Write the book; once the real one is written, a spare left from a degraded time is stale: removed."""
     ensure_dir(path.parent)
     write_atomic(path, data)
+    if stale is not None:
+        with contextlib.suppress(OSError):  # the real book is written: a spare that stays is outcounted anyway
+            stale.unlink(missing_ok=True)
 
 
 def cleared_body(rule: str, entry: dict[str, Any], reason: str, at: float) -> dict[str, Any]:
