@@ -85,12 +85,12 @@ class History:
 
     ``complete`` is False when the chain could not be read back to the horizon: a chain that begins
     after it (new, deleted or replaced by a fresh one) or a segment that cannot be read. A reader
-    must then assume that anything before ``known_since`` may have happened.
+    must then assume that anything before the oldest record may have happened (where that lies on
+    today's clock: gateway/alerts/restore.py ``HistoryStart``).
     """
 
     records: list[dict[str, Any]]
     complete: bool
-    known_since: float
 
 
 # Shown each record read back, newest first: True once nothing older is wanted (read_history).
@@ -132,8 +132,8 @@ def read_history(path: Path, since: float, enough: HistoryWanted | None = None) 
 
     def ended() -> History:
         if passed:
-            return History(list(reversed(found)), True, since)
-        return History(list(reversed(found)), False, found[-1]["ts"] if found else time.time())
+            return History(list(reversed(found)), True)
+        return History(list(reversed(found)), False)
 
     for segment in segments:
         try:

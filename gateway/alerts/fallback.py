@@ -20,7 +20,6 @@ import json
 import logging
 import shutil
 import threading
-import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,7 +45,7 @@ class _NoAuditLog:
         self.why = why
 
     def history(self, since: float, enough: HistoryWanted | None = None) -> History:
-        return History([], False, time.time())  # nothing is known: alerts sent before now are refused
+        return History([], False)  # nothing is known: alerts sent before this start are refused
 
     def append(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         raise OSError(f"no audit log can be written ({self.why})")

@@ -95,7 +95,7 @@ def _accepted(at: float) -> dict[str, Any]:
 def _restarted(clock: SteppedClock, *ats: float) -> Interlock:
     config = broadcast_config(rate_limit={"min_interval": 300, "max_per_hour": 2})
     lock = Interlock(config, monotonic=clock.monotonic)
-    lock.restore(History([_accepted(at) for at in ats], True, clock.wall() - HOUR), clock.wall())
+    lock.restore(History([_accepted(at) for at in ats], True), clock.wall())
     return lock
 
 
